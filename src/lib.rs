@@ -1,0 +1,28 @@
+//! fraudmesh core: the pure rules of the mesh.
+//!
+//! Everything in this crate is deterministic: no I/O, no clock reads, no async,
+//! no randomness. Time comes in as a [`Millis`] argument, keys come in as bytes.
+//! The node (`fraudmesh-node`) wires these rules to sockets, disk and clocks.
+//!
+//! - [`identity`]: ed25519 identities and their peer-id names.
+//! - [`target`]: what a sighting accuses (addresses, prefixes, number prefixes), canonical forms.
+//! - [`sighting`]: the signed record, signing and verification with every rejection reason.
+//! - [`ledger`]: the CRDT holding the newest record per (reporter, target).
+//! - [`policy`]: trust weights, the block threshold, the allowlist: what is blocked.
+//! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
+
+pub mod blocklist;
+pub mod identity;
+pub mod ledger;
+pub mod policy;
+pub mod sighting;
+pub mod target;
+
+/// Generated protobuf types of `proto/fraudmesh/v1/sighting.proto`.
+pub mod proto {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/fraudmesh.v1.rs"));
+}
+
+/// Milliseconds since the Unix epoch (UTC). The core never reads a clock: callers pass it in.
+pub type Millis = u64;
