@@ -10,11 +10,13 @@
 //! - [`ledger`]: the CRDT holding the newest record per (reporter, target).
 //! - [`policy`]: trust weights, the block threshold, the allowlist: what is blocked.
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
+//! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
 
 pub mod blocklist;
 pub mod identity;
 pub mod ledger;
 pub mod policy;
+pub mod rate;
 pub mod sighting;
 pub mod target;
 

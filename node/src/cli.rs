@@ -1,0 +1,105 @@
+//! The command line. This interface is a contract other tools and tests drive: names of
+//! commands and flags do not change casually.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// fraudmesh: a peer-to-peer blocklist for VoIP phone systems.
+#[derive(Debug, Parser)]
+#[command(name = "fraudmesh", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The node's directory: config.toml, identity.key, api.token and the database.
+    /// Default: /var/lib/fraudmesh as root, ~/.fraudmesh otherwise.
+    #[arg(long, global = true, env = "FRAUDMESH_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the node directory: identity, API token and config.
+    Init(InitArgs),
+    /// Run the node (with no config.toml, the embedded defaults apply).
+    Run,
+    /// Validate config.toml without starting.
+    CheckConfig,
+    /// Print this node's peer id.
+    Id,
+    /// Report attackers: sign sightings and gossip them to the mesh.
+    Report(ReportArgs),
+    /// Withdraw this node's sightings of a target.
+    Retract {
+        /// An address, prefix or +number.
+        target: String,
+    },
+    /// Is this address blocked, and by whom?
+    Check {
+        /// An IP address (or prefix, or +number).
+        target: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List blocked targets.
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running node's state.
+    Status {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected peers.
+    Peers {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `init` flags.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// libp2p listen address (repeatable). Default /ip4/0.0.0.0/tcp/7710.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// API address. Default 127.0.0.1:7711.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub api: Option<String>,
+    /// Seed peer, /ip4/…/tcp/…/p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub seed: Vec<String>,
+    /// Trust this peer fully (repeatable).
+    #[arg(long, value_name = "PEER_ID")]
+    pub trust: Vec<String>,
+    /// Replace an existing identity, token and config.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Addresses, prefixes (within the configured bound) or +E.164 numbers.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub targets: Vec<String>,
+    /// Read targets from a file, one per line ('#' comments and blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// scan, auth-failure, invite-flood, toll-fraud or manual.
+    #[arg(long, default_value = "manual")]
+    pub kind: String,
+    /// How long the sighting stays active, e.g. 1h, 7d. Default: policy.default_ttl.
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Free-text reason kept as evidence (at most 200 bytes).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,296 @@
+//! What each CLI command does. Commands other than `init`, `run`, `check-config` and
+//! `id` talk to the running node through its API.
+
+use crate::cli::{Command, InitArgs, ReportArgs};
+use crate::client::Client;
+use crate::config::{Config, TrustedPeer};
+use crate::dir::NodeDir;
+use crate::run::{self, load_config};
+use anyhow::{bail, Context};
+use fraudmesh::identity::PublicKey;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most targets sent in one request by `report --file`.
+const REPORT_CHUNK: usize = 10_000;
+
+/// Runs one command.
+pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init(args) => init(&dir, args)?,
+        Command::Run => run::run(dir).await?,
+        Command::CheckConfig => check_config(&dir)?,
+        Command::Id => println!("{}", dir.load_identity()?.public().peer_id()),
+        Command::Report(args) => report(&dir, args).await?,
+        Command::Retract { target } => {
+            let v = Client::new(&dir)?
+                .delete(&format!("/v1/sightings/{}", encode(&target)))
+                .await?;
+            println!("retracted {}", v["retracted"].as_str().unwrap_or(&target));
+        }
+        Command::Check { target, json } => {
+            let v = Client::new(&dir)?
+                .get(&format!("/v1/check/{}", encode(&target)))
+                .await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_check(&v);
+            }
+        }
+        Command::List { json } => {
+            let v = Client::new(&dir)?.get("/v1/blocklist").await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_list(&v);
+            }
+        }
+        Command::Status { json } => {
+            let v = Client::new(&dir)?.get("/v1/status").await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_status(&v);
+            }
+        }
+        Command::Peers { json } => {
+            let v = Client::new(&dir)?.get("/v1/peers").await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_peers(&v);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a target for a URL path (prefixes contain '/', IPv6 ':').
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn init(dir: &NodeDir, args: InitArgs) -> anyhow::Result<()> {
+    if dir.config().exists() && !args.force {
+        bail!("{} already exists (use --force to replace it)", dir.config().display());
+    }
+    let mut config = Config::default();
+    if !args.listen.is_empty() {
+        config.node.listen = args.listen;
+    }
+    if let Some(api) = args.api {
+        config.node.api = api;
+    }
+    config.node.seeds = args.seed;
+    for t in &args.trust {
+        t.parse::<PublicKey>().with_context(|| format!("--trust {t}"))?;
+        config.trust.peers.push(TrustedPeer {
+            peer_id: t.clone(),
+            weight: 1.0,
+        });
+    }
+    // Validate before writing anything, with a throwaway key for the policy check.
+    let probe = fraudmesh::identity::Identity::from_secret([1; 32]);
+    config.settings(probe.public())?;
+    let identity = dir.create_secrets(args.force)?;
+    let peer_id = identity.public().peer_id();
+    let text = format!(
+        "# fraudmesh node configuration, written by `fraudmesh init`.\n\
+         # Every key is optional; `fraudmesh check-config` validates this file.\n\
+         # The full list of keys with their defaults and meaning:\n{}\n{}",
+        crate::config::DEFAULT_TOML
+            .lines()
+            .map(|l| format!("#   {l}\n"))
+            .collect::<String>(),
+        toml::to_string_pretty(&config).context("writing the config")?
+    );
+    std::fs::write(dir.config(), text).with_context(|| format!("writing {}", dir.config().display()))?;
+    println!("{peer_id}");
+    for addr in &config.node.listen {
+        let addr: Multiaddr = addr.parse()?;
+        println!("{}", dialable(&addr, &peer_id));
+    }
+    eprintln!(
+        "initialised {} — start the node with: fraudmesh --dir {} run",
+        dir.root().display(),
+        dir.root().display()
+    );
+    Ok(())
+}
+
+/// The address peers can dial: an unspecified listen address is shown as 127.0.0.1
+/// (replace it with this host's address for other machines).
+fn dialable(addr: &Multiaddr, peer_id: &str) -> String {
+    let shown: Multiaddr = addr
+        .iter()
+        .map(|p| match p {
+            Protocol::Ip4(ip) if ip.is_unspecified() => Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST),
+            Protocol::Ip6(ip) if ip.is_unspecified() => Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST),
+            p => p,
+        })
+        .collect();
+    format!("{shown}/p2p/{peer_id}")
+}
+
+fn check_config(dir: &NodeDir) -> anyhow::Result<()> {
+    let config = load_config(dir)?;
+    let local = match dir.load_identity() {
+        Ok(id) => id.public(),
+        Err(_) => fraudmesh::identity::Identity::from_secret([1; 32]).public(),
+    };
+    let s = config.settings(local)?;
+    let source = if dir.config().exists() {
+        dir.config().display().to_string()
+    } else {
+        "embedded defaults (no config.toml)".to_string()
+    };
+    println!(
+        "config OK: {source}\n  listen {}\n  api {}\n  seeds {}, trusted peers {}",
+        s.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        s.api,
+        s.seeds.len(),
+        s.policy.trust().trusted.len()
+    );
+    Ok(())
+}
+
+async fn report(dir: &NodeDir, args: ReportArgs) -> anyhow::Result<()> {
+    let targets: Vec<String> = match &args.file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+        None => args.targets.clone(),
+    };
+    if targets.is_empty() {
+        bail!("no targets to report");
+    }
+    // Check every target locally first: a bad line refuses the whole batch.
+    let wide = fraudmesh::target::Bounds {
+        min_v4_len: 0,
+        min_v6_len: 0,
+    };
+    for (i, t) in targets.iter().enumerate() {
+        // Breadth is the node's call (its config may differ); syntax is checked here.
+        fraudmesh::target::Target::parse(t, wide).with_context(|| format!("target {} ({t:?})", i + 1))?;
+    }
+    let client = Client::new(dir)?;
+    let mut accepted = 0;
+    for chunk in targets.chunks(REPORT_CHUNK) {
+        let mut body = json!({ "targets": chunk, "kind": args.kind });
+        if let Some(ttl) = &args.ttl {
+            body["ttl"] = json!(ttl);
+        }
+        if let Some(reason) = &args.reason {
+            body["reason"] = json!(reason);
+        }
+        let v = client.post("/v1/sightings", &body).await?;
+        accepted += v["accepted"].as_u64().unwrap_or(0);
+    }
+    println!("reported {accepted} target(s)");
+    Ok(())
+}
+
+fn time(ms: &Value) -> String {
+    match ms.as_u64() {
+        Some(ms) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        None => "-".into(),
+    }
+}
+
+fn print_check(v: &Value) {
+    let target = v["target"].as_str().unwrap_or("?");
+    let reporters = v["reporters"].as_array().map(Vec::len).unwrap_or(0);
+    if v["blocked"].as_bool() == Some(true) {
+        println!(
+            "{target}: BLOCKED until {} ({reporters} reporter(s))",
+            time(&v["until"])
+        );
+    } else {
+        println!("{target}: not blocked ({reporters} reporter(s))");
+    }
+    for m in v["matches"].as_array().into_iter().flatten() {
+        let note = if m["allowlisted"].as_bool() == Some(true) {
+            " (allowlisted)"
+        } else {
+            ""
+        };
+        println!(
+            "  {} score {}{} reporters: {}",
+            m["target"].as_str().unwrap_or("?"),
+            m["score"],
+            note,
+            m["reporters"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn print_list(v: &Value) {
+    let list = v["blocked"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("nothing blocked");
+        return;
+    }
+    println!("{:<42} {:<22} {:>9} {:>6}", "TARGET", "UNTIL", "REPORTERS", "SCORE");
+    for d in list {
+        println!(
+            "{:<42} {:<22} {:>9} {:>6}",
+            d["target"].as_str().unwrap_or("?"),
+            time(&d["until"]),
+            d["reporters"].as_array().map(Vec::len).unwrap_or(0),
+            d["score"]
+        );
+    }
+}
+
+fn print_status(v: &Value) {
+    println!("peer id   {}", v["peer_id"].as_str().unwrap_or("?"));
+    println!("version   {}", v["version"].as_str().unwrap_or("?"));
+    println!("peers     {} ({} gossiping)", v["peers"], v["gossip_peers"]);
+    println!("records   {}", v["records"]);
+    println!("blocked   {}", v["blocked"]);
+    println!("uptime    {}s", v["uptime_s"]);
+    for a in v["listen"].as_array().into_iter().flatten() {
+        println!("listen    {}", a.as_str().unwrap_or("?"));
+    }
+}
+
+fn print_peers(v: &Value) {
+    let list = v["peers"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no peers connected");
+        return;
+    }
+    println!("{:<54} {:<28} {:>7} {:>6}", "PEER", "ADDRESS", "RTT MS", "GOSSIP");
+    for p in list {
+        println!(
+            "{:<54} {:<28} {:>7} {:>6}",
+            p["peer_id"].as_str().unwrap_or("?"),
+            p["address"].as_str().unwrap_or("?"),
+            p["rtt_ms"]
+                .as_u64()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if p["gossip"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The node's TOML configuration: embedded defaults (so `fraudmesh run` starts with no
+//! file at all), strict parsing (unknown keys are errors), and validation into the
+//! core's types with errors that name the offending key.
+
+use anyhow::{anyhow, bail, Context};
+use fraudmesh::identity::PublicKey;
+use fraudmesh::policy::{Policy, TrustConfig, Weight};
+use fraudmesh::sighting::Limits;
+use fraudmesh::target::{Bounds, Target};
+use ipnet::IpNet;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// The embedded defaults, also the commented template `init` writes.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Networking and API.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Trust weights.
+    #[serde(default)]
+    pub trust: TrustSection,
+    /// Block policy bounds.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Abuse bounds for strangers.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Storage.
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// libp2p listen multiaddrs. Default `/ip4/0.0.0.0/tcp/7710`.
+    pub listen: Vec<String>,
+    /// Seed peers, full multiaddrs ending in `/p2p/<peer id>`. Default none.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// HTTP API address. Default `127.0.0.1:7711`.
+    pub api: String,
+}
+
+/// One trusted peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedPeer {
+    /// Its peer id (`12D3KooW…`).
+    pub peer_id: String,
+    /// Its weight. Default 1.0.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+/// `[trust]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustSection {
+    /// Block threshold. Default 1.0.
+    pub threshold: f64,
+    /// Weight of strangers. Default 0.1.
+    pub stranger_weight: f64,
+    /// Cap of all strangers of one target. Default 0.5.
+    pub stranger_cap: f64,
+    /// Trusted peers. Default none.
+    #[serde(default)]
+    pub peers: Vec<TrustedPeer>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// Never-blocked addresses and prefixes. Default none (plus implicit ones).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Default TTL of local reports. Default 24h.
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Maximum TTL accepted. Default 7d.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Allowed clock skew. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Broadest IPv4 prefix. Default 16.
+    pub min_ipv4_prefix: u8,
+    /// Broadest IPv6 prefix. Default 32.
+    pub min_ipv6_prefix: u8,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Sightings/s per stranger. Default 10.
+    pub stranger_rate: f64,
+    /// Burst per stranger. Default 100.
+    pub stranger_burst: u32,
+    /// Records per stranger. Default 1000.
+    pub max_records_per_stranger: usize,
+    /// Records of all strangers. Default 100000.
+    pub max_stranger_records: usize,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// sled cache, MiB. Default 64.
+    pub cache_mb: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/7710".into()],
+            seeds: Vec::new(),
+            api: "127.0.0.1:7711".into(),
+        }
+    }
+}
+
+impl Default for TrustSection {
+    fn default() -> Self {
+        Self {
+            threshold: 1.0,
+            stranger_weight: 0.1,
+            stranger_cap: 0.5,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            allowlist: Vec::new(),
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_clock_skew: Duration::from_secs(300),
+            min_ipv4_prefix: 16,
+            min_ipv6_prefix: 32,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            stranger_rate: 10.0,
+            stranger_burst: 100,
+            max_records_per_stranger: 1000,
+            max_stranger_records: 100_000,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self { cache_mb: 64 }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Everything the node needs, validated and in the core's types.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Seed addresses with their peer ids.
+    pub seeds: Vec<(libp2p::PeerId, Multiaddr)>,
+    /// API socket address.
+    pub api: SocketAddr,
+    /// The block policy (trust + allowlist).
+    pub policy: Policy,
+    /// Acceptance bounds for sightings.
+    pub limits: Limits,
+    /// Default TTL of local reports, seconds.
+    pub default_ttl_s: u32,
+    /// Stranger abuse bounds.
+    pub stranger: LimitsSection,
+    /// sled cache bytes.
+    pub cache_bytes: u64,
+}
+
+impl Config {
+    /// Reads and parses a file; the path is in every error.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses TOML text; missing keys take their defaults.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// Validates everything and converts to [`Settings`] for a node whose key is `local`.
+    pub fn settings(&self, local: PublicKey) -> anyhow::Result<Settings> {
+        let listen = self
+            .node
+            .listen
+            .iter()
+            .map(|a| {
+                a.parse::<Multiaddr>()
+                    .with_context(|| format!("node.listen: bad multiaddr {a:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if listen.is_empty() {
+            bail!("node.listen: at least one listen address is needed");
+        }
+        let seeds = self
+            .node
+            .seeds
+            .iter()
+            .map(|s| parse_seed(s).with_context(|| format!("node.seeds: {s:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let api: SocketAddr = self.node.api.parse().with_context(|| {
+            format!(
+                "node.api: expected HOST:PORT such as 127.0.0.1:7711, got {:?}",
+                self.node.api
+            )
+        })?;
+
+        let weight = |key: &str, v: f64| -> anyhow::Result<Weight> {
+            if !(0.0..=1000.0).contains(&v) || !v.is_finite() {
+                bail!("{key}: must be between 0 and 1000, got {v}");
+            }
+            Ok((v * 1000.0).round() as Weight)
+        };
+        let mut trusted = HashMap::new();
+        for (i, p) in self.trust.peers.iter().enumerate() {
+            let key: PublicKey = p.peer_id.parse().with_context(|| format!("trust.peers[{i}].peer_id"))?;
+            trusted.insert(key, weight(&format!("trust.peers[{i}].weight"), p.weight)?);
+        }
+        let trust = TrustConfig {
+            local,
+            trusted,
+            stranger_weight: weight("trust.stranger_weight", self.trust.stranger_weight)?,
+            stranger_cap: weight("trust.stranger_cap", self.trust.stranger_cap)?,
+            threshold: weight("trust.threshold", self.trust.threshold)?,
+        };
+
+        let p = &self.policy;
+        if p.min_ipv4_prefix > 32 || p.min_ipv6_prefix > 128 {
+            bail!("policy.min_ipv4_prefix must be 0..=32 and policy.min_ipv6_prefix 0..=128");
+        }
+        let bounds = Bounds {
+            min_v4_len: p.min_ipv4_prefix,
+            min_v6_len: p.min_ipv6_prefix,
+        };
+        let secs = |key: &str, d: Duration| -> anyhow::Result<u32> {
+            u32::try_from(d.as_secs())
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| anyhow!("{key}: must be between 1s and about 136 years"))
+        };
+        let max_ttl_s = secs("policy.max_ttl", p.max_ttl)?;
+        let default_ttl_s = secs("policy.default_ttl", p.default_ttl)?;
+        if default_ttl_s > max_ttl_s {
+            bail!("policy.default_ttl ({default_ttl_s}s) exceeds policy.max_ttl ({max_ttl_s}s)");
+        }
+        let limits = Limits {
+            bounds,
+            max_ttl_s,
+            max_future_skew_ms: p.max_clock_skew.as_millis().min(u128::from(u64::MAX)) as u64,
+        };
+
+        let mut allowlist = Vec::new();
+        for (i, a) in p.allowlist.iter().enumerate() {
+            // Allowlist entries may be as broad as the operator likes: only parse them.
+            let t = Target::parse(
+                a,
+                Bounds {
+                    min_v4_len: 0,
+                    min_v6_len: 0,
+                },
+            )
+            .with_context(|| format!("policy.allowlist[{i}]"))?;
+            let net = t
+                .ip_net()
+                .ok_or_else(|| anyhow!("policy.allowlist[{i}]: {a:?} is a number, not an address"))?;
+            allowlist.push(net);
+        }
+        allowlist.extend(implicit_allowlist(&listen, &seeds));
+        let policy = Policy::new(trust, allowlist).context("trust")?;
+
+        let l = &self.limits;
+        if !(l.stranger_rate.is_finite() && l.stranger_rate >= 0.0) {
+            bail!("limits.stranger_rate: must be a non-negative number");
+        }
+        Ok(Settings {
+            listen,
+            seeds,
+            api,
+            policy,
+            limits,
+            default_ttl_s,
+            stranger: l.clone(),
+            cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
+        })
+    }
+}
+
+/// Parses `/ip4/…/tcp/…/p2p/<peer id>` into the peer id and the address.
+pub fn parse_seed(s: &str) -> anyhow::Result<(libp2p::PeerId, Multiaddr)> {
+    let addr: Multiaddr = s.parse().context("not a multiaddr")?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Ok((peer, addr)),
+        _ => bail!("a seed address must end with /p2p/<peer id>"),
+    }
+}
+
+/// Loopback, the node's own specific listen addresses and the seeds' addresses.
+fn implicit_allowlist(listen: &[Multiaddr], seeds: &[(libp2p::PeerId, Multiaddr)]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = vec![
+        "127.0.0.0/8".parse().expect("constant"),
+        "::1/128".parse().expect("constant"),
+    ];
+    let addrs = listen.iter().chain(seeds.iter().map(|(_, a)| a));
+    for a in addrs {
+        for p in a.iter() {
+            let ip = match p {
+                Protocol::Ip4(ip) => IpAddr::V4(ip),
+                Protocol::Ip6(ip) => IpAddr::V6(ip),
+                _ => continue,
+            };
+            if !ip.is_unspecified() {
+                out.push(IpNet::from(ip));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fraudmesh::identity::Identity;
+
+    fn local() -> PublicKey {
+        Identity::from_secret([5; 32]).public()
+    }
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        // The commented template shipped in the binary says exactly what the defaults are.
+        assert_eq!(Config::parse(DEFAULT_TOML).unwrap(), Config::default());
+        // A partial section keeps the other keys' defaults.
+        let partial = Config::parse("[trust]\nthreshold = 0.8").unwrap();
+        assert_eq!(partial.trust.stranger_cap, 0.5);
+        let s = c.settings(local()).unwrap();
+        assert_eq!(s.api.to_string(), "127.0.0.1:7711");
+        assert_eq!(s.limits.max_ttl_s, 7 * 24 * 3600);
+        assert_eq!(s.default_ttl_s, 24 * 3600);
+        assert!(s.policy.is_allowlisted_ip("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_configs_name_the_key() {
+        let cases = [
+            ("[node]\nlisten = [\"nonsense\"]\napi = \"127.0.0.1:1\"", "node.listen"),
+            ("[node]\nlisten = []\napi = \"127.0.0.1:1\"", "node.listen"),
+            ("[node]\nlisten = [\"/ip4/127.0.0.1/tcp/1\"]\napi = \"localhost\"", "node.api"),
+            ("[trust]\nthreshold = 1.0\nstranger_weight = 0.1\nstranger_cap = 1.0", "stranger cap"),
+            ("[trust]\nthreshold = 1.0\nstranger_weight = 0.1\nstranger_cap = 0.5\n[[trust.peers]]\npeer_id = \"bob\"", "trust.peers[0].peer_id"),
+            ("[policy]\nallowlist = [\"999.1.1.1\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"7d\"\nmax_clock_skew = \"5m\"\nmin_ipv4_prefix = 16\nmin_ipv6_prefix = 32", "policy.allowlist[0]"),
+            ("[policy]\ndefault_ttl = \"8d\"\nmax_ttl = \"7d\"\nmax_clock_skew = \"5m\"\nmin_ipv4_prefix = 16\nmin_ipv6_prefix = 32", "default_ttl"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(text).and_then(|c| c.settings(local()).map(|_| ()));
+            let msg = format!("{:#}", err.expect_err(text));
+            assert!(msg.contains(needle), "{text}\n→ {msg}");
+        }
+        let unknown = format!("{:#}", Config::parse("[node]\nlisten_on = []").unwrap_err());
+        assert!(unknown.contains("unknown field"), "{unknown}");
+        let typo = format!("{:#}", Config::parse("[trust]\nthreshold = \"high\"").unwrap_err());
+        assert!(typo.contains("threshold"), "{typo}");
+    }
+
+    #[test]
+    fn seeds_need_a_peer_id() {
+        assert!(parse_seed("/ip4/127.0.0.1/tcp/7710").is_err());
+        let id = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        let (peer, _) = parse_seed(&format!("/ip4/127.0.0.1/tcp/7710/p2p/{id}")).unwrap();
+        assert_eq!(peer, id);
+    }
+}

@@ -1,0 +1,591 @@
+//! The engine: the one owner of the ledger, the policy and the store.
+//!
+//! It runs on its own OS thread (verification is CPU work and sled calls block), takes
+//! [`Command`]s from a bounded channel, and answers through oneshot replies. Everything
+//! a sighting goes through — from the API or from gossip — passes the same path:
+//! cheap checks, stranger rate and capacity bounds, batched signature verification,
+//! merge, persist, re-decide the touched targets. The decided set is published as an
+//! immutable [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
+
+use crate::metrics::{Metrics, SourceLabel, VerdictLabel};
+use crate::now_ms;
+use crate::store::Store;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
+use fraudmesh::identity::{Identity, PublicKey};
+use fraudmesh::ledger::{Ledger, Merge};
+use fraudmesh::policy::{Decision, Policy};
+use fraudmesh::proto;
+use fraudmesh::rate::RateLimiter;
+use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record};
+use fraudmesh::target::Target;
+use fraudmesh::Millis;
+use ipnet::IpNet;
+use prost::Message;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands queued to the engine before senders wait.
+pub const COMMAND_QUEUE: usize = 1024;
+/// Largest gossip message accepted (also gossipsub's transmit limit).
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// Most sightings in one envelope.
+pub const MAX_ENVELOPE_SIGHTINGS: usize = 256;
+/// How often expired records are dropped from the ledger and the store.
+const GC_INTERVAL: Duration = Duration::from_secs(10);
+/// Least time between two rebuilds of the blocklist snapshot.
+const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What gossipsub is told about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: forward it.
+    Accept,
+    /// Valid but nothing new, or dropped by a soft bound (clock window, rate): don't
+    /// forward, don't penalise.
+    Ignore,
+    /// Invalid: don't forward, and penalise the peer that sent it.
+    Reject,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Ignore => "ignore",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// The answer to "is this blocked, and why?".
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Blocked now by any matching target.
+    pub blocked: bool,
+    /// Every target with records that covers the query, with its decision.
+    pub matches: Vec<(Target, Decision)>,
+}
+
+/// Counts for status.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Records in the ledger.
+    pub records: usize,
+    /// Targets blocked.
+    pub blocked: usize,
+    /// Bytes of the database on disk.
+    pub store_bytes: u64,
+}
+
+/// Requests to the engine.
+pub enum Command {
+    /// A gossip message's data; the verdict goes back to gossipsub.
+    Gossip {
+        /// The raw message data (an `Envelope`).
+        data: Vec<u8>,
+        /// Where the verdict goes.
+        reply: oneshot::Sender<Verdict>,
+    },
+    /// Sign, merge, persist (flushed) and publish local sightings.
+    Report {
+        /// What to sign.
+        drafts: Vec<Draft>,
+        /// The signed records once durable.
+        reply: oneshot::Sender<anyhow::Result<Vec<Record>>>,
+    },
+    /// Decide one target (and, for an address, every prefix covering it).
+    Check {
+        /// The query.
+        target: Target,
+        /// The answer.
+        reply: oneshot::Sender<Check>,
+    },
+    /// Every blocked target.
+    List {
+        /// The answer.
+        reply: oneshot::Sender<Vec<(Target, Decision)>>,
+    },
+    /// Counts.
+    Stats {
+        /// The answer.
+        reply: oneshot::Sender<Stats>,
+    },
+    /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
+    Tick,
+}
+
+/// A cloneable handle to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+    blocklist: Arc<ArcSwap<Blocklist>>,
+}
+
+impl EngineHandle {
+    /// The current decided snapshot (hot path; never waits for merges).
+    pub fn blocklist(&self) -> Arc<Blocklist> {
+        self.blocklist.load_full()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> anyhow::Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("engine stopped"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("engine stopped"))
+    }
+
+    /// Gossip data → verdict.
+    pub async fn gossip(&self, data: Vec<u8>) -> Verdict {
+        self.ask(|reply| Command::Gossip { data, reply })
+            .await
+            .unwrap_or(Verdict::Ignore)
+    }
+
+    /// Signs and stores local sightings; returns once they are durable.
+    pub async fn report(&self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
+        self.ask(|reply| Command::Report { drafts, reply }).await?
+    }
+
+    /// Explains the decision for a target.
+    pub async fn check(&self, target: Target) -> anyhow::Result<Check> {
+        self.ask(|reply| Command::Check { target, reply }).await
+    }
+
+    /// Blocked targets.
+    pub async fn list(&self) -> anyhow::Result<Vec<(Target, Decision)>> {
+        self.ask(|reply| Command::List { reply }).await
+    }
+
+    /// Counts.
+    pub async fn stats(&self) -> anyhow::Result<Stats> {
+        self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// Sends a tick (the node's timer task calls this).
+    pub async fn tick(&self) -> anyhow::Result<()> {
+        self.tx
+            .send(Command::Tick)
+            .await
+            .map_err(|_| anyhow::anyhow!("engine stopped"))
+    }
+}
+
+/// Bounds on what strangers can make this node hold.
+#[derive(Debug, Clone)]
+pub struct StrangerBounds {
+    /// Sightings per second from one stranger.
+    pub rate: f64,
+    /// Burst from one stranger.
+    pub burst: u32,
+    /// Active records per stranger.
+    pub max_per_stranger: usize,
+    /// Active records of all strangers.
+    pub max_total: usize,
+}
+
+/// What the engine is built from.
+pub struct EngineConfig {
+    /// This node's signing identity.
+    pub identity: Identity,
+    /// The block policy.
+    pub policy: Policy,
+    /// Acceptance bounds.
+    pub limits: Limits,
+    /// Stranger bounds.
+    pub strangers: StrangerBounds,
+}
+
+/// The engine's state, owned by its thread.
+struct Engine {
+    identity: Identity,
+    policy: Policy,
+    limits: Limits,
+    strangers: StrangerBounds,
+    rate: RateLimiter,
+    ledger: Ledger,
+    stranger_records: usize,
+    /// Blocked targets and their decisions.
+    blocked: BTreeMap<Target, Decision>,
+    /// (until, target) of every blocked target, to end blocks on time.
+    ends: BTreeSet<(Millis, Target)>,
+    store: Box<dyn Store>,
+    metrics: Arc<Metrics>,
+    blocklist: Arc<ArcSwap<Blocklist>>,
+    publish: mpsc::Sender<Vec<u8>>,
+    dirty: bool,
+    last_rebuild: Instant,
+    last_gc: Instant,
+}
+
+/// Loads the store into a ledger and starts the engine thread. Published envelopes go
+/// to `publish` (the network task).
+pub fn start(
+    cfg: EngineConfig,
+    store: Box<dyn Store>,
+    metrics: Arc<Metrics>,
+    publish: mpsc::Sender<Vec<u8>>,
+) -> anyhow::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
+    let now = now_ms();
+    let mut ledger = Ledger::new();
+    let mut expired = 0usize;
+    for bytes in store.load()? {
+        let record = Record::decode_stored(&bytes).context("a stored record is corrupt")?;
+        if record.sighting().is_active(now) {
+            ledger.merge(record);
+        } else {
+            expired += 1;
+        }
+    }
+    let stranger_records = ledger
+        .records()
+        .filter(|r| cfg.policy.is_stranger(&r.sighting().reporter))
+        .count();
+    tracing::info!(records = ledger.len(), expired, "ledger restored from the store");
+    let (tx, mut rx) = mpsc::channel(COMMAND_QUEUE);
+    let blocklist = Arc::new(ArcSwap::from_pointee(Blocklist::default()));
+    let mut engine = Engine {
+        identity: cfg.identity,
+        rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
+        policy: cfg.policy,
+        limits: cfg.limits,
+        strangers: cfg.strangers,
+        ledger,
+        stranger_records,
+        blocked: BTreeMap::new(),
+        ends: BTreeSet::new(),
+        store,
+        metrics,
+        blocklist: blocklist.clone(),
+        publish,
+        dirty: true,
+        last_rebuild: Instant::now(),
+        last_gc: Instant::now(),
+    };
+    engine.decide_everything(now);
+    engine.rebuild();
+    let thread = std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            while let Some(cmd) = rx.blocking_recv() {
+                engine.handle(cmd);
+            }
+            if let Err(e) = engine.store.flush() {
+                tracing::error!(error = %e, "final flush failed");
+            }
+            tracing::debug!("engine stopped");
+        })
+        .context("starting the engine thread")?;
+    Ok((EngineHandle { tx, blocklist }, thread))
+}
+
+/// Whether a failed check is the sender's fault (reject) or a soft bound (ignore).
+fn is_soft(e: &sighting::Error) -> bool {
+    matches!(e, sighting::Error::FutureDated { .. } | sighting::Error::Expired { .. })
+}
+
+impl Engine {
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Gossip { data, reply } => {
+                let v = self.gossip(&data);
+                self.metrics
+                    .gossip
+                    .get_or_create(&VerdictLabel { verdict: v.label() })
+                    .inc();
+                let _ = reply.send(v);
+            }
+            Command::Report { drafts, reply } => {
+                let _ = reply.send(self.report(drafts));
+            }
+            Command::Check { target, reply } => {
+                let _ = reply.send(self.check(&target));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.blocked.iter().map(|(t, d)| (t.clone(), d.clone())).collect());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(Stats {
+                    records: self.ledger.len(),
+                    blocked: self.blocked.len(),
+                    store_bytes: self.store.size_on_disk(),
+                });
+            }
+            Command::Tick => self.tick(),
+        }
+    }
+
+    fn gossip(&mut self, data: &[u8]) -> Verdict {
+        let now = now_ms();
+        if data.len() > MAX_ENVELOPE_BYTES {
+            self.metrics.reject("envelope_oversized");
+            return Verdict::Reject;
+        }
+        let env = match proto::Envelope::decode(data) {
+            Ok(env) if !env.sightings.is_empty() && env.sightings.len() <= MAX_ENVELOPE_SIGHTINGS => env,
+            Ok(_) => {
+                self.metrics.reject("envelope_size");
+                return Verdict::Reject;
+            }
+            Err(_) => {
+                self.metrics.reject("envelope_decode");
+                return Verdict::Reject;
+            }
+        };
+        let mut pending = Vec::with_capacity(env.sightings.len());
+        let mut soft = false;
+        for s in &env.sightings {
+            match Pending::check(s, now, &self.limits) {
+                Ok(p) => pending.push(p),
+                Err(e) => {
+                    self.metrics.reject(e.label());
+                    if !is_soft(&e) {
+                        tracing::debug!(error = %e, "gossip sighting rejected");
+                        return Verdict::Reject;
+                    }
+                    soft = true;
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(pending.len());
+        for r in sighting::verify_batch(pending) {
+            match r {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    // Any forged sighting condemns the whole message: nothing in it is merged.
+                    self.metrics.reject(e.label());
+                    tracing::debug!(error = %e, "gossip sighting rejected");
+                    return Verdict::Reject;
+                }
+            }
+        }
+        let mut admitted = Vec::with_capacity(records.len());
+        for r in records {
+            match self.admit(&r, now) {
+                Ok(()) => admitted.push(r),
+                Err(reason) => {
+                    self.metrics.reject(reason);
+                    soft = true;
+                }
+            }
+        }
+        let merged = self.merge(admitted, now, "gossip");
+        for r in &merged {
+            let delay = now.saturating_sub(r.sighting().observed_at) as f64 / 1000.0;
+            self.metrics.propagation.observe(delay);
+        }
+        if let Err(e) = self.persist(&merged, false) {
+            tracing::error!(error = %e, "storing gossiped records failed");
+        }
+        if !merged.is_empty() {
+            Verdict::Accept
+        } else {
+            let _ = soft;
+            Verdict::Ignore
+        }
+    }
+
+    /// Stranger bounds: rate, records per stranger, records of all strangers.
+    fn admit(&mut self, r: &Record, now: Millis) -> Result<(), &'static str> {
+        let reporter = r.sighting().reporter;
+        if !self.policy.is_stranger(&reporter) || !self.ledger.would_change(r) {
+            return Ok(());
+        }
+        if !self.rate.allow(&reporter, now) {
+            return Err("stranger_rate");
+        }
+        if self.ledger.count_of(&reporter) >= self.strangers.max_per_stranger {
+            return Err("stranger_records");
+        }
+        if self.stranger_records >= self.strangers.max_total {
+            return Err("strangers_full");
+        }
+        Ok(())
+    }
+
+    /// Merges records, re-decides their targets; returns those that changed the ledger.
+    fn merge(&mut self, records: Vec<Record>, now: Millis, source: &'static str) -> Vec<Record> {
+        let mut changed = Vec::new();
+        for r in records {
+            let stranger = self.policy.is_stranger(&r.sighting().reporter);
+            let outcome = self.ledger.merge(r.clone());
+            if outcome == Merge::Inserted && stranger {
+                self.stranger_records += 1;
+            }
+            if outcome.changed() {
+                changed.push(r);
+            }
+        }
+        if !changed.is_empty() {
+            self.metrics
+                .accepted
+                .get_or_create(&SourceLabel { source })
+                .inc_by(changed.len() as u64);
+            let targets: BTreeSet<Target> = changed.iter().map(|r| r.sighting().target.clone()).collect();
+            for t in targets {
+                self.redecide(&t, now);
+            }
+            self.metrics.records.set(self.ledger.len() as i64);
+        }
+        changed
+    }
+
+    fn persist(&mut self, records: &[Record], flush: bool) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&Record> = records.iter().collect();
+        self.store.put(&refs)?;
+        if flush {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
+        let now = now_ms();
+        let records: Vec<Record> = drafts.into_iter().map(|d| sighting::sign(&self.identity, d)).collect();
+        let merged = self.merge(records.clone(), now, "local");
+        // Durable before acknowledged.
+        self.persist(&merged, true)?;
+        for chunk in merged.chunks(MAX_ENVELOPE_SIGHTINGS) {
+            let env = proto::Envelope {
+                sightings: chunk.iter().map(Record::to_proto).collect(),
+            };
+            if self.publish.blocking_send(env.encode_to_vec()).is_err() {
+                tracing::warn!("network task gone; sightings stored but not published");
+            }
+        }
+        Ok(records)
+    }
+
+    fn check(&self, target: &Target) -> Check {
+        let now = now_ms();
+        let mut candidates = vec![target.clone()];
+        match target {
+            Target::Ip(net) => {
+                for len in 0..net.prefix_len() {
+                    if let Ok(n) = IpNet::new(net.addr(), len) {
+                        candidates.push(Target::Ip(n.trunc()));
+                    }
+                }
+            }
+            Target::Number(d) => {
+                for len in 1..d.len() {
+                    candidates.push(Target::Number(d[..len].to_string()));
+                }
+            }
+        }
+        let mut matches = Vec::new();
+        for t in candidates {
+            let mut records = self.ledger.for_target(&t).peekable();
+            if records.peek().is_some() {
+                let d = self.policy.decide(&t, records, now);
+                matches.push((t, d));
+            }
+        }
+        Check {
+            blocked: matches.iter().any(|(_, d)| d.blocked),
+            matches,
+        }
+    }
+
+    fn redecide(&mut self, target: &Target, now: Millis) {
+        let d = self.policy.decide(target, self.ledger.for_target(target), now);
+        let old = if d.blocked {
+            if let Some(until) = d.until {
+                self.ends.insert((until, target.clone()));
+            }
+            self.blocked.insert(target.clone(), d.clone())
+        } else {
+            self.blocked.remove(target)
+        };
+        if let Some(old) = &old {
+            if old.until != d.until || !d.blocked {
+                if let Some(u) = old.until {
+                    self.ends.remove(&(u, target.clone()));
+                }
+            }
+        }
+        if old.is_some() != d.blocked {
+            self.dirty = true;
+            self.metrics.blocked.set(self.blocked.len() as i64);
+        }
+    }
+
+    fn decide_everything(&mut self, now: Millis) {
+        let targets: Vec<Target> = self.ledger.by_target().map(|(t, _)| t.clone()).collect();
+        for t in targets {
+            self.redecide(&t, now);
+        }
+        self.metrics.records.set(self.ledger.len() as i64);
+        self.metrics.blocked.set(self.blocked.len() as i64);
+    }
+
+    fn tick(&mut self) {
+        let now = now_ms();
+        while let Some((until, t)) = self.ends.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.ends.pop_first();
+            self.redecide(&t, now);
+        }
+        if self.last_gc.elapsed() >= GC_INTERVAL {
+            self.last_gc = Instant::now();
+            let gone = self.ledger.expire(now);
+            if !gone.is_empty() {
+                self.stranger_records -= gone
+                    .iter()
+                    .filter(|r| self.policy.is_stranger(&r.sighting().reporter))
+                    .count()
+                    .min(self.stranger_records);
+                let refs: Vec<&Record> = gone.iter().collect();
+                if let Err(e) = self.store.remove(&refs) {
+                    tracing::error!(error = %e, "removing expired records failed");
+                }
+                tracing::debug!(expired = gone.len(), "expired records collected");
+                self.metrics.records.set(self.ledger.len() as i64);
+            }
+        }
+        if self.dirty && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
+            self.rebuild();
+        }
+    }
+
+    fn rebuild(&mut self) {
+        let mut b = BlocklistBuilder::new();
+        for t in self.blocked.keys() {
+            match t {
+                Target::Ip(net) => b.insert_net(*net),
+                Target::Number(d) => b.insert_number_prefix(d),
+            }
+        }
+        self.blocklist.store(Arc::new(b.build()));
+        self.dirty = false;
+        self.last_rebuild = Instant::now();
+    }
+}
+
+/// The reporter's peer id text, for JSON.
+pub fn peer_ids(keys: &[PublicKey]) -> Vec<String> {
+    keys.iter().map(PublicKey::peer_id).collect()
+}
+
+/// A retraction draft for `target`: kind retract, signed with the maximum TTL so that it
+/// outlives every older sighting it withdraws.
+pub fn retraction(target: Target, now: Millis, max_ttl_s: u32) -> Draft {
+    Draft {
+        target,
+        kind: Kind::Retract,
+        observed_at: now,
+        ttl_s: max_ttl_s,
+        count: 1,
+        evidence: Default::default(),
+    }
+}

@@ -1,0 +1,113 @@
+//! Prometheus metrics: one documented series per event a user would graph. Served at
+//! `GET /metrics` by the API.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label set naming where an accepted sighting came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `local` (API/CLI) or `gossip`.
+    pub source: &'static str,
+}
+
+/// Label set naming why a sighting was rejected.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// A stable reason label (see `sighting::Error::label` and the engine's limits).
+    pub reason: &'static str,
+}
+
+/// Label set naming a gossip verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// `accept`, `ignore` or `reject`.
+    pub verdict: &'static str,
+}
+
+/// Every metric of the node.
+pub struct Metrics {
+    registry: Registry,
+    /// Sightings merged into the ledger, by source.
+    pub accepted: Family<SourceLabel, Counter>,
+    /// Sightings refused, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Gossip messages by the verdict given to gossipsub.
+    pub gossip: Family<VerdictLabel, Counter>,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Records in the ledger.
+    pub records: Gauge,
+    /// Targets currently blocked.
+    pub blocked: Gauge,
+    /// Seconds from a sighting's observed-at to its merge here (gossip only).
+    pub propagation: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fraudmesh");
+        let accepted = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "sightings_accepted",
+            "Sightings merged into the ledger, by source",
+            accepted.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register("sightings_rejected", "Sightings refused, by reason", rejected.clone());
+        let gossip = Family::<VerdictLabel, Counter>::default();
+        registry.register(
+            "gossip_messages",
+            "Gossip messages by validation verdict",
+            gossip.clone(),
+        );
+        let peers = Gauge::default();
+        registry.register("peers", "Connected peers", peers.clone());
+        let records = Gauge::default();
+        registry.register("ledger_records", "Records held in the ledger", records.clone());
+        let blocked = Gauge::default();
+        registry.register("blocked_targets", "Targets currently blocked", blocked.clone());
+        let propagation = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ]);
+        registry.register(
+            "propagation_delay_seconds",
+            "Delay from a sighting's observed-at to its merge on this node (gossip)",
+            propagation.clone(),
+        );
+        Self {
+            registry,
+            accepted,
+            rejected,
+            gossip,
+            peers,
+            records,
+            blocked,
+            propagation,
+        }
+    }
+
+    /// Counts one rejection.
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

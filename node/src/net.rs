@@ -1,0 +1,369 @@
+//! The network: one task owns the libp2p swarm (TCP + noise + yamux; gossipsub,
+//! Kademlia, identify, ping). Everyone else holds a [`NetHandle`].
+//!
+//! Gossip runs with `validate_messages()`: gossipsub forwards nothing until the engine
+//! has given each message exactly one verdict. Messages are unsigned at the gossipsub
+//! layer (each sighting carries its own signature) and their id is SHA-256 of the data,
+//! so any libp2p implementation following `proto/` can join. The node's libp2p key is
+//! its sighting key: reporter and sending peer have the same name.
+
+use crate::engine::{EngineHandle, Verdict, MAX_ENVELOPE_BYTES};
+use crate::metrics::Metrics;
+use anyhow::Context;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::identify;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::ping;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The gossipsub topic of sightings.
+pub const TOPIC: &str = "fraudmesh/v1/sightings";
+/// The Kademlia protocol: our own DHT, never the public IPFS one.
+pub const KAD_PROTOCOL: &str = "/fraudmesh/kad/1.0.0";
+/// The identify protocol version string.
+pub const ID_PROTOCOL: &str = "/fraudmesh/id/1.0.0";
+/// Gossip messages awaiting the engine's verdict; beyond this new ones are ignored.
+const MAX_PENDING_VALIDATIONS: usize = 1024;
+/// Local envelopes kept for retry while no peer is subscribed yet.
+const MAX_UNSENT: usize = 1024;
+/// How long an unsent local envelope is retried.
+const UNSENT_TTL: Duration = Duration::from_secs(120);
+/// How often the node looks for more peers when it has few.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(15);
+/// Below this many connections, discovery runs.
+const WANTED_PEERS: usize = 8;
+
+/// The combined behaviour.
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// A connected peer, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The address of the connection.
+    pub address: String,
+    /// The agent it announced through identify.
+    pub agent: Option<String>,
+    /// Whether it subscribed to the sightings topic.
+    pub gossip: bool,
+    /// Last ping round trip, ms.
+    pub rtt_ms: Option<u64>,
+}
+
+enum NetCommand {
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+}
+
+/// A cloneable handle to the network task.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: mpsc::Sender<NetCommand>,
+    listen: watch::Receiver<Vec<Multiaddr>>,
+}
+
+impl NetHandle {
+    /// Connected peers.
+    pub async fn peers(&self) -> anyhow::Result<Vec<PeerInfo>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NetCommand::Peers(reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("network stopped"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("network stopped"))
+    }
+
+    /// The addresses the swarm listens on (without `/p2p`).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.borrow().clone()
+    }
+
+    /// Waits until the swarm listens on at least `n` addresses, or `timeout` passes.
+    pub async fn wait_listening(&mut self, n: usize, timeout: Duration) -> Vec<Multiaddr> {
+        let _ = tokio::time::timeout(timeout, self.listen.wait_for(|l| l.len() >= n)).await;
+        self.listen_addrs()
+    }
+}
+
+/// What the network is started with.
+pub struct NetConfig {
+    /// The node key (same as the sighting key).
+    pub keypair: Keypair,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Seed peers.
+    pub seeds: Vec<(PeerId, Multiaddr)>,
+}
+
+fn build_swarm(keypair: Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+            let peer_id = key.public().to_peer_id();
+            let gs_config = gossipsub::ConfigBuilder::default()
+                .validation_mode(ValidationMode::Anonymous)
+                .validate_messages()
+                .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+                .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+                .heartbeat_initial_delay(Duration::from_millis(100))
+                .heartbeat_interval(Duration::from_secs(1))
+                .build()?;
+            let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gs_config)?;
+            gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
+            let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_config.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+            // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
+            kad.set_mode(Some(kad::Mode::Server));
+            let identify = identify::Behaviour::new(
+                identify::Config::new(ID_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION"))),
+            );
+            Ok(Behaviour {
+                gossipsub,
+                kad,
+                identify,
+                ping: ping::Behaviour::new(ping::Config::new()),
+            })
+        })?
+        // Connections are the mesh: keep them while both sides are up.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}
+
+/// Peer scoring: penalise invalid messages hard; no penalty for quiet mesh peers (a
+/// quiet mesh is the normal state) or for many peers behind one address (a testnet, a
+/// provider's NAT).
+fn score_params() -> gossipsub::PeerScoreParams {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    params.topics.insert(IdentTopic::new(TOPIC).hash(), topic);
+    params
+}
+
+/// Starts listening and dialling and spawns the network task. Local envelopes to publish
+/// arrive on `publish`; gossip goes to `engine` for a verdict.
+pub fn start(
+    cfg: NetConfig,
+    engine: EngineHandle,
+    mut publish: mpsc::Receiver<Vec<u8>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
+    let mut swarm = build_swarm(cfg.keypair)?;
+    let topic = IdentTopic::new(TOPIC);
+    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
+    for addr in &cfg.listen {
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("listening on {addr}"))?;
+    }
+    for (peer, addr) in &cfg.seeds {
+        swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "dialling seed failed");
+        }
+    }
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(64);
+    let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let seeds = cfg.seeds.clone();
+    let task = tokio::spawn(async move {
+        let mut pending: FuturesUnordered<BoxFuture<'static, (MessageId, PeerId, Verdict)>> = FuturesUnordered::new();
+        let mut unsent: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        let mut peers: HashMap<PeerId, PeerInfo> = HashMap::new();
+        let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
+        let mut retry = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(cmd) = cmd_rx.recv() => match cmd {
+                    NetCommand::Peers(reply) => {
+                        let mut list: Vec<PeerInfo> = peers.values().cloned().collect();
+                        list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                        let _ = reply.send(list);
+                    }
+                },
+                Some(data) = publish.recv() => {
+                    publish_or_queue(&mut swarm, &topic, data, &mut unsent);
+                }
+                Some((id, source, verdict)) = pending.next(), if !pending.is_empty() => {
+                    let acceptance = match verdict {
+                        Verdict::Accept => MessageAcceptance::Accept,
+                        Verdict::Ignore => MessageAcceptance::Ignore,
+                        Verdict::Reject => MessageAcceptance::Reject,
+                    };
+                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+                }
+                _ = retry.tick(), if !unsent.is_empty() => {
+                    let queued: Vec<_> = unsent.drain(..).filter(|(t, _)| t.elapsed() < UNSENT_TTL).collect();
+                    for (t, data) in queued {
+                        if !try_publish(&mut swarm, &topic, data.clone()) {
+                            unsent.push_back((t, data));
+                        }
+                    }
+                }
+                _ = discovery.tick() => {
+                    if swarm.connected_peers().count() < WANTED_PEERS {
+                        for (peer, addr) in &seeds {
+                            if !swarm.is_connected(peer) {
+                                let _ = swarm.dial(addr.clone());
+                            }
+                        }
+                        swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+                    }
+                }
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        tracing::info!(%address, "listening");
+                        listen_tx.send_modify(|l| l.push(address));
+                    }
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                        tracing::debug!(%peer_id, "connected");
+                        peers.entry(peer_id).or_insert_with(|| PeerInfo {
+                            peer_id: peer_id.to_string(),
+                            address: endpoint.get_remote_address().to_string(),
+                            agent: None,
+                            gossip: false,
+                            rtt_ms: None,
+                        });
+                        metrics.peers.set(swarm.connected_peers().count() as i64);
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        tracing::debug!(%peer_id, "disconnected");
+                        peers.remove(&peer_id);
+                        metrics.peers.set(swarm.connected_peers().count() as i64);
+                    }
+                    SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                        tracing::debug!(?peer_id, %error, "dial failed");
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => match e {
+                        gossipsub::Event::Message { propagation_source, message_id, message } => {
+                            if pending.len() >= MAX_PENDING_VALIDATIONS {
+                                swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                                    &message_id, &propagation_source, MessageAcceptance::Ignore);
+                                metrics.reject("validation_backlog");
+                                continue;
+                            }
+                            let engine = engine.clone();
+                            pending.push(async move {
+                                let v = engine.gossip(message.data).await;
+                                (message_id, propagation_source, v)
+                            }.boxed());
+                        }
+                        gossipsub::Event::Subscribed { peer_id, .. } => {
+                            if let Some(p) = peers.get_mut(&peer_id) { p.gossip = true; }
+                        }
+                        gossipsub::Event::Unsubscribed { peer_id, .. } => {
+                            if let Some(p) = peers.get_mut(&peer_id) { p.gossip = false; }
+                        }
+                        _ => {}
+                    },
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        if let Some(p) = peers.get_mut(&peer_id) { p.agent = Some(info.agent_version.clone()); }
+                        if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+                            for addr in info.listen_addrs {
+                                if is_dialable(&addr) {
+                                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                                }
+                            }
+                        }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+                        if let Some(p) = peers.get_mut(&peer) { p.rtt_ms = Some(rtt.as_millis() as u64); }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, is_new_peer: true, .. })) => {
+                        if !swarm.is_connected(&peer) && swarm.connected_peers().count() < WANTED_PEERS {
+                            let _ = swarm.dial(peer);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+        tracing::debug!("network stopped");
+    });
+    Ok((
+        NetHandle {
+            tx: cmd_tx,
+            listen: listen_rx,
+        },
+        task,
+    ))
+}
+
+/// Unspecified addresses (0.0.0.0) are not dialable by others.
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Publishes; true when done (or a duplicate, which is success).
+fn try_publish(swarm: &mut Swarm<Behaviour>, topic: &IdentTopic, data: Vec<u8>) -> bool {
+    match swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+        Ok(_) | Err(gossipsub::PublishError::Duplicate) => true,
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic) | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "publish failed");
+            true
+        }
+    }
+}
+
+fn publish_or_queue(
+    swarm: &mut Swarm<Behaviour>,
+    topic: &IdentTopic,
+    data: Vec<u8>,
+    unsent: &mut VecDeque<(Instant, Vec<u8>)>,
+) {
+    if !try_publish(swarm, topic, data.clone()) {
+        tracing::debug!("no gossip peer yet; will retry publishing");
+        if unsent.len() >= MAX_UNSENT {
+            unsent.pop_front();
+        }
+        unsent.push_back((Instant::now(), data));
+    }
+}
+
+/// The libp2p keypair of an identity (the same ed25519 key).
+pub fn keypair(identity: &fraudmesh::identity::Identity) -> anyhow::Result<Keypair> {
+    let mut secret = identity.secret_bytes();
+    Keypair::ed25519_from_bytes(&mut secret).context("converting the identity to a libp2p key")
+}

@@ -1,0 +1,139 @@
+//! `fraudmesh run`: wires the engine, the network and the API together, writes
+//! `node.json` for the CLI, and shuts down gracefully on SIGTERM or SIGINT.
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::dir::{NodeDir, Runtime};
+use crate::engine::{self, EngineConfig, StrangerBounds};
+use crate::metrics::Metrics;
+use crate::net::{self, NetConfig};
+use crate::store::SledStore;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How often the engine's timers run.
+const TICK: Duration = Duration::from_millis(50);
+/// Local envelopes waiting for the network task.
+const PUBLISH_QUEUE: usize = 1024;
+
+/// Loads the directory's config (or the embedded defaults when there is none).
+pub fn load_config(dir: &NodeDir) -> anyhow::Result<Config> {
+    if dir.config().exists() {
+        Config::load(&dir.config())
+    } else {
+        Ok(Config::default())
+    }
+}
+
+/// Runs the node until SIGTERM/SIGINT.
+pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
+    let config = load_config(&dir)?;
+    let identity = dir.load_or_create_identity()?;
+    let token = dir.load_or_create_token()?;
+    let settings = config.settings(identity.public())?;
+    let peer_id = identity.public().peer_id();
+    let keypair = net::keypair(&identity)?;
+    let metrics = Arc::new(Metrics::new());
+    let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
+
+    let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+    let (engine, engine_thread) = engine::start(
+        EngineConfig {
+            identity,
+            policy: settings.policy.clone(),
+            limits: settings.limits,
+            strangers: StrangerBounds {
+                rate: settings.stranger.stranger_rate,
+                burst: settings.stranger.stranger_burst,
+                max_per_stranger: settings.stranger.max_records_per_stranger,
+                max_total: settings.stranger.max_stranger_records,
+            },
+        },
+        Box::new(store),
+        metrics.clone(),
+        publish_tx,
+    )?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (mut net, net_task) = net::start(
+        NetConfig {
+            keypair,
+            listen: settings.listen.clone(),
+            seeds: settings.seeds.clone(),
+        },
+        engine.clone(),
+        publish_rx,
+        metrics.clone(),
+        shutdown_rx.clone(),
+    )?;
+
+    let ticker = {
+        let engine = engine.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = every.tick() => if engine.tick().await.is_err() { break },
+                }
+            }
+        })
+    };
+
+    let listener = tokio::net::TcpListener::bind(settings.api)
+        .await
+        .with_context(|| format!("binding the API to {}", settings.api))?;
+    let api_addr = listener.local_addr()?;
+    let listen = net.wait_listening(settings.listen.len(), Duration::from_secs(5)).await;
+    let listen: Vec<String> = listen.iter().map(|a| format!("{a}/p2p/{peer_id}")).collect();
+    dir.write_runtime(&Runtime {
+        pid: std::process::id(),
+        peer_id: peer_id.clone(),
+        api: api_addr.to_string(),
+        listen: listen.clone(),
+    })?;
+    tracing::info!(%peer_id, api = %api_addr, ?listen, dir = %dir.root().display(), "fraudmesh node running");
+
+    let state = ApiState {
+        engine,
+        net,
+        metrics,
+        token_hash: api::hash_token(&token),
+        limits: settings.limits,
+        default_ttl_s: settings.default_ttl_s,
+        peer_id,
+        started: Instant::now(),
+    };
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = net_task.await;
+    let _ = ticker.await;
+    // The engine thread ends once every handle is gone, after a final flush.
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    dir.clear_runtime();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,93 @@
+//! Durable storage of the ledger, behind a small trait so the engine does not depend on
+//! sled (the seam if sled ever has to go, as it did for garage).
+//!
+//! Tree names carry a version (`records.v1`): a future format change writes a new tree
+//! and migrates, instead of misreading old bytes. Records are keyed by
+//! `reporter (32 bytes) || encoded target`, so a newer record of the same reporter and
+//! target overwrites the older one in place, exactly like the ledger.
+//!
+//! sled flushes to disk in the background every 500 ms; [`Store::flush`] forces it, and
+//! the engine calls it before acknowledging any write made through the API.
+
+use anyhow::Context;
+use fraudmesh::sighting::Record;
+use prost::Message;
+use std::path::Path;
+
+/// The records tree.
+const RECORDS_TREE: &str = "records.v1";
+
+/// What the engine needs from storage.
+pub trait Store: Send {
+    /// Every stored record's encoded bytes.
+    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>>;
+    /// Inserts or replaces records (keyed by reporter and target).
+    fn put(&mut self, records: &[&Record]) -> anyhow::Result<()>;
+    /// Removes records (keyed by reporter and target).
+    fn remove(&mut self, records: &[&Record]) -> anyhow::Result<()>;
+    /// Makes everything written so far durable.
+    fn flush(&mut self) -> anyhow::Result<()>;
+    /// Bytes on disk, for status.
+    fn size_on_disk(&self) -> u64;
+}
+
+fn key(r: &Record) -> Vec<u8> {
+    let s = r.sighting();
+    let mut k = s.reporter.as_bytes().to_vec();
+    k.extend_from_slice(&s.target.to_proto().encode_to_vec());
+    k
+}
+
+/// sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path` with a page cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> anyhow::Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .with_context(|| format!("opening the database at {} (is another node using it?)", path.display()))?;
+        let records = db.open_tree(RECORDS_TREE)?;
+        Ok(Self { db, records })
+    }
+}
+
+impl Store for SledStore {
+    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.records
+            .iter()
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).context("reading a stored record"))
+            .collect()
+    }
+
+    fn put(&mut self, records: &[&Record]) -> anyhow::Result<()> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(key(r), r.encode());
+        }
+        self.records.apply_batch(batch).context("writing records")
+    }
+
+    fn remove(&mut self, records: &[&Record]) -> anyhow::Result<()> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.remove(key(r));
+        }
+        self.records.apply_batch(batch).context("removing records")
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.db.flush().context("flushing the database")?;
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
