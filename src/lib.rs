@@ -1,7 +1,9 @@
 //! fraudmesh core: the pure rules of the mesh.
 //!
-//! Everything in this crate is deterministic: no I/O, no clock reads, no async,
-//! no randomness. Time comes in as a [`Millis`] argument, keys come in as bytes.
+//! Everything in this crate is deterministic: no I/O, no clock reads, no async, and no
+//! answer that depends on randomness (the blocklist's hash sets use randomly keyed
+//! hashers against hash flooding, which changes speed, never results). Time comes in as
+//! a [`Millis`] argument, keys come in as bytes.
 //! The node (`fraudmesh-node`) wires these rules to sockets, disk and clocks.
 //!
 //! - [`identity`]: ed25519 identities and their peer-id names.
