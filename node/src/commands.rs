@@ -5,7 +5,7 @@ use crate::cli::{Command, InitArgs, ReportArgs};
 use crate::client::Client;
 use crate::config::{Config, TrustedPeer};
 use crate::dir::NodeDir;
-use crate::run::{self, load_config};
+use crate::run;
 use anyhow::{bail, Context};
 use fraudmesh::identity::PublicKey;
 use libp2p::multiaddr::Protocol;
@@ -142,12 +142,11 @@ fn dialable(addr: &Multiaddr, peer_id: &str) -> String {
 }
 
 fn check_config(dir: &NodeDir) -> anyhow::Result<()> {
-    let config = load_config(dir)?;
     let local = match dir.load_identity() {
         Ok(id) => id.public(),
         Err(_) => fraudmesh::identity::Identity::from_secret([1; 32]).public(),
     };
-    let s = config.settings(local)?;
+    let s = run::load_settings(dir, local)?;
     let source = if dir.config().exists() {
         dir.config().display().to_string()
     } else {

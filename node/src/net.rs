@@ -367,3 +367,19 @@ pub fn keypair(identity: &fraudmesh::identity::Identity) -> anyhow::Result<Keypa
     let mut secret = identity.secret_bytes();
     Keypair::ed25519_from_bytes(&mut secret).context("converting the identity to a libp2p key")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fraudmesh::identity::{Identity, PublicKey};
+
+    #[test]
+    fn the_core_names_keys_exactly_as_libp2p_does() {
+        for seed in [[0u8; 32], [7; 32], [255; 32]] {
+            let id = Identity::from_secret(seed);
+            let libp2p_id = keypair(&id).unwrap().public().to_peer_id();
+            assert_eq!(id.public().peer_id(), libp2p_id.to_string());
+            assert_eq!(libp2p_id.to_string().parse::<PublicKey>().unwrap(), id.public());
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! `node.json` for the CLI, and shuts down gracefully on SIGTERM or SIGINT.
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::dir::{NodeDir, Runtime};
 use crate::engine::{self, EngineConfig, StrangerBounds};
 use crate::metrics::Metrics;
@@ -27,12 +27,26 @@ pub fn load_config(dir: &NodeDir) -> anyhow::Result<Config> {
     }
 }
 
+/// Loads and validates the directory's config for the node key `local`; errors name the
+/// file they come from.
+pub fn load_settings(dir: &NodeDir, local: fraudmesh::identity::PublicKey) -> anyhow::Result<Settings> {
+    let source = if dir.config().exists() {
+        dir.config().display().to_string()
+    } else {
+        "the embedded default config".to_string()
+    };
+    load_config(dir)?
+        .settings(local)
+        .with_context(|| format!("in {source}"))
+}
+
 /// Runs the node until SIGTERM/SIGINT.
 pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
-    let config = load_config(&dir)?;
+    // Validate the config before creating anything in the directory.
+    load_settings(&dir, fraudmesh::identity::Identity::from_secret([1; 32]).public())?;
     let identity = dir.load_or_create_identity()?;
     let token = dir.load_or_create_token()?;
-    let settings = config.settings(identity.public())?;
+    let settings = load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
     let keypair = net::keypair(&identity)?;
     let metrics = Arc::new(Metrics::new());

@@ -1,0 +1,161 @@
+//! Bad input gets a clear error and changes nothing: config files, CLI arguments,
+//! targets, API requests, tokens.
+
+mod common;
+
+use common::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn malformed_config_is_refused_by_check_config_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cases = [
+        ("[node]\nlisten = \"not a list\"\n", "listen"),
+        ("[node]\nlisten = [\"/ip4/1.2.3.4/tcp/x\"]\n", "node.listen"),
+        ("[trust]\nstranger_cap = 2.0\n", "stranger cap"),
+        (
+            "[trust]\nthreshold = 1.0\nfavourite_colour = \"red\"\n",
+            "unknown field",
+        ),
+        ("[policy]\nallowlist = [\"10.0.0.300\"]\n", "policy.allowlist[0]"),
+        ("[node]\nseeds = [\"/ip4/127.0.0.1/tcp/7710\"]\n", "/p2p/"),
+        ("this is not toml", "expected"),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+        for cmd in [&["check-config"][..], &["run"][..]] {
+            let out = cli(dir, cmd);
+            assert_eq!(out.status.code(), Some(1), "{cmd:?} with {text:?}");
+            let err = stderr(&out);
+            assert!(err.contains(needle), "{cmd:?} with {text:?}: {err}");
+            assert!(err.contains("config.toml"), "the error names the file: {err}");
+        }
+    }
+    assert!(!dir.join("data").exists(), "a refused config starts nothing");
+    std::fs::write(dir.join("config.toml"), "[trust]\nthreshold = 0.8\n").unwrap();
+    let ok = cli_ok(dir, &["check-config"]);
+    assert!(ok.contains("config OK"), "{ok}");
+}
+
+#[test]
+fn unknown_flags_and_missing_arguments_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["report", "1.2.3.4", "--bogus"][..],
+        &["frobnicate"][..],
+        &["report"][..],
+        &["check"][..],
+        &["init", "--listen"][..],
+    ] {
+        let out = cli(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).starts_with("error:"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_bad_init_flags_write_nothing() {
+    let node = Node::init(&[]);
+    let out = cli(&node.dir, &["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(cli_ok(&node.dir, &["id"]).trim(), node.peer_id, "identity untouched");
+
+    let tmp = tempfile::tempdir().unwrap();
+    for flags in [
+        &["--trust", "not-a-peer-id"][..],
+        &["--seed", "/ip4/127.0.0.1/tcp/1"][..],
+        &["--api", "nowhere"][..],
+    ] {
+        let dir = tmp.path().join("x");
+        let mut args = vec!["init"];
+        args.extend_from_slice(flags);
+        let out = cli(&dir, &args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        assert!(!dir.join("identity.key").exists(), "{flags:?} wrote an identity");
+    }
+}
+
+#[test]
+fn bad_targets_and_bad_requests_change_nothing() {
+    let mut n = Node::init(&[]);
+    n.start();
+    let records = |n: &Node| n.status()["records"].as_u64().unwrap();
+
+    for (target, needle) in [
+        ("999.1.1.1", "999.1.1.1"),
+        ("0.0.0.0/0", "broader than"),
+        ("10.0.0.0/8", "broader than"),
+        ("0.0.0.0", "unspecified"),
+        ("+12ab", "number"),
+    ] {
+        let out = cli(&n.dir, &["report", target]);
+        assert_eq!(out.status.code(), Some(1), "{target}");
+        assert!(stderr(&out).contains(needle), "{target}: {}", stderr(&out));
+    }
+    // One bad line refuses the whole batch.
+    let out = cli(&n.dir, &["report", "192.0.2.1", "999.1.1.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = cli(&n.dir, &["report", "192.0.2.1", "--ttl", "30d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ttl"), "{}", stderr(&out));
+    let out = cli(&n.dir, &["report", "192.0.2.1", "--kind", "nasty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown kind"), "{}", stderr(&out));
+    let out = cli(&n.dir, &["check", "999.1.1.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("999.1.1.1"));
+    assert_eq!(records(&n), 0);
+
+    let api = n.api();
+    let token = n.token();
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let good = r#"{"targets":["192.0.2.1"]}"#;
+
+    let (code, body) = http(&api, "POST", "/v1/sightings", &[], good);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("missing token"), "{body}");
+    let (code, body) = http(&api, "POST", "/v1/sightings", &[("Authorization", "Bearer nope")], good);
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = http(&api, "DELETE", "/v1/sightings/192.0.2.1", &[], "");
+    assert_eq!(code, 401);
+    for bad in [
+        "{not json",
+        r#"{"targets": "192.0.2.1"}"#,
+        r#"{"targets": []}"#,
+        r#"{"targets": ["192.0.2.1"], "colour": "red"}"#,
+        r#"{"targets": ["192.0.2.1", "999.1.1.1"]}"#,
+        r#"{"target": "0.0.0.0/0"}"#,
+        r#"{"target": "192.0.2.1", "ttl": "forever"}"#,
+        r#"{"target": "192.0.2.1", "kind": "retract"}"#,
+    ] {
+        let (code, body) = http(&api, "POST", "/v1/sightings", &auth, bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: {body}"));
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {body}");
+    }
+    let (code, _) = http(&api, "GET", "/v1/check/999.1.1.1", &[], "");
+    assert_eq!(code, 400);
+    let (code, _) = http(&api, "GET", "/v1/nothing-here", &[], "");
+    assert_eq!(code, 404);
+    assert_eq!(records(&n), 0, "nothing refused changed anything");
+
+    // And the right request with the right token works.
+    let (code, body) = http(&api, "POST", "/v1/sightings", &auth, good);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(records(&n), 1);
+    assert!(n.is_blocked("192.0.2.1"));
+}
+
+#[test]
+fn commands_without_a_running_node_say_so() {
+    let node = Node::init(&[]);
+    let out = cli(&node.dir, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no node is running"), "{}", stderr(&out));
+}
