@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The test command of fraudmesh. README.md and .ci/run call exactly this.
+#
+#   scripts/test.sh
+#
+# Installs what the tests need when it is missing, then runs, in order:
+#   cargo fmt --check, cargo clippy (warnings are errors), cargo test, and a
+#   compile-only pass over the benches. Stops at the first failure.
+#
+# Needs: the Rust toolchain (https://rustup.rs). rustfmt and clippy are added with
+# rustup when missing. Nothing from apt yet. No prompts: safe under CI=true.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+
+say() { printf '==> %s\n' "$*"; }
+die() {
+    printf 'test.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- system packages ---------------------------------------------------------
+apt_updated=0
+# need_pkg CMD PKG: install Debian/Ubuntu package PKG when command CMD is missing.
+need_pkg() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        die "'$cmd' is missing: install the package '$pkg' (e.g. sudo apt-get install $pkg) and run again"
+    fi
+    if [[ $apt_updated -eq 0 ]]; then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing $pkg (for $cmd)"
+    apt-get install -y -qq --no-install-recommends "$pkg"
+    command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but '$cmd' is still not on PATH"
+}
+
+# The tests need nothing from apt yet. End-to-end tests will, e.g.:
+# need_pkg kamailio kamailio
+# need_pkg sipp sip-tester
+# need_pkg nft nftables
+# need_pkg ip iproute2
+
+# --- Rust toolchain ----------------------------------------------------------
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install the Rust toolchain (https://rustup.rs), open a new shell, and run again"
+
+need_component() {
+    local sub=$1 component=$2
+    cargo "$sub" --version >/dev/null 2>&1 && return 0
+    command -v rustup >/dev/null 2>&1 ||
+        die "'cargo $sub' is missing and rustup is not installed: install the $component component of your toolchain"
+    say "rustup component add $component"
+    rustup component add "$component"
+}
+need_component fmt rustfmt
+need_component clippy clippy
+
+# --- the tests ---------------------------------------------------------------
+start=$SECONDS
+step() {
+    local t=$SECONDS
+    say "$*"
+    "$@"
+    say "ok ($((SECONDS - t))s): $*"
+}
+
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo test --workspace
+# Benches are not run here (that takes minutes), only compiled so they cannot rot.
+step cargo bench --workspace --no-run
+
+echo "test.sh: all checks passed in $((SECONDS - start))s"
