@@ -5,6 +5,7 @@
 //! networking stack; the node's tests check it equals libp2p's own `PeerId` for the same key.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -24,55 +25,23 @@ pub enum Error {
     BadKey,
 }
 
-/// A reporter's public key: 32 bytes, checked to be a valid, non-weak ed25519 key.
-/// Compared, ordered and hashed by its bytes.
-#[derive(Clone, Copy)]
+/// A reporter's public key: 32 bytes, checked on construction to be a valid, non-weak
+/// ed25519 key. Only the bytes are kept (a decompressed point is six times larger, and a
+/// ledger holds a key per record); [`KeyCache`] keeps decompressed keys for verification.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey {
     bytes: [u8; 32],
-    key: VerifyingKey,
-}
-
-impl PartialEq for PublicKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-impl Eq for PublicKey {}
-impl PartialOrd for PublicKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for PublicKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.bytes.cmp(&other.bytes)
-    }
-}
-impl std::hash::Hash for PublicKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bytes.hash(state)
-    }
 }
 
 impl PublicKey {
     /// Checks and wraps raw key bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| Error::BadKey)?;
-        let key = VerifyingKey::from_bytes(&arr).map_err(|_| Error::BadKey)?;
-        if key.is_weak() {
-            return Err(Error::BadKey);
-        }
-        Ok(Self { bytes: arr, key })
+        checked_key(bytes).map(|(public, _)| public)
     }
 
     /// The raw 32 bytes as they travel on the wire.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.bytes
-    }
-
-    /// The dalek verifying key.
-    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
-        &self.key
     }
 
     /// The libp2p peer id text of this key (`12D3KooW…`).
@@ -81,6 +50,48 @@ impl PublicKey {
         buf[..6].copy_from_slice(&PEER_ID_PREFIX);
         buf[6..].copy_from_slice(&self.bytes);
         bs58::encode(buf).into_string()
+    }
+}
+
+/// Decompresses and checks a key: valid point, not of small order.
+fn checked_key(bytes: &[u8]) -> Result<(PublicKey, VerifyingKey), Error> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| Error::BadKey)?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| Error::BadKey)?;
+    if key.is_weak() {
+        return Err(Error::BadKey);
+    }
+    Ok((PublicKey { bytes: arr }, key))
+}
+
+/// Reporters' keys, decompressed and checked once. Decompressing a key costs about as
+/// much as a third of a signature check and reporters repeat, so the ingest path keeps
+/// them here. Bounded: when full it starts over, which only costs time.
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    keys: HashMap<[u8; 32], VerifyingKey>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache holding at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            keys: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The checked key for `bytes`.
+    pub fn get(&mut self, bytes: &[u8]) -> Result<(PublicKey, VerifyingKey), Error> {
+        if let Some(k) = <&[u8; 32]>::try_from(bytes).ok().and_then(|b| self.keys.get(b)) {
+            return Ok((PublicKey { bytes: k.to_bytes() }, *k));
+        }
+        let (public, key) = checked_key(bytes)?;
+        if self.keys.len() >= self.capacity {
+            self.keys.clear();
+        }
+        self.keys.insert(public.bytes, key);
+        Ok((public, key))
     }
 }
 
@@ -121,10 +132,8 @@ impl Identity {
     /// Builds the identity from its 32-byte secret seed (randomness comes from the caller).
     pub fn from_secret(secret: [u8; 32]) -> Self {
         let key = SigningKey::from_bytes(&secret);
-        let verifying = key.verifying_key();
         let public = PublicKey {
-            bytes: verifying.to_bytes(),
-            key: verifying,
+            bytes: key.verifying_key().to_bytes(),
         };
         Self { key, public }
     }
@@ -181,5 +190,21 @@ mod tests {
         identity_point[0] = 1;
         assert_eq!(PublicKey::from_bytes(&identity_point), Err(Error::BadKey));
         assert_eq!(PublicKey::from_bytes(&[1, 2, 3]), Err(Error::BadKey));
+        let mut cache = KeyCache::new(2);
+        assert_eq!(cache.get(&identity_point).unwrap_err(), Error::BadKey);
+    }
+
+    #[test]
+    fn key_cache_answers_like_from_bytes_and_stays_bounded() {
+        let mut cache = KeyCache::new(2);
+        for n in 0..5u8 {
+            let id = Identity::from_secret([n; 32]);
+            for _ in 0..2 {
+                let (public, key) = cache.get(id.public().as_bytes()).unwrap();
+                assert_eq!(public, id.public());
+                assert_eq!(key.to_bytes(), *id.public().as_bytes());
+            }
+            assert!(cache.keys.len() <= 2);
+        }
     }
 }

@@ -17,11 +17,48 @@
 //! older record it supersedes, so garbage collection can never resurrect what it withdrew.
 
 use crate::identity::PublicKey;
-use crate::sighting::Record;
+use crate::sighting::{Record, RecordId, Sighting};
 use crate::target::Target;
 use crate::Millis;
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+
+/// What the ledger keeps of a record: its decoded fields and its id. The signed bytes
+/// are not kept in memory (the store has them): a ledger may hold a million records,
+/// and what merging and deciding need is a tenth of their size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    sighting: Sighting,
+    id: RecordId,
+}
+
+impl Entry {
+    /// The decoded fields.
+    pub fn sighting(&self) -> &Sighting {
+        &self.sighting
+    }
+
+    /// The record id, SHA-256(payload || signature).
+    pub fn id(&self) -> &RecordId {
+        &self.id
+    }
+}
+
+impl From<&Record> for Entry {
+    fn from(r: &Record) -> Self {
+        Self {
+            sighting: r.sighting().clone(),
+            id: *r.id(),
+        }
+    }
+}
+
+impl From<Record> for Entry {
+    fn from(r: Record) -> Self {
+        Self::from(&r)
+    }
+}
 
 /// What merging one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +66,7 @@ pub enum Merge {
     /// First record of this (reporter, target).
     Inserted,
     /// Replaced an older record of this (reporter, target), returned here.
-    Replaced(Box<Record>),
+    Replaced(Box<Entry>),
     /// Exactly this record was already held.
     Duplicate,
     /// A newer record of this (reporter, target) is held; nothing changed.
@@ -44,14 +81,18 @@ impl Merge {
 }
 
 /// Orders two records of the same (reporter, target): the greater one wins.
-pub fn newer(a: &Record, b: &Record) -> Ordering {
-    (a.sighting().observed_at, a.id()).cmp(&(b.sighting().observed_at, b.id()))
+pub fn newer(a: &Entry, b: &Entry) -> Ordering {
+    (a.sighting.observed_at, &a.id).cmp(&(b.sighting.observed_at, &b.id))
 }
+
+/// The records of one target, sorted by reporter. Most targets have one reporter, so
+/// one entry lives inline.
+type PerTarget = SmallVec<[Entry; 1]>;
 
 /// The CRDT state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
-    by_target: BTreeMap<Target, BTreeMap<PublicKey, Record>>,
+    by_target: BTreeMap<Target, PerTarget>,
     per_reporter: HashMap<PublicKey, usize>,
     len: usize,
 }
@@ -63,19 +104,19 @@ impl Ledger {
     }
 
     /// Merges one record (join with a singleton state).
-    pub fn merge(&mut self, record: Record) -> Merge {
-        let s = record.sighting();
-        let reporter = s.reporter;
-        let per = self.by_target.entry(s.target.clone()).or_default();
-        match per.get_mut(&reporter) {
-            None => {
-                per.insert(reporter, record);
+    pub fn merge(&mut self, entry: impl Into<Entry>) -> Merge {
+        let entry = entry.into();
+        let reporter = entry.sighting.reporter;
+        let per = self.by_target.entry(entry.sighting.target.clone()).or_default();
+        match per.binary_search_by(|e| e.sighting.reporter.cmp(&reporter)) {
+            Err(at) => {
+                per.insert(at, entry);
                 *self.per_reporter.entry(reporter).or_default() += 1;
                 self.len += 1;
                 Merge::Inserted
             }
-            Some(held) => match newer(&record, held) {
-                Ordering::Greater => Merge::Replaced(Box::new(std::mem::replace(held, record))),
+            Ok(at) => match newer(&entry, &per[at]) {
+                Ordering::Greater => Merge::Replaced(Box::new(std::mem::replace(&mut per[at], entry))),
                 Ordering::Equal => Merge::Duplicate,
                 Ordering::Less => Merge::Stale,
             },
@@ -84,36 +125,44 @@ impl Ledger {
 
     /// Merges another whole state into this one.
     pub fn merge_ledger(&mut self, other: &Ledger) {
-        for r in other.records() {
-            self.merge(r.clone());
+        for e in other.entries() {
+            self.merge(e.clone());
         }
     }
 
     /// Whether `record` would change this ledger if merged (new and newest).
     pub fn would_change(&self, record: &Record) -> bool {
         let s = record.sighting();
-        match self.by_target.get(&s.target).and_then(|per| per.get(&s.reporter)) {
+        match self.get(&s.reporter, &s.target) {
             None => true,
-            Some(held) => newer(record, held) == Ordering::Greater,
+            Some(held) => (s.observed_at, record.id()).cmp(&(held.sighting.observed_at, &held.id)) == Ordering::Greater,
         }
     }
 
-    /// The records held for one target, one per reporter.
-    pub fn for_target(&self, target: &Target) -> impl Iterator<Item = &Record> {
-        self.by_target.get(target).into_iter().flat_map(|per| per.values())
+    /// The entry one reporter holds of one target.
+    pub fn get(&self, reporter: &PublicKey, target: &Target) -> Option<&Entry> {
+        let per = self.by_target.get(target)?;
+        per.binary_search_by(|e| e.sighting.reporter.cmp(reporter))
+            .ok()
+            .map(|at| &per[at])
     }
 
-    /// Every target with at least one record, with its records.
-    pub fn by_target(&self) -> impl Iterator<Item = (&Target, impl Iterator<Item = &Record>)> {
-        self.by_target.iter().map(|(t, per)| (t, per.values()))
+    /// The entries held for one target, one per reporter.
+    pub fn for_target(&self, target: &Target) -> impl Iterator<Item = &Entry> {
+        self.by_target.get(target).into_iter().flat_map(|per| per.iter())
     }
 
-    /// Every record.
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.by_target.values().flat_map(|per| per.values())
+    /// Every target with at least one entry, with its entries.
+    pub fn by_target(&self) -> impl Iterator<Item = (&Target, impl Iterator<Item = &Entry>)> {
+        self.by_target.iter().map(|(t, per)| (t, per.iter()))
     }
 
-    /// Number of records.
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.by_target.values().flat_map(|per| per.iter())
+    }
+
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -123,39 +172,40 @@ impl Ledger {
         self.len == 0
     }
 
-    /// Records held from one reporter.
+    /// Entries held from one reporter.
     pub fn count_of(&self, reporter: &PublicKey) -> usize {
         self.per_reporter.get(reporter).copied().unwrap_or(0)
     }
 
-    /// Removes and returns every record no longer active at `now`.
-    pub fn expire(&mut self, now: Millis) -> Vec<Record> {
+    /// Removes and returns every entry no longer active at `now`.
+    pub fn expire(&mut self, now: Millis) -> Vec<Entry> {
         let mut gone = Vec::new();
         self.by_target.retain(|_, per| {
-            per.retain(|_, r| {
-                let keep = r.sighting().is_active(now);
+            per.retain(|e| {
+                let keep = e.sighting.is_active(now);
                 if !keep {
-                    gone.push(r.clone());
+                    gone.push(e.clone());
                 }
                 keep
             });
             !per.is_empty()
         });
-        for r in &gone {
-            self.forget_one(&r.sighting().reporter);
+        for e in &gone {
+            self.forget_one(&e.sighting.reporter);
         }
         gone
     }
 
-    /// Removes one reporter's record of a target (for evicting strangers under pressure).
-    pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<Record> {
+    /// Removes one reporter's entry of a target (for evicting strangers under pressure).
+    pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<Entry> {
         let per = self.by_target.get_mut(target)?;
-        let r = per.remove(reporter)?;
+        let at = per.binary_search_by(|e| e.sighting.reporter.cmp(reporter)).ok()?;
+        let e = per.remove(at);
         if per.is_empty() {
             self.by_target.remove(target);
         }
         self.forget_one(reporter);
-        Some(r)
+        Some(e)
     }
 
     fn forget_one(&mut self, reporter: &PublicKey) {
@@ -268,12 +318,12 @@ mod tests {
         #[test]
         fn holds_the_newest_per_reporter_and_target(a in indices()) {
             let l = ledger_of(&a);
-            for r in l.records() {
+            for r in l.entries() {
                 let s = r.sighting();
                 for &i in &a {
-                    let o = &pool()[i];
+                    let o = Entry::from(&pool()[i]);
                     if o.sighting().reporter == s.reporter && o.sighting().target == s.target {
-                        prop_assert_ne!(newer(o, r), Ordering::Greater);
+                        prop_assert_ne!(newer(&o, r), Ordering::Greater);
                     }
                 }
             }
@@ -287,7 +337,7 @@ mod tests {
         // p[0]: reporter 1, 1.1.1.1, at 1000; p[4]: same key at 2000.
         assert_eq!(l.merge(p[0].clone()), Merge::Inserted);
         assert_eq!(l.merge(p[0].clone()), Merge::Duplicate);
-        assert_eq!(l.merge(p[4].clone()), Merge::Replaced(Box::new(p[0].clone())));
+        assert_eq!(l.merge(p[4].clone()), Merge::Replaced(Box::new(Entry::from(&p[0]))));
         assert_eq!(l.merge(p[0].clone()), Merge::Stale);
         assert!(!l.would_change(&p[0]));
         assert_eq!(l.len(), 1);
@@ -301,10 +351,10 @@ mod tests {
         // Newest records are at 3000 ms: expiry 63000 (ttl 60) or 123000 (ttl 120).
         let gone = l.expire(63_000);
         assert!(gone.iter().all(|r| !r.sighting().is_active(63_000)));
-        assert!(l.records().all(|r| r.sighting().is_active(63_000)));
+        assert!(l.entries().all(|r| r.sighting().is_active(63_000)));
         assert_eq!(gone.len() + l.len(), total);
         let per: usize = l
-            .records()
+            .entries()
             .map(|r| usize::from(l.count_of(&r.sighting().reporter) > 0))
             .sum();
         assert_eq!(per, l.len());

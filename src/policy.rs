@@ -16,8 +16,8 @@
 
 use crate::blocklist::{Blocklist, BlocklistBuilder};
 use crate::identity::PublicKey;
-use crate::ledger::Ledger;
-use crate::sighting::{Kind, Record};
+use crate::ledger::{Entry, Ledger};
+use crate::sighting::Kind;
 use crate::target::Target;
 use crate::Millis;
 use ipnet::IpNet;
@@ -146,7 +146,7 @@ impl Policy {
     }
 
     /// Decides one target from its records at `now`.
-    pub fn decide<'a>(&self, target: &Target, records: impl IntoIterator<Item = &'a Record>, now: Millis) -> Decision {
+    pub fn decide<'a>(&self, target: &Target, records: impl IntoIterator<Item = &'a Entry>, now: Millis) -> Decision {
         // (expiry, weight, stranger) of each active accusation.
         let mut active: Vec<(Millis, Weight, bool)> = Vec::new();
         let mut reporters = Vec::new();
@@ -215,6 +215,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::sighting::Record;
     use crate::sighting::{sign, Draft, Evidence};
     use crate::target::Bounds;
     use proptest::prelude::*;
@@ -223,7 +224,11 @@ mod tests {
         Identity::from_secret([n; 32])
     }
 
-    fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Record {
+    fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Entry {
+        rec_signed(who, target, kind, at, ttl_s).into()
+    }
+
+    fn rec_signed(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Record {
         sign(
             who,
             Draft {

@@ -8,7 +8,7 @@
 //! bounds, clock window) so a flood of junk costs little; the signature comes last, and
 //! in bulk it is checked in batches with a fallback to single checks to name the culprit.
 
-use crate::identity::{self, Identity, PublicKey};
+use crate::identity::{self, Identity, KeyCache, PublicKey};
 use crate::proto;
 use crate::target::{self, Bounds, Target};
 use crate::Millis;
@@ -277,7 +277,8 @@ impl Evidence {
     }
 }
 
-/// A decoded, checked sighting.
+/// The decoded, checked fields of a sighting that the ledger and the policy work with.
+/// (Evidence stays in the signed bytes and is decoded on demand: see [`Record::evidence`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
     /// Who saw it.
@@ -292,8 +293,6 @@ pub struct Sighting {
     pub ttl_s: u32,
     /// How many events it summarises.
     pub count: u32,
-    /// Evidence.
-    pub evidence: Evidence,
 }
 
 impl Sighting {
@@ -325,13 +324,14 @@ pub struct Draft {
     pub evidence: Evidence,
 }
 
-/// A verified sighting together with the exact bytes that were signed.
+/// A verified sighting together with the exact bytes that were signed. Kept compact: a
+/// ledger holds one per (reporter, target), a million of them on a busy mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     sighting: Sighting,
     id: RecordId,
-    payload: Vec<u8>,
-    signature: [u8; 64],
+    /// payload || signature (the last 64 bytes).
+    signed: Box<[u8]>,
 }
 
 impl Record {
@@ -345,11 +345,35 @@ impl Record {
         &self.id
     }
 
+    /// The exact signed payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.signed[..self.signed.len() - 64]
+    }
+
+    /// The 64-byte signature.
+    pub fn signature(&self) -> &[u8] {
+        &self.signed[self.signed.len() - 64..]
+    }
+
+    /// The evidence, decoded from the signed payload.
+    pub fn evidence(&self) -> Evidence {
+        let e = proto::Sighting::decode(self.payload())
+            .ok()
+            .and_then(|p| p.evidence)
+            .unwrap_or_default();
+        Evidence {
+            method: e.method,
+            user_agent: e.user_agent,
+            reason: e.reason,
+            usernames: e.usernames,
+        }
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> proto::SignedSighting {
         proto::SignedSighting {
-            payload: self.payload.clone().into(),
-            signature: self.signature.to_vec().into(),
+            payload: self.payload().to_vec().into(),
+            signature: self.signature().to_vec().into(),
         }
     }
 
@@ -360,7 +384,7 @@ impl Record {
 
     /// Decodes a record this node stored itself after verifying it. The signature is not
     /// checked again (the store is trusted), the structure is, and the id is recomputed.
-    pub fn decode_stored(bytes: &[u8]) -> Result<Self, Error> {
+    pub fn decode_stored(bytes: &[u8], keys: &mut KeyCache) -> Result<Self, Error> {
         let signed = proto::SignedSighting::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
         let limits = Limits {
             bounds: Bounds {
@@ -370,7 +394,7 @@ impl Record {
             max_ttl_s: u32::MAX,
             max_future_skew_ms: u64::MAX,
         };
-        let pending = Pending::check_fields(&signed, &limits)?;
+        let pending = Pending::check_fields(&signed, &limits, Some(keys))?;
         Ok(pending.into_record())
     }
 }
@@ -425,22 +449,26 @@ fn sign_in_domain(identity: &Identity, draft: Draft, domain: &[u8]) -> Record {
         observed_at: draft.observed_at,
         ttl_s: draft.ttl_s,
         count: draft.count.max(1),
-        evidence: draft.evidence.truncated(),
     };
-    let payload = encode_sighting(&sighting);
+    let payload = encode_sighting(&sighting, &draft.evidence.truncated());
     let signature = identity
         .signing_key()
         .sign(&signed_message(domain, &payload))
         .to_bytes();
+    record_of(sighting, payload, &signature)
+}
+
+fn record_of(sighting: Sighting, mut payload: Vec<u8>, signature: &[u8; 64]) -> Record {
+    let id = record_id(&payload, signature);
+    payload.extend_from_slice(signature);
     Record {
-        id: record_id(&payload, &signature),
         sighting,
-        payload,
-        signature,
+        id,
+        signed: payload.into_boxed_slice(),
     }
 }
 
-fn encode_sighting(s: &Sighting) -> Vec<u8> {
+fn encode_sighting(s: &Sighting, evidence: &Evidence) -> Vec<u8> {
     proto::Sighting {
         reporter: s.reporter.as_bytes().to_vec().into(),
         target: Some(s.target.to_proto()),
@@ -449,10 +477,10 @@ fn encode_sighting(s: &Sighting) -> Vec<u8> {
         ttl_s: s.ttl_s,
         count: s.count,
         evidence: Some(proto::Evidence {
-            method: s.evidence.method.clone(),
-            user_agent: s.evidence.user_agent.clone(),
-            reason: s.evidence.reason.clone(),
-            usernames: s.evidence.usernames.clone(),
+            method: evidence.method.clone(),
+            user_agent: evidence.user_agent.clone(),
+            reason: evidence.reason.clone(),
+            usernames: evidence.usernames.clone(),
         }),
     }
     .encode_to_vec()
@@ -464,13 +492,33 @@ pub struct Pending {
     sighting: Sighting,
     payload: Vec<u8>,
     signature: Signature,
+    key: VerifyingKey,
 }
 
 impl Pending {
     /// The cheap checks: size, structure, bounds and the clock window. `now` is the
     /// receiver's clock.
     pub fn check(signed: &proto::SignedSighting, now: Millis, limits: &Limits) -> Result<Self, Error> {
-        let pending = Self::check_fields(signed, limits)?;
+        Self::check_inner(signed, now, limits, None)
+    }
+
+    /// [`Pending::check`] with reporters' keys taken from (and added to) `keys`.
+    pub fn check_cached(
+        signed: &proto::SignedSighting,
+        now: Millis,
+        limits: &Limits,
+        keys: &mut KeyCache,
+    ) -> Result<Self, Error> {
+        Self::check_inner(signed, now, limits, Some(keys))
+    }
+
+    fn check_inner(
+        signed: &proto::SignedSighting,
+        now: Millis,
+        limits: &Limits,
+        keys: Option<&mut KeyCache>,
+    ) -> Result<Self, Error> {
+        let pending = Self::check_fields(signed, limits, keys)?;
         let s = &pending.sighting;
         if s.observed_at > now.saturating_add(limits.max_future_skew_ms) {
             return Err(Error::FutureDated {
@@ -487,7 +535,11 @@ impl Pending {
         Ok(pending)
     }
 
-    fn check_fields(signed: &proto::SignedSighting, limits: &Limits) -> Result<Self, Error> {
+    fn check_fields(
+        signed: &proto::SignedSighting,
+        limits: &Limits,
+        keys: Option<&mut KeyCache>,
+    ) -> Result<Self, Error> {
         let payload = &signed.payload;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::Oversized {
@@ -501,7 +553,10 @@ impl Pending {
             .try_into()
             .map_err(|_| Error::MalformedSignature(signed.signature.len()))?;
         let p = proto::Sighting::decode(payload.as_ref()).map_err(|e| Error::Decode(e.to_string()))?;
-        let reporter = PublicKey::from_bytes(&p.reporter)?;
+        let (reporter, key) = match keys {
+            Some(cache) => cache.get(&p.reporter)?,
+            None => KeyCache::new(1).get(&p.reporter)?,
+        };
         let kind = Kind::from_proto(p.kind)?;
         let target = Target::from_proto(
             p.target
@@ -534,10 +589,10 @@ impl Pending {
                 observed_at: p.observed_at_ms,
                 ttl_s: p.ttl_s,
                 count: p.count,
-                evidence,
             },
             payload: payload.to_vec(),
             signature: Signature::from_bytes(&sig),
+            key,
         })
     }
 
@@ -547,7 +602,7 @@ impl Pending {
     }
 
     fn key(&self) -> &VerifyingKey {
-        self.sighting.reporter.verifying_key()
+        &self.key
     }
 
     /// Checks the signature strictly.
@@ -569,13 +624,7 @@ impl Pending {
     }
 
     fn into_record(self) -> Record {
-        let signature = self.signature.to_bytes();
-        Record {
-            id: record_id(&self.payload, &signature),
-            sighting: self.sighting,
-            payload: self.payload,
-            signature,
-        }
+        record_of(self.sighting, self.payload, &self.signature.to_bytes())
     }
 }
 
@@ -640,7 +689,7 @@ mod tests {
     }
 
     fn base_payload(id: &Identity) -> proto::Sighting {
-        proto::Sighting::decode(sign(id, draft("1.2.3.4")).payload.as_slice()).unwrap()
+        proto::Sighting::decode(sign(id, draft("1.2.3.4")).payload()).unwrap()
     }
 
     #[test]
@@ -649,9 +698,13 @@ mod tests {
         let back = verify(&rec.to_proto(), NOW, &Limits::default()).unwrap();
         assert_eq!(back, rec);
         assert_eq!(back.sighting().reporter, alice().public());
-        assert_eq!(back.sighting().evidence.usernames, vec!["100", "101"]);
+        assert_eq!(back.evidence().usernames, vec!["100", "101"]);
+        assert_eq!(back.evidence().user_agent, "friendly-scanner");
         let decoded = proto::SignedSighting::decode(rec.encode().as_slice()).unwrap();
-        assert_eq!(Record::decode_stored(&rec.encode()).unwrap(), rec);
+        assert_eq!(
+            Record::decode_stored(&rec.encode(), &mut KeyCache::new(4)).unwrap(),
+            rec
+        );
         assert_eq!(verify(&decoded, NOW, &Limits::default()).unwrap().id(), rec.id());
     }
 
@@ -704,7 +757,7 @@ mod tests {
         p.target = Some(Target::parse("5.6.7.8", Bounds::default()).unwrap().to_proto());
         let w = proto::SignedSighting {
             payload: p.encode_to_vec().into(),
-            signature: rec.signature.to_vec().into(),
+            signature: rec.signature().to_vec().into(),
         };
         assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::InvalidSignature));
     }

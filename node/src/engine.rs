@@ -13,7 +13,7 @@ use crate::store::Store;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
-use fraudmesh::identity::{Identity, PublicKey};
+use fraudmesh::identity::{Identity, KeyCache, PublicKey};
 use fraudmesh::ledger::{Ledger, Merge};
 use fraudmesh::policy::{Decision, Policy};
 use fraudmesh::proto;
@@ -34,6 +34,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 /// Most sightings in one envelope.
 pub const MAX_ENVELOPE_SIGHTINGS: usize = 256;
+/// Reporters' decompressed keys kept for verification.
+const KEY_CACHE: usize = 100_000;
 /// How often expired records are dropped from the ledger and the store.
 const GC_INTERVAL: Duration = Duration::from_secs(10);
 /// Least time between two rebuilds of the blocklist snapshot.
@@ -201,17 +203,20 @@ pub struct EngineConfig {
     pub strangers: StrangerBounds,
 }
 
-/// The engine's state, owned by its thread.
-struct Engine {
+/// The engine's state, owned by its thread. Public so benchmarks can drive the exact
+/// ingest path without threads; the node only ever uses it through [`start`].
+pub struct Engine {
     identity: Identity,
     policy: Policy,
     limits: Limits,
     strangers: StrangerBounds,
     rate: RateLimiter,
+    keys: KeyCache,
     ledger: Ledger,
     stranger_records: usize,
-    /// Blocked targets and their decisions.
-    blocked: BTreeMap<Target, Decision>,
+    /// Blocked targets and when their block ends (the details are decided again on
+    /// demand: keeping every `Decision` would cost more memory than the ledger).
+    blocked: BTreeMap<Target, Millis>,
     /// (until, target) of every blocked target, to end blocks on time.
     ends: BTreeSet<(Millis, Target)>,
     store: Box<dyn Store>,
@@ -231,44 +236,9 @@ pub fn start(
     metrics: Arc<Metrics>,
     publish: mpsc::Sender<Vec<u8>>,
 ) -> anyhow::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
-    let now = now_ms();
-    let mut ledger = Ledger::new();
-    let mut expired = 0usize;
-    for bytes in store.load()? {
-        let record = Record::decode_stored(&bytes).context("a stored record is corrupt")?;
-        if record.sighting().is_active(now) {
-            ledger.merge(record);
-        } else {
-            expired += 1;
-        }
-    }
-    let stranger_records = ledger
-        .records()
-        .filter(|r| cfg.policy.is_stranger(&r.sighting().reporter))
-        .count();
-    tracing::info!(records = ledger.len(), expired, "ledger restored from the store");
+    let mut engine = Engine::new(cfg, store, metrics, publish)?;
     let (tx, mut rx) = mpsc::channel(COMMAND_QUEUE);
-    let blocklist = Arc::new(ArcSwap::from_pointee(Blocklist::default()));
-    let mut engine = Engine {
-        identity: cfg.identity,
-        rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
-        policy: cfg.policy,
-        limits: cfg.limits,
-        strangers: cfg.strangers,
-        ledger,
-        stranger_records,
-        blocked: BTreeMap::new(),
-        ends: BTreeSet::new(),
-        store,
-        metrics,
-        blocklist: blocklist.clone(),
-        publish,
-        dirty: true,
-        last_rebuild: Instant::now(),
-        last_gc: Instant::now(),
-    };
-    engine.decide_everything(now);
-    engine.rebuild();
+    let blocklist = engine.blocklist.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
@@ -290,6 +260,64 @@ fn is_soft(e: &sighting::Error) -> bool {
 }
 
 impl Engine {
+    /// Restores the ledger from the store and decides everything once.
+    pub fn new(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+        metrics: Arc<Metrics>,
+        publish: mpsc::Sender<Vec<u8>>,
+    ) -> anyhow::Result<Self> {
+        let now = now_ms();
+        let mut ledger = Ledger::new();
+        let mut expired = 0usize;
+        let mut keys = KeyCache::new(KEY_CACHE);
+        for bytes in store.load()? {
+            let record = Record::decode_stored(&bytes, &mut keys).context("a stored record is corrupt")?;
+            if record.sighting().is_active(now) {
+                ledger.merge(&record);
+            } else {
+                expired += 1;
+            }
+        }
+        let stranger_records = ledger
+            .entries()
+            .filter(|r| cfg.policy.is_stranger(&r.sighting().reporter))
+            .count();
+        tracing::info!(records = ledger.len(), expired, "ledger restored from the store");
+        let mut engine = Engine {
+            identity: cfg.identity,
+            rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
+            keys,
+            policy: cfg.policy,
+            limits: cfg.limits,
+            strangers: cfg.strangers,
+            ledger,
+            stranger_records,
+            blocked: BTreeMap::new(),
+            ends: BTreeSet::new(),
+            store,
+            metrics,
+            blocklist: Arc::new(ArcSwap::from_pointee(Blocklist::default())),
+            publish,
+            dirty: true,
+            last_rebuild: Instant::now(),
+            last_gc: Instant::now(),
+        };
+        engine.decide_everything(now);
+        engine.rebuild();
+        Ok(engine)
+    }
+
+    /// Makes everything stored so far durable.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.store.flush()
+    }
+
+    /// Records held.
+    pub fn records(&self) -> usize {
+        self.ledger.len()
+    }
+
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Gossip { data, reply } => {
@@ -307,7 +335,13 @@ impl Engine {
                 let _ = reply.send(self.check(&target));
             }
             Command::List { reply } => {
-                let _ = reply.send(self.blocked.iter().map(|(t, d)| (t.clone(), d.clone())).collect());
+                let now = now_ms();
+                let list = self
+                    .blocked
+                    .keys()
+                    .map(|t| (t.clone(), self.policy.decide(t, self.ledger.for_target(t), now)))
+                    .collect();
+                let _ = reply.send(list);
             }
             Command::Stats { reply } => {
                 let _ = reply.send(Stats {
@@ -320,7 +354,9 @@ impl Engine {
         }
     }
 
-    fn gossip(&mut self, data: &[u8]) -> Verdict {
+    /// The whole path of one gossip message: decode, cheap checks, batch verification,
+    /// stranger bounds, merge, re-decide, persist (not flushed: nothing is acknowledged).
+    pub fn gossip(&mut self, data: &[u8]) -> Verdict {
         let now = now_ms();
         if data.len() > MAX_ENVELOPE_BYTES {
             self.metrics.reject("envelope_oversized");
@@ -338,9 +374,8 @@ impl Engine {
             }
         };
         let mut pending = Vec::with_capacity(env.sightings.len());
-        let mut soft = false;
         for s in &env.sightings {
-            match Pending::check(s, now, &self.limits) {
+            match Pending::check_cached(s, now, &self.limits, &mut self.keys) {
                 Ok(p) => pending.push(p),
                 Err(e) => {
                     self.metrics.reject(e.label());
@@ -348,7 +383,6 @@ impl Engine {
                         tracing::debug!(error = %e, "gossip sighting rejected");
                         return Verdict::Reject;
                     }
-                    soft = true;
                 }
             }
         }
@@ -368,25 +402,16 @@ impl Engine {
         for r in records {
             match self.admit(&r, now) {
                 Ok(()) => admitted.push(r),
-                Err(reason) => {
-                    self.metrics.reject(reason);
-                    soft = true;
-                }
+                Err(reason) => self.metrics.reject(reason),
             }
         }
-        let merged = self.merge(admitted, now, "gossip");
-        for r in &merged {
-            let delay = now.saturating_sub(r.sighting().observed_at) as f64 / 1000.0;
-            self.metrics.propagation.observe(delay);
-        }
-        if let Err(e) = self.persist(&merged, false) {
-            tracing::error!(error = %e, "storing gossiped records failed");
-        }
-        if !merged.is_empty() {
-            Verdict::Accept
-        } else {
-            let _ = soft;
-            Verdict::Ignore
+        match self.merge(admitted, now, "gossip", false) {
+            Ok(changed) if !changed.is_empty() => Verdict::Accept,
+            Ok(_) => Verdict::Ignore,
+            Err(e) => {
+                tracing::error!(error = %e, "storing gossiped records failed");
+                Verdict::Ignore
+            }
         }
     }
 
@@ -408,52 +433,72 @@ impl Engine {
         Ok(())
     }
 
-    /// Merges records, re-decides their targets; returns those that changed the ledger.
-    fn merge(&mut self, records: Vec<Record>, now: Millis, source: &'static str) -> Vec<Record> {
+    /// Merges records, writes the ones that changed the ledger to the store (flushed when
+    /// `flush`, before anything is acknowledged), re-decides their targets, and returns
+    /// them. Records that change the ledger are each newer than what was held, so within
+    /// one batch the store's last write for a key is the newest.
+    fn merge(
+        &mut self,
+        records: Vec<Record>,
+        now: Millis,
+        source: &'static str,
+        flush: bool,
+    ) -> anyhow::Result<Vec<Record>> {
         let mut changed = Vec::new();
         for r in records {
-            let stranger = self.policy.is_stranger(&r.sighting().reporter);
-            let outcome = self.ledger.merge(r.clone());
+            let s = r.sighting();
+            let stranger = self.policy.is_stranger(&s.reporter);
+            let outcome = self.ledger.merge(&r);
             if outcome == Merge::Inserted && stranger {
                 self.stranger_records += 1;
             }
             if outcome.changed() {
+                if source == "gossip" {
+                    let delay_s = now.saturating_sub(s.observed_at) as f64 / 1000.0;
+                    self.metrics.propagation.observe(delay_s);
+                }
                 changed.push(r);
             }
         }
-        if !changed.is_empty() {
-            self.metrics
-                .accepted
-                .get_or_create(&SourceLabel { source })
-                .inc_by(changed.len() as u64);
-            let targets: BTreeSet<Target> = changed.iter().map(|r| r.sighting().target.clone()).collect();
-            for t in targets {
-                self.redecide(&t, now);
-            }
-            self.metrics.records.set(self.ledger.len() as i64);
+        if changed.is_empty() {
+            return Ok(changed);
         }
-        changed
-    }
-
-    fn persist(&mut self, records: &[Record], flush: bool) -> anyhow::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<&Record> = records.iter().collect();
+        let refs: Vec<&Record> = changed.iter().collect();
         self.store.put(&refs)?;
         if flush {
             self.store.flush()?;
         }
-        Ok(())
+        self.metrics
+            .accepted
+            .get_or_create(&SourceLabel { source })
+            .inc_by(changed.len() as u64);
+        let mut targets: Vec<Target> = changed.iter().map(|r| r.sighting().target.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        for t in &targets {
+            self.redecide(t, now);
+        }
+        self.metrics.records.set(self.ledger.len() as i64);
+        Ok(changed)
     }
 
     fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
         let now = now_ms();
-        let records: Vec<Record> = drafts.into_iter().map(|d| sighting::sign(&self.identity, d)).collect();
-        let merged = self.merge(records.clone(), now, "local");
-        // Durable before acknowledged.
-        self.persist(&merged, true)?;
-        for chunk in merged.chunks(MAX_ENVELOPE_SIGHTINGS) {
+        let me = self.identity.public();
+        let records: Vec<Record> = drafts
+            .into_iter()
+            .map(|mut d| {
+                // A new local record must supersede this node's older one of the same
+                // target, even within the same millisecond (report, then retract).
+                if let Some(held) = self.ledger.get(&me, &d.target) {
+                    d.observed_at = d.observed_at.max(held.sighting().observed_at + 1);
+                }
+                sighting::sign(&self.identity, d)
+            })
+            .collect();
+        // Durable (flushed) before acknowledged.
+        let out = self.merge(records, now, "local", true)?;
+        for chunk in out.chunks(MAX_ENVELOPE_SIGHTINGS) {
             let env = proto::Envelope {
                 sightings: chunk.iter().map(Record::to_proto).collect(),
             };
@@ -461,7 +506,7 @@ impl Engine {
                 tracing::warn!("network task gone; sightings stored but not published");
             }
         }
-        Ok(records)
+        Ok(out)
     }
 
     fn check(&self, target: &Target) -> Check {
@@ -497,22 +542,20 @@ impl Engine {
 
     fn redecide(&mut self, target: &Target, now: Millis) {
         let d = self.policy.decide(target, self.ledger.for_target(target), now);
-        let old = if d.blocked {
-            if let Some(until) = d.until {
-                self.ends.insert((until, target.clone()));
-            }
-            self.blocked.insert(target.clone(), d.clone())
-        } else {
-            self.blocked.remove(target)
+        let until = d.until.filter(|_| d.blocked);
+        let old = match until {
+            Some(u) => self.blocked.insert(target.clone(), u),
+            None => self.blocked.remove(target),
         };
-        if let Some(old) = &old {
-            if old.until != d.until || !d.blocked {
-                if let Some(u) = old.until {
-                    self.ends.remove(&(u, target.clone()));
-                }
+        if old != until {
+            if let Some(u) = old {
+                self.ends.remove(&(u, target.clone()));
+            }
+            if let Some(u) = until {
+                self.ends.insert((u, target.clone()));
             }
         }
-        if old.is_some() != d.blocked {
+        if old.is_some() != until.is_some() {
             self.dirty = true;
             self.metrics.blocked.set(self.blocked.len() as i64);
         }
@@ -545,8 +588,11 @@ impl Engine {
                     .filter(|r| self.policy.is_stranger(&r.sighting().reporter))
                     .count()
                     .min(self.stranger_records);
-                let refs: Vec<&Record> = gone.iter().collect();
-                if let Err(e) = self.store.remove(&refs) {
+                let keys: Vec<(PublicKey, Target)> = gone
+                    .iter()
+                    .map(|e| (e.sighting().reporter, e.sighting().target.clone()))
+                    .collect();
+                if let Err(e) = self.store.remove(&keys) {
                     tracing::error!(error = %e, "removing expired records failed");
                 }
                 tracing::debug!(expired = gone.len(), "expired records collected");
@@ -558,7 +604,8 @@ impl Engine {
         }
     }
 
-    fn rebuild(&mut self) {
+    /// Publishes a fresh blocklist snapshot of the blocked set.
+    pub fn rebuild(&mut self) {
         let mut b = BlocklistBuilder::new();
         for t in self.blocked.keys() {
             match t {

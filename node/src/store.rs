@@ -10,7 +10,9 @@
 //! the engine calls it before acknowledging any write made through the API.
 
 use anyhow::Context;
+use fraudmesh::identity::PublicKey;
 use fraudmesh::sighting::Record;
+use fraudmesh::target::Target;
 use prost::Message;
 use std::path::Path;
 
@@ -23,18 +25,17 @@ pub trait Store: Send {
     fn load(&self) -> anyhow::Result<Vec<Vec<u8>>>;
     /// Inserts or replaces records (keyed by reporter and target).
     fn put(&mut self, records: &[&Record]) -> anyhow::Result<()>;
-    /// Removes records (keyed by reporter and target).
-    fn remove(&mut self, records: &[&Record]) -> anyhow::Result<()>;
+    /// Removes the records of these (reporter, target) keys.
+    fn remove(&mut self, keys: &[(PublicKey, Target)]) -> anyhow::Result<()>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> anyhow::Result<()>;
     /// Bytes on disk, for status.
     fn size_on_disk(&self) -> u64;
 }
 
-fn key(r: &Record) -> Vec<u8> {
-    let s = r.sighting();
-    let mut k = s.reporter.as_bytes().to_vec();
-    k.extend_from_slice(&s.target.to_proto().encode_to_vec());
+fn key(reporter: &PublicKey, target: &Target) -> Vec<u8> {
+    let mut k = reporter.as_bytes().to_vec();
+    k.extend_from_slice(&target.to_proto().encode_to_vec());
     k
 }
 
@@ -67,17 +68,21 @@ impl Store for SledStore {
     }
 
     fn put(&mut self, records: &[&Record]) -> anyhow::Result<()> {
-        let mut batch = sled::Batch::default();
+        // Single inserts: measured faster than `apply_batch` here, and durability comes
+        // from `flush` anyway (the engine flushes before acknowledging).
         for r in records {
-            batch.insert(key(r), r.encode());
+            let s = r.sighting();
+            self.records
+                .insert(key(&s.reporter, &s.target), r.encode())
+                .context("writing a record")?;
         }
-        self.records.apply_batch(batch).context("writing records")
+        Ok(())
     }
 
-    fn remove(&mut self, records: &[&Record]) -> anyhow::Result<()> {
+    fn remove(&mut self, keys: &[(PublicKey, Target)]) -> anyhow::Result<()> {
         let mut batch = sled::Batch::default();
-        for r in records {
-            batch.remove(key(r));
+        for (reporter, target) in keys {
+            batch.remove(key(reporter, target));
         }
         self.records.apply_batch(batch).context("removing records")
     }
