@@ -17,46 +17,68 @@
 //! older record it supersedes, so garbage collection can never resurrect what it withdrew.
 
 use crate::identity::PublicKey;
-use crate::sighting::{Record, RecordId, Sighting};
+use crate::sighting::{Kind, Record, RecordId};
 use crate::target::Target;
 use crate::Millis;
 use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-/// What the ledger keeps of a record: its decoded fields and its id. The signed bytes
-/// are not kept in memory (the store has them): a ledger may hold a million records,
-/// and what merging and deciding need is a tenth of their size.
+/// What the ledger keeps of a record: the fields merging and deciding need, and the
+/// id. The signed bytes are not kept in memory (the store has them), nor the target (it
+/// is the ledger's key): a ledger may hold a million records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    sighting: Sighting,
+    reporter: PublicKey,
+    kind: Kind,
+    observed_at: Millis,
+    ttl_s: u32,
+    count: u32,
     id: RecordId,
 }
 
 impl Entry {
-    /// The decoded fields.
-    pub fn sighting(&self) -> &Sighting {
-        &self.sighting
+    /// Who reported it.
+    pub fn reporter(&self) -> &PublicKey {
+        &self.reporter
     }
-
+    /// What was seen.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// When.
+    pub fn observed_at(&self) -> Millis {
+        self.observed_at
+    }
+    /// Events summarised.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
     /// The record id, SHA-256(payload || signature).
     pub fn id(&self) -> &RecordId {
         &self.id
+    }
+    /// The first instant it is no longer active.
+    pub fn expires_at(&self) -> Millis {
+        self.observed_at.saturating_add(u64::from(self.ttl_s) * 1000)
+    }
+    /// Expiry as a pure function of (record, now).
+    pub fn is_active(&self, now: Millis) -> bool {
+        now < self.expires_at()
     }
 }
 
 impl From<&Record> for Entry {
     fn from(r: &Record) -> Self {
+        let s = r.sighting();
         Self {
-            sighting: r.sighting().clone(),
+            reporter: s.reporter,
+            kind: s.kind,
+            observed_at: s.observed_at,
+            ttl_s: s.ttl_s,
+            count: s.count,
             id: *r.id(),
         }
-    }
-}
-
-impl From<Record> for Entry {
-    fn from(r: Record) -> Self {
-        Self::from(&r)
     }
 }
 
@@ -82,7 +104,7 @@ impl Merge {
 
 /// Orders two records of the same (reporter, target): the greater one wins.
 pub fn newer(a: &Entry, b: &Entry) -> Ordering {
-    (a.sighting.observed_at, &a.id).cmp(&(b.sighting.observed_at, &b.id))
+    (a.observed_at, &a.id).cmp(&(b.observed_at, &b.id))
 }
 
 /// The records of one target, sorted by reporter. Most targets have one reporter, so
@@ -104,11 +126,18 @@ impl Ledger {
     }
 
     /// Merges one record (join with a singleton state).
-    pub fn merge(&mut self, entry: impl Into<Entry>) -> Merge {
-        let entry = entry.into();
-        let reporter = entry.sighting.reporter;
-        let per = self.by_target.entry(entry.sighting.target.clone()).or_default();
-        match per.binary_search_by(|e| e.sighting.reporter.cmp(&reporter)) {
+    pub fn merge(&mut self, record: &Record) -> Merge {
+        self.merge_entry(&record.sighting().target, Entry::from(record))
+    }
+
+    /// Merges one entry of `target`.
+    pub fn merge_entry(&mut self, target: &Target, entry: Entry) -> Merge {
+        let reporter = entry.reporter;
+        let per = match self.by_target.get_mut(target) {
+            Some(per) => per,
+            None => self.by_target.entry(target.clone()).or_default(),
+        };
+        match per.binary_search_by(|e| e.reporter.cmp(&reporter)) {
             Err(at) => {
                 per.insert(at, entry);
                 *self.per_reporter.entry(reporter).or_default() += 1;
@@ -125,8 +154,10 @@ impl Ledger {
 
     /// Merges another whole state into this one.
     pub fn merge_ledger(&mut self, other: &Ledger) {
-        for e in other.entries() {
-            self.merge(e.clone());
+        for (t, entries) in other.by_target() {
+            for e in entries {
+                self.merge_entry(t, e.clone());
+            }
         }
     }
 
@@ -135,14 +166,14 @@ impl Ledger {
         let s = record.sighting();
         match self.get(&s.reporter, &s.target) {
             None => true,
-            Some(held) => (s.observed_at, record.id()).cmp(&(held.sighting.observed_at, &held.id)) == Ordering::Greater,
+            Some(held) => (s.observed_at, record.id()).cmp(&(held.observed_at, &held.id)) == Ordering::Greater,
         }
     }
 
     /// The entry one reporter holds of one target.
     pub fn get(&self, reporter: &PublicKey, target: &Target) -> Option<&Entry> {
         let per = self.by_target.get(target)?;
-        per.binary_search_by(|e| e.sighting.reporter.cmp(reporter))
+        per.binary_search_by(|e| e.reporter.cmp(reporter))
             .ok()
             .map(|at| &per[at])
     }
@@ -177,21 +208,21 @@ impl Ledger {
         self.per_reporter.get(reporter).copied().unwrap_or(0)
     }
 
-    /// Removes and returns every entry no longer active at `now`.
-    pub fn expire(&mut self, now: Millis) -> Vec<Entry> {
+    /// Removes and returns every entry no longer active at `now`, with its target.
+    pub fn expire(&mut self, now: Millis) -> Vec<(Target, Entry)> {
         let mut gone = Vec::new();
-        self.by_target.retain(|_, per| {
+        self.by_target.retain(|t, per| {
             per.retain(|e| {
-                let keep = e.sighting.is_active(now);
+                let keep = e.is_active(now);
                 if !keep {
-                    gone.push(e.clone());
+                    gone.push((t.clone(), e.clone()));
                 }
                 keep
             });
             !per.is_empty()
         });
-        for e in &gone {
-            self.forget_one(&e.sighting.reporter);
+        for (_, e) in &gone {
+            self.forget_one(&e.reporter);
         }
         gone
     }
@@ -199,7 +230,7 @@ impl Ledger {
     /// Removes one reporter's entry of a target (for evicting strangers under pressure).
     pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<Entry> {
         let per = self.by_target.get_mut(target)?;
-        let at = per.binary_search_by(|e| e.sighting.reporter.cmp(reporter)).ok()?;
+        let at = per.binary_search_by(|e| e.reporter.cmp(reporter)).ok()?;
         let e = per.remove(at);
         if per.is_empty() {
             self.by_target.remove(target);
@@ -263,7 +294,7 @@ mod tests {
     fn ledger_of(idx: &[usize]) -> Ledger {
         let mut l = Ledger::new();
         for &i in idx {
-            l.merge(pool()[i].clone());
+            l.merge(&pool()[i]);
         }
         l
     }
@@ -318,12 +349,13 @@ mod tests {
         #[test]
         fn holds_the_newest_per_reporter_and_target(a in indices()) {
             let l = ledger_of(&a);
-            for r in l.entries() {
-                let s = r.sighting();
-                for &i in &a {
-                    let o = Entry::from(&pool()[i]);
-                    if o.sighting().reporter == s.reporter && o.sighting().target == s.target {
-                        prop_assert_ne!(newer(&o, r), Ordering::Greater);
+            for (t, entries) in l.by_target() {
+                for r in entries {
+                    for &i in &a {
+                        let o = &pool()[i];
+                        if o.sighting().reporter == *r.reporter() && o.sighting().target == *t {
+                            prop_assert_ne!(newer(&Entry::from(o), r), Ordering::Greater);
+                        }
                     }
                 }
             }
@@ -335,10 +367,10 @@ mod tests {
         let p = pool();
         let mut l = Ledger::new();
         // p[0]: reporter 1, 1.1.1.1, at 1000; p[4]: same key at 2000.
-        assert_eq!(l.merge(p[0].clone()), Merge::Inserted);
-        assert_eq!(l.merge(p[0].clone()), Merge::Duplicate);
-        assert_eq!(l.merge(p[4].clone()), Merge::Replaced(Box::new(Entry::from(&p[0]))));
-        assert_eq!(l.merge(p[0].clone()), Merge::Stale);
+        assert_eq!(l.merge(&p[0]), Merge::Inserted);
+        assert_eq!(l.merge(&p[0]), Merge::Duplicate);
+        assert_eq!(l.merge(&p[4]), Merge::Replaced(Box::new(Entry::from(&p[0]))));
+        assert_eq!(l.merge(&p[0]), Merge::Stale);
         assert!(!l.would_change(&p[0]));
         assert_eq!(l.len(), 1);
         assert_eq!(l.count_of(&p[0].sighting().reporter), 1);
@@ -350,13 +382,10 @@ mod tests {
         let total = l.len();
         // Newest records are at 3000 ms: expiry 63000 (ttl 60) or 123000 (ttl 120).
         let gone = l.expire(63_000);
-        assert!(gone.iter().all(|r| !r.sighting().is_active(63_000)));
-        assert!(l.entries().all(|r| r.sighting().is_active(63_000)));
+        assert!(gone.iter().all(|(_, r)| !r.is_active(63_000)));
+        assert!(l.entries().all(|r| r.is_active(63_000)));
         assert_eq!(gone.len() + l.len(), total);
-        let per: usize = l
-            .entries()
-            .map(|r| usize::from(l.count_of(&r.sighting().reporter) > 0))
-            .sum();
+        let per: usize = l.entries().map(|r| usize::from(l.count_of(r.reporter()) > 0)).sum();
         assert_eq!(per, l.len());
         l.expire(u64::MAX);
         assert!(l.is_empty());

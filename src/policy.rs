@@ -151,13 +151,12 @@ impl Policy {
         let mut active: Vec<(Millis, Weight, bool)> = Vec::new();
         let mut reporters = Vec::new();
         for r in records {
-            let s = r.sighting();
-            if s.kind == Kind::Retract || !s.is_active(now) {
+            if r.kind() == Kind::Retract || !r.is_active(now) {
                 continue;
             }
-            let (w, stranger) = self.weight(&s.reporter);
-            active.push((s.expires_at(), w, stranger));
-            reporters.push(s.reporter);
+            let (w, stranger) = self.weight(r.reporter());
+            active.push((r.expires_at(), w, stranger));
+            reporters.push(*r.reporter());
         }
         reporters.sort();
         let score_of = |items: &[(Millis, Weight, bool)]| -> Weight {
@@ -225,7 +224,7 @@ mod tests {
     }
 
     fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Entry {
-        rec_signed(who, target, kind, at, ttl_s).into()
+        Entry::from(&rec_signed(who, target, kind, at, ttl_s))
     }
 
     fn rec_signed(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Record {
@@ -356,7 +355,7 @@ mod tests {
                 .iter()
                 .map(|&(who, ti, at, retract)| {
                     let kind = if retract { Kind::Retract } else { Kind::Scan };
-                    rec(&id(who), targets[ti], kind, at * 10_000, 60 + (at as u32) * 7)
+                    rec_signed(&id(who), targets[ti], kind, at * 10_000, 60 + (at as u32) * 7)
                 })
                 .collect();
             let p = policy();
@@ -370,7 +369,7 @@ mod tests {
                 }
                 let mut l = Ledger::new();
                 for i in order {
-                    l.merge(records[i].clone());
+                    l.merge(&records[i]);
                 }
                 let (bl, blocked) = p.decide_all(&l, now);
                 let hits: Vec<bool> = ["1.2.3.4", "10.9.3.3", "2001:db8::5"]

@@ -63,7 +63,7 @@ pub enum Target {
     /// An address (/32, /128) or prefix, host bits cleared, never IPv4-mapped IPv6.
     Ip(IpNet),
     /// E.164 digits without `+`, country code first.
-    Number(String),
+    Number(Box<str>),
 }
 
 impl Target {
@@ -90,7 +90,7 @@ impl Target {
         if digits.is_empty() || digits.len() > MAX_NUMBER_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::BadNumber(digits.to_string()));
         }
-        Ok(Self::Number(digits.to_string()))
+        Ok(Self::Number(digits.into()))
     }
 
     /// The target for exactly one IP address.
@@ -137,7 +137,7 @@ impl Target {
                 },
                 prefix_len: u32::from(net.prefix_len()),
             }),
-            Self::Number(d) => proto::target::Target::NumberPrefix(d.clone()),
+            Self::Number(d) => proto::target::Target::NumberPrefix(d.to_string()),
         };
         proto::Target { target: Some(target) }
     }

@@ -3,29 +3,19 @@
 //! merge, re-decide, sled write), side by side with raw ed25519-dalek `verify_batch` of
 //! the same signatures in the same run. Goal: at least 0.8× of the raw batch rate.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::{Signature, VerifyingKey};
 use fraudmesh::identity::Identity;
-use fraudmesh::policy::{Policy, TrustConfig, FULL};
 use fraudmesh::proto;
-use fraudmesh::sighting::{sign, Draft, Evidence, Kind, Limits, DOMAIN};
-use fraudmesh::target::Target;
-use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds, Verdict};
-use fraudmesh_node::metrics::Metrics;
-use fraudmesh_node::store::{SledStore, Store};
+use fraudmesh::sighting::{Limits, DOMAIN};
+use fraudmesh_node::engine::Verdict;
 use prost::Message;
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
 const ENVELOPES: usize = 200;
-const REPORTERS: usize = 64;
-
-fn now_ms() -> u64 {
-    fraudmesh_node::now_ms()
-}
 
 struct Fixture {
     reporters: Vec<Identity>,
@@ -33,97 +23,17 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let reporters: Vec<Identity> = (0..REPORTERS)
-        .map(|i| Identity::from_secret([i as u8 + 1; 32]))
+    let reporters = common::reporters();
+    let now = fraudmesh_node::now_ms();
+    let envelopes = (0..ENVELOPES)
+        .map(|e| {
+            let sightings = (0..BATCH)
+                .map(|i| common::sighting(&reporters, e * BATCH + i, now, 3600))
+                .collect();
+            proto::Envelope { sightings }.encode_to_vec()
+        })
         .collect();
-    let now = now_ms();
-    let mut envelopes = Vec::with_capacity(ENVELOPES);
-    let mut n: u32 = 0;
-    for _ in 0..ENVELOPES {
-        let mut sightings = Vec::with_capacity(BATCH);
-        for _ in 0..BATCH {
-            n += 1;
-            let who = &reporters[n as usize % REPORTERS];
-            let rec = sign(
-                who,
-                Draft {
-                    target: Target::host(Ipv4Addr::from(0x0b00_0000 + n).into()),
-                    kind: Kind::AuthFailure,
-                    observed_at: now,
-                    ttl_s: 3600,
-                    count: 5,
-                    evidence: Evidence {
-                        method: "REGISTER".into(),
-                        user_agent: "friendly-scanner".into(),
-                        reason: "5 auth failures in 60s".into(),
-                        usernames: vec!["100".into(), "admin".into()],
-                    },
-                },
-            );
-            sightings.push(rec.to_proto());
-        }
-        envelopes.push(proto::Envelope { sightings }.encode_to_vec());
-    }
     Fixture { reporters, envelopes }
-}
-
-/// A store that keeps nothing: separates the engine's own cost from sled's.
-struct NullStore;
-
-impl Store for NullStore {
-    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(Vec::new())
-    }
-    fn put(&mut self, _: &[&fraudmesh::sighting::Record]) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn remove(&mut self, _: &[(fraudmesh::identity::PublicKey, fraudmesh::target::Target)]) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn size_on_disk(&self) -> u64 {
-        0
-    }
-}
-
-fn engine(reporters: &[Identity], dir: Option<&std::path::Path>) -> Engine {
-    let local = Identity::from_secret([200; 32]);
-    let trusted: HashMap<_, _> = reporters.iter().map(|r| (r.public(), FULL)).collect();
-    let policy = Policy::new(
-        TrustConfig {
-            local: local.public(),
-            trusted,
-            stranger_weight: 100,
-            stranger_cap: 500,
-            threshold: FULL,
-        },
-        vec![],
-    )
-    .unwrap();
-    let store: Box<dyn Store> = match dir {
-        Some(dir) => Box::new(SledStore::open(dir, 64 * 1024 * 1024).unwrap()),
-        None => Box::new(NullStore),
-    };
-    let (publish, _rx) = tokio::sync::mpsc::channel(1);
-    Engine::new(
-        EngineConfig {
-            identity: local,
-            policy,
-            limits: Limits::default(),
-            strangers: StrangerBounds {
-                rate: 10.0,
-                burst: 100,
-                max_per_stranger: 1000,
-                max_total: 100_000,
-            },
-        },
-        store,
-        Arc::new(Metrics::new()),
-        publish,
-    )
-    .unwrap()
 }
 
 /// The inputs of raw `verify_batch` for one envelope, prepared outside the timing.
@@ -168,7 +78,7 @@ fn bench(c: &mut Criterion) {
                 let mut done = 0u64;
                 while done < iters {
                     let tmp = tempfile::tempdir().unwrap();
-                    let mut e = engine(&fx.reporters, persist.then_some(tmp.path()));
+                    let mut e = common::engine(&fx.reporters, persist.then_some(tmp.path()));
                     for env in fx.envelopes.iter().take((iters - done) as usize) {
                         let t = Instant::now();
                         let v = e.gossip(env);
@@ -188,7 +98,7 @@ fn bench(c: &mut Criterion) {
             || fx.envelopes[1].clone(),
             |env| {
                 let env = proto::Envelope::decode(env.as_slice()).unwrap();
-                let now = now_ms();
+                let now = fraudmesh_node::now_ms();
                 env.sightings
                     .iter()
                     .map(|s| fraudmesh::sighting::Pending::check_cached(s, now, &Limits::default(), &mut keys).is_ok())

@@ -10,23 +10,15 @@
 //!
 //! Run with `cargo bench -p fraudmesh-node --bench memory [-- N]`.
 
-use fraudmesh::identity::Identity;
-use fraudmesh::policy::{Policy, TrustConfig, FULL};
+mod common;
+
 use fraudmesh::proto;
-use fraudmesh::sighting::{sign, Draft, Evidence, Kind, Limits};
-use fraudmesh::target::Target;
-use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds, Verdict};
-use fraudmesh_node::metrics::Metrics;
-use fraudmesh_node::store::{SledStore, Store};
+use fraudmesh_node::engine::{Engine, Verdict};
+use fraudmesh_node::store::Store;
 use prost::Message;
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const REPORTERS: usize = 64;
 
 fn rss_of(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -39,89 +31,16 @@ fn rss_of(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct NullStore;
-impl Store for NullStore {
-    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(Vec::new())
-    }
-    fn put(&mut self, _: &[&fraudmesh::sighting::Record]) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn remove(&mut self, _: &[(fraudmesh::identity::PublicKey, fraudmesh::target::Target)]) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn size_on_disk(&self) -> u64 {
-        0
-    }
-}
-
-fn reporters() -> Vec<Identity> {
-    (0..REPORTERS)
-        .map(|i| Identity::from_secret([i as u8 + 1; 32]))
-        .collect()
-}
-
-/// Ingests `n` records through the gossip path into an engine over `store`.
-fn ingest(n: usize, store: Box<dyn Store>) -> Engine {
-    let reporters = reporters();
-    let local = Identity::from_secret([200; 32]);
-    let trusted: HashMap<_, _> = reporters.iter().map(|r| (r.public(), FULL)).collect();
-    let policy = Policy::new(
-        TrustConfig {
-            local: local.public(),
-            trusted,
-            stranger_weight: 100,
-            stranger_cap: 500,
-            threshold: FULL,
-        },
-        vec![],
-    )
-    .expect("policy");
-    let (publish, _rx) = tokio::sync::mpsc::channel(1);
-    let mut engine = Engine::new(
-        EngineConfig {
-            identity: local,
-            policy,
-            limits: Limits::default(),
-            strangers: StrangerBounds {
-                rate: 10.0,
-                burst: 100,
-                max_per_stranger: 1000,
-                max_total: 100_000,
-            },
-        },
-        store,
-        Arc::new(Metrics::new()),
-        publish,
-    )
-    .expect("engine");
+/// Ingests `n` records through the gossip path into an engine over `dir` (sled) or
+/// over nothing.
+fn ingest(n: usize, dir: Option<&Path>) -> Engine {
+    let reporters = common::reporters();
+    let mut engine = common::engine(&reporters, dir);
     let now = fraudmesh_node::now_ms();
     let start = Instant::now();
     for chunk in 0..n.div_ceil(256) {
-        let sightings: Vec<_> = (chunk * 256..((chunk + 1) * 256).min(n))
-            .map(|i| {
-                let who = &reporters[i % REPORTERS];
-                sign(
-                    who,
-                    Draft {
-                        target: Target::host(Ipv4Addr::from(0x0b00_0000 + i as u32).into()),
-                        kind: Kind::AuthFailure,
-                        observed_at: now,
-                        ttl_s: 86_400,
-                        count: 5,
-                        evidence: Evidence {
-                            method: "REGISTER".into(),
-                            user_agent: "friendly-scanner".into(),
-                            reason: "5 auth failures in 60s".into(),
-                            usernames: vec!["100".into(), "admin".into()],
-                        },
-                    },
-                )
-                .to_proto()
-            })
+        let sightings = (chunk * 256..((chunk + 1) * 256).min(n))
+            .map(|i| common::sighting(&reporters, i, now, 86_400))
             .collect();
         let env = proto::Envelope { sightings }.encode_to_vec();
         assert_eq!(engine.gossip(&env), Verdict::Accept);
@@ -135,10 +54,9 @@ fn ingest(n: usize, store: Box<dyn Store>) -> Engine {
 
 fn child(mode: &str, n: usize, dir: &Path) {
     let engine = match mode {
-        "ingest-null" => ingest(n, Box::new(NullStore)),
+        "ingest-null" => ingest(n, None),
         "ingest-sled" => {
-            let store = SledStore::open(&dir.join("data"), 64 * 1024 * 1024).expect("sled");
-            let mut e = ingest(n, Box::new(store));
+            let mut e = ingest(n, Some(&dir.join("data")));
             e.flush().expect("flush");
             e
         }

@@ -35,38 +35,22 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
             let v = Client::new(&dir)?
                 .get(&format!("/v1/check/{}", encode(&target)))
                 .await?;
-            if json {
-                println!("{v}");
-            } else {
-                print_check(&v);
-            }
+            show(&v, json, print_check);
         }
-        Command::List { json } => {
-            let v = Client::new(&dir)?.get("/v1/blocklist").await?;
-            if json {
-                println!("{v}");
-            } else {
-                print_list(&v);
-            }
-        }
-        Command::Status { json } => {
-            let v = Client::new(&dir)?.get("/v1/status").await?;
-            if json {
-                println!("{v}");
-            } else {
-                print_status(&v);
-            }
-        }
-        Command::Peers { json } => {
-            let v = Client::new(&dir)?.get("/v1/peers").await?;
-            if json {
-                println!("{v}");
-            } else {
-                print_peers(&v);
-            }
-        }
+        Command::List { json } => show(&Client::new(&dir)?.get("/v1/blocklist").await?, json, print_list),
+        Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
+        Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one JSON document, or the human form.
+fn show(v: &Value, json: bool, human: fn(&Value)) {
+    if json {
+        println!("{v}");
+    } else {
+        human(v);
+    }
 }
 
 /// Percent-encodes a target for a URL path (prefixes contain '/', IPv6 ':').

@@ -281,7 +281,7 @@ impl Engine {
         }
         let stranger_records = ledger
             .entries()
-            .filter(|r| cfg.policy.is_stranger(&r.sighting().reporter))
+            .filter(|e| cfg.policy.is_stranger(e.reporter()))
             .count();
         tracing::info!(records = ledger.len(), expired, "ledger restored from the store");
         let mut engine = Engine {
@@ -491,7 +491,7 @@ impl Engine {
                 // A new local record must supersede this node's older one of the same
                 // target, even within the same millisecond (report, then retract).
                 if let Some(held) = self.ledger.get(&me, &d.target) {
-                    d.observed_at = d.observed_at.max(held.sighting().observed_at + 1);
+                    d.observed_at = d.observed_at.max(held.observed_at() + 1);
                 }
                 sighting::sign(&self.identity, d)
             })
@@ -522,7 +522,7 @@ impl Engine {
             }
             Target::Number(d) => {
                 for len in 1..d.len() {
-                    candidates.push(Target::Number(d[..len].to_string()));
+                    candidates.push(Target::Number(d[..len].into()));
                 }
             }
         }
@@ -585,13 +585,10 @@ impl Engine {
             if !gone.is_empty() {
                 self.stranger_records -= gone
                     .iter()
-                    .filter(|r| self.policy.is_stranger(&r.sighting().reporter))
+                    .filter(|(_, e)| self.policy.is_stranger(e.reporter()))
                     .count()
                     .min(self.stranger_records);
-                let keys: Vec<(PublicKey, Target)> = gone
-                    .iter()
-                    .map(|e| (e.sighting().reporter, e.sighting().target.clone()))
-                    .collect();
+                let keys: Vec<(PublicKey, Target)> = gone.iter().map(|(t, e)| (*e.reporter(), t.clone())).collect();
                 if let Err(e) = self.store.remove(&keys) {
                     tracing::error!(error = %e, "removing expired records failed");
                 }
