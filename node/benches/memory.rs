@@ -14,7 +14,6 @@ mod common;
 
 use fraudmesh::proto;
 use fraudmesh_node::engine::{Engine, Verdict};
-use fraudmesh_node::store::Store;
 use prost::Message;
 use std::path::Path;
 use std::process::Command;

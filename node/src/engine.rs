@@ -263,27 +263,47 @@ impl Engine {
     /// Restores the ledger from the store and decides everything once.
     pub fn new(
         cfg: EngineConfig,
-        store: Box<dyn Store>,
+        mut store: Box<dyn Store>,
         metrics: Arc<Metrics>,
         publish: mpsc::Sender<Vec<u8>>,
     ) -> anyhow::Result<Self> {
         let now = now_ms();
         let mut ledger = Ledger::new();
-        let mut expired = 0usize;
         let mut keys = KeyCache::new(KEY_CACHE);
-        for bytes in store.load()? {
-            let record = Record::decode_stored(&bytes, &mut keys).context("a stored record is corrupt")?;
-            if record.sighting().is_active(now) {
-                ledger.merge(&record);
-            } else {
-                expired += 1;
+        let mut expired: Vec<(PublicKey, Target)> = Vec::new();
+        let mut corrupt = 0usize;
+        store.for_each(&mut |bytes| {
+            match Record::decode_stored(bytes, &mut keys) {
+                Ok(r) if r.sighting().is_active(now) => {
+                    ledger.merge(&r);
+                }
+                Ok(r) => expired.push((r.sighting().reporter, r.sighting().target.clone())),
+                // Not fatal: a node that refuses to start protects nobody. Peers still
+                // hold the record and sync brings it back.
+                Err(e) => {
+                    corrupt += 1;
+                    tracing::warn!(error = %e, "skipping a corrupt stored record");
+                }
             }
+            Ok(())
+        })?;
+        // Records that expired while the node was down are collected now, or they would
+        // stay on disk forever (the ledger never saw them).
+        if !expired.is_empty() {
+            store.remove(&expired)?;
+            store.flush()?;
         }
+        let expired = expired.len();
         let stranger_records = ledger
             .entries()
             .filter(|e| cfg.policy.is_stranger(e.reporter()))
             .count();
-        tracing::info!(records = ledger.len(), expired, "ledger restored from the store");
+        tracing::info!(
+            records = ledger.len(),
+            expired,
+            corrupt,
+            "ledger restored from the store"
+        );
         let mut engine = Engine {
             identity: cfg.identity,
             rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
@@ -631,5 +651,124 @@ pub fn retraction(target: Target, now: Millis, max_ttl_s: u32) -> Draft {
         ttl_s: max_ttl_s,
         count: 1,
         evidence: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use fraudmesh::policy::{TrustConfig, FULL};
+    use fraudmesh::sighting::{sign, Evidence};
+    use fraudmesh::target::Bounds;
+
+    fn config(local: Identity) -> EngineConfig {
+        let policy = Policy::new(
+            TrustConfig {
+                local: local.public(),
+                trusted: Default::default(),
+                stranger_weight: 100,
+                stranger_cap: 500,
+                threshold: FULL,
+            },
+            vec![],
+        )
+        .unwrap();
+        EngineConfig {
+            identity: local,
+            policy,
+            limits: Limits::default(),
+            strangers: StrangerBounds {
+                rate: 10.0,
+                burst: 100,
+                max_per_stranger: 1000,
+                max_total: 100_000,
+            },
+        }
+    }
+
+    fn record(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32) -> Record {
+        sign(
+            who,
+            Draft {
+                target: Target::parse(target, Bounds::default()).unwrap(),
+                kind: Kind::Scan,
+                observed_at,
+                ttl_s,
+                count: 1,
+                evidence: Evidence::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn restart_drops_expired_records_from_disk_and_skips_corrupt_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = Identity::from_secret([3; 32]);
+        let now = now_ms();
+        {
+            let mut store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+            let live = record(&me, "192.0.2.1", now, 3600);
+            let dead = record(&me, "192.0.2.2", now - 20_000, 10);
+            store.put(&[&live, &dead]).unwrap();
+            store.put_raw(b"garbage-key", b"\xff\xff not a record").unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let engine = Engine::new(
+            config(Identity::from_secret([3; 32])),
+            Box::new(store),
+            Arc::default(),
+            tx,
+        )
+        .unwrap();
+        assert_eq!(engine.records(), 1);
+        assert!(engine.blocklist.load().is_blocked("192.0.2.1".parse().unwrap()));
+        assert!(!engine.blocklist.load().is_blocked("192.0.2.2".parse().unwrap()));
+        drop(engine);
+        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+        let mut left = 0;
+        store
+            .for_each(&mut |_| {
+                left += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            left, 2,
+            "the live record and the unreadable one stay; the expired one is gone"
+        );
+    }
+
+    #[test]
+    fn a_local_record_supersedes_the_previous_one_within_the_same_millisecond() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let mut engine = Engine::new(
+            config(Identity::from_secret([4; 32])),
+            Box::new(store),
+            Arc::default(),
+            tx,
+        )
+        .unwrap();
+        let target = Target::parse("192.0.2.9", Bounds::default()).unwrap();
+        let now = now_ms();
+        let d = Draft {
+            target: target.clone(),
+            kind: Kind::Manual,
+            observed_at: now,
+            ttl_s: 600,
+            count: 1,
+            evidence: Evidence::default(),
+        };
+        engine.report(vec![d]).unwrap();
+        assert!(engine.check(&target).blocked);
+        engine.report(vec![retraction(target.clone(), now, 3600)]).unwrap();
+        assert!(
+            !engine.check(&target).blocked,
+            "the retraction wins even at the same ms"
+        );
     }
 }

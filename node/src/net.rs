@@ -134,6 +134,9 @@ fn build_swarm(keypair: Keypair) -> anyhow::Result<Swarm<Behaviour>> {
             gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
             let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
             kad_config.set_query_timeout(Duration::from_secs(30));
+            // Bootstrapping is driven by the discovery timer below (quietly, once there is
+            // someone to ask) rather than by kad's own timer, which warns on a lone node.
+            kad_config.set_periodic_bootstrap_interval(None);
             let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
             // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
             kad.set_mode(Some(kad::Mode::Server));
@@ -242,6 +245,8 @@ pub fn start(
                                 let _ = swarm.dial(addr.clone());
                             }
                         }
+                        // Errors only mean nobody is known yet; the seeds are redialled above.
+                        let _ = swarm.behaviour_mut().kad.bootstrap();
                         swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
                     }
                 }
@@ -252,6 +257,10 @@ pub fn start(
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                         tracing::debug!(%peer_id, "connected");
+                        if seeds.iter().any(|(p, _)| *p == peer_id) {
+                            // Learn the rest of the mesh from the seed right away.
+                            let _ = swarm.behaviour_mut().kad.bootstrap();
+                        }
                         peers.entry(peer_id).or_insert_with(|| PeerInfo {
                             peer_id: peer_id.to_string(),
                             address: endpoint.get_remote_address().to_string(),

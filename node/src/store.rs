@@ -21,8 +21,9 @@ const RECORDS_TREE: &str = "records.v1";
 
 /// What the engine needs from storage.
 pub trait Store: Send {
-    /// Every stored record's encoded bytes.
-    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>>;
+    /// Calls `f` with every stored record's encoded bytes, one at a time (a million
+    /// records must not be held twice in memory while the ledger is rebuilt).
+    fn for_each(&self, f: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()>;
     /// Inserts or replaces records (keyed by reporter and target).
     fn put(&mut self, records: &[&Record]) -> anyhow::Result<()>;
     /// Removes the records of these (reporter, target) keys.
@@ -58,13 +59,21 @@ impl SledStore {
     }
 }
 
+#[cfg(test)]
+impl SledStore {
+    /// Writes raw bytes under a raw key (tests of corrupt data).
+    pub fn put_raw(&mut self, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        self.records.insert(key, value)?;
+        Ok(())
+    }
+}
+
 impl Store for SledStore {
-    fn load(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        self.records
-            .iter()
-            .values()
-            .map(|v| v.map(|v| v.to_vec()).context("reading a stored record"))
-            .collect()
+    fn for_each(&self, f: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        for v in self.records.iter().values() {
+            f(&v.context("reading a stored record")?)?;
+        }
+        Ok(())
     }
 
     fn put(&mut self, records: &[&Record]) -> anyhow::Result<()> {
