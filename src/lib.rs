@@ -11,6 +11,7 @@
 //! - [`sighting`]: the signed record, signing and verification with every rejection reason.
 //! - [`ledger`]: the CRDT holding the newest record per (reporter, target).
 //! - [`policy`]: trust weights, the block threshold, the allowlist: what is blocked.
+//! - [`sync`]: range-based set reconciliation of active record ids between two peers.
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
 //! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
 
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod policy;
 pub mod rate;
 pub mod sighting;
+pub mod sync;
 pub mod target;
 
 /// Generated protobuf types of `proto/fraudmesh/v1/sighting.proto`.

@@ -18,7 +18,8 @@ use fraudmesh::ledger::{Ledger, Merge};
 use fraudmesh::policy::{Decision, Policy};
 use fraudmesh::proto;
 use fraudmesh::rate::RateLimiter;
-use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record};
+use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record, RecordId};
+use fraudmesh::sync::Item;
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use ipnet::IpNet;
@@ -34,6 +35,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 /// Most sightings in one envelope.
 pub const MAX_ENVELOPE_SIGHTINGS: usize = 256;
+/// Most records one fetch looks up.
+pub const MAX_FETCH: usize = 1024;
 /// Reporters' decompressed keys kept for verification.
 const KEY_CACHE: usize = 100_000;
 /// How often expired records are dropped from the ledger and the store.
@@ -116,6 +119,25 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Stats>,
     },
+    /// Records received from a sync peer; validated exactly like gossip.
+    Ingest {
+        /// The records.
+        records: Vec<proto::SignedSighting>,
+        /// The verdict (reject: the peer sent something invalid).
+        reply: oneshot::Sender<Verdict>,
+    },
+    /// The reconciliation set: (observed_at, id) of every active record, sorted.
+    SyncItems {
+        /// The answer (shared: it is cached until the ledger changes).
+        reply: oneshot::Sender<Arc<Vec<Item>>>,
+    },
+    /// The stored records with these ids (unknown ids are skipped).
+    Fetch {
+        /// Wanted ids.
+        ids: Vec<RecordId>,
+        /// The records found.
+        reply: oneshot::Sender<Vec<proto::SignedSighting>>,
+    },
     /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
     Tick,
 }
@@ -167,6 +189,23 @@ impl EngineHandle {
     /// Counts.
     pub async fn stats(&self) -> anyhow::Result<Stats> {
         self.ask(|reply| Command::Stats { reply }).await
+    }
+
+    /// Validates and merges records received through sync.
+    pub async fn ingest(&self, records: Vec<proto::SignedSighting>) -> Verdict {
+        self.ask(|reply| Command::Ingest { records, reply })
+            .await
+            .unwrap_or(Verdict::Ignore)
+    }
+
+    /// The current reconciliation set.
+    pub async fn sync_items(&self) -> anyhow::Result<Arc<Vec<Item>>> {
+        self.ask(|reply| Command::SyncItems { reply }).await
+    }
+
+    /// Stored records by id.
+    pub async fn fetch(&self, ids: Vec<RecordId>) -> anyhow::Result<Vec<proto::SignedSighting>> {
+        self.ask(|reply| Command::Fetch { ids, reply }).await
     }
 
     /// Sends a tick (the node's timer task calls this).
@@ -224,6 +263,8 @@ pub struct Engine {
     blocklist: Arc<ArcSwap<Blocklist>>,
     publish: mpsc::Sender<Vec<u8>>,
     dirty: bool,
+    /// The reconciliation set, cached until the ledger changes.
+    sync_items: Option<Arc<Vec<Item>>>,
     last_rebuild: Instant,
     last_gc: Instant,
 }
@@ -320,6 +361,7 @@ impl Engine {
             blocklist: Arc::new(ArcSwap::from_pointee(Blocklist::default())),
             publish,
             dirty: true,
+            sync_items: None,
             last_rebuild: Instant::now(),
             last_gc: Instant::now(),
         };
@@ -370,6 +412,21 @@ impl Engine {
                     store_bytes: self.store.size_on_disk(),
                 });
             }
+            Command::Ingest { records, reply } => {
+                let v = self.ingest(&records, "sync");
+                let _ = reply.send(v);
+            }
+            Command::SyncItems { reply } => {
+                let now = now_ms();
+                let items = self
+                    .sync_items
+                    .get_or_insert_with(|| Arc::new(fraudmesh::sync::items(&self.ledger, now)))
+                    .clone();
+                let _ = reply.send(items);
+            }
+            Command::Fetch { ids, reply } => {
+                let _ = reply.send(self.fetch(ids));
+            }
             Command::Tick => self.tick(),
         }
     }
@@ -377,7 +434,6 @@ impl Engine {
     /// The whole path of one gossip message: decode, cheap checks, batch verification,
     /// stranger bounds, merge, re-decide, persist (not flushed: nothing is acknowledged).
     pub fn gossip(&mut self, data: &[u8]) -> Verdict {
-        let now = now_ms();
         if data.len() > MAX_ENVELOPE_BYTES {
             self.metrics.reject("envelope_oversized");
             return Verdict::Reject;
@@ -393,14 +449,22 @@ impl Engine {
                 return Verdict::Reject;
             }
         };
-        let mut pending = Vec::with_capacity(env.sightings.len());
-        for s in &env.sightings {
+        self.ingest(&env.sightings, "gossip")
+    }
+
+    /// The one path every received sighting takes, from gossip or sync: cheap checks,
+    /// batch verification, stranger bounds, merge, persist. Any invalid sighting rejects
+    /// the whole batch and nothing in it is merged.
+    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> Verdict {
+        let now = now_ms();
+        let mut pending = Vec::with_capacity(sightings.len());
+        for s in sightings {
             match Pending::check_cached(s, now, &self.limits, &mut self.keys) {
                 Ok(p) => pending.push(p),
                 Err(e) => {
                     self.metrics.reject(e.label());
                     if !is_soft(&e) {
-                        tracing::debug!(error = %e, "gossip sighting rejected");
+                        tracing::debug!(error = %e, source, "sighting rejected");
                         return Verdict::Reject;
                     }
                 }
@@ -413,7 +477,7 @@ impl Engine {
                 Err(e) => {
                     // Any forged sighting condemns the whole message: nothing in it is merged.
                     self.metrics.reject(e.label());
-                    tracing::debug!(error = %e, "gossip sighting rejected");
+                    tracing::debug!(error = %e, source, "sighting rejected");
                     return Verdict::Reject;
                 }
             }
@@ -425,7 +489,7 @@ impl Engine {
                 Err(reason) => self.metrics.reject(reason),
             }
         }
-        match self.merge(admitted, now, "gossip", false) {
+        match self.merge(admitted, now, source, false) {
             Ok(changed) if !changed.is_empty() => Verdict::Accept,
             Ok(_) => Verdict::Ignore,
             Err(e) => {
@@ -473,7 +537,7 @@ impl Engine {
                 self.stranger_records += 1;
             }
             if outcome.changed() {
-                if source == "gossip" {
+                if source != "local" {
                     let delay_s = now.saturating_sub(s.observed_at) as f64 / 1000.0;
                     self.metrics.propagation.observe(delay_s);
                 }
@@ -483,6 +547,7 @@ impl Engine {
         if changed.is_empty() {
             return Ok(changed);
         }
+        self.sync_items = None;
         let refs: Vec<&Record> = changed.iter().collect();
         self.store.put(&refs)?;
         if flush {
@@ -527,6 +592,31 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// Looks records up by id: one pass over the ledger for their keys, then the store.
+    fn fetch(&self, ids: Vec<RecordId>) -> Vec<proto::SignedSighting> {
+        let wanted: std::collections::HashSet<RecordId> = ids.into_iter().take(MAX_FETCH).collect();
+        let mut out = Vec::with_capacity(wanted.len());
+        for (target, entries) in self.ledger.by_target() {
+            for e in entries {
+                if !wanted.contains(e.id()) {
+                    continue;
+                }
+                match self.store.get(e.reporter(), target) {
+                    Ok(Some(bytes)) => match proto::SignedSighting::decode(bytes.as_slice()) {
+                        Ok(s) => out.push(s),
+                        Err(err) => tracing::warn!(error = %err, "a stored record does not decode"),
+                    },
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "reading a stored record failed"),
+                }
+                if out.len() == wanted.len() {
+                    return out;
+                }
+            }
+        }
+        out
     }
 
     fn check(&self, target: &Target) -> Check {
@@ -603,6 +693,7 @@ impl Engine {
             self.last_gc = Instant::now();
             let gone = self.ledger.expire(now);
             if !gone.is_empty() {
+                self.sync_items = None;
                 self.stranger_records -= gone
                     .iter()
                     .filter(|(_, e)| self.policy.is_stranger(e.reporter()))

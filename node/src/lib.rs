@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod net;
 pub mod run;
 pub mod store;
+pub mod sync;
 
 /// The wall clock in ms since the Unix epoch: the only place the node reads it for the core.
 pub fn now_ms() -> fraudmesh::Millis {

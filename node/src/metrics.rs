@@ -44,8 +44,29 @@ pub struct Metrics {
     pub records: Gauge,
     /// Targets currently blocked.
     pub blocked: Gauge,
-    /// Seconds from a sighting's observed-at to its merge here (gossip only).
+    /// Seconds from a sighting's observed-at to its merge here (gossip and sync).
     pub propagation: Histogram,
+    /// Sync sessions this node initiated, by result.
+    pub sync_sessions: Family<ResultLabel, Counter>,
+    /// Reconcile round trips this node initiated.
+    pub sync_rounds: Counter,
+    /// Bytes written by the sync protocol (both roles).
+    pub sync_bytes_sent: Counter,
+    /// Bytes read by the sync protocol (both roles).
+    pub sync_bytes_received: Counter,
+    /// Records fetched from peers by sync and merged.
+    pub sync_records_fetched: Counter,
+    /// Seconds per completed sync session.
+    pub sync_duration: Histogram,
+    /// Peers cut off for breaking the sync protocol or sending invalid records.
+    pub sync_misbehaving: Counter,
+}
+
+/// Label set naming a session result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok`, `failed` or `misbehaved`.
+    pub result: &'static str,
 }
 
 impl Metrics {
@@ -80,7 +101,52 @@ impl Metrics {
             "Delay from a sighting's observed-at to its merge on this node (gossip)",
             propagation.clone(),
         );
+        let sync_sessions = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "sync_sessions",
+            "Sync sessions initiated, by result",
+            sync_sessions.clone(),
+        );
+        let sync_rounds = Counter::default();
+        registry.register("sync_rounds", "Reconcile round trips initiated", sync_rounds.clone());
+        let sync_bytes_sent = Counter::default();
+        registry.register(
+            "sync_bytes_sent",
+            "Bytes written by the sync protocol",
+            sync_bytes_sent.clone(),
+        );
+        let sync_bytes_received = Counter::default();
+        registry.register(
+            "sync_bytes_received",
+            "Bytes read by the sync protocol",
+            sync_bytes_received.clone(),
+        );
+        let sync_records_fetched = Counter::default();
+        registry.register(
+            "sync_records_fetched",
+            "Records fetched from peers by sync and merged",
+            sync_records_fetched.clone(),
+        );
+        let sync_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of completed sync sessions",
+            sync_duration.clone(),
+        );
+        let sync_misbehaving = Counter::default();
+        registry.register(
+            "sync_misbehaving_peers",
+            "Peers cut off for breaking the sync protocol",
+            sync_misbehaving.clone(),
+        );
         Self {
+            sync_sessions,
+            sync_rounds,
+            sync_bytes_sent,
+            sync_bytes_received,
+            sync_records_fetched,
+            sync_duration,
+            sync_misbehaving,
             registry,
             accepted,
             rejected,

@@ -8,8 +8,10 @@
 //! its sighting key: reporter and sending peer have the same name.
 
 use crate::engine::{EngineHandle, Verdict, MAX_ENVELOPE_BYTES};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ResultLabel};
+use crate::sync::{self, Misbehaved, SessionError, SyncCodec};
 use anyhow::Context;
+use fraudmesh::proto::{SyncRequest, SyncResponse};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -18,11 +20,12 @@ use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::ping;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,6 +46,16 @@ const UNSENT_TTL: Duration = Duration::from_secs(120);
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(15);
 /// Below this many connections, discovery runs.
 const WANTED_PEERS: usize = 8;
+/// How often a sync session starts with a random peer (besides one on every connect).
+const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Least time between two sessions with the same peer.
+const SYNC_PEER_GAP: Duration = Duration::from_secs(10);
+/// Inbound sync requests answered at once; beyond this, new ones are dropped.
+const MAX_INBOUND_SYNC: usize = 8;
+/// How long a peer that misbehaved is refused.
+const BAN: Duration = Duration::from_secs(600);
+/// A sync request without an answer after this is a failure.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The combined behaviour.
 #[derive(NetworkBehaviour)]
@@ -51,6 +64,7 @@ struct Behaviour {
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
 }
 
 /// A connected peer, as the API shows it.
@@ -70,6 +84,39 @@ pub struct PeerInfo {
 
 enum NetCommand {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// A sync session's request to its peer.
+    SyncRequest {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, SessionError>>,
+    },
+    /// A sync session ended.
+    SessionDone {
+        peer: PeerId,
+        result: Result<sync::Outcome, SessionError>,
+    },
+}
+
+/// Sends a session's requests through the swarm task.
+struct NetRequester {
+    peer: PeerId,
+    tx: mpsc::Sender<NetCommand>,
+}
+
+impl sync::Requester for NetRequester {
+    async fn request(&self, request: SyncRequest) -> Result<SyncResponse, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || SessionError::Failed("network stopped".into());
+        self.tx
+            .send(NetCommand::SyncRequest {
+                peer: self.peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
 }
 
 /// A cloneable handle to the network task.
@@ -112,7 +159,7 @@ pub struct NetConfig {
     pub seeds: Vec<(PeerId, Multiaddr)>,
 }
 
-fn build_swarm(keypair: Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+fn build_swarm(keypair: Keypair, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -144,11 +191,19 @@ fn build_swarm(keypair: Keypair) -> anyhow::Result<Swarm<Behaviour>> {
                 identify::Config::new(ID_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION"))),
             );
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec::new(metrics),
+                [(sync::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(SYNC_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_INBOUND_SYNC * 2),
+            );
             Ok(Behaviour {
                 gossipsub,
                 kad,
                 identify,
                 ping: ping::Behaviour::new(ping::Config::new()),
+                sync,
             })
         })?
         // Connections are the mesh: keep them while both sides are up.
@@ -186,7 +241,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
-    let mut swarm = build_swarm(cfg.keypair)?;
+    let mut swarm = build_swarm(cfg.keypair, metrics.clone())?;
     let topic = IdentTopic::new(TOPIC);
     swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
     for addr in &cfg.listen {
@@ -201,6 +256,7 @@ pub fn start(
         }
     }
     let (cmd_tx, mut cmd_rx) = mpsc::channel(64);
+    let session_tx = cmd_tx.clone();
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let seeds = cfg.seeds.clone();
     let task = tokio::spawn(async move {
@@ -208,6 +264,33 @@ pub fn start(
         let mut unsent: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
         let mut peers: HashMap<PeerId, PeerInfo> = HashMap::new();
         let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
+        let mut sync_timer = tokio::time::interval(SYNC_INTERVAL);
+        let mut requests: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, SessionError>>> =
+            HashMap::new();
+        type Answer = (
+            PeerId,
+            ResponseChannel<SyncResponse>,
+            Result<Option<SyncResponse>, Misbehaved>,
+        );
+        let mut answers: FuturesUnordered<BoxFuture<'static, Answer>> = FuturesUnordered::new();
+        let mut syncing: HashSet<PeerId> = HashSet::new();
+        let mut last_sync: HashMap<PeerId, Instant> = HashMap::new();
+        let mut banned: HashMap<PeerId, Instant> = HashMap::new();
+        // Starts a session with `peer` unless one runs (one at a time bounds the work and
+        // keeps two peers from sending the same missing records) or ran moments ago with it.
+        let start_session = |peer: PeerId, syncing: &mut HashSet<PeerId>, last_sync: &mut HashMap<PeerId, Instant>| {
+            if !syncing.is_empty() || last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
+                return;
+            }
+            syncing.insert(peer);
+            last_sync.insert(peer, Instant::now());
+            let (engine, metrics, tx) = (engine.clone(), metrics.clone(), session_tx.clone());
+            tokio::spawn(async move {
+                let requester = NetRequester { peer, tx: tx.clone() };
+                let result = sync::run_session(&engine, &requester, &metrics).await;
+                let _ = tx.send(NetCommand::SessionDone { peer, result }).await;
+            });
+        };
         let mut retry = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -218,7 +301,50 @@ pub fn start(
                         list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
                         let _ = reply.send(list);
                     }
+                    NetCommand::SyncRequest { peer, request, reply } => {
+                        let id = swarm.behaviour_mut().sync.send_request(&peer, request);
+                        requests.insert(id, reply);
+                    }
+                    NetCommand::SessionDone { peer, result } => {
+                        syncing.remove(&peer);
+                        let label = match &result {
+                            Ok(o) => {
+                                tracing::debug!(%peer, rounds = o.rounds, fetched = o.fetched, given = o.given, "sync done");
+                                "ok"
+                            }
+                            Err(SessionError::Failed(e)) => {
+                                tracing::debug!(%peer, error = %e, "sync failed");
+                                "failed"
+                            }
+                            Err(SessionError::Misbehaved(e)) => {
+                                cut_off(&mut swarm, &mut banned, &metrics, peer, e);
+                                "misbehaved"
+                            }
+                        };
+                        metrics.sync_sessions.get_or_create(&ResultLabel { result: label }).inc();
+                    }
                 },
+                Some((peer, channel, answer)) = answers.next(), if !answers.is_empty() => match answer {
+                    Ok(Some(resp)) => {
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, resp);
+                    }
+                    Ok(None) => {}
+                    Err(Misbehaved(e)) => cut_off(&mut swarm, &mut banned, &metrics, peer, &e),
+                },
+                _ = sync_timer.tick() => {
+                    let candidates: Vec<PeerId> = swarm.connected_peers().filter(|p| !syncing.contains(p)).copied().collect();
+                    if !candidates.is_empty() {
+                        let pick = candidates[rand::random::<usize>() % candidates.len()];
+                        start_session(pick, &mut syncing, &mut last_sync);
+                    }
+                    banned.retain(|peer, since| {
+                        let keep = since.elapsed() < BAN;
+                        if !keep {
+                            swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(peer);
+                        }
+                        keep
+                    });
+                }
                 Some(data) = publish.recv() => {
                     publish_or_queue(&mut swarm, &topic, data, &mut unsent);
                 }
@@ -255,8 +381,15 @@ pub fn start(
                         tracing::info!(%address, "listening");
                         listen_tx.send_modify(|l| l.push(address));
                     }
-                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if banned.contains_key(&peer_id) => {
+                        tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "refusing a banned peer");
+                        let _ = swarm.disconnect_peer_id(peer_id);
+                    }
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                         tracing::debug!(%peer_id, "connected");
+                        if num_established.get() == 1 {
+                            start_session(peer_id, &mut syncing, &mut last_sync);
+                        }
                         if seeds.iter().any(|(p, _)| *p == peer_id) {
                             // Learn the rest of the mesh from the seed right away.
                             let _ = swarm.behaviour_mut().kad.bootstrap();
@@ -310,6 +443,39 @@ pub fn start(
                             }
                         }
                     }
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => match e {
+                        request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+                            if answers.len() >= MAX_INBOUND_SYNC {
+                                tracing::debug!(%peer, "sync backlog full; dropping a request");
+                                continue;
+                            }
+                            let engine = engine.clone();
+                            answers.push(async move {
+                                let answer = sync::answer(&engine, request).await;
+                                (peer, channel, answer)
+                            }.boxed());
+                        }
+                        request_response::Event::Message { message: request_response::Message::Response { request_id, response }, .. } => {
+                            if let Some(reply) = requests.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                        request_response::Event::OutboundFailure { request_id, error, .. } => {
+                            if let Some(reply) = requests.remove(&request_id) {
+                                let e = match error {
+                                    request_response::OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                        SessionError::Misbehaved(format!("malformed answer: {e}"))
+                                    }
+                                    other => SessionError::Failed(other.to_string()),
+                                };
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                        request_response::Event::InboundFailure { peer, error, .. } => {
+                            tracing::debug!(%peer, %error, "inbound sync request failed");
+                        }
+                        request_response::Event::ResponseSent { .. } => {}
+                    },
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                         if let Some(p) = peers.get_mut(&peer) { p.rtt_ms = Some(rtt.as_millis() as u64); }
                     }
@@ -331,6 +497,22 @@ pub fn start(
         },
         task,
     ))
+}
+
+/// Cuts off a peer that broke the protocol: disconnect, and refuse it (connections and
+/// gossip) for [`BAN`].
+fn cut_off(
+    swarm: &mut Swarm<Behaviour>,
+    banned: &mut HashMap<PeerId, Instant>,
+    metrics: &Metrics,
+    peer: PeerId,
+    why: &str,
+) {
+    tracing::warn!(%peer, reason = why, "cutting off a misbehaving peer");
+    metrics.sync_misbehaving.inc();
+    banned.insert(peer, Instant::now());
+    swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+    let _ = swarm.disconnect_peer_id(peer);
 }
 
 /// Unspecified addresses (0.0.0.0) are not dialable by others.

@@ -26,6 +26,8 @@ pub trait Store: Send {
     fn for_each(&self, f: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()>;
     /// Inserts or replaces records (keyed by reporter and target).
     fn put(&mut self, records: &[&Record]) -> anyhow::Result<()>;
+    /// The stored bytes of one (reporter, target), if any.
+    fn get(&self, reporter: &PublicKey, target: &Target) -> anyhow::Result<Option<Vec<u8>>>;
     /// Removes the records of these (reporter, target) keys.
     fn remove(&mut self, keys: &[(PublicKey, Target)]) -> anyhow::Result<()>;
     /// Makes everything written so far durable.
@@ -86,6 +88,14 @@ impl Store for SledStore {
                 .context("writing a record")?;
         }
         Ok(())
+    }
+
+    fn get(&self, reporter: &PublicKey, target: &Target) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self
+            .records
+            .get(key(reporter, target))
+            .context("reading a record")?
+            .map(|v| v.to_vec()))
     }
 
     fn remove(&mut self, keys: &[(PublicKey, Target)]) -> anyhow::Result<()> {

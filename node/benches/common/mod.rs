@@ -57,6 +57,9 @@ impl Store for NullStore {
     fn put(&mut self, _: &[&Record]) -> anyhow::Result<()> {
         Ok(())
     }
+    fn get(&self, _: &PublicKey, _: &Target) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
     fn remove(&mut self, _: &[(PublicKey, Target)]) -> anyhow::Result<()> {
         Ok(())
     }

@@ -1,0 +1,261 @@
+//! The catch-up protocol `/fraudmesh/sync/1` (see `proto/fraudmesh/v1/sync.proto`): the
+//! codec, the initiator's session and the responder's answer.
+//!
+//! The reconciliation itself is the core's (`fraudmesh::sync`, pure); this module moves
+//! its messages over libp2p request-response and hands every received record to the
+//! engine, which validates it exactly like gossip. Work is bounded everywhere: message
+//! size, rounds per session, ids and records per request; a peer that sends something
+//! malformed or invalid is reported as [`Misbehaved`] and the network cuts it off.
+
+use crate::engine::{EngineHandle, Verdict, MAX_FETCH};
+use crate::metrics::Metrics;
+use fraudmesh::proto::{SyncRequest, SyncResponse};
+use fraudmesh::sighting::RecordId;
+use fraudmesh::sync::{Initiator, Responder};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fraudmesh/sync/1");
+/// Largest message either side accepts: a full reconcile frame plus a full batch of
+/// 1024 records (about 206 bytes each) fits.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Negentropy frame limit (the core's largest message).
+pub const FRAME_LIMIT: u64 = fraudmesh::sync::MAX_MESSAGE_BYTES as u64;
+
+/// Why a session ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The peer broke the protocol or sent invalid records: cut it off.
+    #[error("peer misbehaved: {0}")]
+    Misbehaved(String),
+    /// The peer could not be asked (no support, timeout, connection gone): try later.
+    #[error("sync failed: {0}")]
+    Failed(String),
+}
+
+/// The peer broke the protocol (see [`SessionError::Misbehaved`]).
+#[derive(Debug)]
+pub struct Misbehaved(pub String);
+
+/// What a finished session did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome {
+    /// Reconcile round trips.
+    pub rounds: usize,
+    /// Records received and merged.
+    pub fetched: usize,
+    /// Records sent to the peer.
+    pub given: usize,
+}
+
+/// Length-prefixed protobuf messages, bounded, with bytes counted in metrics.
+#[derive(Clone)]
+pub struct SyncCodec {
+    metrics: Arc<Metrics>,
+}
+
+impl SyncCodec {
+    /// A codec counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+
+    async fn read<T: AsyncRead + Unpin + Send, M: Message + Default>(&self, io: &mut T) -> io::Result<M> {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let n = u32::from_be_bytes(len) as usize;
+        if n > MAX_MESSAGE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("sync message of {n} bytes"),
+            ));
+        }
+        let mut buf = vec![0u8; n];
+        io.read_exact(&mut buf).await?;
+        self.metrics.sync_bytes_received.inc_by(4 + n as u64);
+        M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    async fn write<T: AsyncWrite + Unpin + Send, M: Message>(&self, io: &mut T, m: &M) -> io::Result<()> {
+        let bytes = m.encode_to_vec();
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "sync message too large"));
+        }
+        io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+        io.write_all(&bytes).await?;
+        io.flush().await?;
+        self.metrics.sync_bytes_sent.inc_by(4 + bytes.len() as u64);
+        Ok(())
+    }
+}
+
+impl libp2p::request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest> {
+        self.read(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncResponse> {
+        self.read(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> io::Result<()> {
+        self.write(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> io::Result<()> {
+        self.write(io, &res).await
+    }
+}
+
+/// Sends one request to the session's peer.
+pub trait Requester: Send + Sync {
+    /// The peer's response, or why there is none.
+    fn request(&self, req: SyncRequest)
+        -> impl std::future::Future<Output = Result<SyncResponse, SessionError>> + Send;
+}
+
+/// Runs one session as initiator: reconcile, then fetch what we lack and give what the
+/// peer lacks, in bounded chunks.
+pub async fn run_session(
+    engine: &EngineHandle,
+    peer: &impl Requester,
+    metrics: &Metrics,
+) -> Result<Outcome, SessionError> {
+    let started = Instant::now();
+    let failed = |e: anyhow::Error| SessionError::Failed(e.to_string());
+    let items = engine.sync_items().await.map_err(failed)?;
+    let (mut init, mut msg) =
+        Initiator::new(&items, FRAME_LIMIT).map_err(|e| SessionError::Failed(format!("starting: {e}")))?;
+    drop(items);
+    let mut out = Outcome::default();
+    loop {
+        let resp = peer
+            .request(SyncRequest {
+                reconcile: msg.into(),
+                ..Default::default()
+            })
+            .await?;
+        out.rounds += 1;
+        metrics.sync_rounds.inc();
+        match init.step(&resp.reconcile) {
+            Ok(Some(next)) => msg = next,
+            Ok(None) => break,
+            Err(e) if e.is_peer_fault() => return Err(SessionError::Misbehaved(format!("reconcile: {e}"))),
+            // Not the peer's fault (e.g. the round limit with a large difference): use
+            // what was found so far; the next session continues from a smaller difference.
+            Err(e) => {
+                tracing::debug!(error = %e, rounds = out.rounds, "reconciliation stopped early");
+                break;
+            }
+        }
+    }
+    let need: Vec<RecordId> = init.need().to_vec();
+    let have: Vec<RecordId> = init.have().to_vec();
+    let chunks = need.len().div_ceil(MAX_FETCH).max(have.len().div_ceil(MAX_FETCH));
+    for i in 0..chunks {
+        let want: Vec<RecordId> = need.iter().skip(i * MAX_FETCH).take(MAX_FETCH).copied().collect();
+        let give_ids: Vec<RecordId> = have.iter().skip(i * MAX_FETCH).take(MAX_FETCH).copied().collect();
+        let give = if give_ids.is_empty() {
+            Vec::new()
+        } else {
+            engine.fetch(give_ids).await.map_err(failed)?
+        };
+        out.given += give.len();
+        let resp = peer
+            .request(SyncRequest {
+                reconcile: Default::default(),
+                want: want.iter().map(|id| id.to_vec().into()).collect(),
+                give,
+            })
+            .await?;
+        let asked: HashSet<&RecordId> = want.iter().collect();
+        for r in &resp.records {
+            let id: RecordId = Sha256::new()
+                .chain_update(&r.payload)
+                .chain_update(&r.signature)
+                .finalize()
+                .into();
+            if !asked.contains(&id) {
+                return Err(SessionError::Misbehaved("sent a record that was not asked for".into()));
+            }
+        }
+        let n = resp.records.len();
+        if n > 0 {
+            if engine.ingest(resp.records).await == Verdict::Reject {
+                return Err(SessionError::Misbehaved("sent an invalid record".into()));
+            }
+            out.fetched += n;
+            metrics.sync_records_fetched.inc_by(n as u64);
+        }
+    }
+    metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+/// Answers one request as responder. `Ok(None)`: this node cannot answer now (shutting
+/// down); the peer is not at fault.
+pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<SyncResponse>, Misbehaved> {
+    if req.want.len() > MAX_FETCH || req.give.len() > MAX_FETCH {
+        return Err(Misbehaved(format!(
+            "more than {MAX_FETCH} ids or records in one request"
+        )));
+    }
+    let mut resp = SyncResponse::default();
+    if !req.reconcile.is_empty() {
+        let Ok(items) = engine.sync_items().await else {
+            return Ok(None);
+        };
+        // Building over our own items cannot be the peer's fault.
+        let Ok(mut r) = Responder::new(&items, FRAME_LIMIT) else {
+            return Ok(None);
+        };
+        resp.reconcile = r
+            .respond(&req.reconcile)
+            .map_err(|e| Misbehaved(format!("reconcile: {e}")))?
+            .into();
+    }
+    if !req.give.is_empty() && engine.ingest(req.give).await == Verdict::Reject {
+        return Err(Misbehaved("gave an invalid record".into()));
+    }
+    if !req.want.is_empty() {
+        let ids = req
+            .want
+            .iter()
+            .map(|w| <RecordId>::try_from(w.as_ref()).map_err(|_| Misbehaved("an id is not 32 bytes".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Ok(records) = engine.fetch(ids).await else {
+            return Ok(None);
+        };
+        resp.records = records;
+    }
+    Ok(Some(resp))
+}
