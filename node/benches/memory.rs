@@ -30,32 +30,11 @@ fn rss_of(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Ingests `n` records through the gossip path into an engine over `dir` (sled) or
-/// over nothing.
-fn ingest(n: usize, dir: Option<&Path>) -> Engine {
-    let reporters = common::reporters();
-    let mut engine = common::engine(&reporters, dir);
-    let now = fraudmesh_node::now_ms();
-    let start = Instant::now();
-    for chunk in 0..n.div_ceil(256) {
-        let sightings = (chunk * 256..((chunk + 1) * 256).min(n))
-            .map(|i| common::sighting(&reporters, i, now, 86_400))
-            .collect();
-        let env = proto::Envelope { sightings }.encode_to_vec();
-        assert_eq!(engine.gossip(&env), Verdict::Accept);
-        if chunk % 400 == 0 {
-            eprintln!("  {} records, {:.0?}", engine.records(), start.elapsed());
-        }
-    }
-    engine.rebuild();
-    engine
-}
-
 fn child(mode: &str, n: usize, dir: &Path) {
     let engine = match mode {
-        "ingest-null" => ingest(n, None),
+        "ingest-null" => common::ingest(n, None),
         "ingest-sled" => {
-            let mut e = ingest(n, Some(&dir.join("data")));
+            let mut e = common::ingest(n, Some(&dir.join("data")));
             e.flush().expect("flush");
             e
         }

@@ -35,8 +35,9 @@ pub const COMMAND_QUEUE: usize = 1024;
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 /// Most sightings in one envelope.
 pub const MAX_ENVELOPE_SIGHTINGS: usize = 256;
-/// Most records one fetch looks up.
-pub const MAX_FETCH: usize = 1024;
+/// Most records one fetch looks up (and one sync request may want or give): 4096
+/// records of about 210 bytes stay well inside a 4 MiB sync message.
+pub const MAX_FETCH: usize = 4096;
 /// Reporters' decompressed keys kept for verification.
 const KEY_CACHE: usize = 100_000;
 /// How often expired records are dropped from the ledger and the store.

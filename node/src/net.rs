@@ -387,7 +387,9 @@ pub fn start(
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                         tracing::debug!(%peer_id, "connected");
-                        if num_established.get() == 1 {
+                        // The dialling side catches up (a node that starts or rejoins dials its
+                        // seeds); both sides starting at once would send everything twice.
+                        if num_established.get() == 1 && endpoint.is_dialer() {
                             start_session(peer_id, &mut syncing, &mut last_sync);
                         }
                         if seeds.iter().any(|(p, _)| *p == peer_id) {

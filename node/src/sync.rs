@@ -23,8 +23,8 @@ use std::time::Instant;
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fraudmesh/sync/1");
-/// Largest message either side accepts: a full reconcile frame plus a full batch of
-/// 1024 records (about 206 bytes each) fits.
+/// Largest message either side accepts: a full reconcile frame (2 MiB), or a full batch
+/// of 4096 records (about 210 bytes each) with their ids.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Negentropy frame limit (the core's largest message).
 pub const FRAME_LIMIT: u64 = fraudmesh::sync::MAX_MESSAGE_BYTES as u64;

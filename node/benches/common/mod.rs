@@ -8,13 +8,16 @@ use fraudmesh::policy::{Policy, TrustConfig, FULL};
 use fraudmesh::proto;
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind, Limits, Record};
 use fraudmesh::target::Target;
+use fraudmesh_node::engine::Verdict;
 use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds};
 use fraudmesh_node::metrics::Metrics;
 use fraudmesh_node::store::{SledStore, Store};
+use prost::Message;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Distinct reporters the sightings come from, all trusted by the engine.
 pub const REPORTERS: usize = 64;
@@ -108,4 +111,63 @@ pub fn engine(reporters: &[Identity], dir: Option<&Path>) -> Engine {
         publish,
     )
     .expect("engine")
+}
+
+/// Ingests `n` records through the gossip path into an engine over `dir` (sled) or
+/// over nothing.
+pub fn ingest(n: usize, dir: Option<&Path>) -> Engine {
+    let reporters = reporters();
+    let mut engine = engine(&reporters, dir);
+    let now = fraudmesh_node::now_ms();
+    let start = Instant::now();
+    for chunk in 0..n.div_ceil(256) {
+        let sightings = (chunk * 256..((chunk + 1) * 256).min(n))
+            .map(|i| sighting(&reporters, i, now, 86_400))
+            .collect();
+        let env = proto::Envelope { sightings }.encode_to_vec();
+        assert_eq!(engine.gossip(&env), Verdict::Accept);
+        if chunk % 400 == 0 {
+            eprintln!("  {} records, {:.0?}", engine.records(), start.elapsed());
+        }
+    }
+    engine.rebuild();
+    engine
+}
+
+/// Writes `n` records from the bench reporters into a node directory's store.
+pub fn fill_dir(dir: &Path, n: usize) {
+    let mut e = ingest(n, Some(&dir.join("data")));
+    e.flush().expect("flush");
+}
+
+/// Reads a running node's `status --json`.
+pub fn status(bin: &str, dir: &Path) -> Option<serde_json::Value> {
+    let out = std::process::Command::new(bin)
+        .args(["--dir", dir.to_str()?, "status", "--json"])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// A metric of a running node, 0 when absent.
+pub fn metric(bin: &str, dir: &Path, name: &str) -> f64 {
+    let Some(rt) = std::fs::read(dir.join("node.json")).ok() else {
+        return 0.0;
+    };
+    let Ok(rt) = serde_json::from_slice::<serde_json::Value>(&rt) else {
+        return 0.0;
+    };
+    let _ = bin;
+    let api = rt["api"].as_str().unwrap_or("").to_string();
+    let Ok(mut s) = std::net::TcpStream::connect(&api) else {
+        return 0.0;
+    };
+    use std::io::{Read, Write};
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
