@@ -125,6 +125,13 @@ impl From<target::Error> for Error {
 }
 
 impl Error {
+    /// Whether the peer that sent this is to blame. A sighting that is only outside this
+    /// node's clock window (already expired, or dated ahead by more than the allowed skew)
+    /// may have been valid where it came from: drop it without penalising the sender.
+    pub fn blames_sender(&self) -> bool {
+        !matches!(self, Self::FutureDated { .. } | Self::Expired { .. })
+    }
+
     /// A short, stable label for metrics (`reason="..."`).
     pub fn label(&self) -> &'static str {
         match self {
@@ -754,6 +761,7 @@ mod tests {
         assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::InvalidSignature));
         w.signature = vec![0u8; 63].into();
         assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::MalformedSignature(63)));
+        assert!(Error::InvalidSignature.blames_sender());
         // Signed by someone else while claiming alice as reporter.
         let mallory = Identity::from_secret([9; 32]);
         let forged = mallory.signing_key().sign(&signed_message(DOMAIN, &w.payload));
@@ -818,6 +826,8 @@ mod tests {
             verify(&w, NOW, &Limits::default()),
             Err(Error::FutureDated { .. })
         ));
+        let err = verify(&w, NOW, &Limits::default()).unwrap_err();
+        assert!(!err.blames_sender(), "clock skew is not the forwarding peer's fault");
         let mut d = draft("1.2.3.4");
         d.observed_at = NOW + 5 * 60 * 1000;
         assert!(verify(&sign(&alice(), d).to_proto(), NOW, &Limits::default()).is_ok());
@@ -834,6 +844,9 @@ mod tests {
                 now: NOW + 3600 * 1000
             })
         );
+        assert!(!verify(&w, NOW + 3600 * 1000, &Limits::default())
+            .unwrap_err()
+            .blames_sender());
     }
 
     #[test]

@@ -296,11 +296,6 @@ pub fn start(
     Ok((EngineHandle { tx, blocklist }, thread))
 }
 
-/// Whether a failed check is the sender's fault (reject) or a soft bound (ignore).
-fn is_soft(e: &sighting::Error) -> bool {
-    matches!(e, sighting::Error::FutureDated { .. } | sighting::Error::Expired { .. })
-}
-
 impl Engine {
     /// Restores the ledger from the store and decides everything once.
     pub fn new(
@@ -464,7 +459,7 @@ impl Engine {
                 Ok(p) => pending.push(p),
                 Err(e) => {
                     self.metrics.reject(e.label());
-                    if !is_soft(&e) {
+                    if e.blames_sender() {
                         tracing::debug!(error = %e, source, "sighting rejected");
                         return Verdict::Reject;
                     }
