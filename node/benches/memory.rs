@@ -12,9 +12,6 @@
 
 mod common;
 
-use fraudmesh::proto;
-use fraudmesh_node::engine::{Engine, Verdict};
-use prost::Message;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

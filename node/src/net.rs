@@ -481,10 +481,10 @@ pub fn start(
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                         if let Some(p) = peers.get_mut(&peer) { p.rtt_ms = Some(rtt.as_millis() as u64); }
                     }
-                    SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, is_new_peer: true, .. })) => {
-                        if !swarm.is_connected(&peer) && swarm.connected_peers().count() < WANTED_PEERS {
-                            let _ = swarm.dial(peer);
-                        }
+                    SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, is_new_peer: true, .. }))
+                        if !swarm.is_connected(&peer) && swarm.connected_peers().count() < WANTED_PEERS =>
+                    {
+                        let _ = swarm.dial(peer);
                     }
                     _ => {}
                 },
