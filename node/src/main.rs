@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn default_dir() -> PathBuf {
-    // SAFETY-free check: uid 0 runs as a system service.
+    // Root runs the node as a system service; anyone else keeps it in their home.
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
