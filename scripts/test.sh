@@ -73,8 +73,15 @@ step() {
 
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
-step cargo test --workspace
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+step cargo test --workspace 2>&1 | tee "$test_log"
 # Benches are not run here (that takes minutes), only compiled so they cannot rot.
 step cargo bench --workspace --no-run
 
+# One closing line that counts every test of every crate (cargo prints one per binary).
+sum() { grep '^test result:' "$test_log" | sed -E "s/.* ([0-9]+) $1.*/\1/" | awk '{s += $1} END {print s + 0}'; }
+passed=$(sum passed)
+failed=$(sum failed)
 echo "test.sh: all checks passed in $((SECONDS - start))s"
+echo "tests: $passed passed, $failed failed"
