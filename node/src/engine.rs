@@ -9,7 +9,7 @@
 
 use crate::metrics::{Metrics, SourceLabel, VerdictLabel};
 use crate::now_ms;
-use crate::store::Store;
+use crate::store::{Store, Writer};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
@@ -259,7 +259,9 @@ pub struct Engine {
     blocked: BTreeMap<Target, Millis>,
     /// (until, target) of every blocked target, to end blocks on time.
     ends: BTreeSet<(Millis, Target)>,
-    store: Box<dyn Store>,
+    /// Reads (fetch, size); writes go through `writer`.
+    store: Arc<dyn Store>,
+    writer: Writer,
     metrics: Arc<Metrics>,
     blocklist: Arc<ArcSwap<Blocklist>>,
     publish: mpsc::Sender<Vec<u8>>,
@@ -287,9 +289,8 @@ pub fn start(
             while let Some(cmd) = rx.blocking_recv() {
                 engine.handle(cmd);
             }
-            if let Err(e) = engine.store.flush() {
-                tracing::error!(error = %e, "final flush failed");
-            }
+            // Dropping the engine drains and flushes the writer.
+            drop(engine);
             tracing::debug!("engine stopped");
         })
         .context("starting the engine thread")?;
@@ -300,12 +301,13 @@ impl Engine {
     /// Restores the ledger from the store and decides everything once.
     pub fn new(
         cfg: EngineConfig,
-        mut store: Box<dyn Store>,
+        store: Box<dyn Store>,
         metrics: Arc<Metrics>,
         publish: mpsc::Sender<Vec<u8>>,
     ) -> anyhow::Result<Self> {
         let now = now_ms();
         let mut ledger = Ledger::new();
+        let store: Arc<dyn Store> = Arc::from(store);
         let mut keys = KeyCache::new(KEY_CACHE);
         let mut expired: Vec<(PublicKey, Target)> = Vec::new();
         let mut corrupt = 0usize;
@@ -352,6 +354,7 @@ impl Engine {
             stranger_records,
             blocked: BTreeMap::new(),
             ends: BTreeSet::new(),
+            writer: Writer::start(store.clone())?,
             store,
             metrics,
             blocklist: Arc::new(ArcSwap::from_pointee(Blocklist::default())),
@@ -366,9 +369,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Makes everything stored so far durable.
+    /// Makes everything stored so far durable, and waits for it.
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.store.flush()
+        self.writer.flush_wait()
     }
 
     /// Records held.
@@ -387,7 +390,11 @@ impl Engine {
                 let _ = reply.send(v);
             }
             Command::Report { drafts, reply } => {
-                let _ = reply.send(self.report(drafts));
+                // Acknowledged from the store thread once flushed; the engine goes on.
+                let out = self.sign_and_merge(drafts);
+                self.writer.flush_then(Box::new(move |r| {
+                    let _ = reply.send(r.map(|()| out));
+                }));
             }
             Command::Check { target, reply } => {
                 let _ = reply.send(self.check(&target));
@@ -485,13 +492,10 @@ impl Engine {
                 Err(reason) => self.metrics.reject(reason),
             }
         }
-        match self.merge(admitted, now, source, false) {
-            Ok(changed) if !changed.is_empty() => Verdict::Accept,
-            Ok(_) => Verdict::Ignore,
-            Err(e) => {
-                tracing::error!(error = %e, "storing gossiped records failed");
-                Verdict::Ignore
-            }
+        if self.merge(admitted, now, source) > 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Ignore
         }
     }
 
@@ -513,17 +517,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Merges records, writes the ones that changed the ledger to the store (flushed when
-    /// `flush`, before anything is acknowledged), re-decides their targets, and returns
-    /// them. Records that change the ledger are each newer than what was held, so within
-    /// one batch the store's last write for a key is the newest.
-    fn merge(
-        &mut self,
-        records: Vec<Record>,
-        now: Millis,
-        source: &'static str,
-        flush: bool,
-    ) -> anyhow::Result<Vec<Record>> {
+    /// Merges records, queues the ones that changed the ledger for the store, re-decides
+    /// their targets, and returns how many changed. Records that change the ledger are
+    /// each newer than what was held, so within one batch the store's last write for a
+    /// key is the newest.
+    fn merge(&mut self, records: Vec<Record>, now: Millis, source: &'static str) -> usize {
         let mut changed = Vec::new();
         for r in records {
             let s = r.sighting();
@@ -541,14 +539,9 @@ impl Engine {
             }
         }
         if changed.is_empty() {
-            return Ok(changed);
+            return 0;
         }
         self.sync_items = None;
-        let refs: Vec<&Record> = changed.iter().collect();
-        self.store.put(&refs)?;
-        if flush {
-            self.store.flush()?;
-        }
         self.metrics
             .accepted
             .get_or_create(&SourceLabel { source })
@@ -560,10 +553,21 @@ impl Engine {
             self.redecide(t, now);
         }
         self.metrics.records.set(self.ledger.len() as i64);
-        Ok(changed)
+        let n = changed.len();
+        self.writer.put(changed);
+        n
     }
 
-    fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
+    /// Signs, merges and publishes local sightings and returns them once durable.
+    pub fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
+        let out = self.sign_and_merge(drafts);
+        self.writer.flush_wait()?;
+        Ok(out)
+    }
+
+    /// Signs local drafts, merges them (queued for the store) and publishes them. The
+    /// caller acknowledges only after a flush.
+    fn sign_and_merge(&mut self, drafts: Vec<Draft>) -> Vec<Record> {
         let now = now_ms();
         let me = self.identity.public();
         let records: Vec<Record> = drafts
@@ -577,8 +581,10 @@ impl Engine {
                 sighting::sign(&self.identity, d)
             })
             .collect();
-        // Durable (flushed) before acknowledged.
-        let out = self.merge(records, now, "local", true)?;
+        // Each is newer than this node's previous record of its target (see above); a
+        // draft repeated within the batch merges idempotently.
+        self.merge(records.clone(), now, "local");
+        let out = records;
         for chunk in out.chunks(MAX_ENVELOPE_SIGHTINGS) {
             let env = proto::Envelope {
                 sightings: chunk.iter().map(Record::to_proto).collect(),
@@ -587,7 +593,7 @@ impl Engine {
                 tracing::warn!("network task gone; sightings stored but not published");
             }
         }
-        Ok(out)
+        out
     }
 
     /// Looks records up by id: one pass over the ledger for their keys, then the store.
@@ -696,9 +702,7 @@ impl Engine {
                     .count()
                     .min(self.stranger_records);
                 let keys: Vec<(PublicKey, Target)> = gone.iter().map(|(t, e)| (*e.reporter(), t.clone())).collect();
-                if let Err(e) = self.store.remove(&keys) {
-                    tracing::error!(error = %e, "removing expired records failed");
-                }
+                self.writer.remove(keys);
                 tracing::debug!(expired = gone.len(), "expired records collected");
                 self.metrics.records.set(self.ledger.len() as i64);
             }
@@ -794,7 +798,7 @@ mod tests {
         let me = Identity::from_secret([3; 32]);
         let now = now_ms();
         {
-            let mut store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+            let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
             let live = record(&me, "192.0.2.1", now, 3600);
             let dead = record(&me, "192.0.2.2", now - 20_000, 10);
             store.put(&[&live, &dead]).unwrap();

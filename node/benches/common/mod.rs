@@ -57,16 +57,16 @@ impl Store for NullStore {
     fn for_each(&self, _: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
         Ok(())
     }
-    fn put(&mut self, _: &[&Record]) -> anyhow::Result<()> {
+    fn put(&self, _: &[&Record]) -> anyhow::Result<()> {
         Ok(())
     }
     fn get(&self, _: &PublicKey, _: &Target) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(None)
     }
-    fn remove(&mut self, _: &[(PublicKey, Target)]) -> anyhow::Result<()> {
+    fn remove(&self, _: &[(PublicKey, Target)]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn flush(&mut self) -> anyhow::Result<()> {
+    fn flush(&self) -> anyhow::Result<()> {
         Ok(())
     }
     fn size_on_disk(&self) -> u64 {
