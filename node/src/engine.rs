@@ -597,6 +597,8 @@ impl Engine {
     }
 
     /// Looks records up by id: one pass over the ledger for their keys, then the store.
+    /// A record merged moments ago may still sit in the writer's queue and be skipped;
+    /// the peer gets it by gossip or its next session.
     fn fetch(&self, ids: Vec<RecordId>) -> Vec<proto::SignedSighting> {
         let wanted: std::collections::HashSet<RecordId> = ids.into_iter().take(MAX_FETCH).collect();
         let mut out = Vec::with_capacity(wanted.len());
