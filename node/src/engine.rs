@@ -1,11 +1,11 @@
-//! The engine: the one owner of the ledger, the policy and the store.
+//! The engine: the one owner of the ledger and the policy.
 //!
-//! It runs on its own OS thread (verification is CPU work and sled calls block), takes
-//! [`Command`]s from a bounded channel, and answers through oneshot replies. Everything
-//! a sighting goes through — from the API or from gossip — passes the same path:
-//! cheap checks, stranger rate and capacity bounds, batched signature verification,
-//! merge, persist, re-decide the touched targets. The decided set is published as an
-//! immutable [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
+//! It runs on its own OS thread (verification is CPU work), takes [`Command`]s from a
+//! bounded channel (see `handle`), and answers through oneshot replies. Every sighting —
+//! from the API, gossip or sync — passes the same path: cheap checks, stranger rate and
+//! capacity bounds, batched signature verification, merge, re-decide the touched
+//! targets, then the store's writer thread persists it. The decided set is published as
+//! an immutable [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
 
 use crate::metrics::{Metrics, SourceLabel, VerdictLabel};
 use crate::now_ms;
@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
 use fraudmesh::identity::{Identity, KeyCache, PublicKey};
 use fraudmesh::ledger::{Ledger, Merge};
-use fraudmesh::policy::{Decision, Policy};
+use fraudmesh::policy::Policy;
 use fraudmesh::proto;
 use fraudmesh::rate::RateLimiter;
 use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record, RecordId};
@@ -27,7 +27,11 @@ use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+mod handle;
+
+pub use handle::{Check, Command, EngineHandle, Stats, Verdict};
 
 /// Commands queued to the engine before senders wait.
 pub const COMMAND_QUEUE: usize = 1024;
@@ -44,179 +48,6 @@ const KEY_CACHE: usize = 100_000;
 const GC_INTERVAL: Duration = Duration::from_secs(10);
 /// Least time between two rebuilds of the blocklist snapshot.
 const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
-
-/// What gossipsub is told about a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid and new: forward it.
-    Accept,
-    /// Valid but nothing new, or dropped by a soft bound (clock window, rate): don't
-    /// forward, don't penalise.
-    Ignore,
-    /// Invalid: don't forward, and penalise the peer that sent it.
-    Reject,
-}
-
-impl Verdict {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Accept => "accept",
-            Self::Ignore => "ignore",
-            Self::Reject => "reject",
-        }
-    }
-}
-
-/// The answer to "is this blocked, and why?".
-#[derive(Debug, Clone)]
-pub struct Check {
-    /// Blocked now by any matching target.
-    pub blocked: bool,
-    /// Every target with records that covers the query, with its decision.
-    pub matches: Vec<(Target, Decision)>,
-}
-
-/// Counts for status.
-#[derive(Debug, Clone)]
-pub struct Stats {
-    /// Records in the ledger.
-    pub records: usize,
-    /// Targets blocked.
-    pub blocked: usize,
-    /// Bytes of the database on disk.
-    pub store_bytes: u64,
-}
-
-/// Requests to the engine.
-pub enum Command {
-    /// A gossip message's data; the verdict goes back to gossipsub.
-    Gossip {
-        /// The raw message data (an `Envelope`).
-        data: Vec<u8>,
-        /// Where the verdict goes.
-        reply: oneshot::Sender<Verdict>,
-    },
-    /// Sign, merge, persist (flushed) and publish local sightings.
-    Report {
-        /// What to sign.
-        drafts: Vec<Draft>,
-        /// The signed records once durable.
-        reply: oneshot::Sender<anyhow::Result<Vec<Record>>>,
-    },
-    /// Decide one target (and, for an address, every prefix covering it).
-    Check {
-        /// The query.
-        target: Target,
-        /// The answer.
-        reply: oneshot::Sender<Check>,
-    },
-    /// Every blocked target.
-    List {
-        /// The answer.
-        reply: oneshot::Sender<Vec<(Target, Decision)>>,
-    },
-    /// Counts.
-    Stats {
-        /// The answer.
-        reply: oneshot::Sender<Stats>,
-    },
-    /// Records received from a sync peer; validated exactly like gossip.
-    Ingest {
-        /// The records.
-        records: Vec<proto::SignedSighting>,
-        /// The verdict (reject: the peer sent something invalid).
-        reply: oneshot::Sender<Verdict>,
-    },
-    /// The reconciliation set: (observed_at, id) of every active record, sorted.
-    SyncItems {
-        /// The answer (shared: it is cached until the ledger changes).
-        reply: oneshot::Sender<Arc<Vec<Item>>>,
-    },
-    /// The stored records with these ids (unknown ids are skipped).
-    Fetch {
-        /// Wanted ids.
-        ids: Vec<RecordId>,
-        /// The records found.
-        reply: oneshot::Sender<Vec<proto::SignedSighting>>,
-    },
-    /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
-    Tick,
-}
-
-/// A cloneable handle to the engine.
-#[derive(Clone)]
-pub struct EngineHandle {
-    tx: mpsc::Sender<Command>,
-    blocklist: Arc<ArcSwap<Blocklist>>,
-}
-
-impl EngineHandle {
-    /// The current decided snapshot (hot path; never waits for merges).
-    pub fn blocklist(&self) -> Arc<Blocklist> {
-        self.blocklist.load_full()
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> anyhow::Result<T> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| anyhow::anyhow!("engine stopped"))?;
-        rx.await.map_err(|_| anyhow::anyhow!("engine stopped"))
-    }
-
-    /// Gossip data → verdict.
-    pub async fn gossip(&self, data: Vec<u8>) -> Verdict {
-        self.ask(|reply| Command::Gossip { data, reply })
-            .await
-            .unwrap_or(Verdict::Ignore)
-    }
-
-    /// Signs and stores local sightings; returns once they are durable.
-    pub async fn report(&self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
-        self.ask(|reply| Command::Report { drafts, reply }).await?
-    }
-
-    /// Explains the decision for a target.
-    pub async fn check(&self, target: Target) -> anyhow::Result<Check> {
-        self.ask(|reply| Command::Check { target, reply }).await
-    }
-
-    /// Blocked targets.
-    pub async fn list(&self) -> anyhow::Result<Vec<(Target, Decision)>> {
-        self.ask(|reply| Command::List { reply }).await
-    }
-
-    /// Counts.
-    pub async fn stats(&self) -> anyhow::Result<Stats> {
-        self.ask(|reply| Command::Stats { reply }).await
-    }
-
-    /// Validates and merges records received through sync.
-    pub async fn ingest(&self, records: Vec<proto::SignedSighting>) -> Verdict {
-        self.ask(|reply| Command::Ingest { records, reply })
-            .await
-            .unwrap_or(Verdict::Ignore)
-    }
-
-    /// The current reconciliation set.
-    pub async fn sync_items(&self) -> anyhow::Result<Arc<Vec<Item>>> {
-        self.ask(|reply| Command::SyncItems { reply }).await
-    }
-
-    /// Stored records by id.
-    pub async fn fetch(&self, ids: Vec<RecordId>) -> anyhow::Result<Vec<proto::SignedSighting>> {
-        self.ask(|reply| Command::Fetch { ids, reply }).await
-    }
-
-    /// Sends a tick (the node's timer task calls this).
-    pub async fn tick(&self) -> anyhow::Result<()> {
-        self.tx
-            .send(Command::Tick)
-            .await
-            .map_err(|_| anyhow::anyhow!("engine stopped"))
-    }
-}
 
 /// Bounds on what strangers can make this node hold.
 #[derive(Debug, Clone)]
@@ -748,120 +579,4 @@ pub fn retraction(target: Target, now: Millis, max_ttl_s: u32) -> Draft {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::SledStore;
-    use fraudmesh::policy::{TrustConfig, FULL};
-    use fraudmesh::sighting::{sign, Evidence};
-    use fraudmesh::target::Bounds;
-
-    fn config(local: Identity) -> EngineConfig {
-        let policy = Policy::new(
-            TrustConfig {
-                local: local.public(),
-                trusted: Default::default(),
-                stranger_weight: 100,
-                stranger_cap: 500,
-                threshold: FULL,
-            },
-            vec![],
-        )
-        .unwrap();
-        EngineConfig {
-            identity: local,
-            policy,
-            limits: Limits::default(),
-            strangers: StrangerBounds {
-                rate: 10.0,
-                burst: 100,
-                max_per_stranger: 1000,
-                max_total: 100_000,
-            },
-        }
-    }
-
-    fn record(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32) -> Record {
-        sign(
-            who,
-            Draft {
-                target: Target::parse(target, Bounds::default()).unwrap(),
-                kind: Kind::Scan,
-                observed_at,
-                ttl_s,
-                count: 1,
-                evidence: Evidence::default(),
-            },
-        )
-    }
-
-    #[test]
-    fn restart_drops_expired_records_from_disk_and_skips_corrupt_ones() {
-        let tmp = tempfile::tempdir().unwrap();
-        let me = Identity::from_secret([3; 32]);
-        let now = now_ms();
-        {
-            let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-            let live = record(&me, "192.0.2.1", now, 3600);
-            let dead = record(&me, "192.0.2.2", now - 20_000, 10);
-            store.put(&[&live, &dead]).unwrap();
-            store.put_raw(b"garbage-key", b"\xff\xff not a record").unwrap();
-            store.flush().unwrap();
-        }
-        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-        let (tx, _rx) = mpsc::channel(1);
-        let engine = Engine::new(
-            config(Identity::from_secret([3; 32])),
-            Box::new(store),
-            Arc::default(),
-            tx,
-        )
-        .unwrap();
-        assert_eq!(engine.records(), 1);
-        assert!(engine.blocklist.load().is_blocked("192.0.2.1".parse().unwrap()));
-        assert!(!engine.blocklist.load().is_blocked("192.0.2.2".parse().unwrap()));
-        drop(engine);
-        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-        let mut left = 0;
-        store
-            .for_each(&mut |_| {
-                left += 1;
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(
-            left, 2,
-            "the live record and the unreadable one stay; the expired one is gone"
-        );
-    }
-
-    #[test]
-    fn a_local_record_supersedes_the_previous_one_within_the_same_millisecond() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-        let (tx, _rx) = mpsc::channel(16);
-        let mut engine = Engine::new(
-            config(Identity::from_secret([4; 32])),
-            Box::new(store),
-            Arc::default(),
-            tx,
-        )
-        .unwrap();
-        let target = Target::parse("192.0.2.9", Bounds::default()).unwrap();
-        let now = now_ms();
-        let d = Draft {
-            target: target.clone(),
-            kind: Kind::Manual,
-            observed_at: now,
-            ttl_s: 600,
-            count: 1,
-            evidence: Evidence::default(),
-        };
-        engine.report(vec![d]).unwrap();
-        assert!(engine.check(&target).blocked);
-        engine.report(vec![retraction(target.clone(), now, 3600)]).unwrap();
-        assert!(
-            !engine.check(&target).blocked,
-            "the retraction wins even at the same ms"
-        );
-    }
-}
+mod tests;
