@@ -50,7 +50,8 @@ const WANTED_PEERS: usize = 8;
 const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Least time between two sessions with the same peer.
 const SYNC_PEER_GAP: Duration = Duration::from_secs(10);
-/// Inbound sync requests answered at once; beyond this, new ones are dropped.
+/// Inbound sync requests answered at once (one per peer); beyond this, new ones are
+/// dropped.
 const MAX_INBOUND_SYNC: usize = 8;
 /// How long a peer that misbehaved is refused.
 const BAN: Duration = Duration::from_secs(600);
@@ -273,6 +274,8 @@ pub fn start(
             Result<Option<SyncResponse>, Misbehaved>,
         );
         let mut answers: FuturesUnordered<BoxFuture<'static, Answer>> = FuturesUnordered::new();
+        // Peers with an answer in work.
+        let mut answering: HashSet<PeerId> = HashSet::new();
         let mut syncing: HashSet<PeerId> = HashSet::new();
         let mut last_sync: HashMap<PeerId, Instant> = HashMap::new();
         let mut banned: HashMap<PeerId, Instant> = HashMap::new();
@@ -324,13 +327,16 @@ pub fn start(
                         metrics.sync_sessions.get_or_create(&ResultLabel { result: label }).inc();
                     }
                 },
-                Some((peer, channel, answer)) = answers.next(), if !answers.is_empty() => match answer {
-                    Ok(Some(resp)) => {
-                        let _ = swarm.behaviour_mut().sync.send_response(channel, resp);
+                Some((peer, channel, answer)) = answers.next(), if !answers.is_empty() => {
+                    answering.remove(&peer);
+                    match answer {
+                        Ok(Some(resp)) => {
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, resp);
+                        }
+                        Ok(None) => {}
+                        Err(Misbehaved(e)) => cut_off(&mut swarm, &mut banned, &metrics, peer, &e),
                     }
-                    Ok(None) => {}
-                    Err(Misbehaved(e)) => cut_off(&mut swarm, &mut banned, &metrics, peer, &e),
-                },
+                }
                 _ = sync_timer.tick() => {
                     let candidates: Vec<PeerId> = swarm.connected_peers().filter(|p| !syncing.contains(p)).copied().collect();
                     if !candidates.is_empty() {
@@ -447,8 +453,11 @@ pub fn start(
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => match e {
                         request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
-                            if answers.len() >= MAX_INBOUND_SYNC {
-                                tracing::debug!(%peer, "sync backlog full; dropping a request");
+                            // Sessions ask one thing at a time: a peer gets one answer in
+                            // work, and all peers together MAX_INBOUND_SYNC.
+                            if answers.len() >= MAX_INBOUND_SYNC || !answering.insert(peer) {
+                                tracing::debug!(%peer, "sync request beyond the bounds; dropped");
+                                metrics.reject("sync_request_dropped");
                                 continue;
                             }
                             let engine = engine.clone();
