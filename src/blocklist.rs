@@ -118,6 +118,14 @@ impl BlocklistBuilder {
         self.v6_hosts.reserve(v6);
     }
 
+    /// Adds a blocked target: an address or prefix, or a number prefix.
+    pub fn insert_target(&mut self, target: &crate::target::Target) {
+        match target {
+            crate::target::Target::Ip(net) => self.insert_net(*net),
+            crate::target::Target::Number(digits) => self.insert_number_prefix(digits),
+        }
+    }
+
     /// Adds a blocked IPv4/IPv6 host or prefix. A /32 (v4) or /128 (v6) is a host.
     ///
     /// Host bits below the prefix length are ignored (`10.1.2.3/8` is

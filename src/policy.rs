@@ -199,10 +199,7 @@ impl Policy {
         for (target, records) in ledger.by_target() {
             let d = self.decide(target, records, now);
             if d.blocked {
-                match target {
-                    Target::Ip(net) => builder.insert_net(*net),
-                    Target::Number(digits) => builder.insert_number_prefix(digits),
-                }
+                builder.insert_target(target);
                 blocked.push((target.clone(), d));
             }
         }

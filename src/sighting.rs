@@ -446,6 +446,12 @@ fn signed_message(domain: &[u8], payload: &[u8]) -> Vec<u8> {
     m
 }
 
+/// The id a wire record will have once verified: SHA-256(payload || signature). Lets a
+/// receiver check that a record is one it asked for before spending a verification.
+pub fn wire_id(signed: &proto::SignedSighting) -> RecordId {
+    record_id(&signed.payload, &signed.signature)
+}
+
 fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
     let mut h = Sha256::new();
     h.update(payload);
@@ -714,6 +720,7 @@ mod tests {
         let rec = sign(&alice(), draft("1.2.3.4"));
         let back = verify(&rec.to_proto(), NOW, &Limits::default()).unwrap();
         assert_eq!(back, rec);
+        assert_eq!(wire_id(&rec.to_proto()), *rec.id());
         assert_eq!(back.sighting().reporter, alice().public());
         assert_eq!(back.evidence().usernames, vec!["100", "101"]);
         assert_eq!(back.evidence().user_agent, "friendly-scanner");

@@ -114,6 +114,20 @@ impl Target {
         Ok(())
     }
 
+    /// This target and every broader one that covers it, narrowest first: for an address
+    /// every prefix containing it (all lengths, whatever the bounds), for a number every
+    /// shorter prefix. A lookup of "is this blocked, by anything?" asks each.
+    pub fn covering(&self) -> Vec<Target> {
+        match self {
+            Self::Ip(net) => (0..=net.prefix_len())
+                .rev()
+                .filter_map(|len| IpNet::new(net.addr(), len).ok())
+                .map(|n| Self::Ip(n.trunc()))
+                .collect(),
+            Self::Number(d) => (1..=d.len()).rev().map(|len| Self::Number(d[..len].into())).collect(),
+        }
+    }
+
     /// The IP network, if this is an address target.
     pub fn ip_net(&self) -> Option<IpNet> {
         match self {
@@ -220,6 +234,18 @@ mod tests {
         assert_eq!(p("tel:+41900").unwrap().to_string(), "+41900");
         assert!(p("1.2.3.4").unwrap().is_host());
         assert!(!p("1.2.3.0/24").unwrap().is_host());
+    }
+
+    #[test]
+    fn covering_targets_narrowest_first() {
+        let c = p("10.1.2.3").unwrap().covering();
+        assert_eq!(c.len(), 33);
+        assert_eq!(c[0].to_string(), "10.1.2.3");
+        assert_eq!(c[8].to_string(), "10.1.2.0/24");
+        assert_eq!(c[32].to_string(), "0.0.0.0/0");
+        assert_eq!(p("2001:db8::1").unwrap().covering().len(), 129);
+        let n: Vec<String> = p("+419").unwrap().covering().iter().map(ToString::to_string).collect();
+        assert_eq!(n, vec!["+419", "+41", "+4"]);
     }
 
     #[test]

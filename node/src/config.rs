@@ -194,7 +194,7 @@ pub struct Settings {
     /// Default TTL of local reports, seconds.
     pub default_ttl_s: u32,
     /// Stranger abuse bounds.
-    pub stranger: LimitsSection,
+    pub strangers: crate::engine::StrangerBounds,
     /// sled cache bytes.
     pub cache_bytes: u64,
 }
@@ -312,7 +312,12 @@ impl Config {
             policy,
             limits,
             default_ttl_s,
-            stranger: l.clone(),
+            strangers: crate::engine::StrangerBounds {
+                rate: l.stranger_rate,
+                burst: l.stranger_burst,
+                max_per_stranger: l.max_records_per_stranger,
+                max_total: l.max_stranger_records,
+            },
             cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
         })
     }

@@ -22,7 +22,6 @@ use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record, RecordId};
 use fraudmesh::sync::Item;
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
-use ipnet::IpNet;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -456,23 +455,8 @@ impl Engine {
 
     fn check(&self, target: &Target) -> Check {
         let now = now_ms();
-        let mut candidates = vec![target.clone()];
-        match target {
-            Target::Ip(net) => {
-                for len in 0..net.prefix_len() {
-                    if let Ok(n) = IpNet::new(net.addr(), len) {
-                        candidates.push(Target::Ip(n.trunc()));
-                    }
-                }
-            }
-            Target::Number(d) => {
-                for len in 1..d.len() {
-                    candidates.push(Target::Number(d[..len].into()));
-                }
-            }
-        }
         let mut matches = Vec::new();
-        for t in candidates {
+        for t in target.covering() {
             let mut records = self.ledger.for_target(&t).peekable();
             if records.peek().is_some() {
                 let d = self.policy.decide(&t, records, now);
@@ -549,10 +533,7 @@ impl Engine {
     pub fn rebuild(&mut self) {
         let mut b = BlocklistBuilder::new();
         for t in self.blocked.keys() {
-            match t {
-                Target::Ip(net) => b.insert_net(*net),
-                Target::Number(d) => b.insert_number_prefix(d),
-            }
+            b.insert_target(t);
         }
         self.blocklist.store(Arc::new(b.build()));
         self.dirty = false;

@@ -4,7 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::{Config, Settings};
 use crate::dir::{NodeDir, Runtime};
-use crate::engine::{self, EngineConfig, StrangerBounds};
+use crate::engine::{self, EngineConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig};
 use crate::store::SledStore;
@@ -58,12 +58,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
             identity,
             policy: settings.policy.clone(),
             limits: settings.limits,
-            strangers: StrangerBounds {
-                rate: settings.stranger.stranger_rate,
-                burst: settings.stranger.stranger_burst,
-                max_per_stranger: settings.stranger.max_records_per_stranger,
-                max_total: settings.stranger.max_stranger_records,
-            },
+            strangers: settings.strangers.clone(),
         },
         Box::new(store),
         metrics.clone(),

@@ -10,12 +10,11 @@
 use crate::engine::{EngineHandle, Verdict, MAX_FETCH};
 use crate::metrics::Metrics;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
-use fraudmesh::sighting::RecordId;
+use fraudmesh::sighting::{wire_id, RecordId};
 use fraudmesh::sync::{Initiator, Responder};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use prost::Message;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
@@ -199,12 +198,7 @@ pub async fn run_session(
             .await?;
         let asked: HashSet<&RecordId> = want.iter().collect();
         for r in &resp.records {
-            let id: RecordId = Sha256::new()
-                .chain_update(&r.payload)
-                .chain_update(&r.signature)
-                .finalize()
-                .into();
-            if !asked.contains(&id) {
+            if !asked.contains(&wire_id(r)) {
                 return Err(SessionError::Misbehaved("sent a record that was not asked for".into()));
             }
         }
