@@ -1,0 +1,1 @@
+//! Deterministic gossip simulation (to be written).
