@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use fraudmesh::policy::Decision;
 use fraudmesh::sighting::{Draft, Evidence, Kind, Limits};
@@ -46,6 +46,8 @@ pub struct ApiState {
     pub peer_id: String,
     /// Start time, for uptime.
     pub started: Instant,
+    /// Whether `PUT /v1/debug/refuse` works (config `debug.fault_injection`).
+    pub fault_injection: bool,
 }
 
 /// An API error: status and message.
@@ -74,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
     let writes = Router::new()
         .route("/v1/sightings", post(report))
         .route("/v1/sightings/{target}", delete(retract))
+        .route("/v1/debug/refuse", put(refuse))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/status", get(status))
@@ -182,7 +185,14 @@ async fn check(State(s): State<ApiState>, Path(target): Path<String>) -> Result<
 
 async fn blocklist(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let list = s.engine.list().await?;
-    let blocked: Vec<DecisionJson> = list.iter().map(|(t, d)| decision_json(t, d)).collect();
+    let blocked: Vec<Value> = list
+        .iter()
+        .map(|l| {
+            let mut v = json!(decision_json(&l.target, &l.decision));
+            v["since"] = json!(l.since);
+            v
+        })
+        .collect();
     Ok(Json(json!({ "count": blocked.len(), "blocked": blocked })))
 }
 
@@ -296,4 +306,33 @@ async fn retract(State(s): State<ApiState>, Path(target): Path<String>) -> Resul
     let draft = engine::retraction(t.clone(), now_ms(), s.limits.max_ttl_s);
     s.engine.report(vec![draft]).await?;
     Ok(Json(json!({ "retracted": t.to_string() })))
+}
+
+/// `PUT /v1/debug/refuse` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefuseBody {
+    /// Peer ids to refuse; everyone else is accepted again.
+    peers: Vec<String>,
+}
+
+/// Fault injection for testnets: refuse exactly the given peers (an empty list heals).
+async fn refuse(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    if !s.fault_injection {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "fault injection is off: set debug.fault_injection = true in the config".into(),
+        ));
+    }
+    let b: RefuseBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?;
+    let mut peers = Vec::with_capacity(b.peers.len());
+    for (i, p) in b.peers.iter().enumerate() {
+        let id: libp2p::PeerId = p
+            .parse()
+            .map_err(|e| ApiError::bad(format!("peers[{i}]: {p:?} is not a peer id: {e}")))?;
+        peers.push(id);
+    }
+    let refused = s.net.refuse(peers).await?;
+    let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    Ok(Json(json!({ "refused": refused })))
 }

@@ -38,6 +38,9 @@ pub struct Config {
     /// Storage.
     #[serde(default)]
     pub store: StoreSection,
+    /// Controls for testnets.
+    #[serde(default)]
+    pub debug: DebugSection,
 }
 
 /// `[node]`.
@@ -123,6 +126,14 @@ pub struct StoreSection {
     pub cache_mb: u64,
 }
 
+/// `[debug]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugSection {
+    /// Let the API refuse given peers (`PUT /v1/debug/refuse`). Default false.
+    pub fault_injection: bool,
+}
+
 impl Default for NodeSection {
     fn default() -> Self {
         Self {
@@ -197,6 +208,8 @@ pub struct Settings {
     pub strangers: crate::engine::StrangerBounds,
     /// sled cache bytes.
     pub cache_bytes: u64,
+    /// Whether the API offers fault injection.
+    pub fault_injection: bool,
 }
 
 impl Config {
@@ -319,6 +332,7 @@ impl Config {
                 max_total: l.max_stranger_records,
             },
             cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
+            fault_injection: self.debug.fault_injection,
         })
     }
 }

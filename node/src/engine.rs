@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 mod handle;
 
-pub use handle::{Check, Command, EngineHandle, Stats, Verdict};
+pub use handle::{Check, Command, EngineHandle, Listed, Stats, Verdict};
 
 /// Commands queued to the engine before senders wait.
 pub const COMMAND_QUEUE: usize = 1024;
@@ -47,6 +47,13 @@ const KEY_CACHE: usize = 100_000;
 const GC_INTERVAL: Duration = Duration::from_secs(10);
 /// Least time between two rebuilds of the blocklist snapshot.
 const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A block in force: since when, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Block {
+    since: Millis,
+    until: Millis,
+}
 
 /// Bounds on what strangers can make this node hold.
 #[derive(Debug, Clone)]
@@ -84,9 +91,9 @@ pub struct Engine {
     keys: KeyCache,
     ledger: Ledger,
     stranger_records: usize,
-    /// Blocked targets and when their block ends (the details are decided again on
-    /// demand: keeping every `Decision` would cost more memory than the ledger).
-    blocked: BTreeMap<Target, Millis>,
+    /// Blocked targets with when their block began and ends (the details are decided
+    /// again on demand: keeping every `Decision` would cost more memory than the ledger).
+    blocked: BTreeMap<Target, Block>,
     /// (until, target) of every blocked target, to end blocks on time.
     ends: BTreeSet<(Millis, Target)>,
     /// Reads (fetch, size); writes go through `writer`.
@@ -233,8 +240,12 @@ impl Engine {
                 let now = now_ms();
                 let list = self
                     .blocked
-                    .keys()
-                    .map(|t| (t.clone(), self.policy.decide(t, self.ledger.for_target(t), now)))
+                    .iter()
+                    .map(|(t, b)| Listed {
+                        target: t.clone(),
+                        decision: self.policy.decide(t, self.ledger.for_target(t), now),
+                        since: b.since,
+                    })
                     .collect();
                 let _ = reply.send(list);
             }
@@ -383,6 +394,11 @@ impl Engine {
             self.redecide(t, now);
         }
         self.metrics.records.set(self.ledger.len() as i64);
+        // Enforcers read the snapshot: publish it now unless one went out moments ago
+        // (then the next tick does, so a burst costs one rebuild per interval).
+        if self.dirty && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
+            self.rebuild();
+        }
         let n = changed.len();
         self.writer.put(changed);
         n
@@ -471,20 +487,28 @@ impl Engine {
 
     fn redecide(&mut self, target: &Target, now: Millis) {
         let d = self.policy.decide(target, self.ledger.for_target(target), now);
-        let until = d.until.filter(|_| d.blocked);
-        let old = match until {
-            Some(u) => self.blocked.insert(target.clone(), u),
-            None => self.blocked.remove(target),
-        };
-        if old != until {
-            if let Some(u) = old {
-                self.ends.remove(&(u, target.clone()));
+        let old = self.blocked.get(target).copied();
+        let new = d.until.filter(|_| d.blocked).map(|until| Block {
+            // A block that goes on keeps its start; a new one starts now.
+            since: old.map_or(now, |b| b.since),
+            until,
+        });
+        if old == new {
+            return;
+        }
+        if let Some(b) = old {
+            self.ends.remove(&(b.until, target.clone()));
+        }
+        match new {
+            Some(b) => {
+                self.ends.insert((b.until, target.clone()));
+                self.blocked.insert(target.clone(), b);
             }
-            if let Some(u) = until {
-                self.ends.insert((u, target.clone()));
+            None => {
+                self.blocked.remove(target);
             }
         }
-        if old.is_some() != until.is_some() {
+        if old.is_some() != new.is_some() {
             self.dirty = true;
             self.metrics.blocked.set(self.blocked.len() as i64);
         }

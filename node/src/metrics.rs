@@ -38,6 +38,9 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     /// Gossip messages by the verdict given to gossipsub.
     pub gossip: Family<VerdictLabel, Counter>,
+    /// Bytes of gossip message data received (before validation; duplicates that
+    /// gossipsub drops itself are not seen here).
+    pub gossip_bytes_received: Counter,
     /// Connected peers.
     pub peers: Gauge,
     /// Records in the ledger.
@@ -86,6 +89,12 @@ impl Metrics {
             "gossip_messages",
             "Gossip messages by validation verdict",
             gossip.clone(),
+        );
+        let gossip_bytes_received = Counter::default();
+        registry.register(
+            "gossip_bytes_received",
+            "Bytes of gossip message data received for validation",
+            gossip_bytes_received.clone(),
         );
         let peers = Gauge::default();
         registry.register("peers", "Connected peers", peers.clone());
@@ -151,6 +160,7 @@ impl Metrics {
             accepted,
             rejected,
             gossip,
+            gossip_bytes_received,
             peers,
             records,
             blocked,

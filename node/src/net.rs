@@ -15,6 +15,7 @@ use fraudmesh::proto::{SyncRequest, SyncResponse};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
@@ -66,6 +67,8 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    /// Peers refused by fault injection (testnets split the mesh with it).
+    refused: allow_block_list::Behaviour<BlockedPeers>,
 }
 
 /// A connected peer, as the API shows it.
@@ -85,6 +88,11 @@ pub struct PeerInfo {
 
 enum NetCommand {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Replace the set of refused peers; answers the new set.
+    Refuse {
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     /// A sync session's request to its peer.
     SyncRequest {
         peer: PeerId,
@@ -133,6 +141,18 @@ impl NetHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(NetCommand::Peers(reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("network stopped"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("network stopped"))
+    }
+
+    /// Fault injection: refuse exactly `peers` from now on (connections both ways are
+    /// closed and denied); peers no longer in the set are dialled again at once, as when
+    /// a broken link comes back. Returns the refused set.
+    pub async fn refuse(&self, peers: Vec<PeerId>) -> anyhow::Result<Vec<PeerId>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(NetCommand::Refuse { peers, reply })
             .await
             .map_err(|_| anyhow::anyhow!("network stopped"))?;
         rx.await.map_err(|_| anyhow::anyhow!("network stopped"))
@@ -205,6 +225,7 @@ fn build_swarm(keypair: Keypair, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<
                 identify,
                 ping: ping::Behaviour::new(ping::Config::new()),
                 sync,
+                refused: allow_block_list::Behaviour::default(),
             })
         })?
         // Connections are the mesh: keep them while both sides are up.
@@ -302,6 +323,23 @@ pub fn start(
                     NetCommand::Peers(reply) => {
                         let mut list: Vec<PeerInfo> = peers.values().cloned().collect();
                         list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                        let _ = reply.send(list);
+                    }
+                    NetCommand::Refuse { peers: wanted, reply } => {
+                        let wanted: HashSet<PeerId> = wanted.into_iter().collect();
+                        let refused = swarm.behaviour().refused.blocked_peers().clone();
+                        for peer in refused.difference(&wanted) {
+                            swarm.behaviour_mut().refused.unblock_peer(*peer);
+                            if let Err(e) = swarm.dial(*peer) {
+                                tracing::debug!(%peer, error = %e, "redialling a peer no longer refused failed");
+                            }
+                        }
+                        for peer in wanted.difference(&refused) {
+                            swarm.behaviour_mut().refused.block_peer(*peer);
+                        }
+                        tracing::info!(refused = wanted.len(), "fault injection: refused peers set");
+                        let mut list: Vec<PeerId> = wanted.into_iter().collect();
+                        list.sort();
                         let _ = reply.send(list);
                     }
                     NetCommand::SyncRequest { peer, request, reply } => {
@@ -427,6 +465,7 @@ pub fn start(
                                 metrics.reject("validation_backlog");
                                 continue;
                             }
+                            metrics.gossip_bytes_received.inc_by(message.data.len() as u64);
                             let engine = engine.clone();
                             pending.push(async move {
                                 let v = engine.gossip(message.data).await;

@@ -115,6 +115,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         default_ttl_s: settings.default_ttl_s,
         peer_id,
         started: Instant::now(),
+        fault_injection: settings.fault_injection,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -139,6 +139,10 @@ fn bad_targets_and_bad_requests_change_nothing() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: {body}"));
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {body}");
     }
+    // Fault injection is off unless the config turns it on.
+    let (code, body) = http(&api, "PUT", "/v1/debug/refuse", &auth, r#"{"peers": []}"#);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("debug.fault_injection"), "{body}");
     let (code, _) = http(&api, "GET", "/v1/check/999.1.1.1", &[], "");
     assert_eq!(code, 400);
     let (code, _) = http(&api, "GET", "/v1/nothing-here", &[], "");
@@ -150,6 +154,43 @@ fn bad_targets_and_bad_requests_change_nothing() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(records(&n), 1);
     assert!(n.is_blocked("192.0.2.1"));
+    // The list says since when each target is blocked.
+    let list = cli_json(&n.dir, &["list", "--json"]);
+    let since = list["blocked"][0]["since"].as_u64().expect("since");
+    assert!(since > 1_700_000_000_000, "{list}");
+}
+
+#[test]
+fn fault_injection_refuses_only_well_formed_requests() {
+    let mut n = Node::init(&[]);
+    std::fs::write(
+        n.dir.join("config.toml"),
+        "[node]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\napi = \"127.0.0.1:0\"\n[debug]\nfault_injection = true\n",
+    )
+    .unwrap();
+    n.start();
+    let api = n.api();
+    let bearer = format!("Bearer {}", n.token());
+    let auth = [("Authorization", bearer.as_str())];
+    let (code, _) = http(&api, "PUT", "/v1/debug/refuse", &[], r#"{"peers": []}"#);
+    assert_eq!(code, 401, "writes need the token");
+    for bad in [r#"{"peers": ["not-a-peer"]}"#, r#"{"peer": []}"#, "[]"] {
+        let (code, body) = http(&api, "PUT", "/v1/debug/refuse", &auth, bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let other = "12D3KooWLRPJAA5o6xJQyEYB9nRaHq2i7TUEYkuu6zfKQwm4Z5eT";
+    let (code, body) = http(
+        &api,
+        "PUT",
+        "/v1/debug/refuse",
+        &auth,
+        &format!(r#"{{"peers": ["{other}"]}}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(other), "{body}");
+    let (code, body) = http(&api, "PUT", "/v1/debug/refuse", &auth, r#"{"peers": []}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""refused":[]"#), "{body}");
 }
 
 #[test]

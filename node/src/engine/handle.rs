@@ -8,6 +8,7 @@ use fraudmesh::policy::Decision;
 use fraudmesh::proto;
 use fraudmesh::sighting::{Draft, Record, RecordId};
 use fraudmesh::target::Target;
+use fraudmesh::Millis;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +41,18 @@ pub struct Check {
     pub blocked: bool,
     /// Every target with records that covers the query, with its decision.
     pub matches: Vec<(Target, Decision)>,
+}
+
+/// One blocked target of the list.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The target.
+    pub target: Target,
+    /// Its decision now.
+    pub decision: Decision,
+    /// When this node began blocking it (Unix ms): the moment its decision turned to
+    /// block, which is what the testnet measures propagation by.
+    pub since: Millis,
 }
 
 /// Counts for status.
@@ -79,7 +92,7 @@ pub enum Command {
     /// Every blocked target.
     List {
         /// The answer.
-        reply: oneshot::Sender<Vec<(Target, Decision)>>,
+        reply: oneshot::Sender<Vec<Listed>>,
     },
     /// Counts.
     Stats {
@@ -149,7 +162,7 @@ impl EngineHandle {
     }
 
     /// Blocked targets.
-    pub async fn list(&self) -> anyhow::Result<Vec<(Target, Decision)>> {
+    pub async fn list(&self) -> anyhow::Result<Vec<Listed>> {
         self.ask(|reply| Command::List { reply }).await
     }
 
