@@ -1,0 +1,149 @@
+//! Every scenario of `fraudmesh-testnet run` at a small size (8 real node processes on
+//! 127.0.0.1), driven through the command line exactly as a user runs it; the test holds
+//! when the run exits 0 and `report.json` shows every expectation passed.
+//!
+//! Needs the `fraudmesh` binary beside `fraudmesh-testnet` (target/debug), which
+//! `cargo test --workspace` builds.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// One scenario at a time: each starts 8 processes, and two cores are all there is.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn testnet() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fraudmesh-testnet"))
+}
+
+fn node_bin() -> PathBuf {
+    let bin = testnet().with_file_name("fraudmesh");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the node first (cargo build -p fraudmesh-node), or run cargo test --workspace",
+        bin.display()
+    );
+    bin
+}
+
+fn run(args: &[&str], out: &Path) -> Output {
+    Command::new(testnet())
+        .arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .arg("--bin")
+        .arg(node_bin())
+        .env("FRAUDMESH_LOG", "warn")
+        .output()
+        .expect("running fraudmesh-testnet")
+}
+
+/// Runs a scenario with 8 nodes and returns its report after checking what every
+/// scenario must show.
+fn scenario(name: &str) -> Value {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(
+        &["--nodes", "8", "--scenario", name, "--seed", "7", "--targets", "120"],
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{name} failed ({}):\n{stdout}\n{stderr}", o.status);
+    let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["scenario"], name);
+    assert_eq!(report["nodes"], 8);
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["converged"], true, "{report}");
+    let exps = report["expectations"].as_array().unwrap();
+    assert!(!exps.is_empty());
+    for e in exps {
+        assert_eq!(e["pass"], true, "{e}");
+    }
+    assert!(report["latency_ms"]["samples"].as_u64().unwrap() > 0);
+    let l = &report["latency_ms"];
+    assert!(l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64());
+    assert!(report["messages_per_node"].as_f64().unwrap() > 0.0);
+    assert!(report["bytes_per_node"].as_f64().unwrap() > 0.0);
+    assert!(report["rss_bytes_max"].as_u64().unwrap() > 1_000_000);
+    for p in ["latency_cdf.svg", "convergence.svg"] {
+        let svg = std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(svg.contains("<svg"), "{p}");
+    }
+    assert!(stdout.contains("PASS") && !stdout.contains("FAIL"), "{stdout}");
+    // Every process the run started is gone.
+    for entry in std::fs::read_dir(out.join("nodes")).unwrap() {
+        let dir = entry.unwrap().path();
+        assert!(!dir.join("node.json").exists(), "{} still runs", dir.display());
+    }
+    report
+}
+
+#[test]
+fn attack_wave_blocks_every_target_on_every_node() {
+    let r = scenario("attack-wave");
+    assert_eq!(r["targets"], 120);
+}
+
+#[test]
+fn late_joiners_catch_up() {
+    let r = scenario("late-join");
+    assert_eq!(r["figures"]["late_nodes"], 2);
+    assert!(r["figures"]["catch_up_ms"].is_u64());
+}
+
+#[test]
+fn churn_loses_nothing_acknowledged() {
+    let r = scenario("churn");
+    assert!(r["figures"]["kills"].as_u64().unwrap() >= 2);
+    let restarted = r["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["starts"].as_u64() > Some(1));
+    assert!(restarted.count() >= 1, "some node was killed and restarted");
+}
+
+#[test]
+fn partition_holds_then_heals() {
+    let r = scenario("partition");
+    assert!(r["figures"]["heal_to_converged_ms"].is_u64());
+}
+
+#[test]
+fn poison_blocks_no_victim_and_forwards_no_invalid_message() {
+    let r = scenario("poison");
+    assert!(r["figures"]["rejected_at_entry_node"].as_u64().unwrap() > 0);
+    assert_eq!(r["figures"]["rejected_elsewhere"], 0);
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for (args, needle) in [
+        (&["--nodes", "1"][..], "--nodes"),
+        (&["--nodes", "8", "--seeds", "0"][..], "--seeds"),
+        (&["--rate=0"][..], "--rate"),
+        (&["--scenario", "partition", "--nodes", "3"][..], "partition"),
+    ] {
+        let o = run(args, &out);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} created {}", out.display());
+    }
+    let o = run(&["--scenario", "armageddon"], &out);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("armageddon"));
+    let o = Command::new(testnet())
+        .args(["run", "--bin", "/nonexistent/fraudmesh", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no fraudmesh binary"));
+}
