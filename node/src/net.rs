@@ -62,13 +62,15 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// The combined behaviour.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// Peers refused by fault injection (testnets split the mesh with it). First, so
+    /// that a refused connection is denied before any other behaviour records it (the
+    /// derived behaviour asks its fields in order and stops at the first denial).
+    refused: allow_block_list::Behaviour<BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
-    /// Peers refused by fault injection (testnets split the mesh with it).
-    refused: allow_block_list::Behaviour<BlockedPeers>,
 }
 
 /// A connected peer, as the API shows it.
@@ -220,12 +222,12 @@ fn build_swarm(keypair: Keypair, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<
                     .with_max_concurrent_streams(MAX_INBOUND_SYNC * 2),
             );
             Ok(Behaviour {
+                refused: allow_block_list::Behaviour::default(),
                 gossipsub,
                 kad,
                 identify,
                 ping: ping::Behaviour::new(ping::Config::new()),
                 sync,
-                refused: allow_block_list::Behaviour::default(),
             })
         })?
         // Connections are the mesh: keep them while both sides are up.
@@ -300,10 +302,23 @@ pub fn start(
         let mut syncing: HashSet<PeerId> = HashSet::new();
         let mut last_sync: HashMap<PeerId, Instant> = HashMap::new();
         let mut banned: HashMap<PeerId, Instant> = HashMap::new();
-        // Starts a session with `peer` unless one runs (one at a time bounds the work and
-        // keeps two peers from sending the same missing records) or ran moments ago with it.
-        let start_session = |peer: PeerId, syncing: &mut HashSet<PeerId>, last_sync: &mut HashMap<PeerId, Instant>| {
-            if !syncing.is_empty() || last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
+        // Dialled peers whose session waits for the running one to end.
+        let mut queued: VecDeque<PeerId> = VecDeque::new();
+        // Starts a session with `peer`, unless one ran moments ago with it. One runs at a
+        // time (that bounds the work and keeps two peers from sending the same missing
+        // records); a peer asked for meanwhile waits in `queued`, so that a node that
+        // dials several peers at once (a restart, a healed partition) syncs with each.
+        let start_session = |peer: PeerId,
+                             syncing: &mut HashSet<PeerId>,
+                             last_sync: &mut HashMap<PeerId, Instant>,
+                             queued: &mut VecDeque<PeerId>| {
+            if last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
+                return;
+            }
+            if !syncing.is_empty() {
+                if !queued.contains(&peer) && queued.len() < WANTED_PEERS * 4 {
+                    queued.push_back(peer);
+                }
                 return;
             }
             syncing.insert(peer);
@@ -363,6 +378,12 @@ pub fn start(
                             }
                         };
                         metrics.sync_sessions.get_or_create(&ResultLabel { result: label }).inc();
+                        while syncing.is_empty() {
+                            let Some(next) = queued.pop_front() else { break };
+                            if swarm.is_connected(&next) {
+                                start_session(next, &mut syncing, &mut last_sync, &mut queued);
+                            }
+                        }
                     }
                 },
                 Some((peer, channel, answer)) = answers.next(), if !answers.is_empty() => {
@@ -379,7 +400,7 @@ pub fn start(
                     let candidates: Vec<PeerId> = swarm.connected_peers().filter(|p| !syncing.contains(p)).copied().collect();
                     if !candidates.is_empty() {
                         let pick = candidates[rand::random::<usize>() % candidates.len()];
-                        start_session(pick, &mut syncing, &mut last_sync);
+                        start_session(pick, &mut syncing, &mut last_sync, &mut queued);
                     }
                     banned.retain(|peer, since| {
                         let keep = since.elapsed() < BAN;
@@ -434,7 +455,7 @@ pub fn start(
                         // The dialling side catches up (a node that starts or rejoins dials its
                         // seeds); both sides starting at once would send everything twice.
                         if num_established.get() == 1 && endpoint.is_dialer() {
-                            start_session(peer_id, &mut syncing, &mut last_sync);
+                            start_session(peer_id, &mut syncing, &mut last_sync, &mut queued);
                         }
                         if seeds.iter().any(|(p, _)| *p == peer_id) {
                             // Learn the rest of the mesh from the seed right away.

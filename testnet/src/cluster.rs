@@ -252,6 +252,11 @@ impl Cluster {
         killed
     }
 
+    /// The `fraudmesh` binary the nodes run.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// Indices of running nodes.
     pub fn running(&self) -> Vec<usize> {
         self.members

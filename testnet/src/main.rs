@@ -52,6 +52,9 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// After the scenario, keep the nodes running until Ctrl-C (to poke them by hand).
+        #[arg(long)]
+        hold: bool,
     },
 }
 
@@ -105,6 +108,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
             reporters,
             bin,
             quiet,
+            hold,
         } => {
             let out = out.unwrap_or_else(|| {
                 let secs = fraudmesh_node::now_ms() / 1000;
@@ -121,15 +125,13 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 rate,
                 reporters,
                 progress: !quiet && std::io::stderr().is_terminal(),
+                hold,
             };
             args.validate()?;
-            let report = rt.block_on(async {
-                tokio::select! {
-                    r = scenario::run(args) => r,
-                    _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; every node started was stopped"),
-                }
-            })?;
-            print!("{}", report.table());
+            let report = rt.block_on(scenario::run(args))?;
+            if !hold {
+                print!("{}", report.table());
+            }
             println!("\nreport: {}", out.join("report.json").display());
             for p in &report.plots {
                 println!("plot:   {}", out.join(p).display());

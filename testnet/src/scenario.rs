@@ -86,6 +86,8 @@ pub struct RunArgs {
     pub reporters: usize,
     /// Draw a progress bar.
     pub progress: bool,
+    /// After the scenario, keep the nodes running until Ctrl-C.
+    pub hold: bool,
 }
 
 impl RunArgs {
@@ -407,34 +409,66 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         expectations: Vec::new(),
         args,
     };
-    let result = scenario(&mut ctx).await;
+    // Ctrl-C stops the scenario; every node started is stopped either way.
+    let result = tokio::select! {
+        r = scenario(&mut ctx) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     ctx.bar.finish_and_clear();
+    let written = match result {
+        Ok(finished) => write_outputs(&ctx.args.out, finished),
+        Err(e) => Err(e),
+    };
+    if ctx.args.hold {
+        if let Ok(report) = &written {
+            print!("{}", report.table());
+            hold(&ctx.cluster);
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     let killed = ctx.cluster.stop_all().await;
     if killed > 0 {
         tracing::warn!(killed, "nodes did not stop on SIGTERM in time and were killed");
     }
-    let mut report = result?;
-    let out = ctx.args.out.clone();
-    let lat: Vec<Vec<f64>> = report.per_node.iter().map(|n| n.latency_ms_values.clone()).collect();
+    written
+}
+
+/// Writes the plots and report.json into `out`.
+fn write_outputs(out: &std::path::Path, mut finished: Finished) -> anyhow::Result<Report> {
+    let lat: Vec<Vec<f64>> = finished.per_node.iter().map(|n| n.latency_ms_values.clone()).collect();
+    let report = &mut finished.report;
     let mut plots = Vec::new();
     if lat.iter().any(|l| !l.is_empty()) {
-        let title = format!(
-            "{}: report → blocked, {} nodes",
-            report.report.scenario, report.report.nodes
-        );
+        let title = format!("{}: report → blocked, {} nodes", report.scenario, report.nodes);
         plot::latency_cdf(&out.join("latency_cdf.svg"), &lat, &title)?;
         plots.push("latency_cdf.svg".to_string());
     }
-    if !report.report.convergence.is_empty() {
-        let title = format!("{}: convergence, {} nodes", report.report.scenario, report.report.nodes);
-        plot::convergence(&out.join("convergence.svg"), &report.report.convergence, &title)?;
+    if !report.convergence.is_empty() {
+        let title = format!("{}: convergence, {} nodes", report.scenario, report.nodes);
+        plot::convergence(&out.join("convergence.svg"), &report.convergence, &title)?;
         plots.push("convergence.svg".to_string());
     }
-    report.report.plots = plots;
+    report.plots = plots;
     let path = out.join("report.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&report.report)?)
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(report.report)
+    Ok(finished.report)
+}
+
+/// Tells how to poke the running mesh.
+fn hold(cluster: &Cluster) {
+    let bin = cluster.bin().display().to_string();
+    let first = &cluster.members[0];
+    let last = &cluster.members[cluster.members.len() - 1];
+    eprintln!("\nThe mesh keeps running (Ctrl-C stops every node). Poke it from another terminal:\n");
+    eprintln!(
+        "  {bin} --dir {} report 198.51.100.7 --kind auth-failure",
+        first.dir.display()
+    );
+    eprintln!("  {bin} --dir {} check 198.51.100.7", last.dir.display());
+    eprintln!("  {bin} --dir {} status", last.dir.display());
+    eprintln!("  {bin} --dir {} peers\n", last.dir.display());
+    eprintln!("Every node trusts every other one; logs are node.log in each directory.");
 }
 
 /// A report and the raw latencies behind its plots.

@@ -77,7 +77,14 @@ fn scenario(name: &str) -> Value {
     // Every process the run started is gone.
     for entry in std::fs::read_dir(out.join("nodes")).unwrap() {
         let dir = entry.unwrap().path();
-        assert!(!dir.join("node.json").exists(), "{} still runs", dir.display());
+        let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        assert!(
+            !dir.join("node.json").exists(),
+            "{} did not stop cleanly; its log ends:\n{}",
+            dir.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     report
 }
