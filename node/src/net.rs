@@ -550,8 +550,12 @@ pub fn start(
                     SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
                         if let Some(p) = peers.get_mut(&peer) { p.rtt_ms = Some(rtt.as_millis() as u64); }
                     }
+                    // Dials in flight count too: discovery reports a burst of peers at once,
+                    // and dialling each while the first dials are pending connected a
+                    // 50-node testnet completely (49 peers each, seven copies of every
+                    // message) instead of to about WANTED_PEERS each.
                     SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, is_new_peer: true, .. }))
-                        if !swarm.is_connected(&peer) && swarm.connected_peers().count() < WANTED_PEERS =>
+                        if !swarm.is_connected(&peer) && wants_more_peers(&swarm) =>
                     {
                         let _ = swarm.dial(peer);
                     }
@@ -584,6 +588,12 @@ fn cut_off(
     banned.insert(peer, Instant::now());
     swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
     let _ = swarm.disconnect_peer_id(peer);
+}
+
+/// Whether connected peers plus dials in flight are still below [`WANTED_PEERS`].
+fn wants_more_peers(swarm: &Swarm<Behaviour>) -> bool {
+    let pending = swarm.network_info().connection_counters().num_pending_outgoing() as usize;
+    swarm.connected_peers().count() + pending < WANTED_PEERS
 }
 
 /// Unspecified addresses (0.0.0.0) are not dialable by others.

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const MESH_DEADLINE: Duration = Duration::from_secs(60);
 /// How long convergence may take after the last report (or heal, or restart).
 const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long connection counts must stay unchanged before the mesh counts as formed.
+const SETTLED: Duration = Duration::from_secs(2);
 /// Poll period of waits.
 const POLL: Duration = Duration::from_millis(50);
 /// Stranger identities in `poison`.
@@ -205,22 +207,33 @@ impl Ctx {
         Ok(())
     }
 
-    /// Waits until every node in `nodes` has enough gossip peers.
+    /// Waits until every node in `nodes` has enough gossip peers and the connections
+    /// have settled (no node's peer count changed for [`SETTLED`]): right after start,
+    /// discovery dials and identify/Kademlia exchanges keep a big mesh busy, and an
+    /// attack then would measure the start-up rather than the mesh.
     async fn wait_mesh(&mut self, nodes: &[usize]) -> anyhow::Result<()> {
         let want = (nodes.len() - 1).min(3) as u64;
         self.phase("forming the mesh", nodes.len() as u64);
         let apis = self.apis(nodes)?;
         let deadline = Instant::now() + MESH_DEADLINE;
+        let mut last: Vec<u64> = Vec::new();
+        let mut stable_since = Instant::now();
         loop {
             let mut ready = 0;
+            let mut counts = Vec::with_capacity(apis.len());
             for (_, api) in &apis {
                 let st = api.status().await?;
                 if st["gossip_peers"].as_u64().unwrap_or(0) >= want {
                     ready += 1;
                 }
+                counts.push(st["peers"].as_u64().unwrap_or(0));
+            }
+            if counts != last {
+                last = counts;
+                stable_since = Instant::now();
             }
             self.bar.set_position(ready as u64);
-            if ready == apis.len() {
+            if ready == apis.len() && stable_since.elapsed() >= SETTLED {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -230,7 +243,7 @@ impl Ctx {
                 );
             }
             self.sample_rss();
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -409,10 +422,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         expectations: Vec::new(),
         args,
     };
-    // Ctrl-C stops the scenario; every node started is stopped either way.
+    // Ctrl-C or SIGTERM stops the scenario; every node started is stopped either way.
     let result = tokio::select! {
         r = scenario(&mut ctx) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
     };
     ctx.bar.finish_and_clear();
     let written = match result {
@@ -423,7 +436,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         if let Ok(report) = &written {
             print!("{}", report.table());
             hold(&ctx.cluster);
-            let _ = tokio::signal::ctrl_c().await;
+            interrupted().await;
         }
     }
     let killed = ctx.cluster.stop_all().await;
@@ -453,6 +466,22 @@ fn write_outputs(out: &std::path::Path, mut finished: Finished) -> anyhow::Resul
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(finished.report)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term => "SIGTERM",
+    }
 }
 
 /// Tells how to poke the running mesh.
