@@ -72,15 +72,36 @@ pub struct Cluster {
     http: reqwest::Client,
 }
 
-/// Reserves `n` distinct free TCP ports on 127.0.0.1 (held open together, so no two are
-/// the same, then released for the nodes to bind).
+/// Reserves `n` distinct free TCP ports on 127.0.0.1 below the kernel's ephemeral range
+/// (held open together, then released for the nodes to bind). Ports from the ephemeral
+/// range would race with the nodes' own outgoing connections, which take their local
+/// ports from it: a node restarted or started late then found its port taken.
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("reserving free ports on 127.0.0.1")?;
-    listeners
-        .iter()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1024);
+    let span = ephemeral_low - low;
+    if usize::from(span) < n * 2 {
+        bail!("not enough ports below the ephemeral range ({low}..{ephemeral_low}) for {n} nodes");
+    }
+    // Start somewhere random so that two testnets at once rarely probe the same ports.
+    let start: u16 = rand::random::<u16>() % span;
+    let mut held = Vec::with_capacity(n);
+    for k in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = low + (start + k) % span;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        bail!("found only {} free ports in {low}..{ephemeral_low}", held.len());
+    }
+    held.iter()
         .map(|l| Ok(l.local_addr()?.port()))
         .collect::<std::io::Result<Vec<u16>>>()
         .context("reading reserved ports")
