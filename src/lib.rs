@@ -14,8 +14,10 @@
 //! - [`sync`]: range-based set reconciliation of active record ids between two peers.
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
 //! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
+//! - [`decisions`]: what is blocked and the numbered log of its changes, which enforcers follow.
 
 pub mod blocklist;
+pub mod decisions;
 pub mod identity;
 pub mod ledger;
 pub mod policy;

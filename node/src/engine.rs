@@ -13,6 +13,7 @@ use crate::store::{Store, Writer};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
+use fraudmesh::decisions::DecisionLog;
 use fraudmesh::identity::{Identity, KeyCache, PublicKey};
 use fraudmesh::ledger::{Ledger, Merge};
 use fraudmesh::policy::Policy;
@@ -23,10 +24,9 @@ use fraudmesh::sync::Item;
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 mod handle;
 
@@ -45,15 +45,11 @@ pub const MAX_FETCH: usize = 4096;
 const KEY_CACHE: usize = 100_000;
 /// How often expired records are dropped from the ledger and the store.
 const GC_INTERVAL: Duration = Duration::from_secs(10);
+/// Changes of the decision log kept for consumers that ask "what changed since n?"
+/// (one further behind gets the full list).
+const DECISION_LOG: usize = 100_000;
 /// Least time between two rebuilds of the blocklist snapshot.
 const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
-
-/// A block in force: since when, and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Block {
-    since: Millis,
-    until: Millis,
-}
 
 /// Bounds on what strangers can make this node hold.
 #[derive(Debug, Clone)]
@@ -91,11 +87,12 @@ pub struct Engine {
     keys: KeyCache,
     ledger: Ledger,
     stranger_records: usize,
-    /// Blocked targets with when their block began and ends (the details are decided
-    /// again on demand: keeping every `Decision` would cost more memory than the ledger).
-    blocked: BTreeMap<Target, Block>,
-    /// (until, target) of every blocked target, to end blocks on time.
-    ends: BTreeSet<(Millis, Target)>,
+    /// What is blocked (since and until; the details are decided again on demand:
+    /// keeping every policy `Decision` would cost more memory than the ledger) and the
+    /// numbered log of its changes that enforcers and bouncers follow.
+    decisions: DecisionLog,
+    /// The head of `decisions`, for those waiting for changes.
+    decisions_head: Arc<watch::Sender<u64>>,
     /// Reads (fetch, size); writes go through `writer`.
     store: Arc<dyn Store>,
     writer: Writer,
@@ -120,6 +117,7 @@ pub fn start(
     let mut engine = Engine::new(cfg, store, metrics, publish)?;
     let (tx, mut rx) = mpsc::channel(COMMAND_QUEUE);
     let blocklist = engine.blocklist.clone();
+    let decisions = engine.decisions_head.clone();
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
@@ -131,7 +129,14 @@ pub fn start(
             tracing::debug!("engine stopped");
         })
         .context("starting the engine thread")?;
-    Ok((EngineHandle { tx, blocklist }, thread))
+    Ok((
+        EngineHandle {
+            tx,
+            blocklist,
+            decisions,
+        },
+        thread,
+    ))
 }
 
 impl Engine {
@@ -189,8 +194,8 @@ impl Engine {
             strangers: cfg.strangers,
             ledger,
             stranger_records,
-            blocked: BTreeMap::new(),
-            ends: BTreeSet::new(),
+            decisions: DecisionLog::new(DECISION_LOG),
+            decisions_head: Arc::new(watch::channel(0).0),
             writer: Writer::start(store.clone())?,
             store,
             metrics,
@@ -239,12 +244,12 @@ impl Engine {
             Command::List { reply } => {
                 let now = now_ms();
                 let list = self
-                    .blocked
-                    .iter()
-                    .map(|(t, b)| Listed {
-                        target: t.clone(),
-                        decision: self.policy.decide(t, self.ledger.for_target(t), now),
-                        since: b.since,
+                    .decisions
+                    .active()
+                    .map(|d| Listed {
+                        target: d.target.clone(),
+                        decision: self.policy.decide(&d.target, self.ledger.for_target(&d.target), now),
+                        since: d.since,
                     })
                     .collect();
                 let _ = reply.send(list);
@@ -252,7 +257,7 @@ impl Engine {
             Command::Stats { reply } => {
                 let _ = reply.send(Stats {
                     records: self.ledger.len(),
-                    blocked: self.blocked.len(),
+                    blocked: self.decisions.len(),
                     store_bytes: self.store.size_on_disk(),
                 });
             }
@@ -267,6 +272,9 @@ impl Engine {
                     .get_or_insert_with(|| Arc::new(fraudmesh::sync::items(&self.ledger, now)))
                     .clone();
                 let _ = reply.send(items);
+            }
+            Command::Decisions { after, reply } => {
+                let _ = reply.send(self.decisions.since(after));
             }
             Command::Fetch { ids, reply } => {
                 let _ = reply.send(self.fetch(ids));
@@ -487,30 +495,14 @@ impl Engine {
 
     fn redecide(&mut self, target: &Target, now: Millis) {
         let d = self.policy.decide(target, self.ledger.for_target(target), now);
-        let old = self.blocked.get(target).copied();
-        let new = d.until.filter(|_| d.blocked).map(|until| Block {
-            // A block that goes on keeps its start; a new one starts now.
-            since: old.map_or(now, |b| b.since),
-            until,
-        });
-        if old == new {
+        let was_blocked = self.decisions.get(target).is_some();
+        if self.decisions.set(target, d.until.filter(|_| d.blocked), now).is_none() {
             return;
         }
-        if let Some(b) = old {
-            self.ends.remove(&(b.until, target.clone()));
-        }
-        match new {
-            Some(b) => {
-                self.ends.insert((b.until, target.clone()));
-                self.blocked.insert(target.clone(), b);
-            }
-            None => {
-                self.blocked.remove(target);
-            }
-        }
-        if old.is_some() != new.is_some() {
+        self.decisions_head.send_replace(self.decisions.head());
+        if was_blocked != self.decisions.get(target).is_some() {
             self.dirty = true;
-            self.metrics.blocked.set(self.blocked.len() as i64);
+            self.metrics.blocked.set(self.decisions.len() as i64);
         }
     }
 
@@ -520,16 +512,12 @@ impl Engine {
             self.redecide(&t, now);
         }
         self.metrics.records.set(self.ledger.len() as i64);
-        self.metrics.blocked.set(self.blocked.len() as i64);
+        self.metrics.blocked.set(self.decisions.len() as i64);
     }
 
     fn tick(&mut self) {
         let now = now_ms();
-        while let Some((until, t)) = self.ends.first().cloned() {
-            if until > now {
-                break;
-            }
-            self.ends.pop_first();
+        for t in self.decisions.due(now) {
             self.redecide(&t, now);
         }
         if self.last_gc.elapsed() >= GC_INTERVAL {
@@ -556,8 +544,8 @@ impl Engine {
     /// Publishes a fresh blocklist snapshot of the blocked set.
     pub fn rebuild(&mut self) {
         let mut b = BlocklistBuilder::new();
-        for t in self.blocked.keys() {
-            b.insert_target(t);
+        for d in self.decisions.active() {
+            b.insert_target(&d.target);
         }
         self.blocklist.store(Arc::new(b.build()));
         self.dirty = false;

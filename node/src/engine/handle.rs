@@ -4,13 +4,14 @@
 use super::Item;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::Blocklist;
+use fraudmesh::decisions::Delta;
 use fraudmesh::policy::Decision;
 use fraudmesh::proto;
 use fraudmesh::sighting::{Draft, Record, RecordId};
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What gossipsub is told about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,13 @@ pub enum Command {
         /// The records found.
         reply: oneshot::Sender<Vec<proto::SignedSighting>>,
     },
+    /// What changed in the decision log after a cursor.
+    Decisions {
+        /// The cursor (0: everything).
+        after: u64,
+        /// The answer.
+        reply: oneshot::Sender<Delta>,
+    },
     /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
     Tick,
 }
@@ -127,6 +135,7 @@ pub enum Command {
 pub struct EngineHandle {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) blocklist: Arc<ArcSwap<Blocklist>>,
+    pub(super) decisions: Arc<watch::Sender<u64>>,
 }
 
 impl EngineHandle {
@@ -159,6 +168,17 @@ impl EngineHandle {
     /// Explains the decision for a target.
     pub async fn check(&self, target: Target) -> anyhow::Result<Check> {
         self.ask(|reply| Command::Check { target, reply }).await
+    }
+
+    /// What changed in the decision log after `after` (0: everything).
+    pub async fn decisions(&self, after: u64) -> anyhow::Result<Delta> {
+        self.ask(|reply| Command::Decisions { after, reply }).await
+    }
+
+    /// The head of the decision log, changing with every change: wait on it, then ask
+    /// [`EngineHandle::decisions`].
+    pub fn watch_decisions(&self) -> watch::Receiver<u64> {
+        self.decisions.subscribe()
     }
 
     /// Blocked targets.
