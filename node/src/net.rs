@@ -180,60 +180,92 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Seed peers.
     pub seeds: Vec<(PeerId, Multiaddr)>,
+    /// The transport.
+    pub transport: Transport,
 }
 
-fn build_swarm(keypair: Keypair, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<Behaviour>> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-            let peer_id = key.public().to_peer_id();
-            let gs_config = gossipsub::ConfigBuilder::default()
-                .validation_mode(ValidationMode::Anonymous)
-                .validate_messages()
-                .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
-                .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
-                .heartbeat_initial_delay(Duration::from_millis(100))
-                .heartbeat_interval(Duration::from_secs(1))
-                .build()?;
-            let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gs_config)?;
-            gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
-            let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-            kad_config.set_query_timeout(Duration::from_secs(30));
-            // Bootstrapping is driven by the discovery timer below (quietly, once there is
-            // someone to ask) rather than by kad's own timer, which warns on a lone node.
-            kad_config.set_periodic_bootstrap_interval(None);
-            let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-            // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
-            kad.set_mode(Some(kad::Mode::Server));
-            let identify = identify::Behaviour::new(
-                identify::Config::new(ID_PROTOCOL.into(), key.public())
-                    .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION"))),
-            );
-            let sync = request_response::Behaviour::with_codec(
-                SyncCodec::new(metrics),
-                [(sync::PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(SYNC_TIMEOUT)
-                    .with_max_concurrent_streams(MAX_INBOUND_SYNC * 2),
-            );
-            Ok(Behaviour {
-                refused: allow_block_list::Behaviour::default(),
-                gossipsub,
-                kad,
-                identify,
-                ping: ping::Behaviour::new(ping::Config::new()),
-                sync,
-            })
-        })?
-        // Connections are the mesh: keep them while both sides are up.
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+/// The transport under noise + yamux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP: the daemon.
+    Tcp,
+    /// libp2p's in-process memory transport (`/memory/N` addresses): many node stacks in
+    /// one process (`fraudmesh-testnet inproc`).
+    Memory,
+}
+
+type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
+
+fn build_swarm(keypair: Keypair, transport: Transport, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<Behaviour>> {
+    // Connections are the mesh: keep them while both sides are up.
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = match transport {
+        Transport::Tcp => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|key| behaviour(key, metrics))?
+            .with_swarm_config(idle)
+            .build(),
+        Transport::Memory => builder
+            .with_other_transport(|key| -> Result<_, BehaviourError> {
+                use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport as _};
+                Ok(MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .boxed())
+            })?
+            .with_behaviour(|key| behaviour(key, metrics))?
+            .with_swarm_config(idle)
+            .build(),
+    };
     Ok(swarm)
+}
+
+/// The node's behaviours, one configuration whatever the transport.
+fn behaviour(key: &Keypair, metrics: Arc<Metrics>) -> Result<Behaviour, BehaviourError> {
+    let peer_id = key.public().to_peer_id();
+    let gs_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()?;
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gs_config)?;
+    gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    // Bootstrapping is driven by the discovery timer below (quietly, once there is
+    // someone to ask) rather than by kad's own timer, which warns on a lone node.
+    kad_config.set_periodic_bootstrap_interval(None);
+    let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+    // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
+    kad.set_mode(Some(kad::Mode::Server));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(ID_PROTOCOL.into(), key.public())
+            .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let sync = request_response::Behaviour::with_codec(
+        SyncCodec::new(metrics),
+        [(sync::PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(SYNC_TIMEOUT)
+            .with_max_concurrent_streams(MAX_INBOUND_SYNC * 2),
+    );
+    Ok(Behaviour {
+        refused: allow_block_list::Behaviour::default(),
+        gossipsub,
+        kad,
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+        sync,
+    })
 }
 
 /// Peer scoring: penalise invalid messages hard; no penalty for quiet mesh peers (a
@@ -265,7 +297,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
-    let mut swarm = build_swarm(cfg.keypair, metrics.clone())?;
+    let mut swarm = build_swarm(cfg.keypair, cfg.transport, metrics.clone())?;
     let topic = IdentTopic::new(TOPIC);
     swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
     for addr in &cfg.listen {
@@ -302,13 +334,18 @@ pub fn start(
         let mut syncing: HashSet<PeerId> = HashSet::new();
         let mut last_sync: HashMap<PeerId, Instant> = HashMap::new();
         let mut banned: HashMap<PeerId, Instant> = HashMap::new();
-        // Dialled peers whose session waits for the running one to end.
+        let mut bootstrapped = false;
+        // Peers whose session waits for the running one to end: only peers this node
+        // stopped refusing (they hold what the partition kept from it). Any other dial
+        // that finds a session running skips its own: one session catches a node up, and
+        // queueing one per dial had a node in a 100-node mesh sync with every peer its
+        // Kademlia queries touched.
         let mut queued: VecDeque<PeerId> = VecDeque::new();
+        let mut resync: HashSet<PeerId> = HashSet::new();
         // Starts a session with `peer`, unless one ran moments ago with it. One runs at a
-        // time (that bounds the work and keeps two peers from sending the same missing
-        // records); a peer asked for meanwhile waits in `queued`, so that a node that
-        // dials several peers at once (a restart, a healed partition) syncs with each.
+        // time: that bounds the work and keeps two peers from sending the same records.
         let start_session = |peer: PeerId,
+                             queue_if_busy: bool,
                              syncing: &mut HashSet<PeerId>,
                              last_sync: &mut HashMap<PeerId, Instant>,
                              queued: &mut VecDeque<PeerId>| {
@@ -316,7 +353,7 @@ pub fn start(
                 return;
             }
             if !syncing.is_empty() {
-                if !queued.contains(&peer) && queued.len() < WANTED_PEERS * 4 {
+                if queue_if_busy && !queued.contains(&peer) && queued.len() < WANTED_PEERS * 4 {
                     queued.push_back(peer);
                 }
                 return;
@@ -345,6 +382,7 @@ pub fn start(
                         let refused = swarm.behaviour().refused.blocked_peers().clone();
                         for peer in refused.difference(&wanted) {
                             swarm.behaviour_mut().refused.unblock_peer(*peer);
+                            resync.insert(*peer);
                             if let Err(e) = swarm.dial(*peer) {
                                 tracing::debug!(%peer, error = %e, "redialling a peer no longer refused failed");
                             }
@@ -381,7 +419,7 @@ pub fn start(
                         while syncing.is_empty() {
                             let Some(next) = queued.pop_front() else { break };
                             if swarm.is_connected(&next) {
-                                start_session(next, &mut syncing, &mut last_sync, &mut queued);
+                                start_session(next, true, &mut syncing, &mut last_sync, &mut queued);
                             }
                         }
                     }
@@ -400,7 +438,7 @@ pub fn start(
                     let candidates: Vec<PeerId> = swarm.connected_peers().filter(|p| !syncing.contains(p)).copied().collect();
                     if !candidates.is_empty() {
                         let pick = candidates[rand::random::<usize>() % candidates.len()];
-                        start_session(pick, &mut syncing, &mut last_sync, &mut queued);
+                        start_session(pick, false, &mut syncing, &mut last_sync, &mut queued);
                     }
                     banned.retain(|peer, since| {
                         let keep = since.elapsed() < BAN;
@@ -455,10 +493,14 @@ pub fn start(
                         // The dialling side catches up (a node that starts or rejoins dials its
                         // seeds); both sides starting at once would send everything twice.
                         if num_established.get() == 1 && endpoint.is_dialer() {
-                            start_session(peer_id, &mut syncing, &mut last_sync, &mut queued);
+                            let healed = resync.remove(&peer_id);
+                            start_session(peer_id, healed, &mut syncing, &mut last_sync, &mut queued);
                         }
-                        if seeds.iter().any(|(p, _)| *p == peer_id) {
-                            // Learn the rest of the mesh from the seed right away.
+                        if !bootstrapped && seeds.iter().any(|(p, _)| *p == peer_id) {
+                            // Learn the rest of the mesh from the first seed right away;
+                            // once, not per seed: each bootstrap walks the whole DHT, and
+                            // a node with six seeds at start dialled everyone six times.
+                            bootstrapped = true;
                             let _ = swarm.behaviour_mut().kad.bootstrap();
                         }
                         peers.entry(peer_id).or_insert_with(|| PeerInfo {

@@ -6,9 +6,10 @@ use crate::config::{Config, Settings};
 use crate::dir::{NodeDir, Runtime};
 use crate::engine::{self, EngineConfig};
 use crate::metrics::Metrics;
-use crate::net::{self, NetConfig};
-use crate::store::SledStore;
+use crate::net::{self, NetConfig, Transport};
+use crate::store::{SledStore, Store};
 use anyhow::Context;
+use fraudmesh::identity::Identity;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +41,94 @@ pub fn load_settings(dir: &NodeDir, local: fraudmesh::identity::PublicKey) -> an
         .with_context(|| format!("in {source}"))
 }
 
+/// One node's moving parts without the HTTP API: engine thread, network task and the
+/// engine's timer. `run` wraps one in the daemon; `fraudmesh-testnet inproc` starts
+/// hundreds in one process.
+pub struct Stack {
+    /// The engine.
+    pub engine: engine::EngineHandle,
+    /// The network.
+    pub net: net::NetHandle,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    net_task: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+    engine_thread: std::thread::JoinHandle<()>,
+}
+
+impl Stack {
+    /// Starts the engine on `store` and the network on `transport`.
+    pub fn start(
+        identity: Identity,
+        settings: &Settings,
+        store: Box<dyn Store>,
+        transport: Transport,
+    ) -> anyhow::Result<Self> {
+        let keypair = net::keypair(&identity)?;
+        let metrics = Arc::new(Metrics::new());
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (engine, engine_thread) = engine::start(
+            EngineConfig {
+                identity,
+                policy: settings.policy.clone(),
+                limits: settings.limits,
+                strangers: settings.strangers.clone(),
+            },
+            store,
+            metrics.clone(),
+            publish_tx,
+        )?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (net, net_task) = net::start(
+            NetConfig {
+                keypair,
+                listen: settings.listen.clone(),
+                seeds: settings.seeds.clone(),
+                transport,
+            },
+            engine.clone(),
+            publish_rx,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )?;
+        let ticker = {
+            let engine = engine.clone();
+            let mut shutdown = shutdown_rx;
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(TICK);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = every.tick() => if engine.tick().await.is_err() { break },
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            engine,
+            net,
+            metrics,
+            shutdown,
+            net_task,
+            ticker,
+            engine_thread,
+        })
+    }
+
+    /// Stops the network and the timer, then waits for the engine to flush and end
+    /// (once every other handle of it is gone).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.net_task.await;
+        let _ = self.ticker.await;
+        drop(self.engine);
+        drop(self.net);
+        let thread = self.engine_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
 /// Runs the node until SIGTERM/SIGINT.
 pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     // Validate the config before creating anything in the directory.
@@ -48,55 +137,17 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     let token = dir.load_or_create_token()?;
     let settings = load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
-    let keypair = net::keypair(&identity)?;
-    let metrics = Arc::new(Metrics::new());
     let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
-
-    let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
-    let (engine, engine_thread) = engine::start(
-        EngineConfig {
-            identity,
-            policy: settings.policy.clone(),
-            limits: settings.limits,
-            strangers: settings.strangers.clone(),
-        },
-        Box::new(store),
-        metrics.clone(),
-        publish_tx,
-    )?;
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (mut net, net_task) = net::start(
-        NetConfig {
-            keypair,
-            listen: settings.listen.clone(),
-            seeds: settings.seeds.clone(),
-        },
-        engine.clone(),
-        publish_rx,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    )?;
-
-    let ticker = {
-        let engine = engine.clone();
-        let mut shutdown = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    _ = every.tick() => if engine.tick().await.is_err() { break },
-                }
-            }
-        })
-    };
+    let mut stack = Stack::start(identity, &settings, Box::new(store), Transport::Tcp)?;
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
         .with_context(|| format!("binding the API to {}", settings.api))?;
     let api_addr = listener.local_addr()?;
-    let listen = net.wait_listening(settings.listen.len(), Duration::from_secs(5)).await;
+    let listen = stack
+        .net
+        .wait_listening(settings.listen.len(), Duration::from_secs(5))
+        .await;
     let listen: Vec<String> = listen.iter().map(|a| format!("{a}/p2p/{peer_id}")).collect();
     dir.write_runtime(&Runtime {
         pid: std::process::id(),
@@ -107,9 +158,9 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     tracing::info!(%peer_id, api = %api_addr, ?listen, dir = %dir.root().display(), "fraudmesh node running");
 
     let state = ApiState {
-        engine,
-        net,
-        metrics,
+        engine: stack.engine.clone(),
+        net: stack.net.clone(),
+        metrics: stack.metrics.clone(),
         token_hash: api::hash_token(&token),
         limits: settings.limits,
         default_ttl_s: settings.default_ttl_s,
@@ -123,11 +174,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         .context("serving the API")?;
 
     tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let _ = net_task.await;
-    let _ = ticker.await;
-    // The engine thread ends once every handle is gone, after a final flush.
-    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    stack.stop().await;
     dir.clear_runtime();
     tracing::info!("stopped");
     Ok(())

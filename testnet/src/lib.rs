@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod inproc;
 pub mod plot;
 pub mod report;
 pub mod rogue;

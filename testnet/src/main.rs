@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fraudmesh_testnet::inproc::InprocArgs;
 use fraudmesh_testnet::scenario::{self, RunArgs, Scenario};
 use fraudmesh_testnet::sim::SimArgs;
 use std::io::IsTerminal;
@@ -57,9 +58,41 @@ enum Command {
         #[arg(long)]
         hold: bool,
     },
+    /// Run N real node stacks (engine, sled store, libp2p swarm) in this one process over
+    /// libp2p's memory transport; with --baseline also bare gossipsub on the same graph.
+    Inproc(InprocCmd),
     /// Simulate the gossip of N nodes (deterministic, seeded): delivery ratio, hops,
     /// copies received per node per sighting.
     Sim(SimCmd),
+}
+
+/// `inproc` flags.
+#[derive(Debug, clap::Args)]
+struct InprocCmd {
+    /// Node stacks.
+    #[arg(long, default_value_t = 300)]
+    nodes: usize,
+    /// Also run bare gossipsub with the same graph, payload size and rate.
+    #[arg(long)]
+    baseline: bool,
+    /// Sightings per second, all nodes together.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Peers each node dials.
+    #[arg(long, default_value_t = 6)]
+    degree: usize,
+    /// Random seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Write DIR/inproc.json too.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `sim` flags.
@@ -144,6 +177,29 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     match cli.command {
         Command::Sim(_) => unreachable!("handled above"),
+        Command::Inproc(c) => {
+            let args = InprocArgs {
+                nodes: c.nodes,
+                baseline: c.baseline,
+                rate: c.rate,
+                duration_s: c.duration,
+                degree: c.degree,
+                seed: c.seed,
+            };
+            let report = rt.block_on(fraudmesh_testnet::inproc::run(&args))?;
+            if let Some(dir) = &c.out {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("inproc.json");
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(true)
+        }
         Command::Run {
             nodes,
             seeds,

@@ -1,0 +1,596 @@
+//! `fraudmesh-testnet inproc`: hundreds of real node stacks (the node's own engine with
+//! validation and ledger, its sled store, its libp2p swarm with every behaviour) in one
+//! process, over libp2p's memory transport with noise + yamux. With `--baseline`, bare
+//! gossipsub swarms then run on the very same connection graph, with the same payload
+//! size and publish rate, so the report gives both and their ratio.
+//!
+//! Our latency is report → blocked: the time before `EngineHandle::report` to the
+//! `since` each engine records when its decision turns to block (milliseconds, the
+//! resolution of `since`). The baseline's is publish → receive, in microseconds.
+
+use crate::report::Percentiles;
+use anyhow::{bail, Context};
+use fraudmesh::identity::Identity;
+use fraudmesh::proto;
+use fraudmesh::sighting::{sign, Draft, Evidence, Kind};
+use fraudmesh::target::Target;
+use fraudmesh_node::config::{Config, TrustedPeer};
+use fraudmesh_node::net::Transport;
+use fraudmesh_node::run::Stack;
+use fraudmesh_node::store::SledStore;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, yamux, Multiaddr};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long the mesh may take to form.
+const FORM_DEADLINE: Duration = Duration::from_secs(120);
+/// How long deliveries may take after the last publish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long peer counts must stay unchanged before the load starts.
+const SETTLED: Duration = Duration::from_secs(2);
+/// How long every node must have had enough gossip peers when counts keep moving.
+const READY_ENOUGH: Duration = Duration::from_secs(15);
+/// Memory addresses of the baseline start here (ours start at 1).
+const BASELINE_ADDR: u64 = 1_000_000;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct InprocArgs {
+    /// Node stacks.
+    pub nodes: usize,
+    /// Also run bare gossipsub on the same graph.
+    pub baseline: bool,
+    /// Sightings per second, all nodes together.
+    pub rate: f64,
+    /// How long to publish, seconds.
+    pub duration_s: f64,
+    /// Peers each node dials (its seeds).
+    pub degree: usize,
+    /// Random seed: identities, graph, publishers.
+    pub seed: u64,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    /// Messages published.
+    pub published: usize,
+    /// Delivered (node, message) pairs / all pairs (publishers excluded).
+    pub delivery_ratio: f64,
+    /// Latency over every delivered pair, ms.
+    pub latency_ms: Percentiles,
+    /// Peak resident set size of the process during this run, bytes.
+    pub rss_bytes: u64,
+    /// The same per node.
+    pub rss_bytes_per_node: u64,
+    /// Seconds from start until the mesh had formed.
+    pub form_s: f64,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct InprocReport {
+    /// Node stacks.
+    pub nodes: usize,
+    /// Connections of the graph both runs used.
+    pub edges: usize,
+    /// Sightings per second.
+    pub rate: f64,
+    /// Seconds of publishing.
+    pub duration_s: f64,
+    /// Bytes of one published message (a one-sighting envelope; the baseline's payload).
+    pub payload_bytes: usize,
+    /// Seed.
+    pub seed: u64,
+    /// fraudmesh node stacks.
+    pub fraudmesh: RunFigures,
+    /// Bare gossipsub on the same graph, when asked for.
+    pub baseline: Option<RunFigures>,
+    /// Our p99 over the baseline's.
+    pub p99_ratio: Option<f64>,
+}
+
+impl InprocReport {
+    /// A plain summary table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "inproc: {} node stacks, {} connections, {} msg/s for {} s, payload {} bytes, seed {}",
+            self.nodes, self.edges, self.rate, self.duration_s, self.payload_bytes, self.seed
+        );
+        let _ = writeln!(
+            s,
+            "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "", "delivered", "p50 ms", "p95 ms", "p99 ms", "max ms", "RSS MiB", "KiB/node"
+        );
+        let mut row = |name: &str, f: &RunFigures| {
+            let l = &f.latency_ms;
+            let _ = writeln!(
+                s,
+                "{:<12} {:>9.4} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.0} {:>10.0}",
+                name,
+                f.delivery_ratio,
+                l.p50,
+                l.p95,
+                l.p99,
+                l.max,
+                f.rss_bytes as f64 / 1048576.0,
+                f.rss_bytes_per_node as f64 / 1024.0
+            );
+        };
+        row("fraudmesh", &self.fraudmesh);
+        if let Some(b) = &self.baseline {
+            row("gossipsub", b);
+        }
+        if let Some(r) = self.p99_ratio {
+            let _ = writeln!(s, "p99 fraudmesh / gossipsub: {r:.2}");
+        }
+        s
+    }
+}
+
+/// Peak resident set size of this process so far (VmHWM) and now (VmRSS), bytes.
+fn rss_now() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The random graph: node i dials `degree` distinct others, and i+1 (a ring keeps it
+/// connected). Returns each node's dial list.
+fn graph(rng: &mut StdRng, n: usize, degree: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .map(|i| {
+            let mut dials = BTreeSet::new();
+            dials.insert((i + 1) % n);
+            let mut others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+            others.shuffle(rng);
+            for j in others.into_iter().take(degree.saturating_sub(1)) {
+                dials.insert(j);
+            }
+            dials.remove(&i);
+            dials.into_iter().collect()
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    fraudmesh_node::now_ms()
+}
+
+/// Runs the node stacks (and the baseline).
+pub async fn run(args: &InprocArgs) -> anyhow::Result<InprocReport> {
+    if args.nodes < 2 {
+        bail!("--nodes must be at least 2");
+    }
+    if args.degree == 0 || args.degree >= args.nodes {
+        bail!("--degree must be between 1 and --nodes - 1");
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.duration_s.is_finite() && args.duration_s > 0.0) {
+        bail!("--rate and --duration must be positive");
+    }
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let n = args.nodes;
+    let dials = graph(&mut rng, n, args.degree);
+    let identities: Vec<Identity> = (0..n).map(|_| Identity::from_secret(rng.gen())).collect();
+    let peer_ids: Vec<String> = identities.iter().map(|i| i.public().peer_id()).collect();
+    let payload_bytes = proto::Envelope {
+        sightings: vec![sign(&identities[0], draft(0, now_ms())).to_proto()],
+    }
+    .encode_to_vec()
+    .len();
+
+    let (ours, edges) = run_stacks(args, &mut rng, &identities, &peer_ids, &dials).await?;
+    let baseline = if args.baseline {
+        Some(run_baseline(args, &mut rng, &edges, payload_bytes).await?)
+    } else {
+        None
+    };
+    let p99_ratio = baseline
+        .as_ref()
+        .filter(|b| b.latency_ms.p99 > 0.0)
+        .map(|b| ours.latency_ms.p99 / b.latency_ms.p99);
+    Ok(InprocReport {
+        nodes: n,
+        edges: edges.len(),
+        rate: args.rate,
+        duration_s: args.duration_s,
+        payload_bytes,
+        seed: args.seed,
+        fraudmesh: ours,
+        baseline,
+        p99_ratio,
+    })
+}
+
+/// Sighting `k`'s draft: a distinct address in 198.18.0.0/15.
+fn draft(k: usize, now: u64) -> Draft {
+    let ip = Ipv4Addr::from(0xC612_0000u32 + 1 + k as u32);
+    Draft {
+        target: Target::Ip(IpAddr::V4(ip).into()),
+        kind: Kind::Scan,
+        observed_at: now,
+        ttl_s: 3600,
+        count: 1,
+        evidence: Evidence::default(),
+    }
+}
+
+/// The publish schedule: (ms after start, publishing node).
+fn schedule(args: &InprocArgs, rng: &mut StdRng) -> Vec<(u64, usize)> {
+    let count = (args.rate * args.duration_s).round().max(1.0) as usize;
+    (0..count)
+        .map(|k| ((k as f64 * 1000.0 / args.rate) as u64, rng.gen_range(0..args.nodes)))
+        .collect()
+}
+
+/// Waits until every node has `want` peers and the counts have been still for
+/// [`SETTLED`]; `counts` reads (peers, gossip peers) of every node.
+async fn wait_formed<F, Fut>(want: usize, mut counts: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<(usize, usize)>>>,
+{
+    let start = Instant::now();
+    let mut last = Vec::new();
+    let mut still = Instant::now();
+    let mut all_ready: Option<Instant> = None;
+    loop {
+        let c = counts().await?;
+        if c != last {
+            last = c.clone();
+            still = Instant::now();
+        }
+        let ready = c.iter().filter(|(_, g)| *g >= want).count();
+        if ready < c.len() {
+            all_ready = None;
+        } else if all_ready.is_none() {
+            all_ready = Some(Instant::now());
+        }
+        // Settled, or ready long enough: hundreds of nodes keep discovering each other
+        // for a while, and their counts need not stop moving for the mesh to work.
+        if all_ready.is_some_and(|t| still.elapsed() >= SETTLED || t.elapsed() >= READY_ENOUGH) {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > FORM_DEADLINE {
+            bail!(
+                "the mesh did not form within {FORM_DEADLINE:?}: {ready}/{} nodes have {want} gossip peers",
+                c.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_stacks(
+    args: &InprocArgs,
+    rng: &mut StdRng,
+    identities: &[Identity],
+    peer_ids: &[String],
+    dials: &[Vec<usize>],
+) -> anyhow::Result<(RunFigures, Vec<(usize, usize)>)> {
+    let n = args.nodes;
+    let tmp = tempfile::tempdir().context("a temporary directory for the stores")?;
+    let start = Instant::now();
+    let mut stacks = Vec::with_capacity(n);
+    let mut peak = rss_now();
+    for (i, identity) in identities.iter().enumerate() {
+        let mut c = Config::default();
+        c.node.listen = vec![format!("/memory/{}", i + 1)];
+        c.node.seeds = dials[i]
+            .iter()
+            .map(|&j| format!("/memory/{}/p2p/{}", j + 1, peer_ids[j]))
+            .collect();
+        c.trust.peers = peer_ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| TrustedPeer {
+                peer_id: p.clone(),
+                weight: 1.0,
+            })
+            .collect();
+        c.store.cache_mb = 2;
+        let settings = c.settings(identity.public()).context("node settings")?;
+        let store = SledStore::open(&tmp.path().join(format!("n{i}")), settings.cache_bytes)?;
+        if i % 50 == 49 {
+            tracing::info!(
+                started = i + 1,
+                elapsed_s = start.elapsed().as_secs_f64(),
+                "starting node stacks"
+            );
+        }
+        let stack = Stack::start(
+            Identity::from_secret(identity.secret_bytes()),
+            &settings,
+            Box::new(store),
+            Transport::Memory,
+        )?;
+        stacks.push(stack);
+    }
+    let want = args.degree.min(4);
+    let form_s = wait_formed(want, || async {
+        let mut out = Vec::with_capacity(n);
+        for s in &stacks {
+            let p = s.net.peers().await?;
+            out.push((p.len(), p.iter().filter(|p| p.gossip).count()));
+        }
+        Ok(out)
+    })
+    .await?;
+    let index: HashMap<&str, usize> = peer_ids.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
+    let mut edges = BTreeSet::new();
+    for (i, s) in stacks.iter().enumerate() {
+        for p in s.net.peers().await? {
+            if let Some(&j) = index.get(p.peer_id.as_str()) {
+                edges.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    tracing::info!(nodes = n, edges = edges.len(), form_s, "node stacks formed a mesh");
+
+    let plan = schedule(args, rng);
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(plan.len());
+    for (k, (at, node)) in plan.iter().enumerate() {
+        tokio::time::sleep_until(t0 + Duration::from_millis(*at)).await;
+        let engine = stacks[*node].engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = now_ms();
+            engine.report(vec![draft(k, sent)]).await.map(|_| sent)
+        }));
+        if k % 64 == 0 {
+            peak = peak.max(rss_now());
+        }
+    }
+    let mut sent_at = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        sent_at.push(t.await.context("a report task")??);
+    }
+    // Drain: until every node blocks every target, or the deadline.
+    let drained = Instant::now();
+    loop {
+        let mut all = true;
+        for s in &stacks {
+            all &= s.engine.stats().await?.blocked >= plan.len();
+        }
+        peak = peak.max(rss_now());
+        if all || drained.elapsed() > DRAIN_DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let targets: HashMap<String, usize> = (0..plan.len()).map(|k| (draft(k, 0).target.to_string(), k)).collect();
+    let mut lat = Vec::new();
+    for (i, s) in stacks.iter().enumerate() {
+        for l in s.engine.list().await? {
+            if let Some(&k) = targets.get(&l.target.to_string()) {
+                if plan[k].1 != i {
+                    lat.push(l.since.saturating_sub(sent_at[k]) as f64);
+                }
+            }
+        }
+    }
+    let pairs = (plan.len() * (n - 1)) as f64;
+    let figures = RunFigures {
+        published: plan.len(),
+        delivery_ratio: lat.len() as f64 / pairs,
+        latency_ms: Percentiles::of(&lat),
+        rss_bytes: peak,
+        rss_bytes_per_node: peak / n as u64,
+        form_s,
+    };
+    tracing::info!(elapsed_s = start.elapsed().as_secs_f64(), "node stacks done; stopping");
+    for s in stacks {
+        s.stop().await;
+    }
+    Ok((figures, edges.into_iter().collect()))
+}
+
+/// A bare gossipsub node: its publish channel and what it received.
+struct Bare {
+    publish: mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Received = Arc<Mutex<Vec<(usize, u32, u64)>>>;
+
+async fn run_baseline(
+    args: &InprocArgs,
+    rng: &mut StdRng,
+    edges: &[(usize, usize)],
+    payload_bytes: usize,
+) -> anyhow::Result<RunFigures> {
+    let n = args.nodes;
+    let start = Instant::now();
+    let clock = Instant::now();
+    let received: Received = Arc::new(Mutex::new(Vec::new()));
+    let subscribed: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        Arc::new((0..n).map(|_| std::sync::atomic::AtomicUsize::new(0)).collect());
+    let mut ids = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
+    let mut peak = rss_now();
+    for i in 0..n {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport as _};
+                Ok(MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .boxed())
+            })?
+            .with_behaviour(|key| {
+                let cfg = gossipsub::ConfigBuilder::default()
+                    .heartbeat_initial_delay(Duration::from_millis(100))
+                    .heartbeat_interval(Duration::from_secs(1))
+                    .build()?;
+                let b: gossipsub::Behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), cfg)?;
+                Ok(b)
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        let topic = IdentTopic::new("baseline");
+        swarm.behaviour_mut().subscribe(&topic).context("subscribing")?;
+        let addr: Multiaddr = format!("/memory/{}", BASELINE_ADDR + i as u64).parse()?;
+        swarm.listen_on(addr).context("listening")?;
+        ids.push(*swarm.local_peer_id());
+        nodes.push(swarm);
+    }
+    // Dial exactly the edges the node stacks had.
+    for &(a, b) in edges {
+        let addr: Multiaddr = format!("/memory/{}/p2p/{}", BASELINE_ADDR + b as u64, ids[b]).parse()?;
+        nodes[a].dial(addr).context("dialling")?;
+    }
+    let mut bare = Vec::with_capacity(n);
+    for (i, mut swarm) in nodes.into_iter().enumerate() {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        let received = received.clone();
+        let subscribed = subscribed.clone();
+        let topic = IdentTopic::new("baseline");
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(data) = rx.recv() => {
+                        let _ = swarm.behaviour_mut().publish(topic.clone(), data);
+                    }
+                    ev = swarm.select_next_some() => match ev {
+                        SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) => {
+                            let at = clock.elapsed().as_micros() as u64;
+                            if message.data.len() >= 4 {
+                                let seq = u32::from_be_bytes([message.data[0], message.data[1], message.data[2], message.data[3]]);
+                                if let Ok(mut r) = received.lock() {
+                                    r.push((i, seq, at));
+                                }
+                            }
+                        }
+                        SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) => {
+                            subscribed[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        SwarmEvent::Behaviour(gossipsub::Event::Unsubscribed { .. }) => {
+                            subscribed[i].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        bare.push(Bare { publish: tx, task });
+    }
+    let want = args.degree.min(4);
+    let form_s = wait_formed(want, || {
+        let c: Vec<(usize, usize)> = subscribed
+            .iter()
+            .map(|s| {
+                let v = s.load(std::sync::atomic::Ordering::Relaxed);
+                (v, v)
+            })
+            .collect();
+        async move { Ok(c) }
+    })
+    .await?;
+    tracing::info!(form_s, "baseline formed a mesh");
+    let plan = schedule(args, rng);
+    let t0 = tokio::time::Instant::now();
+    let mut sent = Vec::with_capacity(plan.len());
+    for (k, (at, node)) in plan.iter().enumerate() {
+        tokio::time::sleep_until(t0 + Duration::from_millis(*at)).await;
+        let mut data = vec![0u8; payload_bytes.max(4)];
+        data[..4].copy_from_slice(&(k as u32).to_be_bytes());
+        // The rest random, like a signature: nothing compresses or repeats.
+        rng.fill(&mut data[4..]);
+        sent.push(clock.elapsed().as_micros() as u64);
+        bare[*node]
+            .publish
+            .send(data)
+            .await
+            .context("a baseline node stopped")?;
+        if k % 64 == 0 {
+            peak = peak.max(rss_now());
+        }
+    }
+    let expected = plan.len() * (n - 1);
+    let drained = Instant::now();
+    loop {
+        let got = received.lock().map(|r| r.len()).unwrap_or(0);
+        peak = peak.max(rss_now());
+        if got >= expected || drained.elapsed() > DRAIN_DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lat: Vec<f64> = received
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a baseline task panicked"))?
+        .iter()
+        .filter(|(node, seq, _)| plan.get(*seq as usize).is_some_and(|(_, p)| p != node))
+        .map(|(_, seq, at)| at.saturating_sub(sent[*seq as usize]) as f64 / 1000.0)
+        .collect();
+    for b in bare {
+        b.task.abort();
+    }
+    tracing::info!(elapsed_s = start.elapsed().as_secs_f64(), "baseline done");
+    Ok(RunFigures {
+        published: plan.len(),
+        delivery_ratio: lat.len() as f64 / expected as f64,
+        latency_ms: Percentiles::of(&lat),
+        rss_bytes: peak,
+        rss_bytes_per_node: peak / n as u64,
+        form_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graph_is_connected_and_has_no_self_loops() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let g = graph(&mut rng, 50, 4);
+        for (i, d) in g.iter().enumerate() {
+            assert!(!d.contains(&i));
+            assert!(d.contains(&((i + 1) % 50)), "the ring");
+            assert!(d.len() <= 4);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dozen_stacks_and_the_baseline_deliver_everything() {
+        let r = run(&InprocArgs {
+            nodes: 12,
+            baseline: true,
+            rate: 20.0,
+            duration_s: 1.0,
+            degree: 4,
+            seed: 3,
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.fraudmesh.published, 20);
+        assert_eq!(r.fraudmesh.delivery_ratio, 1.0, "{r:?}");
+        let b = r.baseline.as_ref().unwrap();
+        assert_eq!(b.delivery_ratio, 1.0, "{r:?}");
+        assert!(r.edges >= 12, "at least the ring");
+        assert!(r.p99_ratio.is_some());
+        assert!(r.payload_bytes > 100 && r.payload_bytes < 400, "{}", r.payload_bytes);
+        assert!(r.table().contains("gossipsub"));
+    }
+}
