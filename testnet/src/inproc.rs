@@ -42,6 +42,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 const SETTLED: Duration = Duration::from_secs(2);
 /// How long every node must have had enough gossip peers when counts keep moving.
 const READY_ENOUGH: Duration = Duration::from_secs(15);
+/// After this long, a poll that finds every node ready is enough (a big mesh on two
+/// cores may never be ready for many polls in a row while it still connects).
+const READY_AT_LAST: Duration = Duration::from_secs(60);
 /// Memory addresses of the baseline start here (ours start at 1).
 const BASELINE_ADDR: u64 = 1_000_000;
 
@@ -98,6 +101,8 @@ pub struct InprocReport {
     pub fraudmesh: RunFigures,
     /// Bare gossipsub on the same graph, when asked for.
     pub baseline: Option<RunFigures>,
+    /// Why the baseline has no figures, when it failed (ours are kept).
+    pub baseline_error: Option<String>,
     /// Our p99 over the baseline's.
     pub p99_ratio: Option<f64>,
 }
@@ -134,6 +139,9 @@ impl InprocReport {
         row("fraudmesh", &self.fraudmesh);
         if let Some(b) = &self.baseline {
             row("gossipsub", b);
+        }
+        if let Some(e) = &self.baseline_error {
+            let _ = writeln!(s, "baseline failed: {e}");
         }
         if let Some(r) = self.p99_ratio {
             let _ = writeln!(s, "p99 fraudmesh / gossipsub: {r:.2}");
@@ -197,10 +205,13 @@ pub async fn run(args: &InprocArgs) -> anyhow::Result<InprocReport> {
     .len();
 
     let (ours, edges) = run_stacks(args, &mut rng, &identities, &peer_ids, &dials).await?;
-    let baseline = if args.baseline {
-        Some(run_baseline(args, &mut rng, &edges, payload_bytes).await?)
+    let (baseline, baseline_error) = if args.baseline {
+        match run_baseline(args, &mut rng, &edges, payload_bytes).await {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
     } else {
-        None
+        (None, None)
     };
     let p99_ratio = baseline
         .as_ref()
@@ -215,6 +226,7 @@ pub async fn run(args: &InprocArgs) -> anyhow::Result<InprocReport> {
         seed: args.seed,
         fraudmesh: ours,
         baseline,
+        baseline_error,
         p99_ratio,
     })
 }
@@ -265,7 +277,9 @@ where
         }
         // Settled, or ready long enough: hundreds of nodes keep discovering each other
         // for a while, and their counts need not stop moving for the mesh to work.
-        if all_ready.is_some_and(|t| still.elapsed() >= SETTLED || t.elapsed() >= READY_ENOUGH) {
+        if all_ready.is_some_and(|t| {
+            still.elapsed() >= SETTLED || t.elapsed() >= READY_ENOUGH || start.elapsed() >= READY_AT_LAST
+        }) {
             return Ok(start.elapsed().as_secs_f64());
         }
         if start.elapsed() > FORM_DEADLINE {
