@@ -48,6 +48,10 @@ pub struct ApiState {
     pub started: Instant,
     /// Whether `PUT /v1/debug/refuse` works (config `debug.fault_injection`).
     pub fault_injection: bool,
+    /// CrowdSec bouncer keys (`DIR/bouncers.json`).
+    pub bouncers: crate::bouncers::Bouncers,
+    /// Each bouncer's cursor into the decision log (its stream state).
+    pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 /// An API error: status and message.
@@ -83,6 +87,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/check/{target}", get(check))
         .route("/v1/blocklist", get(blocklist))
         .route("/v1/peers", get(peers))
+        .route("/v1/decisions", get(crate::crowdsec::decisions))
+        .route("/v1/decisions/stream", get(crate::crowdsec::stream))
         .route("/metrics", get(metrics))
         .merge(writes)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })

@@ -62,6 +62,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// CrowdSec bouncer keys for the decisions API (no running node needed).
+    Bouncers {
+        /// What to do.
+        #[command(subcommand)]
+        command: BouncersCommand,
+    },
+}
+
+/// `bouncers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BouncersCommand {
+    /// Register a bouncer and print its new key (shown once; give it to the bouncer as
+    /// its api_key).
+    Add {
+        /// A name: letters, digits, '.', '_' or '-'.
+        name: String,
+    },
+    /// List registered bouncers.
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a bouncer: its key stops working at once.
+    Delete {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `init` flags.

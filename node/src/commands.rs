@@ -1,7 +1,8 @@
 //! What each CLI command does. Commands other than `init`, `run`, `check-config` and
 //! `id` talk to the running node through its API.
 
-use crate::cli::{Command, InitArgs, ReportArgs};
+use crate::bouncers::Bouncers;
+use crate::cli::{BouncersCommand, Command, InitArgs, ReportArgs};
 use crate::client::Client;
 use crate::config::{Config, TrustedPeer};
 use crate::dir::NodeDir;
@@ -40,8 +41,41 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::List { json } => show(&Client::new(&dir)?.get("/v1/blocklist").await?, json, print_list),
         Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
         Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
+        Command::Bouncers { command } => bouncers(&dir, command)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bouncers add|list|delete`: edits `DIR/bouncers.json`.
+fn bouncers(dir: &NodeDir, command: BouncersCommand) -> anyhow::Result<()> {
+    let b = Bouncers::new(dir.bouncers());
+    match command {
+        BouncersCommand::Add { name } => {
+            std::fs::create_dir_all(dir.root()).with_context(|| format!("creating {}", dir.root().display()))?;
+            println!("{}", b.add(&name, crate::now_ms())?);
+        }
+        BouncersCommand::List { json } => {
+            let all = b.list()?;
+            if json {
+                let list: Vec<Value> = all
+                    .iter()
+                    .map(|b| json!({ "name": b.name, "created": b.created }))
+                    .collect();
+                println!("{}", json!({ "bouncers": list }));
+            } else if all.is_empty() {
+                println!("no bouncers (add one: fraudmesh bouncers add NAME)");
+            } else {
+                for x in all {
+                    println!("{}  added {}", x.name, time(&json!(x.created)));
+                }
+            }
+        }
+        BouncersCommand::Delete { name } => {
+            b.delete(&name)?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
 }
 
 /// Prints one JSON document, or the human form.

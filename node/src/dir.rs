@@ -57,6 +57,10 @@ impl NodeDir {
     pub fn token(&self) -> PathBuf {
         self.root.join("api.token")
     }
+    /// `bouncers.json`, the CrowdSec bouncer keys (hashed).
+    pub fn bouncers(&self) -> PathBuf {
+        self.root.join("bouncers.json")
+    }
     /// `data/`, the sled database.
     pub fn data(&self) -> PathBuf {
         self.root.join("data")

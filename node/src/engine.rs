@@ -276,6 +276,14 @@ impl Engine {
             Command::Decisions { after, reply } => {
                 let _ = reply.send(self.decisions.since(after));
             }
+            Command::DecisionsFor { target, reply } => {
+                let found = target
+                    .covering()
+                    .iter()
+                    .filter_map(|t| self.decisions.get(t).cloned())
+                    .collect();
+                let _ = reply.send(found);
+            }
             Command::Fetch { ids, reply } => {
                 let _ = reply.send(self.fetch(ids));
             }

@@ -3,10 +3,12 @@
 //! the libp2p network, the HTTP API and metrics.
 
 pub mod api;
+pub mod bouncers;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod crowdsec;
 pub mod dir;
 pub mod engine;
 pub mod metrics;

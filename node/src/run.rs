@@ -167,6 +167,8 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         peer_id,
         started: Instant::now(),
         fault_injection: settings.fault_injection,
+        bouncers: crate::bouncers::Bouncers::new(dir.bouncers()),
+        streams: Default::default(),
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -4,7 +4,7 @@
 use super::Item;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::Blocklist;
-use fraudmesh::decisions::Delta;
+use fraudmesh::decisions::{self, Delta};
 use fraudmesh::policy::Decision;
 use fraudmesh::proto;
 use fraudmesh::sighting::{Draft, Record, RecordId};
@@ -126,6 +126,13 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Delta>,
     },
+    /// The blocks in force on a target and every prefix covering it.
+    DecisionsFor {
+        /// The query.
+        target: Target,
+        /// The answer.
+        reply: oneshot::Sender<Vec<decisions::Decision>>,
+    },
     /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
     Tick,
 }
@@ -173,6 +180,11 @@ impl EngineHandle {
     /// What changed in the decision log after `after` (0: everything).
     pub async fn decisions(&self, after: u64) -> anyhow::Result<Delta> {
         self.ask(|reply| Command::Decisions { after, reply }).await
+    }
+
+    /// The blocks in force on `target` and every prefix covering it.
+    pub async fn decisions_for(&self, target: Target) -> anyhow::Result<Vec<decisions::Decision>> {
+        self.ask(|reply| Command::DecisionsFor { target, reply }).await
     }
 
     /// The head of the decision log, changing with every change: wait on it, then ask
