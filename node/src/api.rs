@@ -52,6 +52,8 @@ pub struct ApiState {
     pub bouncers: crate::bouncers::Bouncers,
     /// Each bouncer's cursor into the decision log (its stream state).
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    /// Every enforcer's state.
+    pub enforcers: crate::enforce::runner::StatusBoard,
 }
 
 /// An API error: status and message.
@@ -89,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/decisions", get(crate::crowdsec::decisions))
         .route("/v1/decisions/stream", get(crate::crowdsec::stream))
+        .route("/v1/enforce", get(enforce))
         .route("/metrics", get(metrics))
         .merge(writes)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
@@ -161,6 +164,11 @@ async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
         "store_bytes": stats.store_bytes,
         "uptime_s": s.started.elapsed().as_secs(),
     })))
+}
+
+/// `GET /v1/enforce`: every enforcer's state.
+async fn enforce(State(s): State<ApiState>) -> Json<Value> {
+    Json(json!({ "enforcers": s.enforcers.snapshot() }))
 }
 
 async fn check(State(s): State<ApiState>, Path(target): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -62,11 +62,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The enforcers that apply the list (nftables, Kamailio, files): their state, or
+    /// removing what they put in place.
+    #[command(args_conflicts_with_subcommands = true)]
+    Enforce {
+        /// Remove everything the configured enforcers put in place (the nftables table,
+        /// Kamailio entries, list files emptied). Stop the node first.
+        #[arg(long)]
+        remove: bool,
+        /// What to show.
+        #[command(subcommand)]
+        command: Option<EnforceCommand>,
+    },
     /// CrowdSec bouncer keys for the decisions API (no running node needed).
     Bouncers {
         /// What to do.
         #[command(subcommand)]
         command: BouncersCommand,
+    },
+}
+
+/// `enforce` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnforceCommand {
+    /// Each enforcer's state: last apply, entries, errors.
+    Status {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 

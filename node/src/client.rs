@@ -82,6 +82,7 @@ impl Client {
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
+/// Whether a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

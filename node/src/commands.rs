@@ -2,7 +2,7 @@
 //! `id` talk to the running node through its API.
 
 use crate::bouncers::Bouncers;
-use crate::cli::{BouncersCommand, Command, InitArgs, ReportArgs};
+use crate::cli::{BouncersCommand, Command, EnforceCommand, InitArgs, ReportArgs};
 use crate::client::Client;
 use crate::config::{Config, TrustedPeer};
 use crate::dir::NodeDir;
@@ -42,8 +42,66 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
         Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
         Command::Bouncers { command } => bouncers(&dir, command)?,
+        Command::Enforce { remove: true, .. } => return enforce_remove(&dir).await,
+        Command::Enforce {
+            command: Some(EnforceCommand::Status { json }),
+            ..
+        } => show(&Client::new(&dir)?.get("/v1/enforce").await?, json, print_enforce),
+        Command::Enforce { .. } => bail!("say what to do: fraudmesh enforce status, or fraudmesh enforce --remove"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `enforce --remove`: every configured enforcer removes what it put in place. Refused
+/// while the node runs (it would put everything back).
+async fn enforce_remove(dir: &NodeDir) -> anyhow::Result<ExitCode> {
+    if let Some(rt) = dir.read_runtime().filter(|rt| crate::client::pid_alive(rt.pid)) {
+        bail!(
+            "the node is running (pid {}): stop it first (e.g. systemctl stop fraudmesh), then run this again",
+            rt.pid
+        );
+    }
+    let config = run::load_config(dir)?;
+    config.enforce.validate()?;
+    let (lines, ok) = config.enforce.remove_all().await;
+    if lines.is_empty() {
+        println!("no enforcers are configured: nothing to remove");
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_enforce(v: &Value) {
+    let Some(all) = v["enforcers"].as_array().filter(|a| !a.is_empty()) else {
+        println!("no enforcers are configured (see [enforce] in the config)");
+        return;
+    };
+    for e in all {
+        let last = if e["last_apply"].is_null() {
+            "never".to_string()
+        } else {
+            format!(
+                "{} ({:.1} ms)",
+                time(&e["last_apply"]),
+                e["last_apply_ms"].as_f64().unwrap_or(0.0)
+            )
+        };
+        println!(
+            "{}: {}, {} entries, last apply {}, {} applies ({} full), {} errors",
+            e["name"].as_str().unwrap_or("?"),
+            e["state"].as_str().unwrap_or("?"),
+            e["entries"],
+            last,
+            e["applies"],
+            e["full_syncs"],
+            e["errors"],
+        );
+        if let Some(err) = e["last_error"].as_str() {
+            println!("  last error {}: {err}", time(&e["last_error_at"]));
+        }
+    }
 }
 
 /// `bouncers add|list|delete`: edits `DIR/bouncers.json`.

@@ -38,6 +38,10 @@ pub struct Config {
     /// Storage.
     #[serde(default)]
     pub store: StoreSection,
+    /// Where the list is applied (left out of `init`'s file while empty, so operators add
+    /// `[[enforce.files]]` or `[enforce.nftables]` blocks without clashing keys).
+    #[serde(default, skip_serializing_if = "crate::enforce::EnforceConfig::is_empty")]
+    pub enforce: crate::enforce::EnforceConfig,
     /// Controls for testnets.
     #[serde(default)]
     pub debug: DebugSection,
@@ -210,6 +214,8 @@ pub struct Settings {
     pub cache_bytes: u64,
     /// Whether the API offers fault injection.
     pub fault_injection: bool,
+    /// The enforcers.
+    pub enforce: crate::enforce::EnforceConfig,
 }
 
 impl Config {
@@ -314,6 +320,8 @@ impl Config {
         allowlist.extend(implicit_allowlist(&listen, &seeds));
         let policy = Policy::new(trust, allowlist).context("trust")?;
 
+        self.enforce.validate()?;
+
         let l = &self.limits;
         if !(l.stranger_rate.is_finite() && l.stranger_rate >= 0.0) {
             bail!("limits.stranger_rate: must be a non-negative number");
@@ -333,6 +341,7 @@ impl Config {
             },
             cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
             fault_injection: self.debug.fault_injection,
+            enforce: self.enforce.clone(),
         })
     }
 }

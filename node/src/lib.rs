@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod crowdsec;
 pub mod dir;
+pub mod enforce;
 pub mod engine;
 pub mod metrics;
 pub mod net;

@@ -29,6 +29,31 @@ pub struct VerdictLabel {
     pub verdict: &'static str,
 }
 
+/// Label set naming an enforcer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnforcerLabel {
+    /// Its name (`nftables`, `kamailio`, `file:PATH`).
+    pub enforcer: String,
+}
+
+/// Label set naming an enforcer and an attempt's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnforcerResultLabel {
+    /// Its name.
+    pub enforcer: String,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+/// A histogram family with the enforcer latency buckets.
+pub type LatencyFamily = Family<EnforcerLabel, Histogram, fn() -> Histogram>;
+
+fn enforce_latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +88,12 @@ pub struct Metrics {
     pub sync_duration: Histogram,
     /// Peers cut off for breaking the sync protocol or sending invalid records.
     pub sync_misbehaving: Counter,
+    /// Enforcer attempts (diffs and full replaces), by enforcer and result.
+    pub enforce_applies: Family<EnforcerResultLabel, Counter>,
+    /// Entries each enforcer holds in its system.
+    pub enforce_entries: Family<EnforcerLabel, Gauge>,
+    /// Seconds from a decision change to the enforcer having applied it.
+    pub enforce_latency: LatencyFamily,
 }
 
 /// Label set naming a session result.
@@ -148,7 +179,28 @@ impl Metrics {
             "Peers cut off for breaking the sync protocol",
             sync_misbehaving.clone(),
         );
+        let enforce_applies = Family::<EnforcerResultLabel, Counter>::default();
+        registry.register(
+            "enforce_applies",
+            "Enforcer attempts to apply the list, by enforcer and result",
+            enforce_applies.clone(),
+        );
+        let enforce_entries = Family::<EnforcerLabel, Gauge>::default();
+        registry.register(
+            "enforce_entries",
+            "Entries each enforcer holds in its system",
+            enforce_entries.clone(),
+        );
+        let enforce_latency: LatencyFamily = Family::new_with_constructor(enforce_latency_histogram);
+        registry.register(
+            "enforce_latency_seconds",
+            "Delay from a decision change to the enforcer having applied it",
+            enforce_latency.clone(),
+        );
         Self {
+            enforce_applies,
+            enforce_entries,
+            enforce_latency,
             sync_sessions,
             sync_rounds,
             sync_bytes_sent,

@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::config::{Config, Settings};
 use crate::dir::{NodeDir, Runtime};
+use crate::enforce::{runner::StatusBoard, Enforcers};
 use crate::engine::{self, EngineConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, Transport};
@@ -51,6 +52,7 @@ pub struct Stack {
     pub net: net::NetHandle,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    enforcers: Enforcers,
     shutdown: watch::Sender<bool>,
     net_task: tokio::task::JoinHandle<()>,
     ticker: tokio::task::JoinHandle<()>,
@@ -92,6 +94,7 @@ impl Stack {
             metrics.clone(),
             shutdown_rx.clone(),
         )?;
+        let enforcers = settings.enforce.start(&engine, &metrics, &shutdown_rx);
         let ticker = {
             let engine = engine.clone();
             let mut shutdown = shutdown_rx;
@@ -109,6 +112,7 @@ impl Stack {
             engine,
             net,
             metrics,
+            enforcers,
             shutdown,
             net_task,
             ticker,
@@ -116,12 +120,18 @@ impl Stack {
         })
     }
 
-    /// Stops the network and the timer, then waits for the engine to flush and end
+    /// Every enforcer's state.
+    pub fn enforcers(&self) -> StatusBoard {
+        self.enforcers.board()
+    }
+
+    /// Stops the network, the enforcers and the timer, then waits for the engine to flush and end
     /// (once every other handle of it is gone).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.net_task.await;
         let _ = self.ticker.await;
+        self.enforcers.join().await;
         drop(self.engine);
         drop(self.net);
         let thread = self.engine_thread;
@@ -169,6 +179,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         fault_injection: settings.fault_injection,
         bouncers: crate::bouncers::Bouncers::new(dir.bouncers()),
         streams: Default::default(),
+        enforcers: stack.enforcers(),
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -83,6 +83,16 @@ impl Node {
         }
     }
 
+    /// Appends TOML to the node's config.toml (written by `init`).
+    pub fn append_config(&self, toml: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("config.toml"))
+            .expect("config.toml");
+        writeln!(f, "\n{toml}").expect("appending to config.toml");
+    }
+
     /// Starts `fraudmesh run` and waits until its API answers.
     pub fn start(&mut self) -> &mut Self {
         assert!(self.child.is_none(), "already running");

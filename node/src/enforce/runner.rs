@@ -1,0 +1,324 @@
+//! The loop that drives one enforcer from the decision log: a full replace on start,
+//! then each change as it happens, a full replace again when the external system lost
+//! its state or after any failure, retries with exponential backoff, metrics, and the
+//! state that `GET /v1/enforce` and `fraudmesh enforce status` show.
+
+use super::{split, Enforcer, Entry};
+use crate::engine::EngineHandle;
+use crate::metrics::{EnforcerLabel, EnforcerResultLabel, Metrics};
+use crate::now_ms;
+use fraudmesh::decisions::Delta;
+use fraudmesh::Millis;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// First retry delay after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the runner asks whether the system lost its state.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Longest one call into an enforcer may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What an enforcer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Nothing applied yet.
+    Starting,
+    /// The last apply succeeded.
+    Ok,
+    /// The last attempt failed; retrying with backoff.
+    Retrying,
+}
+
+/// One enforcer's state, as `fraudmesh enforce status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Its name (`nftables`, `kamailio`, `file:PATH`).
+    pub name: String,
+    /// What it is doing.
+    pub state: State,
+    /// Entries it holds (addresses and prefixes).
+    pub entries: usize,
+    /// When the last successful apply ended, ms since the Unix epoch.
+    pub last_apply: Option<Millis>,
+    /// How long the last successful apply took, ms.
+    pub last_apply_ms: Option<f64>,
+    /// Successful applies (diffs and full replaces).
+    pub applies: u64,
+    /// Full replaces among them.
+    pub full_syncs: u64,
+    /// Failed attempts.
+    pub errors: u64,
+    /// The last failure's message (kept after recovery, with its time).
+    pub last_error: Option<String>,
+    /// When the last failure happened, ms since the Unix epoch.
+    pub last_error_at: Option<Millis>,
+}
+
+impl Status {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            state: State::Starting,
+            entries: 0,
+            last_apply: None,
+            last_apply_ms: None,
+            applies: 0,
+            full_syncs: 0,
+            errors: 0,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
+/// The running enforcers of a node.
+#[derive(Default)]
+pub struct Enforcers {
+    statuses: Vec<Arc<Mutex<Status>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A shared view of every enforcer's state, for the API.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<Vec<Arc<Mutex<Status>>>>);
+
+impl StatusBoard {
+    /// Every enforcer's state, in config order.
+    pub fn snapshot(&self) -> Vec<Status> {
+        self.0
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+}
+
+impl Enforcers {
+    /// Starts a runner for `enforcer`.
+    pub fn spawn<E: Enforcer>(
+        &mut self,
+        enforcer: E,
+        engine: &EngineHandle,
+        metrics: &Arc<Metrics>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let status = Arc::new(Mutex::new(Status::new(enforcer.name())));
+        self.statuses.push(status.clone());
+        let runner = Runner {
+            label: EnforcerLabel {
+                enforcer: enforcer.name(),
+            },
+            enforcer,
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            status,
+            held: HashSet::new(),
+        };
+        self.tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+    }
+
+    /// The state board the API reads.
+    pub fn board(&self) -> StatusBoard {
+        StatusBoard(Arc::new(self.statuses.clone()))
+    }
+
+    /// Waits for every runner to end (after shutdown was signalled). Entries stay in
+    /// their systems: they expire on their own, and protection lasts across a restart.
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+struct Runner<E> {
+    enforcer: E,
+    label: EnforcerLabel,
+    engine: EngineHandle,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    /// What the system holds, as far as this runner applied it.
+    held: HashSet<IpNet>,
+}
+
+/// Why one attempt failed.
+struct Failed(String);
+
+impl<E: Enforcer> Runner<E> {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut heads = self.engine.watch_decisions();
+        let mut cursor = 0u64;
+        let mut full = true;
+        let mut backoff = MIN_BACKOFF;
+        let mut retry_at: Option<Instant> = None;
+        let mut not_before = Instant::now();
+        let mut next_check = Instant::now() + CHECK_EVERY;
+        // When the oldest change not yet applied was noticed (for the latency histogram).
+        let mut noticed: Option<Instant> = Some(Instant::now());
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = Instant::now();
+            let head = *heads.borrow_and_update();
+            let pending = full || head != cursor;
+            if pending && noticed.is_none() {
+                noticed = Some(now);
+            }
+            let waiting = retry_at.map_or(now < not_before, |t| now < t);
+            if pending && !waiting {
+                let was_full = full;
+                match self.step(full, cursor).await {
+                    Ok(head) => {
+                        cursor = head;
+                        full = false;
+                        if retry_at.take().is_some() {
+                            tracing::info!(enforcer = %self.label.enforcer, "enforcer recovered");
+                        }
+                        backoff = MIN_BACKOFF;
+                        not_before = Instant::now() + self.enforcer.min_interval();
+                        if let Some(t) = noticed.take() {
+                            let family = &self.metrics.enforce_latency;
+                            family.get_or_create(&self.label).observe(t.elapsed().as_secs_f64());
+                        }
+                        if was_full {
+                            tracing::debug!(enforcer = %self.label.enforcer, entries = self.held.len(), "full list applied");
+                        }
+                    }
+                    Err(Failed(msg)) => {
+                        self.failed(&msg, retry_at.is_none(), backoff);
+                        full = true;
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+                continue;
+            }
+            if !waiting && now >= next_check {
+                next_check = now + CHECK_EVERY;
+                match tokio::time::timeout(CALL_TIMEOUT, self.enforcer.lost_state()).await {
+                    Ok(Ok(false)) => {}
+                    Ok(Ok(true)) => {
+                        tracing::warn!(enforcer = %self.label.enforcer, "the system lost its entries (restarted?): applying the full list");
+                        full = true;
+                    }
+                    Ok(Err(e)) => {
+                        self.failed(&format!("{e:#}"), true, backoff);
+                        full = true;
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    Err(_) => {
+                        self.failed("checking the system timed out", true, backoff);
+                        full = true;
+                        retry_at = Some(Instant::now() + backoff);
+                    }
+                }
+                continue;
+            }
+            let wake = match (waiting, retry_at) {
+                (true, Some(t)) => t,
+                (true, None) => not_before,
+                _ => next_check,
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                changed = heads.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// One attempt: a full replace or the diff since `cursor`. Returns the new cursor.
+    async fn step(&mut self, full: bool, cursor: u64) -> Result<u64, Failed> {
+        let started = Instant::now();
+        let delta = self
+            .engine
+            .decisions(if full { 0 } else { cursor })
+            .await
+            .map_err(|e| Failed(format!("reading the decision log: {e:#}")))?;
+        let now = now_ms();
+        let head = delta.head();
+        let result = match &delta {
+            Delta::Full { active, .. } => {
+                let entries: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
+                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.replace(&entries, now)).await;
+                if matches!(r, Ok(Ok(()))) {
+                    self.held = entries.iter().map(|e| e.net).collect();
+                }
+                r
+            }
+            Delta::Changes { changes, .. } => {
+                let (set, removed) = split(changes);
+                if set.is_empty() && removed.is_empty() {
+                    return Ok(head);
+                }
+                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.apply(&set, &removed, now)).await;
+                if matches!(r, Ok(Ok(()))) {
+                    for r in &removed {
+                        self.held.remove(&r.net);
+                    }
+                    self.held.extend(set.iter().map(|e| e.net));
+                }
+                r
+            }
+        };
+        let is_full = matches!(delta, Delta::Full { .. });
+        match result {
+            Ok(Ok(())) => {
+                let took = started.elapsed();
+                self.metrics
+                    .enforce_applies
+                    .get_or_create(&self.result_label("ok"))
+                    .inc();
+                self.metrics
+                    .enforce_entries
+                    .get_or_create(&self.label)
+                    .set(self.held.len() as i64);
+                let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                s.state = State::Ok;
+                s.entries = self.held.len();
+                s.last_apply = Some(now_ms());
+                s.last_apply_ms = Some(took.as_secs_f64() * 1000.0);
+                s.applies += 1;
+                s.full_syncs += u64::from(is_full);
+                Ok(head)
+            }
+            Ok(Err(e)) => Err(Failed(format!("{e:#}"))),
+            Err(_) => Err(Failed(format!("gave no answer within {}s", CALL_TIMEOUT.as_secs()))),
+        }
+    }
+
+    fn result_label(&self, result: &'static str) -> EnforcerResultLabel {
+        EnforcerResultLabel {
+            enforcer: self.label.enforcer.clone(),
+            result,
+        }
+    }
+
+    /// Records a failure; logs a warning on the first of a run of failures, then quietly.
+    fn failed(&self, msg: &str, first: bool, retry_in: Duration) {
+        if first {
+            tracing::warn!(enforcer = %self.label.enforcer, error = %msg, retry_in = ?retry_in, "enforcer failed; retrying with backoff");
+        } else {
+            tracing::debug!(enforcer = %self.label.enforcer, error = %msg, retry_in = ?retry_in, "enforcer still failing");
+        }
+        self.metrics
+            .enforce_applies
+            .get_or_create(&self.result_label("error"))
+            .inc();
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.state = State::Retrying;
+        s.errors += 1;
+        s.last_error = Some(msg.to_string());
+        s.last_error_at = Some(now_ms());
+    }
+}

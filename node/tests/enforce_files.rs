@@ -1,0 +1,164 @@
+//! The file enforcer and the enforcer runner against a real node: lists written in each
+//! format as reports and retractions happen, the hook, `fraudmesh enforce status`,
+//! recovery after a failure without a restart, and `fraudmesh enforce --remove`.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn enforcer<'a>(status: &'a Value, name_ends: &str) -> &'a Value {
+    status["enforcers"]
+        .as_array()
+        .expect("enforcers array")
+        .iter()
+        .find(|e| e["name"].as_str().is_some_and(|n| n.ends_with(name_ends)))
+        .unwrap_or_else(|| panic!("no enforcer named …{name_ends}: {status}"))
+}
+
+#[test]
+fn list_files_follow_the_decisions_and_recover_from_failures() {
+    let n = Node::init(&[]);
+    let out = n.dir.parent().unwrap().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let late = n.dir.parent().unwrap().join("late"); // does not exist yet
+    let (plain, ipset, json, hooked) = (
+        out.join("acl.xml"),
+        out.join("fraudmesh.ipset"),
+        out.join("list.json"),
+        late.join("list.txt"),
+    );
+    let hook_log = out.join("hook.log");
+    n.append_config(&format!(
+        r#"[[enforce.files]]
+path = "{plain}"
+header = "<include>"
+line = '<node type="deny" cidr="{{cidr}}"/>'
+footer = "</include>"
+hook = ["sh", "-c", "echo reloaded >> {hook_log}"]
+min_interval = "0s"
+
+[[enforce.files]]
+path = "{ipset}"
+format = "ipset"
+ipset_name = "fm_test"
+min_interval = "0s"
+
+[[enforce.files]]
+path = "{json}"
+format = "json"
+
+[[enforce.files]]
+path = "{hooked}"
+min_interval = "0s"
+"#,
+        plain = plain.display(),
+        hook_log = hook_log.display(),
+        ipset = ipset.display(),
+        json = json.display(),
+        hooked = hooked.display(),
+    ));
+    cli_ok(&n.dir, &["check-config"]);
+    let mut n = n;
+    n.start();
+
+    // On start, every file gets the (empty) list; the one whose directory is missing fails
+    // and keeps retrying without stopping the node.
+    wait_for("the empty list written", DEADLINE, || {
+        (read(&plain) == "<include>\n</include>\n" && read(&json).contains("\"count\": 0")).then_some(())
+    });
+    let st = wait_for("the failing enforcer to report its error", DEADLINE, || {
+        let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
+        (enforcer(&st, "late/list.txt")["errors"].as_u64() >= Some(1)).then_some(st)
+    });
+    let bad = enforcer(&st, "late/list.txt");
+    assert_eq!(bad["state"], "retrying", "{bad}");
+    assert!(bad["last_error"].as_str().unwrap().contains("late/list.txt"), "{bad}");
+    assert!(n.metric("fraudmesh_enforce_applies_total{enforcer=\"file:") > 0.0);
+
+    n.report(&["192.0.2.10", "2001:db8::/48", "+4190066"]);
+    wait_for("the plain list to hold both entries", DEADLINE, || {
+        (read(&plain)
+            == "<include>\n<node type=\"deny\" cidr=\"192.0.2.10/32\"/>\n<node type=\"deny\" cidr=\"2001:db8::/48\"/>\n</include>\n")
+            .then_some(())
+    });
+    wait_for("the ipset and JSON lists", DEADLINE, || {
+        let j: Value = serde_json::from_str(&read(&json)).ok()?;
+        let i = read(&ipset);
+        (j["count"] == 2
+            && i.contains("add fm_test 192.0.2.10 timeout ")
+            && i.contains("add fm_test6 2001:db8::/48 timeout "))
+        .then_some(())
+    });
+    assert!(!read(&json).contains("4190066"), "numbers are not enforced");
+
+    // The directory appears: the failing enforcer recovers by itself with the full list.
+    std::fs::create_dir_all(&late).unwrap();
+    wait_for("the late file after recovery", Duration::from_secs(60), || {
+        (read(&hooked) == "192.0.2.10\n2001:db8::/48\n").then_some(())
+    });
+    let st = wait_for("the recovered state", DEADLINE, || {
+        let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
+        (enforcer(&st, "late/list.txt")["state"] == "ok").then_some(st)
+    });
+    let good = enforcer(&st, "late/list.txt");
+    assert_eq!(good["entries"], 2, "{good}");
+    assert!(good["full_syncs"].as_u64() >= Some(1), "{good}");
+
+    // A retraction takes the entry out again.
+    cli_ok(&n.dir, &["retract", "192.0.2.10"]);
+    wait_for("the retraction in every file", DEADLINE, || {
+        let j: Value = serde_json::from_str(&read(&json)).ok()?;
+        (!read(&plain).contains("192.0.2.10") && !read(&ipset).contains("192.0.2.10") && j["count"] == 1).then_some(())
+    });
+    let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
+    for e in st["enforcers"].as_array().unwrap() {
+        assert_eq!(e["entries"], 1, "{e}");
+        assert!(e["last_apply"].as_u64().is_some(), "{e}");
+    }
+    assert!(read(&hook_log).lines().count() >= 3, "the hook ran after each write");
+    let text = cli_ok(&n.dir, &["enforce", "status"]);
+    assert!(text.contains("ok, 1 entries"), "{text}");
+
+    // --remove is refused while the node runs; afterwards it empties every list.
+    let refused = cli(&n.dir, &["enforce", "--remove"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it first"));
+    assert!(n.stop().success());
+    assert!(
+        read(&plain).contains("2001:db8::/48"),
+        "entries stay in place across a stop"
+    );
+    let removed = cli_ok(&n.dir, &["enforce", "--remove"]);
+    assert_eq!(removed.lines().count(), 4, "{removed}");
+    assert_eq!(read(&plain), "<include>\n</include>\n");
+    assert!(!read(&ipset).contains("add "));
+    assert!(read(&json).contains("\"count\": 0"));
+}
+
+#[test]
+fn bad_enforcer_config_is_refused_with_the_key() {
+    let n = Node::init(&[]);
+    n.append_config("[[enforce.files]]\npath = \"/tmp/x\"\nline = \"deny={nope}\"");
+    let out = cli(&n.dir, &["check-config"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("enforce.files[0].line") && err.contains("{nope}"), "{err}");
+    let n = Node::init(&[]);
+    n.append_config("[[enforce.files]]\npath = \"/tmp/x\"\nformat = \"csv\"");
+    let err = String::from_utf8_lossy(&cli(&n.dir, &["check-config"]).stderr).into_owned();
+    assert!(err.contains("format") && err.contains("csv"), "{err}");
+    // No enforcers: status says so, and --remove has nothing to do.
+    let n = Node::init(&[]);
+    assert!(cli_ok(&n.dir, &["enforce", "--remove"]).contains("nothing to remove"));
+    assert!(
+        !cli(&n.dir, &["enforce"]).status.success(),
+        "enforce alone says what to do"
+    );
+}
