@@ -8,7 +8,8 @@
 #   compile-only pass over the benches. Stops at the first failure.
 #
 # Needs: the Rust toolchain (https://rustup.rs). rustfmt and clippy are added with
-# rustup when missing. Nothing from apt yet. No prompts: safe under CI=true.
+# rustup when missing. System packages (iproute2, ipset, nftables, sip-tester,
+# kamailio) are installed with apt-get when missing. No prompts: safe under CI=true.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,11 +42,12 @@ need_pkg() {
     command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but '$cmd' is still not on PATH"
 }
 
-# The tests need nothing from apt yet. End-to-end tests will, e.g.:
-# need_pkg kamailio kamailio
-# need_pkg sipp sip-tester
-# need_pkg nft nftables
-# need_pkg ip iproute2
+# Enforcer tests run real systems inside network namespaces they create (root needed).
+need_pkg ip iproute2
+need_pkg ipset ipset
+need_pkg nft nftables
+need_pkg sipp sip-tester
+need_pkg kamailio kamailio
 
 # --- Rust toolchain ----------------------------------------------------------
 command -v cargo >/dev/null 2>&1 ||

@@ -97,6 +97,23 @@ min_interval = "0s"
         .then_some(())
     });
     assert!(!read(&json).contains("4190066"), "numbers are not enforced");
+    // The ipset file is what `ipset restore` takes (in a namespace of this test's own).
+    netns::require(&["ip", "ipset"]);
+    let ns = netns::Netns::new("ipset");
+    let restored = ns
+        .command("sh")
+        .args([
+            "-c",
+            &format!("ipset restore < {} && ipset list fm_test6", ipset.display()),
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success() && listed.contains("2001:db8::/48 timeout"),
+        "{listed}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
 
     // The directory appears: the failing enforcer recovers by itself with the full list.
     std::fs::create_dir_all(&late).unwrap();
