@@ -15,9 +15,11 @@
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
 //! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
 //! - [`decisions`]: what is blocked and the numbered log of its changes, which enforcers follow.
+//! - [`detect`]: log patterns, thresholds and the decoy SIP parser that turn attacks into sightings.
 
 pub mod blocklist;
 pub mod decisions;
+pub mod detect;
 pub mod identity;
 pub mod ledger;
 pub mod policy;
