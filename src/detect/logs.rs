@@ -365,6 +365,75 @@ fn address(m: &regex::Captures<'_>) -> Option<IpAddr> {
     text.parse().ok()
 }
 
+/// The time a log line was written, from its leading timestamp, in ms on a scale that
+/// only orders lines of one log (for `fraudmesh detect test`, which replays a file;
+/// live tailing uses the time a line arrives). Understands `2026-11-24 10:23:45[.frac]`
+/// (bracketed or not, also with a `T`) and `Nov 24 10:23:45` (syslog, Asterisk's
+/// default; the year is taken as 1970).
+pub fn timestamp(line: &str) -> Option<crate::Millis> {
+    static ISO: OnceLock<Regex> = OnceLock::new();
+    static SYSLOG: OnceLock<Regex> = OnceLock::new();
+    let head = &line[..line.len().min(64)];
+    let head = head.trim_start_matches('[');
+    let iso = ISO.get_or_init(|| {
+        Regex::new(r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?").expect("constant")
+    });
+    let sys = SYSLOG.get_or_init(|| {
+        Regex::new(
+            r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?",
+        )
+        .expect("constant")
+    });
+    let num = |m: Option<regex::Match<'_>>| m.and_then(|m| m.as_str().parse::<u64>().ok());
+    let millis = |m: Option<regex::Match<'_>>| {
+        m.map_or(0, |m| {
+            let digits: String = m.as_str().chars().chain("000".chars()).take(3).collect();
+            digits.parse::<u64>().unwrap_or(0)
+        })
+    };
+    let (y, mo, d, h, mi, s, ms) = if let Some(c) = iso.captures(head) {
+        (
+            num(c.get(1))?,
+            num(c.get(2))?,
+            num(c.get(3))?,
+            num(c.get(4))?,
+            num(c.get(5))?,
+            num(c.get(6))?,
+            millis(c.get(7)),
+        )
+    } else if let Some(c) = sys.captures(head) {
+        let months = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let mo = months.iter().position(|m| Some(*m) == c.get(1).map(|x| x.as_str()))? as u64 + 1;
+        (
+            1970,
+            mo,
+            num(c.get(2))?,
+            num(c.get(3))?,
+            num(c.get(4))?,
+            num(c.get(5))?,
+            millis(c.get(6)),
+        )
+    } else {
+        return None;
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to y-mo-d in the proleptic Gregorian calendar.
+    let (y, mo) = (y as i64, mo as i64);
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + mi * 60 + s;
+    Some(secs * 1000 + ms)
+}
+
 /// An operator's own pattern: a regex with a named group `addr` (and optionally
 /// `user`), and the kind of event it means.
 #[derive(Debug, Clone)]
@@ -527,6 +596,21 @@ mod tests {
         assert_eq!(e.source, ip("203.0.113.8"));
         let e = event("Nov 24 10:26:01 pbx kamailio[812]: WARNING: <script>: fraudmesh: auth-failure user=a src=9.9.9.9 src=203.0.113.10");
         assert_eq!(e.source, ip("203.0.113.10"));
+    }
+
+    #[test]
+    fn timestamps_of_each_format() {
+        assert_eq!(timestamp("[2026-11-24 10:23:45] NOTICE"), Some(1_795_515_825_000));
+        assert_eq!(
+            timestamp("2026-11-24 10:23:45.123456 [WARNING] x"),
+            Some(1_795_515_825_123)
+        );
+        assert_eq!(timestamp("2026-11-24T10:23:45.5+0000 x"), Some(1_795_515_825_500));
+        assert_eq!(timestamp("1970-01-02 00:00:01 x"), Some(86_401_000));
+        assert_eq!(timestamp("[Jan  2 00:00:01] NOTICE"), Some(86_401_000));
+        assert_eq!(timestamp("Jan 2 00:00:01 host kamailio"), Some(86_401_000));
+        assert_eq!(timestamp("no time here"), None);
+        assert_eq!(timestamp("2026-13-24 10:23:45 bad month"), None);
     }
 
     #[test]
