@@ -74,11 +74,35 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<EnforceCommand>,
     },
+    /// Attack detection from logs.
+    Detect {
+        /// What to do.
+        #[command(subcommand)]
+        command: DetectCommand,
+    },
     /// CrowdSec bouncer keys for the decisions API (no running node needed).
     Bouncers {
         /// What to do.
         #[command(subcommand)]
         command: BouncersCommand,
+    },
+}
+
+/// `detect` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DetectCommand {
+    /// Show what a log file would produce: the events of each line and the reports the
+    /// thresholds would make (replayed with the lines' own timestamps). Needs no running
+    /// node; uses DIR's [detect] settings when DIR has a config, else the defaults.
+    Test {
+        /// The log file.
+        file: PathBuf,
+        /// asterisk, freeswitch or kamailio; default: recognised line by line.
+        #[arg(long, value_name = "NAME")]
+        format: Option<String>,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 

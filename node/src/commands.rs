@@ -2,7 +2,7 @@
 //! `id` talk to the running node through its API.
 
 use crate::bouncers::Bouncers;
-use crate::cli::{BouncersCommand, Command, EnforceCommand, InitArgs, ReportArgs};
+use crate::cli::{BouncersCommand, Command, DetectCommand, EnforceCommand, InitArgs, ReportArgs};
 use crate::client::Client;
 use crate::config::{Config, TrustedPeer};
 use crate::dir::NodeDir;
@@ -42,6 +42,9 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
         Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
         Command::Bouncers { command } => bouncers(&dir, command)?,
+        Command::Detect {
+            command: DetectCommand::Test { file, format, json },
+        } => detect_test(&dir, &file, format.as_deref(), json)?,
         Command::Enforce { remove: true, .. } => return enforce_remove(&dir).await,
         Command::Enforce {
             command: Some(EnforceCommand::Status { json }),
@@ -50,6 +53,115 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Enforce { .. } => bail!("say what to do: fraudmesh enforce status, or fraudmesh enforce --remove"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `detect test FILE`: replays a log through the patterns and thresholds.
+fn detect_test(dir: &NodeDir, file: &std::path::Path, format: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use fraudmesh::detect::logs::{self, Format, Outcome};
+    use fraudmesh::detect::pipeline::{Pipeline, Verdict};
+    let format = match format {
+        None => None,
+        Some(f) => Some(
+            Format::parse(f)
+                .ok_or_else(|| anyhow::anyhow!("--format: {f:?} is not one of asterisk, freeswitch, kamailio"))?,
+        ),
+    };
+    // The directory's settings when it has a config; the defaults otherwise.
+    let config = if dir.config().exists() {
+        run::load_config(dir)?
+    } else {
+        Config::default()
+    };
+    let probe = fraudmesh::identity::Identity::from_secret([1; 32]);
+    let detect = config
+        .settings(probe.public())
+        .with_context(|| format!("in {}", dir.config().display()))?
+        .detect;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut pipeline = Pipeline::new(detect.rules.clone());
+    let (mut events, mut ambiguous, mut reports) = (Vec::new(), Vec::new(), Vec::new());
+    let mut clock = 0;
+    let mut lines = 0;
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim_end_matches('\r');
+        clock = logs::timestamp(line).unwrap_or(clock).max(clock);
+        match detect.interpret(line, format) {
+            Outcome::Event(e) => {
+                events.push(json!({
+                    "line": i + 1, "kind": e.kind.label(), "source": e.source.to_string(),
+                    "username": e.username, "pattern": e.pattern,
+                }));
+                let verdict = pipeline.observe(e.kind, e.source, e.username.as_deref(), clock);
+                if let Verdict::Detected(d) = verdict {
+                    reports.push(json!({
+                        "line": i + 1, "source": d.source.to_string(), "kind": d.kind.label(),
+                        "sighting_kind": crate::detect::sighting_kind(d.kind).as_str(),
+                        "count": d.count, "seconds": d.last_at.saturating_sub(d.first_at).div_ceil(1000),
+                        "usernames": d.usernames,
+                    }));
+                }
+            }
+            Outcome::Ambiguous(p) => ambiguous.push(json!({ "line": i + 1, "pattern": p })),
+            Outcome::Unknown => {}
+        }
+    }
+    let doc = json!({
+        "file": file.display().to_string(), "lines": lines, "patterns_version": logs::PATTERNS_VERSION,
+        "events": events, "ambiguous": ambiguous, "reports": reports,
+    });
+    if json {
+        println!("{doc}");
+        return Ok(());
+    }
+    for e in doc["events"].as_array().into_iter().flatten() {
+        let user = e["username"].as_str().map(|u| format!(" user {u}")).unwrap_or_default();
+        println!(
+            "line {}: {} from {}{user} ({})",
+            e["line"],
+            e["kind"].as_str().unwrap_or("?"),
+            e["source"].as_str().unwrap_or("?"),
+            e["pattern"].as_str().unwrap_or("?")
+        );
+    }
+    for a in doc["ambiguous"].as_array().into_iter().flatten() {
+        println!(
+            "line {}: ignored: its address field appears more than once ({})",
+            a["line"],
+            a["pattern"].as_str().unwrap_or("?")
+        );
+    }
+    let reports = doc["reports"].as_array().cloned().unwrap_or_default();
+    if !reports.is_empty() {
+        println!("would report:");
+    }
+    for r in &reports {
+        println!(
+            "  {} as {} ({} x{} in {}s, usernames: {}) at line {}",
+            r["source"].as_str().unwrap_or("?"),
+            r["sighting_kind"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            r["count"],
+            r["seconds"],
+            r["usernames"]
+                .as_array()
+                .map(|u| u.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
+            r["line"],
+        );
+    }
+    println!(
+        "{} lines, {} events, {} ignored as ambiguous, {} reports",
+        lines,
+        doc["events"].as_array().map_or(0, Vec::len),
+        doc["ambiguous"].as_array().map_or(0, Vec::len),
+        reports.len()
+    );
+    Ok(())
 }
 
 /// `enforce --remove`: every configured enforcer removes what it put in place. Refused

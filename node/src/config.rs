@@ -42,6 +42,9 @@ pub struct Config {
     /// `[[enforce.files]]` or `[enforce.nftables]` blocks without clashing keys).
     #[serde(default, skip_serializing_if = "crate::enforce::EnforceConfig::is_empty")]
     pub enforce: crate::enforce::EnforceConfig,
+    /// Attack detection (left out of `init`'s file while empty).
+    #[serde(default, skip_serializing_if = "crate::detect::DetectConfig::is_empty")]
+    pub detect: crate::detect::DetectConfig,
     /// Controls for testnets.
     #[serde(default)]
     pub debug: DebugSection,
@@ -216,6 +219,8 @@ pub struct Settings {
     pub fault_injection: bool,
     /// The enforcers.
     pub enforce: crate::enforce::EnforceConfig,
+    /// The detectors, compiled.
+    pub detect: crate::detect::Detect,
 }
 
 impl Config {
@@ -318,6 +323,7 @@ impl Config {
             allowlist.push(net);
         }
         allowlist.extend(implicit_allowlist(&listen, &seeds));
+        let detect = self.detect.compile(&allowlist)?;
         let policy = Policy::new(trust, allowlist).context("trust")?;
 
         self.enforce.validate()?;
@@ -342,6 +348,7 @@ impl Config {
             cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
             fault_injection: self.debug.fault_injection,
             enforce: self.enforce.clone(),
+            detect,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod crowdsec;
+pub mod detect;
 pub mod dir;
 pub mod enforce;
 pub mod engine;

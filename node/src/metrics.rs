@@ -45,6 +45,16 @@ pub struct EnforcerResultLabel {
     pub result: &'static str,
 }
 
+/// Label set of a detector event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectLabel {
+    /// The event kind (`auth-failure`, `scanner`, …).
+    pub kind: &'static str,
+    /// What became of it: `detected`, `counted`, `never_report`, `recently_registered`,
+    /// `registered`, `ignored`.
+    pub verdict: &'static str,
+}
+
 /// A histogram family with the enforcer latency buckets.
 pub type LatencyFamily = Family<EnforcerLabel, Histogram, fn() -> Histogram>;
 
@@ -94,6 +104,14 @@ pub struct Metrics {
     pub enforce_entries: Family<EnforcerLabel, Gauge>,
     /// Seconds from a decision change to the enforcer having applied it.
     pub enforce_latency: LatencyFamily,
+    /// Detector events by kind and verdict.
+    pub detect_events: Family<DetectLabel, Counter>,
+    /// Log lines whose address field appeared more than once (crafted): ignored.
+    pub detect_ambiguous: Counter,
+    /// Events dropped because the detector's queue was full.
+    pub detect_dropped: Counter,
+    /// Datagrams and connections on the sensor that were not SIP requests.
+    pub sensor_garbage: Counter,
 }
 
 /// Label set naming a session result.
@@ -197,7 +215,35 @@ impl Metrics {
             "Delay from a decision change to the enforcer having applied it",
             enforce_latency.clone(),
         );
+        let detect_events = Family::<DetectLabel, Counter>::default();
+        registry.register(
+            "detect_events",
+            "Detector events (log lines, sensor hits) by kind and verdict",
+            detect_events.clone(),
+        );
+        let detect_ambiguous = Counter::default();
+        registry.register(
+            "detect_ambiguous_lines",
+            "Log lines ignored because their address field appeared more than once",
+            detect_ambiguous.clone(),
+        );
+        let detect_dropped = Counter::default();
+        registry.register(
+            "detect_dropped_events",
+            "Detector events dropped because its queue was full",
+            detect_dropped.clone(),
+        );
+        let sensor_garbage = Counter::default();
+        registry.register(
+            "sensor_garbage",
+            "Sensor datagrams and connections that were not SIP requests",
+            sensor_garbage.clone(),
+        );
         Self {
+            detect_events,
+            detect_ambiguous,
+            detect_dropped,
+            sensor_garbage,
             enforce_applies,
             enforce_entries,
             enforce_latency,

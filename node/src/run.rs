@@ -53,6 +53,7 @@ pub struct Stack {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     enforcers: Enforcers,
+    detectors: Vec<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     net_task: tokio::task::JoinHandle<()>,
     ticker: tokio::task::JoinHandle<()>,
@@ -95,6 +96,18 @@ impl Stack {
             shutdown_rx.clone(),
         )?;
         let enforcers = settings.enforce.start(&engine, &metrics, &shutdown_rx);
+        let detectors = if settings.detect.is_active() {
+            crate::detect::start(
+                settings.detect.clone(),
+                engine.clone(),
+                net.clone(),
+                metrics.clone(),
+                settings.default_ttl_s,
+                shutdown_rx.clone(),
+            )?
+        } else {
+            Vec::new()
+        };
         let ticker = {
             let engine = engine.clone();
             let mut shutdown = shutdown_rx;
@@ -113,6 +126,7 @@ impl Stack {
             net,
             metrics,
             enforcers,
+            detectors,
             shutdown,
             net_task,
             ticker,
@@ -132,6 +146,9 @@ impl Stack {
         let _ = self.net_task.await;
         let _ = self.ticker.await;
         self.enforcers.join().await;
+        for d in self.detectors {
+            let _ = d.await;
+        }
         drop(self.engine);
         drop(self.net);
         let thread = self.engine_thread;

@@ -11,7 +11,7 @@ use super::logs::EventKind;
 use super::window::{Detection, Threshold, Windows};
 use crate::Millis;
 use ipnet::IpNet;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Most recently registered sources remembered.
@@ -75,6 +75,7 @@ pub struct Pipeline {
     rules: Rules,
     windows: Windows<EventKind>,
     registered: HashMap<IpAddr, Millis>,
+    local: HashSet<IpAddr>,
 }
 
 impl Pipeline {
@@ -84,7 +85,13 @@ impl Pipeline {
             windows: Windows::new(rules.max_windows),
             rules,
             registered: HashMap::new(),
+            local: HashSet::new(),
         }
+    }
+
+    /// Sets the node's own addresses (its interfaces change): never reported.
+    pub fn set_local(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
+        self.local = addrs.into_iter().map(canonical).collect();
     }
 
     /// The rules.
@@ -105,7 +112,7 @@ impl Pipeline {
             self.registered.insert(source, now);
             return Verdict::Registered;
         }
-        if self.rules.never.iter().any(|n| n.contains(&source)) {
+        if self.local.contains(&source) || self.rules.never.iter().any(|n| n.contains(&source)) {
             return Verdict::NeverReport;
         }
         if let Some(at) = self.registered.get(&source) {
@@ -190,6 +197,11 @@ mod tests {
             p.observe(EventKind::AuthFailure, phone, None, later + 5),
             Verdict::Detected(_)
         ));
+        p.set_local([ip("203.0.113.200")]);
+        assert_eq!(
+            p.observe(EventKind::Scanner, ip("203.0.113.200"), None, 0),
+            Verdict::NeverReport
+        );
         // The mapped form of a never-reported address is never reported either.
         assert_eq!(
             p.observe(EventKind::Scanner, ip("::ffff:192.0.2.77"), None, 0),

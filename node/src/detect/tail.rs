@@ -1,0 +1,301 @@
+//! Following logs: a file across rotation (rename + new file), truncation (copytruncate,
+//! noticed by its size or by its first bytes changing) and its absence (it may appear
+//! later), or a systemd unit's journal through `journalctl --follow`. Each complete line goes through the detector's patterns.
+//!
+//! A file that exists when the node starts is read from its end (old attacks were dealt
+//! with before the restart); a file that appears later, or replaces a rotated one, is
+//! read from its beginning. Files are polled every 250 ms, as fail2ban's polling backend
+//! does: no inotify limits, works on every filesystem.
+
+use super::{Detect, Observed, Source};
+use crate::metrics::Metrics;
+use fraudmesh::detect::logs::{Format, Outcome, MAX_LINE};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often a file is checked for new lines.
+const POLL: Duration = Duration::from_millis(250);
+/// Most bytes read from a file per poll (the rest next time).
+const CHUNK: usize = 1 << 20;
+
+/// A log to follow.
+pub struct Follower {
+    source: Source,
+}
+
+impl Follower {
+    /// A follower of `source`.
+    pub fn new(source: Source) -> Self {
+        Self { source }
+    }
+}
+
+/// Splits bytes into lines, keeping an unfinished last line for later and dropping
+/// lines longer than [`MAX_LINE`].
+#[derive(Default)]
+pub struct Lines {
+    partial: Vec<u8>,
+    skipping: bool,
+}
+
+impl Lines {
+    /// Feeds bytes; calls `line` for each complete line.
+    pub fn feed(&mut self, bytes: &[u8], mut line: impl FnMut(&str)) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            let complete = chunk.ends_with(b"\n");
+            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+            if !self.skipping {
+                if self.partial.len() + body.len() > MAX_LINE {
+                    self.partial.clear();
+                    self.skipping = true;
+                } else {
+                    self.partial.extend_from_slice(body);
+                }
+            }
+            if complete {
+                if !self.skipping {
+                    let text = String::from_utf8_lossy(&self.partial);
+                    line(text.trim_end_matches('\r'));
+                }
+                self.partial.clear();
+                self.skipping = false;
+            }
+        }
+    }
+}
+
+/// Starts following; lines become [`Observed`] events on `tx`.
+pub fn spawn(
+    follower: Follower,
+    format: Option<Format>,
+    detect: Detect,
+    tx: mpsc::Sender<Observed>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let handle = move |line: &str| match detect.interpret(line, format) {
+        Outcome::Event(e) => {
+            let ev = Observed {
+                kind: e.kind,
+                source: e.source,
+                username: e.username,
+                method: None,
+                user_agent: None,
+                via: e.pattern.to_string(),
+            };
+            if tx.try_send(ev).is_err() {
+                metrics.detect_dropped.inc();
+            }
+        }
+        Outcome::Ambiguous(pattern) => {
+            metrics.detect_ambiguous.inc();
+            tracing::debug!(
+                pattern,
+                line,
+                "a log line with its address field more than once: ignored"
+            );
+        }
+        Outcome::Unknown => {}
+    };
+    match follower.source {
+        Source::File(path) => tokio::spawn(follow_file(path, handle, shutdown)),
+        Source::Journal(unit) => tokio::spawn(follow_journal(unit, handle, shutdown)),
+    }
+}
+
+/// Bytes of a file's start remembered to notice it was truncated and rewritten.
+const HEAD: usize = 256;
+
+/// An open file and where reading stopped.
+struct Open {
+    file: File,
+    ino: (u64, u64),
+    pos: u64,
+    /// The file's first bytes (up to [`HEAD`]) as last seen.
+    head: Vec<u8>,
+}
+
+impl Open {
+    /// Whether the file was truncated (and perhaps rewritten past where reading stopped):
+    /// shorter than the read position, or its first bytes changed — as fail2ban
+    /// checks, since copytruncate followed by new lines can leave the size unchanged.
+    fn truncated(&mut self, len: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        if len < self.pos {
+            return true;
+        }
+        let mut now = vec![0u8; HEAD.min(len as usize)];
+        let Ok(n) = self.file.read_at(&mut now, 0) else {
+            return false;
+        };
+        now.truncate(n);
+        let common = self.head.len().min(now.len());
+        if now[..common] != self.head[..common] {
+            return true;
+        }
+        if now.len() > self.head.len() {
+            self.head = now;
+        }
+        false
+    }
+}
+
+async fn follow_file(path: PathBuf, mut handle: impl FnMut(&str), mut shutdown: watch::Receiver<bool>) {
+    let mut open: Option<Open> = None;
+    let mut lines = Lines::default();
+    let mut at_start = true;
+    let mut warned_missing = false;
+    let mut every = tokio::time::interval(POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = every.tick() => {}
+        }
+        if open.is_none() {
+            match File::open(&path).and_then(|f| Ok((f.metadata()?, f))) {
+                Ok((meta, mut file)) => {
+                    let pos = if at_start { meta.len() } else { 0 };
+                    if file.seek(SeekFrom::Start(pos)).is_err() {
+                        continue;
+                    }
+                    tracing::info!(path = %path.display(), from = if at_start { "end" } else { "start" }, "following log file");
+                    let mut o = Open {
+                        file,
+                        ino: (meta.dev(), meta.ino()),
+                        pos,
+                        head: Vec::new(),
+                    };
+                    o.truncated(meta.len()); // remembers the head
+                    open = Some(o);
+                    lines = Lines::default();
+                    warned_missing = false;
+                }
+                Err(e) => {
+                    if !warned_missing {
+                        tracing::warn!(path = %path.display(), error = %e, "log file not readable yet; waiting for it");
+                        warned_missing = true;
+                    }
+                    at_start = false;
+                    continue;
+                }
+            }
+            at_start = false;
+        }
+        let Some(o) = open.as_mut() else { continue };
+        // Read what is new, then look at what the path is now.
+        if read_new(o, &path, &mut lines, &mut handle) >= CHUNK {
+            continue; // more to read before looking for rotation
+        }
+        match std::fs::metadata(&path) {
+            Ok(meta) if (meta.dev(), meta.ino()) != o.ino => {
+                // Lines written to the old file since the read above.
+                read_new(o, &path, &mut lines, &mut handle);
+                tracing::info!(path = %path.display(), "log file rotated: following the new one");
+                open = None;
+            }
+            Ok(meta) if o.truncated(meta.len()) => {
+                tracing::info!(path = %path.display(), "log file truncated: reading from its start");
+                if o.file.seek(SeekFrom::Start(0)).is_ok() {
+                    o.pos = 0;
+                    o.head.clear();
+                    lines = Lines::default();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Renamed away and not yet recreated: the old file is read to its end.
+                open = None;
+            }
+        }
+    }
+}
+
+/// Reads up to [`CHUNK`] new bytes into lines; returns how many were read.
+fn read_new(o: &mut Open, path: &std::path::Path, lines: &mut Lines, handle: &mut impl FnMut(&str)) -> usize {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    while total < CHUNK {
+        match o.file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                o.pos += n as u64;
+                total += n;
+                lines.feed(&buf[..n], &mut *handle);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "reading log file");
+                break;
+            }
+        }
+    }
+    total
+}
+
+async fn follow_journal(unit: String, mut handle: impl FnMut(&str), mut shutdown: watch::Receiver<bool>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let child = tokio::process::Command::new("journalctl")
+            .args(["--follow", "--lines=0", "--output=cat", "--unit", &unit])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match child {
+            Ok(mut child) => {
+                tracing::info!(%unit, "following the journal");
+                if let Some(out) = child.stdout.take() {
+                    let mut reader = tokio::io::BufReader::new(out).lines();
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            line = reader.next_line() => match line {
+                                Ok(Some(l)) => {
+                                    backoff = Duration::from_secs(1);
+                                    if l.len() <= MAX_LINE { handle(&l) }
+                                }
+                                _ => break,
+                            },
+                        }
+                    }
+                }
+                tracing::warn!(%unit, "journalctl ended; starting it again");
+            }
+            Err(e) => tracing::warn!(%unit, error = %e, "starting journalctl failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_across_chunks_and_overlong_ones_dropped() {
+        let mut l = Lines::default();
+        let mut got = Vec::new();
+        l.feed(b"one\r\ntw", |s| got.push(s.to_string()));
+        l.feed(b"o\nthr", |s| got.push(s.to_string()));
+        assert_eq!(got, vec!["one", "two"]);
+        let long = vec![b'x'; MAX_LINE + 10];
+        l.feed(&long, |s| got.push(s.to_string()));
+        l.feed(b"\nfour\n", |s| got.push(s.to_string()));
+        assert_eq!(
+            got,
+            vec!["one", "two", "four"],
+            "the overlong line (with 'thr') is dropped whole"
+        );
+    }
+}
