@@ -3,6 +3,7 @@
 //! the libp2p network, the HTTP API and metrics.
 
 pub mod api;
+pub mod apiban;
 pub mod bouncers;
 pub mod cli;
 pub mod client;
