@@ -6,6 +6,7 @@
 //! a [`Millis`] argument, keys come in as bytes.
 //! The node (`fraudmesh-node`) wires these rules to sockets, disk and clocks.
 //!
+//! - [`calls`]: call authorisation against toll fraud (numbers, premium rate, countries, limits).
 //! - [`identity`]: ed25519 identities and their peer-id names.
 //! - [`target`]: what a sighting accuses (addresses, prefixes, number prefixes), canonical forms.
 //! - [`sighting`]: the signed record, signing and verification with every rejection reason.
@@ -18,6 +19,7 @@
 //! - [`detect`]: log patterns, thresholds and the decoy SIP parser that turn attacks into sightings.
 
 pub mod blocklist;
+pub mod calls;
 pub mod decisions;
 pub mod detect;
 pub mod identity;

@@ -1,0 +1,270 @@
+//! One account's calling: limits and the state they are checked against — calls started
+//! in sliding windows (an hour, a day), calls in progress, international calls and minutes
+//! in the last day, and the lock an operator must lift after a breach.
+
+use crate::Millis;
+use std::collections::{BTreeMap, VecDeque};
+
+/// An hour, ms.
+pub const HOUR: Millis = 3_600_000;
+/// A day, ms.
+pub const DAY: Millis = 24 * HOUR;
+/// Most calls in progress tracked per account (a PBX that never says a call ended must
+/// not grow this without bound).
+pub const MAX_ACTIVE: usize = 10_000;
+
+/// Limits of one account; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls started in any hour.
+    pub calls_per_hour: Option<u32>,
+    /// Calls started in any 24 hours.
+    pub calls_per_day: Option<u32>,
+    /// Calls in progress at once.
+    pub concurrent: Option<u32>,
+    /// International calls started in any 24 hours.
+    pub international_per_day: Option<u32>,
+    /// Minutes of calls in any 24 hours (ended calls plus those in progress).
+    pub minutes_per_day: Option<u32>,
+}
+
+/// Which limit a call would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breach {
+    /// [`Limits::calls_per_hour`].
+    CallsPerHour(u32),
+    /// [`Limits::calls_per_day`].
+    CallsPerDay(u32),
+    /// [`Limits::concurrent`].
+    Concurrent(u32),
+    /// [`Limits::international_per_day`].
+    InternationalPerDay(u32),
+    /// [`Limits::minutes_per_day`].
+    MinutesPerDay(u32),
+}
+
+impl Breach {
+    /// The rule's stable id.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::CallsPerHour(_) => "limit-calls-per-hour",
+            Self::CallsPerDay(_) => "limit-calls-per-day",
+            Self::Concurrent(_) => "limit-concurrent",
+            Self::InternationalPerDay(_) => "limit-international-per-day",
+            Self::MinutesPerDay(_) => "limit-minutes-per-day",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn reason(self) -> String {
+        match self {
+            Self::CallsPerHour(n) => format!("more than {n} calls in an hour"),
+            Self::CallsPerDay(n) => format!("more than {n} calls in 24 hours"),
+            Self::Concurrent(n) => format!("more than {n} calls at once"),
+            Self::InternationalPerDay(n) => format!("more than {n} international calls in 24 hours"),
+            Self::MinutesPerDay(n) => format!("more than {n} minutes of calls in 24 hours"),
+        }
+    }
+}
+
+/// A call in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Active {
+    /// When it started.
+    pub started: Millis,
+    /// Whether it is international.
+    pub international: bool,
+}
+
+/// A lock on an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// When it was locked.
+    pub since: Millis,
+    /// Why.
+    pub reason: String,
+}
+
+/// One account's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Start times of calls in the last day, and whether each was international.
+    pub started: VecDeque<(Millis, bool)>,
+    /// Calls in progress by call id.
+    pub active: BTreeMap<String, Active>,
+    /// Calls ended in the last day: (end, duration ms).
+    pub ended: VecDeque<(Millis, Millis)>,
+    /// Set after a breach when accounts lock; cleared by an operator.
+    pub lock: Option<Lock>,
+}
+
+impl Account {
+    /// Forgets what is older than a day, and ends calls in progress for longer than
+    /// `max_call_ms` (their end was never reported) as if they ended then.
+    pub fn expire(&mut self, now: Millis, max_call_ms: Millis) {
+        let day_ago = now.saturating_sub(DAY);
+        while self.started.front().is_some_and(|(t, _)| *t < day_ago) {
+            self.started.pop_front();
+        }
+        while self.ended.front().is_some_and(|(t, _)| *t < day_ago) {
+            self.ended.pop_front();
+        }
+        let stale: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, a)| now.saturating_sub(a.started) > max_call_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(a) = self.active.remove(&id) {
+                self.push_ended(a.started.saturating_add(max_call_ms), max_call_ms);
+            }
+        }
+    }
+
+    fn push_ended(&mut self, end: Millis, duration: Millis) {
+        // Keep the queue ordered by end time.
+        let at = self.ended.partition_point(|(t, _)| *t <= end);
+        self.ended.insert(at, (end, duration));
+    }
+
+    /// The limit a new call (international or not) at `now` would break, if any.
+    pub fn breach(&self, limits: &Limits, international: bool, now: Millis) -> Option<Breach> {
+        let hour_ago = now.saturating_sub(HOUR);
+        let day_ago = now.saturating_sub(DAY);
+        let in_day = self.started.iter().filter(|(t, _)| *t >= day_ago).count() as u64;
+        let in_hour = self.started.iter().filter(|(t, _)| *t >= hour_ago).count() as u64;
+        if let Some(n) = limits.calls_per_hour.filter(|n| in_hour >= u64::from(*n)) {
+            return Some(Breach::CallsPerHour(n));
+        }
+        if let Some(n) = limits.calls_per_day.filter(|n| in_day >= u64::from(*n)) {
+            return Some(Breach::CallsPerDay(n));
+        }
+        if let Some(n) = limits.concurrent.filter(|n| self.active.len() as u64 >= u64::from(*n)) {
+            return Some(Breach::Concurrent(n));
+        }
+        if international {
+            let intl = self.started.iter().filter(|(t, i)| *i && *t >= day_ago).count() as u64;
+            if let Some(n) = limits.international_per_day.filter(|n| intl >= u64::from(*n)) {
+                return Some(Breach::InternationalPerDay(n));
+            }
+        }
+        if let Some(n) = limits.minutes_per_day {
+            let ended: Millis = self.ended.iter().filter(|(t, _)| *t >= day_ago).map(|(_, d)| *d).sum();
+            let running: Millis = self.active.values().map(|a| now.saturating_sub(a.started)).sum();
+            if ended.saturating_add(running) >= Millis::from(n) * 60_000 {
+                return Some(Breach::MinutesPerDay(n));
+            }
+        }
+        None
+    }
+
+    /// Counts a call that was allowed. A call id already in progress is not counted twice.
+    pub fn start(&mut self, call_id: &str, international: bool, now: Millis) {
+        if self.active.contains_key(call_id) {
+            return;
+        }
+        self.started.push_back((now, international));
+        if !call_id.is_empty() && self.active.len() < MAX_ACTIVE {
+            self.active.insert(
+                call_id.to_string(),
+                Active {
+                    started: now,
+                    international,
+                },
+            );
+        }
+    }
+
+    /// Ends a call; returns whether it was in progress.
+    pub fn end(&mut self, call_id: &str, now: Millis) -> bool {
+        match self.active.remove(call_id) {
+            Some(a) => {
+                self.push_ended(now, now.saturating_sub(a.started));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_slide_with_explicit_times() {
+        let l = Limits {
+            calls_per_hour: Some(3),
+            calls_per_day: Some(5),
+            ..Limits::default()
+        };
+        let mut a = Account::default();
+        for i in 0..3 {
+            assert_eq!(a.breach(&l, false, i * 1000), None);
+            a.start(&format!("c{i}"), false, i * 1000);
+            a.end(&format!("c{i}"), i * 1000 + 10);
+        }
+        assert_eq!(a.breach(&l, false, 5000), Some(Breach::CallsPerHour(3)));
+        // An hour after the first call there is room again…
+        assert_eq!(a.breach(&l, false, HOUR + 1000), None);
+        a.start("c3", false, HOUR + 1000);
+        a.start("c4", false, HOUR + 2000);
+        // …but not in the day.
+        assert_eq!(a.breach(&l, false, HOUR + 3000), Some(Breach::CallsPerDay(5)));
+        a.expire(DAY + 1500, 4 * HOUR);
+        assert_eq!(
+            a.breach(&l, false, DAY + 1500),
+            None,
+            "the first calls slid out of the day"
+        );
+    }
+
+    #[test]
+    fn concurrency_follows_ends_and_stale_calls_expire() {
+        let l = Limits {
+            concurrent: Some(2),
+            ..Limits::default()
+        };
+        let mut a = Account::default();
+        a.start("x", false, 0);
+        a.start("x", false, 1); // the same call again is not a second call
+        a.start("y", false, 2);
+        assert_eq!(a.breach(&l, false, 3), Some(Breach::Concurrent(2)));
+        assert!(a.end("x", 4));
+        assert!(!a.end("x", 5), "ended twice");
+        assert_eq!(a.breach(&l, false, 6), None);
+        a.start("z", false, 7);
+        // Never ended: after the longest call time they stop counting.
+        a.expire(4 * HOUR + 10, 4 * HOUR);
+        assert!(a.active.is_empty());
+        assert_eq!(a.breach(&l, false, 4 * HOUR + 10), None);
+    }
+
+    #[test]
+    fn international_calls_and_minutes_per_day() {
+        let l = Limits {
+            international_per_day: Some(2),
+            minutes_per_day: Some(10),
+            ..Limits::default()
+        };
+        let mut a = Account::default();
+        a.start("i1", true, 0);
+        a.end("i1", 60_000);
+        a.start("i2", true, 100_000);
+        a.end("i2", 160_000);
+        assert_eq!(a.breach(&l, true, 200_000), Some(Breach::InternationalPerDay(2)));
+        assert_eq!(
+            a.breach(&l, false, 200_000),
+            None,
+            "national calls are not international"
+        );
+        // 2 minutes used; a call running for 8 more reaches 10.
+        a.start("n1", false, 200_000);
+        assert_eq!(a.breach(&l, false, 200_000 + 7 * 60_000), None);
+        assert_eq!(
+            a.breach(&l, false, 200_000 + 8 * 60_000),
+            Some(Breach::MinutesPerDay(10))
+        );
+    }
+}

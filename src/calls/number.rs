@@ -1,0 +1,159 @@
+//! Dialled numbers to E.164, with libphonenumber's metadata (the `phonenumber` crate): the
+//! national forms of the home country (`044 668 18 00`, `0900 123 456`), the `00`/`+`
+//! international forms, and what kind of number it is (premium rate, toll free, …).
+
+use phonenumber::country::Id;
+use phonenumber::metadata::DATABASE;
+use phonenumber::{Mode, Type};
+use std::str::FromStr;
+use thiserror::Error;
+
+/// Longest dialled string looked at.
+pub const MAX_DIALLED: usize = 64;
+
+/// Why a dialled string is not a number to call.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum NumberError {
+    /// Nothing dialled.
+    #[error("no number dialled")]
+    Empty,
+    /// Longer than [`MAX_DIALLED`].
+    #[error("the dialled string is longer than {MAX_DIALLED} characters")]
+    TooLong,
+    /// Characters that are not part of a phone number.
+    #[error("{0:?} is not a phone number (only digits, '+', spaces, '-', '.', '(' and ')')")]
+    NotANumber(String),
+    /// A number libphonenumber does not know as valid.
+    #[error("{0} is not a valid number")]
+    Invalid(String),
+}
+
+/// What kind of number (libphonenumber's type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberKind {
+    /// Fixed line, mobile or either.
+    Ordinary,
+    /// Premium rate (CH: 0900/0901/0906).
+    PremiumRate,
+    /// Toll free (CH: 0800).
+    TollFree,
+    /// Shared cost.
+    SharedCost,
+    /// Personal, VoIP, pager, UAN, voicemail or unknown.
+    Other,
+}
+
+/// A dialled number, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Number {
+    /// E.164 digits without the `+`.
+    pub digits: String,
+    /// The country calling code.
+    pub country_code: u16,
+    /// The ISO region, when the number belongs to one (not for +882, +883 …).
+    pub region: Option<String>,
+    /// What kind of number.
+    pub kind: NumberKind,
+}
+
+impl Number {
+    /// `+` and the digits.
+    pub fn e164(&self) -> String {
+        format!("+{}", self.digits)
+    }
+}
+
+/// The home country for national numbers, from its ISO code (`CH`, `DE`, …).
+pub fn region(code: &str) -> Option<Id> {
+    Id::from_str(&code.to_ascii_uppercase()).ok()
+}
+
+/// The calling code of a region.
+pub fn calling_code(region: Id) -> Option<u16> {
+    DATABASE.by_id(region.as_ref()).map(|m| m.country_code())
+}
+
+/// Normalises what a user dialled, national numbers read as `home`'s.
+pub fn normalise(dialled: &str, home: Id) -> Result<Number, NumberError> {
+    let d = dialled.trim();
+    if d.is_empty() {
+        return Err(NumberError::Empty);
+    }
+    if d.len() > MAX_DIALLED {
+        return Err(NumberError::TooLong);
+    }
+    let ok = |c: char| c.is_ascii_digit() || " +-.()".contains(c);
+    if !d.chars().all(ok) || d.chars().skip(1).any(|c| c == '+') || !d.chars().any(|c| c.is_ascii_digit()) {
+        return Err(NumberError::NotANumber(d.to_string()));
+    }
+    let n = phonenumber::parse(Some(home), d).map_err(|_| NumberError::NotANumber(d.to_string()))?;
+    let e164 = n.format().mode(Mode::E164).to_string();
+    if !n.is_valid() {
+        return Err(NumberError::Invalid(e164));
+    }
+    let kind = match n.number_type(&DATABASE) {
+        Type::FixedLine | Type::Mobile | Type::FixedLineOrMobile => NumberKind::Ordinary,
+        Type::PremiumRate => NumberKind::PremiumRate,
+        Type::TollFree => NumberKind::TollFree,
+        Type::SharedCost => NumberKind::SharedCost,
+        _ => NumberKind::Other,
+    };
+    Ok(Number {
+        digits: e164.trim_start_matches('+').to_string(),
+        country_code: n.code().value(),
+        region: n.country().id().map(|id| id.as_ref().to_string()),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(s: &str) -> Number {
+        normalise(s, Id::CH).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn swiss_premium_numbers_in_every_form() {
+        for s in [
+            "0900 123 456",
+            "0901123456",
+            "0906-123-456",
+            "0041900123456",
+            "+41 900 123 456",
+        ] {
+            assert_eq!(ch(s).kind, NumberKind::PremiumRate, "{s}");
+        }
+        assert_eq!(ch("0041 900 123 456").digits, "41900123456");
+        assert_eq!(ch("0800 123 456").kind, NumberKind::TollFree);
+        let zurich = ch("044 668 18 00");
+        assert_eq!(
+            (
+                zurich.e164(),
+                zurich.kind,
+                zurich.country_code,
+                zurich.region.as_deref()
+            ),
+            ("+41446681800".to_string(), NumberKind::Ordinary, 41, Some("CH"))
+        );
+        let london = ch("0044 20 7946 0958");
+        assert_eq!((london.country_code, london.region.as_deref()), (44, Some("GB")));
+        let satellite = ch("+882 13 112345");
+        assert_eq!((satellite.country_code, satellite.region), (882, None));
+    }
+
+    #[test]
+    fn garbage_gets_a_reason() {
+        assert_eq!(normalise("", Id::CH), Err(NumberError::Empty));
+        assert_eq!(normalise("  ", Id::CH), Err(NumberError::Empty));
+        assert!(matches!(normalise("*97", Id::CH), Err(NumberError::NotANumber(_))));
+        assert!(matches!(normalise("sip:bob", Id::CH), Err(NumberError::NotANumber(_))));
+        assert!(matches!(normalise("0+41", Id::CH), Err(NumberError::NotANumber(_))));
+        assert!(matches!(normalise("1001", Id::CH), Err(NumberError::Invalid(_))));
+        assert_eq!(normalise(&"1".repeat(65), Id::CH), Err(NumberError::TooLong));
+        assert_eq!(region("ch"), Some(Id::CH));
+        assert_eq!(region("XX"), None);
+        assert_eq!(calling_code(Id::CH), Some(41));
+    }
+}
