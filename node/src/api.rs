@@ -54,13 +54,15 @@ pub struct ApiState {
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Every enforcer's state.
     pub enforcers: crate::enforce::runner::StatusBoard,
+    /// The call policy.
+    pub calls: crate::calls::CallsHandle,
 }
 
 /// An API error: status and message.
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
-    fn bad(msg: impl Into<String>) -> Self {
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, msg.into())
     }
 }
@@ -83,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sightings", post(report))
         .route("/v1/sightings/{target}", delete(retract))
         .route("/v1/debug/refuse", put(refuse))
+        .route("/v1/accounts/{account}/unlock", post(crate::calls_api::unlock))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/status", get(status))
@@ -92,6 +95,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/decisions", get(crate::crowdsec::decisions))
         .route("/v1/decisions/stream", get(crate::crowdsec::stream))
         .route("/v1/enforce", get(enforce))
+        .route("/v1/calls/authorize", post(crate::calls_api::authorize))
+        .route("/v1/calls/check", get(crate::calls_api::check))
+        .route("/v1/calls/{call_id}/end", post(crate::calls_api::end))
+        .route("/v1/accounts", get(crate::calls_api::accounts))
         .route("/api/{key}/banned", get(crate::apiban::banned_first))
         .route("/api/{key}/banned/{id}", get(crate::apiban::banned))
         .route("/api/{key}/check/{ip}", get(crate::apiban::check))

@@ -45,6 +45,9 @@ pub struct Config {
     /// Attack detection (left out of `init`'s file while empty).
     #[serde(default, skip_serializing_if = "crate::detect::DetectConfig::is_empty")]
     pub detect: crate::detect::DetectConfig,
+    /// Call authorisation (left out of `init`'s file while at its defaults).
+    #[serde(default, skip_serializing_if = "crate::calls::CallsConfig::is_default")]
+    pub calls: crate::calls::CallsConfig,
     /// Controls for testnets.
     #[serde(default)]
     pub debug: DebugSection,
@@ -221,6 +224,10 @@ pub struct Settings {
     pub enforce: crate::enforce::EnforceConfig,
     /// The detectors, compiled.
     pub detect: crate::detect::Detect,
+    /// The call policy's rules.
+    pub calls: fraudmesh::calls::policy::CallRules,
+    /// What call authorisation answers when the node cannot decide.
+    pub calls_on_error: crate::calls::OnError,
 }
 
 impl Config {
@@ -349,6 +356,8 @@ impl Config {
             fault_injection: self.debug.fault_injection,
             enforce: self.enforce.clone(),
             detect,
+            calls: self.calls.compile()?,
+            calls_on_error: self.calls.on_error,
         })
     }
 }

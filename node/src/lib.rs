@@ -5,6 +5,8 @@
 pub mod api;
 pub mod apiban;
 pub mod bouncers;
+pub mod calls;
+pub mod calls_api;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -55,6 +55,13 @@ pub struct DetectLabel {
     pub verdict: &'static str,
 }
 
+/// Label set of a call decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// The rule that decided (`allowed`, `premium-rate`, `country`, …).
+    pub rule: &'static str,
+}
+
 /// A histogram family with the enforcer latency buckets.
 pub type LatencyFamily = Family<EnforcerLabel, Histogram, fn() -> Histogram>;
 
@@ -112,6 +119,8 @@ pub struct Metrics {
     pub detect_dropped: Counter,
     /// Datagrams and connections on the sensor that were not SIP requests.
     pub sensor_garbage: Counter,
+    /// Call authorisations by the rule that decided.
+    pub call_decisions: Family<RuleLabel, Counter>,
 }
 
 /// Label set naming a session result.
@@ -239,7 +248,14 @@ impl Metrics {
             "Sensor datagrams and connections that were not SIP requests",
             sensor_garbage.clone(),
         );
+        let call_decisions = Family::<RuleLabel, Counter>::default();
+        registry.register(
+            "call_decisions",
+            "Call authorisations by the rule that decided",
+            call_decisions.clone(),
+        );
         Self {
+            call_decisions,
             detect_events,
             detect_ambiguous,
             detect_dropped,

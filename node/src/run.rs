@@ -165,7 +165,16 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     let settings = load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
     let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
+    let call_tree = store.tree(crate::calls::TREE)?;
     let mut stack = Stack::start(identity, &settings, Box::new(store), Transport::Tcp)?;
+    let (calls, calls_task) = crate::calls::start(
+        settings.calls.clone(),
+        settings.calls_on_error,
+        call_tree,
+        stack.engine.clone(),
+        stack.metrics.clone(),
+        settings.default_ttl_s,
+    )?;
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -197,6 +206,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         bouncers: crate::bouncers::Bouncers::new(dir.bouncers()),
         streams: Default::default(),
         enforcers: stack.enforcers(),
+        calls,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -204,6 +214,9 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         .context("serving the API")?;
 
     tracing::info!("shutting down");
+    // The router (and with it every handle of the call policy) is gone: its actor ends
+    // after answering what it holds, then the engine stops.
+    let _ = calls_task.await;
     stack.stop().await;
     dir.clear_runtime();
     tracing::info!("stopped");

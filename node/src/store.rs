@@ -64,6 +64,14 @@ impl SledStore {
         let records = db.open_tree(RECORDS_TREE)?;
         Ok(Self { db, records })
     }
+
+    /// Another tree of the same database, for state kept beside the ledger (call
+    /// counters). Trees are independent; flushing the database flushes them all.
+    pub fn tree(&self, name: &str) -> anyhow::Result<sled::Tree> {
+        self.db
+            .open_tree(name)
+            .with_context(|| format!("opening the {name} tree"))
+    }
 }
 
 #[cfg(test)]

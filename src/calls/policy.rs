@@ -88,6 +88,12 @@ impl FraudNumbers for BTreeSet<String> {
     }
 }
 
+impl FraudNumbers for crate::blocklist::Blocklist {
+    fn blocked_prefix(&self, digits: &str) -> Option<String> {
+        self.blocked_number_prefix(digits).map(str::to_string)
+    }
+}
+
 /// One call to decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {

@@ -1,0 +1,562 @@
+//! Call authorisation on the node: the `[calls]` config, the actor that owns the core's
+//! call policy and persists every account's counters and locks in sled before it answers
+//! (group commit: one flush for every request that arrived meanwhile), and the answers
+//! the HTTP API gives the SIP stack.
+//!
+//! Fraud numbers come from the mesh: number targets blocked by the node's decided list
+//! (number sightings from trusted reporters, the same rule as addresses). A breach can
+//! report the dialled number to the mesh (`report_on_breach`).
+
+use crate::engine::EngineHandle;
+use crate::metrics::Metrics;
+use anyhow::{anyhow, bail, Context};
+use fraudmesh::calls::account::{Account, Active, Limits, Lock, DAY, HOUR};
+use fraudmesh::calls::number;
+use fraudmesh::calls::policy::{AccountRules, CallPolicy, CallRequest, CallRules, Countries, Decision};
+use fraudmesh::sighting::{Draft, Evidence, Kind};
+use fraudmesh::target::Target;
+use fraudmesh::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests waiting for the actor.
+const QUEUE: usize = 4096;
+/// Most requests decided before one flush.
+const BATCH: usize = 256;
+/// The sled tree of account states.
+pub const TREE: &str = "call_accounts";
+
+/// `[calls]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// ISO code of the home country: national numbers are read as its. Default `CH`.
+    pub home_country: String,
+    /// Deny premium-rate numbers (libphonenumber's type). Default true.
+    pub deny_premium: bool,
+    /// More premium prefixes, E.164 with `+` (e.g. `"+4184"`).
+    pub premium_prefixes: Vec<String>,
+    /// Calling codes never allowed (e.g. `[882, 883]`).
+    pub deny_countries: Vec<u16>,
+    /// If not empty: only these calling codes (and the home country) are allowed.
+    pub allow_only_countries: Vec<u16>,
+    /// Limits of every account.
+    pub limits: LimitsConfig,
+    /// Lock an account on a breach until `fraudmesh accounts unlock`. Default true.
+    pub lock_on_breach: bool,
+    /// Report the dialled number to the mesh (kind toll-fraud) on a breach. Default false.
+    pub report_on_breach: bool,
+    /// A call not ended after this long stops counting as in progress. Default 4h.
+    #[serde(with = "humantime_serde")]
+    pub max_call: Duration,
+    /// What the API answers when the node cannot decide: `allow` (fail open) or `deny`
+    /// (fail closed). Default `allow`.
+    pub on_error: OnError,
+    /// Per-account overrides: `[calls.accounts.NAME]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// What to answer when the node cannot decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Let the call through (a node problem never stops calls).
+    #[default]
+    Allow,
+    /// Refuse the call (no call without a decision).
+    Deny,
+}
+
+/// Limits (absent: unlimited).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Calls started in any hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_per_hour: Option<u32>,
+    /// Calls started in any 24 hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_per_day: Option<u32>,
+    /// Calls at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<u32>,
+    /// International calls in any 24 hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub international_per_day: Option<u32>,
+    /// Minutes of calls in any 24 hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minutes_per_day: Option<u32>,
+}
+
+impl From<LimitsConfig> for Limits {
+    fn from(l: LimitsConfig) -> Self {
+        Limits {
+            calls_per_hour: l.calls_per_hour,
+            calls_per_day: l.calls_per_day,
+            concurrent: l.concurrent,
+            international_per_day: l.international_per_day,
+            minutes_per_day: l.minutes_per_day,
+        }
+    }
+}
+
+/// `[calls.accounts.NAME]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// May call premium-rate numbers.
+    pub allow_premium: bool,
+    /// Calling codes never allowed for this account (replaces the global lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_countries: Option<Vec<u16>>,
+    /// Only these calling codes for this account (replaces the global lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_only_countries: Option<Vec<u16>>,
+    /// Limits of this account (replaces the global limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsConfig>,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            home_country: "CH".into(),
+            deny_premium: true,
+            premium_prefixes: Vec::new(),
+            deny_countries: Vec::new(),
+            allow_only_countries: Vec::new(),
+            limits: LimitsConfig::default(),
+            lock_on_breach: true,
+            report_on_breach: false,
+            max_call: Duration::from_secs(4 * 3600),
+            on_error: OnError::Allow,
+            accounts: BTreeMap::new(),
+        }
+    }
+}
+
+fn countries(deny: &[u16], allow_only: &[u16], key: &str) -> anyhow::Result<Countries> {
+    for c in deny.iter().chain(allow_only) {
+        if *c == 0 || *c > 999 {
+            bail!("{key}: {c} is not a country calling code (1 to 999)");
+        }
+    }
+    match (deny.is_empty(), allow_only.is_empty()) {
+        (true, true) => Ok(Countries::Any),
+        (false, true) => Ok(Countries::Deny(deny.iter().copied().collect())),
+        (true, false) => Ok(Countries::AllowOnly(allow_only.iter().copied().collect())),
+        (false, false) => bail!("{key}: give deny_countries or allow_only_countries, not both"),
+    }
+}
+
+impl CallsConfig {
+    /// Whether everything is at its default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Validates into the core's rules; errors name the key.
+    pub fn compile(&self) -> anyhow::Result<CallRules> {
+        let home = number::region(&self.home_country)
+            .filter(|r| number::calling_code(*r).is_some())
+            .ok_or_else(|| {
+                anyhow!(
+                    "calls.home_country: {:?} is not an ISO country code such as CH or DE",
+                    self.home_country
+                )
+            })?;
+        let mut rules = CallRules::new(home);
+        rules.deny_premium = self.deny_premium;
+        for (i, p) in self.premium_prefixes.iter().enumerate() {
+            let digits = p.strip_prefix('+').unwrap_or(p);
+            fraudmesh::blocklist::validate_number_prefix(digits)
+                .map_err(|e| anyhow!("calls.premium_prefixes[{i}]: {p:?}: {e}"))?;
+            rules.premium_prefixes.push(digits.to_string());
+        }
+        rules.countries = countries(&self.deny_countries, &self.allow_only_countries, "calls")?;
+        rules.limits = self.limits.into();
+        rules.lock_on_breach = self.lock_on_breach;
+        rules.report_on_breach = self.report_on_breach;
+        rules.max_call_ms = self.max_call.as_millis() as u64;
+        if rules.max_call_ms == 0 {
+            bail!("calls.max_call: must be above zero");
+        }
+        for (name, a) in &self.accounts {
+            let key = format!("calls.accounts.{name}");
+            let countries = match (&a.deny_countries, &a.allow_only_countries) {
+                (None, None) => None,
+                (d, o) => Some(countries(
+                    d.as_deref().unwrap_or(&[]),
+                    o.as_deref().unwrap_or(&[]),
+                    &key,
+                )?),
+            };
+            rules.accounts.insert(
+                name.clone(),
+                AccountRules {
+                    allow_premium: a.allow_premium,
+                    countries,
+                    limits: a.limits.map(Into::into),
+                },
+            );
+        }
+        Ok(rules)
+    }
+}
+
+/// An account's state as stored (JSON in sled).
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    started: Vec<(Millis, bool)>,
+    active: Vec<(String, Millis, bool)>,
+    ended: Vec<(Millis, Millis)>,
+    lock: Option<(Millis, String)>,
+}
+
+impl From<&Account> for Stored {
+    fn from(a: &Account) -> Self {
+        Self {
+            started: a.started.iter().copied().collect(),
+            active: a
+                .active
+                .iter()
+                .map(|(id, x)| (id.clone(), x.started, x.international))
+                .collect(),
+            ended: a.ended.iter().copied().collect(),
+            lock: a.lock.as_ref().map(|l| (l.since, l.reason.clone())),
+        }
+    }
+}
+
+impl From<Stored> for Account {
+    fn from(s: Stored) -> Self {
+        Account {
+            started: s.started.into(),
+            active: s
+                .active
+                .into_iter()
+                .map(|(id, started, international)| (id, Active { started, international }))
+                .collect(),
+            ended: s.ended.into(),
+            lock: s.lock.map(|(since, reason)| Lock { since, reason }),
+        }
+    }
+}
+
+/// One account's figures for `accounts list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    /// Its name.
+    pub account: String,
+    /// Whether it is locked.
+    pub locked: bool,
+    /// Why, when locked.
+    pub lock_reason: Option<String>,
+    /// Since when, ms since the epoch.
+    pub locked_since: Option<Millis>,
+    /// Calls started in the last hour.
+    pub calls_last_hour: usize,
+    /// Calls started in the last 24 hours.
+    pub calls_last_day: usize,
+    /// International calls started in the last 24 hours.
+    pub international_last_day: usize,
+    /// Calls in progress.
+    pub active: usize,
+    /// Minutes of calls in the last 24 hours (ended and in progress).
+    pub minutes_last_day: u64,
+}
+
+fn view(name: &str, a: &Account, now: Millis) -> AccountView {
+    let day = |t: &Millis| now.saturating_sub(*t) < DAY;
+    let ended: Millis = a.ended.iter().filter(|(t, _)| day(t)).map(|(_, d)| d).sum();
+    let running: Millis = a.active.values().map(|x| now.saturating_sub(x.started)).sum();
+    AccountView {
+        account: name.to_string(),
+        locked: a.lock.is_some(),
+        lock_reason: a.lock.as_ref().map(|l| l.reason.clone()),
+        locked_since: a.lock.as_ref().map(|l| l.since),
+        calls_last_hour: a.started.iter().filter(|(t, _)| now.saturating_sub(*t) < HOUR).count(),
+        calls_last_day: a.started.iter().filter(|(t, _)| day(t)).count(),
+        international_last_day: a.started.iter().filter(|(t, i)| *i && day(t)).count(),
+        active: a.active.len(),
+        minutes_last_day: (ended + running) / 60_000,
+    }
+}
+
+enum Cmd {
+    Authorize {
+        req: CallRequest,
+        count: bool,
+        reply: oneshot::Sender<anyhow::Result<Decision>>,
+    },
+    End {
+        call_id: String,
+        reply: oneshot::Sender<anyhow::Result<Option<String>>>,
+    },
+    Accounts {
+        reply: oneshot::Sender<Vec<AccountView>>,
+    },
+    Unlock {
+        account: String,
+        reply: oneshot::Sender<anyhow::Result<bool>>,
+    },
+}
+
+/// The way to the call policy actor.
+#[derive(Clone)]
+pub struct CallsHandle {
+    tx: mpsc::Sender<Cmd>,
+    /// What to answer when the node cannot decide.
+    pub on_error: OnError,
+}
+
+impl CallsHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> anyhow::Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| anyhow!("the call policy stopped"))?;
+        rx.await.map_err(|_| anyhow!("the call policy stopped"))
+    }
+
+    /// Decides a call; counts it when `count` (and it is allowed).
+    pub async fn authorize(&self, req: CallRequest, count: bool) -> anyhow::Result<Decision> {
+        self.ask(|reply| Cmd::Authorize { req, count, reply }).await?
+    }
+
+    /// Ends a call; the account it belonged to, if it was in progress.
+    pub async fn end(&self, call_id: String) -> anyhow::Result<Option<String>> {
+        self.ask(|reply| Cmd::End { call_id, reply }).await?
+    }
+
+    /// Every account with state.
+    pub async fn accounts(&self) -> anyhow::Result<Vec<AccountView>> {
+        self.ask(|reply| Cmd::Accounts { reply }).await
+    }
+
+    /// Lifts a lock; whether the account was locked.
+    pub async fn unlock(&self, account: String) -> anyhow::Result<bool> {
+        self.ask(|reply| Cmd::Unlock { account, reply }).await?
+    }
+}
+
+/// Starts the actor over `tree`, restoring every stored account.
+pub fn start(
+    rules: CallRules,
+    on_error: OnError,
+    tree: sled::Tree,
+    engine: EngineHandle,
+    metrics: Arc<Metrics>,
+    ttl_s: u32,
+) -> anyhow::Result<(CallsHandle, tokio::task::JoinHandle<()>)> {
+    let mut policy = CallPolicy::new(rules);
+    for item in tree.iter() {
+        let (k, v) = item.context("reading stored call accounts")?;
+        let name = String::from_utf8_lossy(&k).into_owned();
+        match serde_json::from_slice::<Stored>(&v) {
+            Ok(s) => policy.restore(name, s.into()),
+            Err(e) => tracing::warn!(account = %name, error = %e, "unreadable stored call account: starting it afresh"),
+        }
+    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let task = tokio::spawn(run(policy, rx, tree, engine, metrics, ttl_s));
+    Ok((CallsHandle { tx, on_error }, task))
+}
+
+async fn run(
+    mut policy: CallPolicy,
+    mut rx: mpsc::Receiver<Cmd>,
+    tree: sled::Tree,
+    engine: EngineHandle,
+    metrics: Arc<Metrics>,
+    ttl_s: u32,
+) {
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let first = tokio::select! {
+            cmd = rx.recv() => match cmd { Some(c) => c, None => break },
+            _ = housekeeping.tick() => {
+                policy.expire(crate::now_ms());
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        // Decide everything, write what changed, flush once, then answer.
+        let now = crate::now_ms();
+        let fraud = engine.blocklist();
+        let mut dirty: HashSet<String> = HashSet::new();
+        let mut answers: Vec<Box<dyn FnOnce(Option<&str>) + Send>> = Vec::new();
+        for cmd in batch {
+            match cmd {
+                Cmd::Authorize { req, count, reply } => {
+                    let d = if count {
+                        dirty.insert(req.account.clone());
+                        policy.authorize(&req, &*fraud, now)
+                    } else {
+                        policy.check(&req, &*fraud, now)
+                    };
+                    if count {
+                        metrics
+                            .call_decisions
+                            .get_or_create(&crate::metrics::RuleLabel { rule: d.rule })
+                            .inc();
+                        if d.locked_now {
+                            tracing::warn!(account = %req.account, reason = %d.reason, "account locked");
+                        }
+                        if let Some(digits) = d.report.clone() {
+                            report_number(&engine, &digits, &req.account, d.rule, ttl_s);
+                        }
+                    }
+                    answers.push(Box::new(move |err: Option<&str>| {
+                        let _ = reply.send(match err {
+                            None => Ok(d),
+                            Some(e) => Err(anyhow!("{e}")),
+                        });
+                    }));
+                }
+                Cmd::End { call_id, reply } => {
+                    let ended = policy.end_call(&call_id, now);
+                    if let Some(a) = &ended {
+                        dirty.insert(a.clone());
+                    }
+                    answers.push(Box::new(move |err: Option<&str>| {
+                        let _ = reply.send(match err {
+                            None => Ok(ended),
+                            Some(e) => Err(anyhow!("{e}")),
+                        });
+                    }));
+                }
+                Cmd::Accounts { reply } => {
+                    let mut all: Vec<AccountView> = policy.accounts().map(|(n, a)| view(n, a, now)).collect();
+                    all.sort_by(|a, b| a.account.cmp(&b.account));
+                    let _ = reply.send(all);
+                }
+                Cmd::Unlock { account, reply } => {
+                    let was = policy.unlock(&account);
+                    if was {
+                        dirty.insert(account.clone());
+                        tracing::info!(%account, "account unlocked");
+                    }
+                    answers.push(Box::new(move |err: Option<&str>| {
+                        let _ = reply.send(match err {
+                            None => Ok(was),
+                            Some(e) => Err(anyhow!("{e}")),
+                        });
+                    }));
+                }
+            }
+        }
+        let err = persist(&policy, &tree, &dirty).await.err().map(|e| format!("{e:#}"));
+        if let Some(e) = &err {
+            tracing::error!(error = %e, "storing call counters failed");
+        }
+        for answer in answers {
+            answer(err.as_deref());
+        }
+    }
+}
+
+async fn persist(policy: &CallPolicy, tree: &sled::Tree, dirty: &HashSet<String>) -> anyhow::Result<()> {
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    for name in dirty {
+        match policy.account(name) {
+            Some(a) => {
+                let bytes = serde_json::to_vec(&Stored::from(a))?;
+                tree.insert(name.as_bytes(), bytes)?;
+            }
+            None => {
+                tree.remove(name.as_bytes())?;
+            }
+        }
+    }
+    tree.flush_async().await.context("flushing call counters")?;
+    Ok(())
+}
+
+/// Reports a dialled number to the mesh as a toll-fraud destination.
+fn report_number(engine: &EngineHandle, digits: &str, account: &str, rule: &str, ttl_s: u32) {
+    let Ok(target) = Target::number(digits) else {
+        return;
+    };
+    let draft = Draft {
+        target,
+        kind: Kind::TollFraud,
+        observed_at: crate::now_ms(),
+        ttl_s,
+        count: 1,
+        evidence: Evidence {
+            reason: format!("account {account} breached {rule}"),
+            ..Evidence::default()
+        }
+        .truncated(),
+    };
+    let engine = engine.clone();
+    let digits = digits.to_string();
+    tokio::spawn(async move {
+        match engine.report(vec![draft]).await {
+            Ok(_) => tracing::warn!(number = %format!("+{digits}"), "reported a toll-fraud destination to the mesh"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reporting a toll-fraud number failed"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> anyhow::Result<CallRules> {
+        let c: CallsConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        c.compile()
+    }
+
+    #[test]
+    fn defaults_compile_and_bad_keys_are_named() {
+        let r = compile("").unwrap();
+        assert!(r.deny_premium && r.lock_on_breach && !r.report_on_breach);
+        for (text, needle) in [
+            ("home_country = \"Narnia\"", "calls.home_country"),
+            ("premium_prefixes = [\"+41x\"]", "calls.premium_prefixes[0]"),
+            ("deny_countries = [1000]", "calling code"),
+            ("deny_countries = [44]\nallow_only_countries = [49]", "not both"),
+            (
+                "[accounts.a]\ndeny_countries = [44]\nallow_only_countries = [49]",
+                "calls.accounts.a",
+            ),
+            ("max_call = \"0s\"", "calls.max_call"),
+        ] {
+            let err = format!("{:#}", compile(text).expect_err(text));
+            assert!(err.contains(needle), "{text}\n→ {err}");
+        }
+        let r = compile("premium_prefixes = [\"+4184\"]\n[accounts.hotline]\nallow_premium = true\n[accounts.hotline.limits]\nconcurrent = 3").unwrap();
+        assert_eq!(r.premium_prefixes, vec!["4184"]);
+        assert_eq!(r.accounts["hotline"].limits.unwrap().concurrent, Some(3));
+    }
+
+    #[test]
+    fn stored_accounts_round_trip() {
+        let mut a = Account::default();
+        a.start("c1", true, 10);
+        a.start("c2", false, 20);
+        a.end("c2", 80);
+        a.lock = Some(Lock {
+            since: 90,
+            reason: "limit".into(),
+        });
+        let bytes = serde_json::to_vec(&Stored::from(&a)).unwrap();
+        let back: Account = serde_json::from_slice::<Stored>(&bytes).unwrap().into();
+        assert_eq!(back, a);
+    }
+}

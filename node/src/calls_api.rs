@@ -1,0 +1,147 @@
+//! The HTTP side of call authorisation: what the SIP stack asks before each outgoing call
+//! (`POST /v1/calls/authorize`), tells when a call ends (`POST /v1/calls/{call_id}/end`),
+//! and what operators look at and do (`GET /v1/calls/check`, `GET /v1/accounts`,
+//! `POST /v1/accounts/{account}/unlock` with the token).
+//!
+//! When the node cannot decide (the policy stopped, storage failed, no answer within
+//! [`DECIDE_TIMEOUT`]) the answer follows `calls.on_error`: `allow` (fail open) or `deny`
+//! (fail closed), with rule `node-error`, so a SIP stack only ever parses one shape.
+
+use crate::api::{ApiError, ApiState};
+use crate::calls::OnError;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use fraudmesh::calls::policy::{CallRequest, Decision};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Longest the API waits for a decision before answering per `on_error`.
+pub const DECIDE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest account name, call id or number accepted.
+const MAX_FIELD: usize = 256;
+
+/// `POST /v1/calls/authorize` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorizeBody {
+    account: String,
+    to: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    source_ip: Option<String>,
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+fn answer(d: &Decision) -> Value {
+    json!({
+        "allow": d.allow,
+        "rule": d.rule,
+        "reason": d.reason,
+        "e164": d.e164,
+        "account_locked": d.locked_now || d.rule == "locked",
+    })
+}
+
+fn failed(on_error: OnError, why: String) -> Value {
+    tracing::error!(error = %why, ?on_error, "call authorisation could not decide");
+    json!({
+        "allow": on_error == OnError::Allow,
+        "rule": "node-error",
+        "reason": format!("the node could not decide ({why}); calls.on_error = {}",
+            if on_error == OnError::Allow { "allow" } else { "deny" }),
+        "e164": null,
+        "account_locked": false,
+    })
+}
+
+fn field(name: &str, v: &str) -> Result<(), ApiError> {
+    if v.len() > MAX_FIELD {
+        return Err(ApiError::bad(format!("{name}: at most {MAX_FIELD} bytes")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::bad(format!("{name}: control characters are not allowed")));
+    }
+    Ok(())
+}
+
+async fn decide(s: &ApiState, req: CallRequest, count: bool) -> Value {
+    match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
+        Ok(Ok(d)) => answer(&d),
+        Ok(Err(e)) => failed(s.calls.on_error, format!("{e:#}")),
+        Err(_) => failed(s.calls.on_error, format!("no answer within {DECIDE_TIMEOUT:?}")),
+    }
+}
+
+/// `POST /v1/calls/authorize`: `{"account","from","to","source_ip","call_id"}` →
+/// `{"allow","rule","reason","e164","account_locked"}`; an allowed call is counted.
+pub async fn authorize(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let b: AuthorizeBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?;
+    field("account", &b.account)?;
+    field("to", &b.to)?;
+    if b.account.trim().is_empty() {
+        return Err(ApiError::bad("account: the calling account is needed"));
+    }
+    for (name, v) in [("from", &b.from), ("source_ip", &b.source_ip), ("call_id", &b.call_id)] {
+        if let Some(v) = v {
+            field(name, v)?;
+        }
+    }
+    if let Some(ip) = &b.source_ip {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| ApiError::bad(format!("source_ip: {ip:?} is not an address")))?;
+    }
+    let req = CallRequest {
+        account: b.account,
+        to: b.to,
+        call_id: b.call_id.unwrap_or_default(),
+    };
+    let v = decide(&s, req.clone(), true).await;
+    if v["allow"] == false {
+        tracing::info!(account = %req.account, to = %req.to, from = ?b.from, source_ip = ?b.source_ip,
+            rule = %v["rule"].as_str().unwrap_or(""), "call denied");
+    }
+    Ok(Json(v))
+}
+
+/// `GET /v1/calls/check?account=A&to=N`: the decision, explained, not counted.
+pub async fn check(
+    State(s): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (Some(account), Some(to)) = (q.get("account"), q.get("to")) else {
+        return Err(ApiError::bad("give account and to, e.g. ?account=1001&to=0900123456"));
+    };
+    field("account", account)?;
+    field("to", to)?;
+    let req = CallRequest {
+        account: account.clone(),
+        to: to.clone(),
+        call_id: String::new(),
+    };
+    Ok(Json(decide(&s, req, false).await))
+}
+
+/// `POST /v1/calls/{call_id}/end`: `{"call_id","ended","account"}`.
+pub async fn end(State(s): State<ApiState>, Path(call_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    field("call_id", &call_id)?;
+    let account = s.calls.end(call_id.clone()).await?;
+    Ok(Json(
+        json!({ "call_id": call_id, "ended": account.is_some(), "account": account }),
+    ))
+}
+
+/// `GET /v1/accounts`.
+pub async fn accounts(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "accounts": s.calls.accounts().await? })))
+}
+
+/// `POST /v1/accounts/{account}/unlock` (token).
+pub async fn unlock(State(s): State<ApiState>, Path(account): Path<String>) -> Result<Json<Value>, ApiError> {
+    field("account", &account)?;
+    let was = s.calls.unlock(account.clone()).await?;
+    Ok(Json(json!({ "account": account, "unlocked": was })))
+}
