@@ -368,6 +368,9 @@ pub fn start(
     Ok((CallsHandle { tx, on_error }, task))
 }
 
+/// Sends one reply once the batch is stored (or with the storage error).
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
 async fn run(
     mut policy: CallPolicy,
     mut rx: mpsc::Receiver<Cmd>,
@@ -396,7 +399,7 @@ async fn run(
         let now = crate::now_ms();
         let fraud = engine.blocklist();
         let mut dirty: HashSet<String> = HashSet::new();
-        let mut answers: Vec<Box<dyn FnOnce(Option<&str>) + Send>> = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
         for cmd in batch {
             match cmd {
                 Cmd::Authorize { req, count, reply } => {

@@ -11,6 +11,7 @@
 //! policy.
 
 pub mod files;
+pub mod nftables;
 pub mod runner;
 
 use crate::engine::EngineHandle;
@@ -129,6 +130,9 @@ pub struct EnforceConfig {
     /// `[[enforce.files]]`: list files for anything else.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<files::FilesConfig>,
+    /// `[enforce.nftables]`: a table of its own dropping blocked sources; present = on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<nftables::NftablesConfig>,
 }
 
 impl EnforceConfig {
@@ -141,6 +145,9 @@ impl EnforceConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         for (i, f) in self.files.iter().enumerate() {
             f.validate(&format!("enforce.files[{i}]"))?;
+        }
+        if let Some(n) = &self.nftables {
+            n.validate("enforce.nftables")?;
         }
         let mut paths = std::collections::HashSet::new();
         for (i, f) in self.files.iter().enumerate() {
@@ -160,6 +167,9 @@ impl EnforceConfig {
         for f in &self.files {
             all.spawn(files::FilesEnforcer::new(f.clone()), engine, metrics, shutdown);
         }
+        if let Some(n) = &self.nftables {
+            all.spawn(nftables::NftablesEnforcer::new(n.clone()), engine, metrics, shutdown);
+        }
         all
     }
 
@@ -170,6 +180,9 @@ impl EnforceConfig {
         let mut ok = true;
         for f in &self.files {
             remove_one(files::FilesEnforcer::new(f.clone()), &mut lines, &mut ok).await;
+        }
+        if let Some(n) = &self.nftables {
+            remove_one(nftables::NftablesEnforcer::new(n.clone()), &mut lines, &mut ok).await;
         }
         (lines, ok)
     }
