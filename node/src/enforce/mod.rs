@@ -11,6 +11,7 @@
 //! policy.
 
 pub mod files;
+pub mod kamailio;
 pub mod runner;
 
 use crate::engine::EngineHandle;
@@ -129,6 +130,9 @@ pub struct EnforceConfig {
     /// `[[enforce.files]]`: list files for anything else.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<files::FilesConfig>,
+    /// `[enforce.kamailio]`: a Kamailio htable over JSON-RPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kamailio: Option<kamailio::KamailioConfig>,
 }
 
 impl EnforceConfig {
@@ -151,6 +155,9 @@ impl EnforceConfig {
                 );
             }
         }
+        if let Some(k) = &self.kamailio {
+            k.validate("enforce.kamailio")?;
+        }
         Ok(())
     }
 
@@ -159,6 +166,9 @@ impl EnforceConfig {
         let mut all = Enforcers::default();
         for f in &self.files {
             all.spawn(files::FilesEnforcer::new(f.clone()), engine, metrics, shutdown);
+        }
+        if let Some(k) = &self.kamailio {
+            all.spawn(kamailio::KamailioEnforcer::new(k.clone()), engine, metrics, shutdown);
         }
         all
     }
@@ -170,6 +180,9 @@ impl EnforceConfig {
         let mut ok = true;
         for f in &self.files {
             remove_one(files::FilesEnforcer::new(f.clone()), &mut lines, &mut ok).await;
+        }
+        if let Some(k) = &self.kamailio {
+            remove_one(kamailio::KamailioEnforcer::new(k.clone()), &mut lines, &mut ok).await;
         }
         (lines, ok)
     }
