@@ -71,6 +71,12 @@ impl Kamailio {
 
     /// Starts it in the foreground (its own process group) and waits until RPC answers.
     fn start(&mut self) {
+        self.start_with_memory("64", "16");
+    }
+
+    /// Starts it with `shm_mb` MB of shared memory and `pkg_mb` MB of private memory per
+    /// process.
+    fn start_with_memory(&mut self, shm_mb: &str, pkg_mb: &str) {
         assert!(self.child.is_none(), "kamailio already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -80,7 +86,7 @@ impl Kamailio {
         let run = self.dir.join("run");
         let child = {
             use std::os::unix::process::CommandExt;
-            self.command(&["-DD", "-E", "-m", "64", "-M", "16"])
+            self.command(&["-DD", "-E", "-m", shm_mb, "-M", pkg_mb])
                 .arg("-Y")
                 .arg(&run)
                 .arg("-P")
@@ -255,6 +261,9 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     // An entry as the stock config's pike rule makes it (value 1): not the node's.
     let r = kam.rpc("htable.seti", json!(["ipban", pike, 1]));
     assert!(r.get("result").is_some(), "{r}");
+    // One an earlier run of the node left (value 2) for an address no longer listed.
+    let leftover = format!("{net}.55");
+    kam.rpc("htable.seti", json!(["ipban", leftover, 2]));
 
     let mut n = Node::init(&[]);
     n.append_config(&format!(
@@ -265,6 +274,14 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     wait_for("the kamailio enforcer's first full sync", DEADLINE, || {
         (kamailio_status(&n)["state"] == "ok").then_some(())
     });
+    assert!(
+        kam.rpc("htable.get", json!(["ipban", leftover])).get("error").is_some(),
+        "the first full sync deleted the earlier run's leftover"
+    );
+    assert!(
+        kam.rpc("htable.get", json!(["ipban", pike])).get("result").is_some(),
+        "and left pike's entry"
+    );
 
     // A report: the source gets no answer any more, another source still does.
     n.report(&[me.as_str(), "198.51.100.0/24"]);
@@ -372,6 +389,26 @@ fn unreachable_kamailio_is_retried_and_gets_the_full_list() {
     assert!(st["full_syncs"].as_u64() >= Some(1), "{st}");
 }
 
+#[test]
+fn bad_kamailio_config_is_refused_with_the_key() {
+    for (toml, needle) in [
+        ("url = \"https://127.0.0.1:5071/RPC\"", "enforce.kamailio.url"),
+        ("htable = \"ip ban\"", "enforce.kamailio.htable"),
+        ("tabel = \"ipban\"", "tabel"),
+    ] {
+        let n = Node::init(&[]);
+        n.append_config(&format!("[enforce.kamailio]\n{toml}"));
+        let out = cli(&n.dir, &["check-config"]);
+        assert!(!out.status.success(), "{toml} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
+    // Defaults only: accepted.
+    let n = Node::init(&[]);
+    n.append_config("[enforce.kamailio]");
+    cli_ok(&n.dir, &["check-config"]);
+}
+
 /// Bulk timings: a full replace of 10k and 100k addresses into a real Kamailio, then a
 /// second replace (every entry refreshed), then `remove`. Run by hand:
 /// `cargo test -p fraudmesh-node --test enforce_kamailio -- --ignored --nocapture`.
@@ -385,7 +422,7 @@ fn bulk_timings() {
     netns::veth(None, &me, &ns, &kam_addr);
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut kam = Kamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
-    kam.start();
+    kam.start_with_memory("256", "128");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for count in [10_000u32, 100_000] {
         let entries: Vec<Entry> = (0..count)

@@ -15,9 +15,11 @@
 //! - `htable.delete TABLE ADDRESS` when a block is lifted early. Kamailio answers 404
 //!   "Key not found in htable." for a key that is not there: that counts as done.
 //! - A full replace sets every address and deletes the addresses this enforcer set
-//!   before that are no longer listed (it remembers them). It never flushes the table:
-//!   pike's entries and the operator's own stay. Then it sets a marker key
-//!   (`fraudmesh:synced`, never a source address) meaning "the full list is in".
+//!   before that are no longer listed (it remembers them; on the node's first one it
+//!   reads the table with `htable.dump` to find the entries with value 2 an earlier run
+//!   left). It never flushes the table: pike's entries and the operator's own stay.
+//!   Then it sets a marker key (`fraudmesh:synced`, never a source address) meaning
+//!   "the full list is in".
 //! - `core.uptime` and `htable.get TABLE fraudmesh:synced` every few seconds: a new
 //!   `up_since` (Kamailio restarted: its tables live in memory) or a missing marker (the
 //!   table was flushed) makes the runner write the whole list again. An unreachable
@@ -53,6 +55,8 @@ pub const MARK: i64 = 2;
 pub const SYNCED_KEY: &str = "fraudmesh:synced";
 /// Requests in flight at once (each on its own kept-alive connection).
 pub const IN_FLIGHT: usize = 8;
+/// The shortest time allowed for `htable.dump`.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest expiry written, seconds (ten years; Kamailio takes a 32-bit int).
 const MAX_EXPIRE_S: u64 = 315_360_000;
 
@@ -188,10 +192,13 @@ pub struct KamailioEnforcer {
     set: HashSet<IpAddr>,
     /// Kamailio's start time as of the last full replace.
     up_since: Option<String>,
-    /// Whether the table expires items by itself (`autoexpire` set).
-    table_expires: bool,
+    /// Whether the table expires items by itself (`autoexpire` set); `None` until
+    /// the first full replace looked.
+    table_expires: Option<bool>,
     /// Whether skipping prefixes was logged.
     told_prefixes: bool,
+    /// Whether the entries an earlier run left were looked for (first full replace).
+    adopted: bool,
 }
 
 impl KamailioEnforcer {
@@ -203,8 +210,9 @@ impl KamailioEnforcer {
             next_id: AtomicU64::new(1),
             set: HashSet::new(),
             up_since: None,
-            table_expires: false,
+            table_expires: None,
             told_prefixes: false,
+            adopted: false,
         }
     }
 
@@ -229,8 +237,15 @@ impl KamailioEnforcer {
     async fn call(&self, http: &reqwest::Client, method: &str, params: Value) -> anyhow::Result<Reply> {
         let body = request(method, params, self.next_id.fetch_add(1, Ordering::Relaxed));
         let url = &self.config.url;
+        // A dump of a large table takes Kamailio a while to build and send.
+        let timeout = if method == "htable.dump" {
+            self.config.timeout.max(DUMP_TIMEOUT)
+        } else {
+            self.config.timeout
+        };
         let resp = http
             .post(url)
+            .timeout(timeout)
             .json(&body)
             .send()
             .await
@@ -328,14 +343,38 @@ impl KamailioEnforcer {
                 )
             })?;
         let expires = t.get("expire").and_then(Value::as_i64).unwrap_or(0) > 0;
-        if !expires && self.table_expires != expires {
+        if !expires && self.table_expires != Some(false) {
             tracing::warn!(
                 htable = %name,
                 "Kamailio's htable has no autoexpire, so it ignores per-entry expiry: entries are deleted as blocks end; set autoexpire (see scripts/kamailio/fraudmesh.cfg)"
             );
         }
-        self.table_expires = expires;
+        self.table_expires = Some(expires);
         Ok(())
+    }
+
+    /// Adds the addresses an earlier run of the node left in the table (value [`MARK`])
+    /// to what this enforcer set, so the first full replace deletes those no longer
+    /// listed. A table too large to dump is no error: such entries then stay until they
+    /// expire.
+    async fn adopt(&mut self) {
+        let http = match self.client() {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        match self.call_ok(&http, "htable.dump", json!([self.config.htable])).await {
+            Ok(dump) => {
+                let earlier = marked_keys(&dump, MARK)
+                    .into_iter()
+                    .filter_map(|k| k.parse::<IpAddr>().ok());
+                self.set.extend(earlier);
+                self.adopted = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read Kamailio's htable: entries an earlier run set and no longer listed stay until they expire");
+                self.adopted = true;
+            }
+        }
     }
 
     /// Hosts as keys with their expiry; prefixes are skipped (and said so once).
@@ -366,6 +405,9 @@ impl Enforcer for KamailioEnforcer {
         // Noted before writing: a restart during the writes shows up at the next check.
         let up_since = self.up_since().await?;
         self.check_table().await?;
+        if !self.adopted {
+            self.adopt().await;
+        }
         let hosts = self.hosts(entries, now);
         let listed: HashSet<IpAddr> = hosts.iter().map(|(a, _)| *a).collect();
         let mut ops: Vec<Op> = hosts.iter().map(|(a, s)| Op::Set(a.to_string(), *s)).collect();
@@ -386,7 +428,7 @@ impl Enforcer for KamailioEnforcer {
             let addr = r.net.addr();
             // An expired entry is gone from a table with autoexpire (its expiry was set
             // rounded up, so it ends with the block); otherwise delete it now.
-            if !r.expired || !self.table_expires {
+            if !r.expired || self.table_expires != Some(true) {
                 ops.push(Op::Delete(addr.to_string()));
             }
             gone.push(addr);
@@ -422,7 +464,10 @@ impl Enforcer for KamailioEnforcer {
     /// address this enforcer set.
     async fn remove(&mut self) -> anyhow::Result<()> {
         let http = self.client()?;
-        let dump = self.call_ok(&http, "htable.dump", json!([self.config.htable])).await?;
+        let dump = self
+            .call_ok(&http, "htable.dump", json!([self.config.htable]))
+            .await
+            .context("reading the table (a large one needs tcp_conn_wq_max and private memory, -M, in Kamailio: see scripts/kamailio/fraudmesh.cfg)")?;
         let mut keys: HashSet<String> = marked_keys(&dump, MARK).into_iter().collect();
         keys.extend(self.set.iter().map(IpAddr::to_string));
         let ops = keys.into_iter().map(Op::Delete).collect();
@@ -556,13 +601,10 @@ mod tests {
             until: 10_500,
         };
         let calls = |seen: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, method: &str| -> Vec<Value> {
-            let mut v: Vec<Value> = seen
-                .lock()
-                .unwrap()
-                .drain(..)
-                .filter(|b| b["method"] == method)
-                .map(|b| b["params"].clone())
-                .collect();
+            let mut all = seen.lock().unwrap();
+            let (hit, keep): (Vec<Value>, Vec<Value>) = all.drain(..).partition(|b| b["method"] == method);
+            *all = keep;
+            let mut v: Vec<Value> = hit.into_iter().map(|b| b["params"].clone()).collect();
             v.sort_by_key(|p| p.to_string());
             v
         };
@@ -585,7 +627,12 @@ mod tests {
             ],
             "hosts only, with their expiry, then the marker"
         );
-        assert!(e.table_expires);
+        assert_eq!(e.table_expires, Some(true));
+        assert_eq!(
+            calls(&seen, "htable.delete"),
+            vec![json!(["ipban", "192.0.2.8"])],
+            "an entry an earlier run left (value 2) and no longer listed is deleted; pike's (1) stays"
+        );
         assert!(!e.lost_state().await.unwrap(), "same start time, marker present");
 
         // A replace without 192.0.2.1 deletes it; a missing key is no error.
