@@ -35,7 +35,13 @@
 //! `fraudmesh enforce --remove` runs in a fresh process that knows nothing of what the
 //! node set, so [`Enforcer::remove`] dumps the table and deletes every entry whose value
 //! is [`MARK`] (plus any key it set itself): pike's entries (value 1) and others stay.
-//! Give no other entry of the table the value 2.
+//! Give no other entry of the table the value 2. An address pike banned that the node
+//! blocks too takes the node's value and expiry, so lifting the node's block lifts
+//! pike's as well. Dumping a large table needs room in Kamailio: about 90 bytes of answer
+//! per entry queued on the connection (`tcp_conn_wq_max`, raised in the fragment) and
+//! about 64 MB of private memory (`-M`) per 100k entries; a dump that fails makes
+//! `--remove` fail (the node's first full replace only warns, and entries an earlier run
+//! left then stay until they expire).
 
 use super::{Enforcer, Entry, Removed};
 use anyhow::{anyhow, bail, Context};
@@ -538,6 +544,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
         let log = seen.clone();
+        // The table's autoexpire, as htable.listTables reports it.
+        let autoexpire = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(300));
+        let expire = autoexpire.clone();
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             loop {
@@ -545,6 +554,7 @@ mod tests {
                     return;
                 };
                 let log = log.clone();
+                let expire = expire.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -570,7 +580,9 @@ mod tests {
                         buf.drain(..head_end + 4 + len);
                         let answer = match body["method"].as_str().unwrap() {
                             "core.uptime" => json!({"result": {"up_since": "Wed Nov 25 09:45:10 2026"}}),
-                            "htable.listTables" => json!({"result": [{"name": "ipban", "expire": 300}]}),
+                            "htable.listTables" => {
+                                json!({"result": [{"name": "ipban", "expire": expire.load(Ordering::Relaxed)}]})
+                            }
                             "htable.delete" => json!({"error": {"code": 404, "message": "Key not found in htable."}}),
                             "htable.dump" => json!({"result": [
                                 {"entry": 1, "size": 2, "slot": [
@@ -662,6 +674,20 @@ mod tests {
             calls(&seen, "htable.delete"),
             vec![json!(["ipban", "192.0.2.4"]), json!(["ipban", "192.0.2.8"])]
         );
+
+        // A table without autoexpire ignores per-item expiry: expired entries are
+        // deleted too.
+        autoexpire.store(0, Ordering::Relaxed);
+        e.replace(&[entry("192.0.2.5/32")], 0).await.unwrap();
+        assert_eq!(e.table_expires, Some(false));
+        calls(&seen, "htable.delete");
+        let expired = [Removed {
+            net: "192.0.2.5/32".parse().unwrap(),
+            expired: true,
+        }];
+        e.apply(&[], &expired, 0).await.unwrap();
+        assert_eq!(calls(&seen, "htable.delete"), vec![json!(["ipban", "192.0.2.5"])]);
+        assert!(e.set.is_empty());
     }
 
     #[test]
