@@ -11,6 +11,7 @@
 //! policy.
 
 pub mod files;
+pub mod kamailio;
 pub mod nftables;
 pub mod runner;
 
@@ -133,6 +134,9 @@ pub struct EnforceConfig {
     /// `[enforce.nftables]`: a table of its own dropping blocked sources; present = on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nftables: Option<nftables::NftablesConfig>,
+    /// `[enforce.kamailio]`: a Kamailio htable over JSON-RPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kamailio: Option<kamailio::KamailioConfig>,
 }
 
 impl EnforceConfig {
@@ -158,6 +162,9 @@ impl EnforceConfig {
                 );
             }
         }
+        if let Some(k) = &self.kamailio {
+            k.validate("enforce.kamailio")?;
+        }
         Ok(())
     }
 
@@ -169,6 +176,9 @@ impl EnforceConfig {
         }
         if let Some(n) = &self.nftables {
             all.spawn(nftables::NftablesEnforcer::new(n.clone()), engine, metrics, shutdown);
+        }
+        if let Some(k) = &self.kamailio {
+            all.spawn(kamailio::KamailioEnforcer::new(k.clone()), engine, metrics, shutdown);
         }
         all
     }
@@ -183,6 +193,9 @@ impl EnforceConfig {
         }
         if let Some(n) = &self.nftables {
             remove_one(nftables::NftablesEnforcer::new(n.clone()), &mut lines, &mut ok).await;
+        }
+        if let Some(k) = &self.kamailio {
+            remove_one(kamailio::KamailioEnforcer::new(k.clone()), &mut lines, &mut ok).await;
         }
         (lines, ok)
     }
