@@ -54,6 +54,8 @@ pub struct ApiState {
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Every enforcer's state.
     pub enforcers: crate::enforce::runner::StatusBoard,
+    /// The scheduled audit's last result.
+    pub audit: tokio::sync::watch::Receiver<crate::audit::schedule::Status>,
 }
 
 /// An API error: status and message.
@@ -92,6 +94,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/decisions", get(crate::crowdsec::decisions))
         .route("/v1/decisions/stream", get(crate::crowdsec::stream))
         .route("/v1/enforce", get(enforce))
+        .route("/v1/audit", get(audit))
         .route("/api/{key}/banned", get(crate::apiban::banned_first))
         .route("/api/{key}/banned/{id}", get(crate::apiban::banned))
         .route("/api/{key}/check/{ip}", get(crate::apiban::check))
@@ -172,6 +175,11 @@ async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
 /// `GET /v1/enforce`: every enforcer's state.
 async fn enforce(State(s): State<ApiState>) -> Json<Value> {
     Json(json!({ "enforcers": s.enforcers.snapshot() }))
+}
+
+/// `GET /v1/audit`: the scheduled audit's last result (`state`: off, pending or done).
+async fn audit(State(s): State<ApiState>) -> Json<Value> {
+    Json(s.audit.borrow().to_json())
 }
 
 async fn check(State(s): State<ApiState>, Path(target): Path<String>) -> Result<Json<Value>, ApiError> {

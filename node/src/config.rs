@@ -48,6 +48,9 @@ pub struct Config {
     /// Controls for testnets.
     #[serde(default)]
     pub debug: DebugSection,
+    /// The scheduled PBX audit (left out of `init`'s file while at its defaults).
+    #[serde(default, skip_serializing_if = "crate::audit::AuditConfig::is_empty")]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[node]`.
@@ -221,6 +224,8 @@ pub struct Settings {
     pub enforce: crate::enforce::EnforceConfig,
     /// The detectors, compiled.
     pub detect: crate::detect::Detect,
+    /// The scheduled audit.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Config {
@@ -327,6 +332,7 @@ impl Config {
         let policy = Policy::new(trust, allowlist).context("trust")?;
 
         self.enforce.validate()?;
+        self.audit.validate()?;
 
         let l = &self.limits;
         if !(l.stranger_rate.is_finite() && l.stranger_rate >= 0.0) {
@@ -349,6 +355,7 @@ impl Config {
             fault_injection: self.debug.fault_injection,
             enforce: self.enforce.clone(),
             detect,
+            audit: self.audit.clone(),
         })
     }
 }

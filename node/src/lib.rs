@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apiban;
+pub mod audit;
 pub mod bouncers;
 pub mod cli;
 pub mod client;

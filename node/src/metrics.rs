@@ -55,6 +55,13 @@ pub struct DetectLabel {
     pub verdict: &'static str,
 }
 
+/// Label set of an audit finding's severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    /// `high`, `medium` or `low`.
+    pub severity: &'static str,
+}
+
 /// A histogram family with the enforcer latency buckets.
 pub type LatencyFamily = Family<EnforcerLabel, Histogram, fn() -> Histogram>;
 
@@ -112,6 +119,8 @@ pub struct Metrics {
     pub detect_dropped: Counter,
     /// Datagrams and connections on the sensor that were not SIP requests.
     pub sensor_garbage: Counter,
+    /// Findings of the last scheduled audit, by severity.
+    pub audit_findings: Family<SeverityLabel, Gauge>,
 }
 
 /// Label set naming a session result.
@@ -239,7 +248,14 @@ impl Metrics {
             "Sensor datagrams and connections that were not SIP requests",
             sensor_garbage.clone(),
         );
+        let audit_findings = Family::<SeverityLabel, Gauge>::default();
+        registry.register(
+            "audit_findings",
+            "Findings of the last scheduled PBX audit, by severity",
+            audit_findings.clone(),
+        );
         Self {
+            audit_findings,
             detect_events,
             detect_ambiguous,
             detect_dropped,

@@ -184,6 +184,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     })?;
     tracing::info!(%peer_id, api = %api_addr, ?listen, dir = %dir.root().display(), "fraudmesh node running");
 
+    let (audit, audit_task) = crate::audit::schedule::start(&settings.audit, stack.metrics.clone());
     let state = ApiState {
         engine: stack.engine.clone(),
         net: stack.net.clone(),
@@ -197,6 +198,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         bouncers: crate::bouncers::Bouncers::new(dir.bouncers()),
         streams: Default::default(),
         enforcers: stack.enforcers(),
+        audit,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -204,6 +206,9 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         .context("serving the API")?;
 
     tracing::info!("shutting down");
+    if let Some(task) = audit_task {
+        task.abort();
+    }
     stack.stop().await;
     dir.clear_runtime();
     tracing::info!("stopped");
