@@ -56,6 +56,8 @@ pub struct ApiState {
     pub enforcers: crate::enforce::runner::StatusBoard,
     /// The call policy.
     pub calls: crate::calls::CallsHandle,
+    /// The scheduled audit's last result.
+    pub audit: tokio::sync::watch::Receiver<crate::audit::schedule::Status>,
 }
 
 /// An API error: status and message.
@@ -99,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls/check", get(crate::calls_api::check))
         .route("/v1/calls/{call_id}/end", post(crate::calls_api::end))
         .route("/v1/accounts", get(crate::calls_api::accounts))
+        .route("/v1/audit", get(audit))
         .route("/api/{key}/banned", get(crate::apiban::banned_first))
         .route("/api/{key}/banned/{id}", get(crate::apiban::banned))
         .route("/api/{key}/check/{ip}", get(crate::apiban::check))
@@ -179,6 +182,11 @@ async fn status(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
 /// `GET /v1/enforce`: every enforcer's state.
 async fn enforce(State(s): State<ApiState>) -> Json<Value> {
     Json(json!({ "enforcers": s.enforcers.snapshot() }))
+}
+
+/// `GET /v1/audit`: the scheduled audit's last result (`state`: off, pending or done).
+async fn audit(State(s): State<ApiState>) -> Json<Value> {
+    Json(s.audit.borrow().to_json())
 }
 
 async fn check(State(s): State<ApiState>, Path(target): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -80,6 +80,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DetectCommand,
     },
+    /// Audit the PBX for default PINs, weak passwords and management interfaces open
+    /// to the world (no running node needed). Exit status 2 when a high finding exists.
+    Audit(AuditArgs),
     /// CrowdSec bouncer keys for the decisions API (no running node needed).
     Bouncers {
         /// What to do.
@@ -177,4 +180,24 @@ pub struct ReportArgs {
     /// Free-text reason kept as evidence (at most 200 bytes).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+/// `audit` flags. With none of --asterisk, --freeswitch, --probe: `[audit]` of DIR's
+/// config (default /etc/asterisk and /etc/freeswitch, each skipped when absent).
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// An Asterisk configuration directory (pjsip.conf, sip.conf, voicemail.conf,
+    /// manager.conf, http.conf).
+    #[arg(long, value_name = "DIR")]
+    pub asterisk: Option<PathBuf>,
+    /// A FreeSWITCH configuration directory (vars.xml, directory/, autoload_configs/).
+    #[arg(long, value_name = "DIR")]
+    pub freeswitch: Option<PathBuf>,
+    /// Try TCP connects to 80, 443, 5038, 5060, 8021, 8088 and 8089 on this host
+    /// (repeatable; only the hosts named are touched).
+    #[arg(long, value_name = "HOST")]
+    pub probe: Vec<String>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -42,6 +42,7 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
         Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
         Command::Bouncers { command } => bouncers(&dir, command)?,
+        Command::Audit(args) => return crate::audit::command(&dir, args).await,
         Command::Detect {
             command: DetectCommand::Test { file, format, json },
         } => detect_test(&dir, &file, format.as_deref(), json)?,

@@ -51,6 +51,9 @@ pub struct Config {
     /// Controls for testnets.
     #[serde(default)]
     pub debug: DebugSection,
+    /// The scheduled PBX audit (left out of `init`'s file while at its defaults).
+    #[serde(default, skip_serializing_if = "crate::audit::AuditConfig::is_empty")]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[node]`.
@@ -228,6 +231,8 @@ pub struct Settings {
     pub calls: fraudmesh::calls::policy::CallRules,
     /// What call authorisation answers when the node cannot decide.
     pub calls_on_error: crate::calls::OnError,
+    /// The scheduled audit.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Config {
@@ -334,6 +339,7 @@ impl Config {
         let policy = Policy::new(trust, allowlist).context("trust")?;
 
         self.enforce.validate()?;
+        self.audit.validate()?;
 
         let l = &self.limits;
         if !(l.stranger_rate.is_finite() && l.stranger_rate >= 0.0) {
@@ -358,6 +364,7 @@ impl Config {
             detect,
             calls: self.calls.compile()?,
             calls_on_error: self.calls.on_error,
+            audit: self.audit.clone(),
         })
     }
 }

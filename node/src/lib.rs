@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apiban;
+pub mod audit;
 pub mod bouncers;
 pub mod calls;
 pub mod calls_api;

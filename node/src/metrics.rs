@@ -62,6 +62,13 @@ pub struct RuleLabel {
     pub rule: &'static str,
 }
 
+/// Label set of an audit finding's severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    /// `high`, `medium` or `low`.
+    pub severity: &'static str,
+}
+
 /// A histogram family with the enforcer latency buckets.
 pub type LatencyFamily = Family<EnforcerLabel, Histogram, fn() -> Histogram>;
 
@@ -121,6 +128,8 @@ pub struct Metrics {
     pub sensor_garbage: Counter,
     /// Call authorisations by the rule that decided.
     pub call_decisions: Family<RuleLabel, Counter>,
+    /// Findings of the last scheduled audit, by severity.
+    pub audit_findings: Family<SeverityLabel, Gauge>,
 }
 
 /// Label set naming a session result.
@@ -254,8 +263,15 @@ impl Metrics {
             "Call authorisations by the rule that decided",
             call_decisions.clone(),
         );
+        let audit_findings = Family::<SeverityLabel, Gauge>::default();
+        registry.register(
+            "audit_findings",
+            "Findings of the last scheduled PBX audit, by severity",
+            audit_findings.clone(),
+        );
         Self {
             call_decisions,
+            audit_findings,
             detect_events,
             detect_ambiguous,
             detect_dropped,

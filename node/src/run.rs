@@ -193,6 +193,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     })?;
     tracing::info!(%peer_id, api = %api_addr, ?listen, dir = %dir.root().display(), "fraudmesh node running");
 
+    let (audit, audit_task) = crate::audit::schedule::start(&settings.audit, stack.metrics.clone());
     let state = ApiState {
         engine: stack.engine.clone(),
         net: stack.net.clone(),
@@ -207,6 +208,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         streams: Default::default(),
         enforcers: stack.enforcers(),
         calls,
+        audit,
     };
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -217,6 +219,9 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     // The router (and with it every handle of the call policy) is gone: its actor ends
     // after answering what it holds, then the engine stops.
     let _ = calls_task.await;
+    if let Some(task) = audit_task {
+        task.abort();
+    }
     stack.stop().await;
     dir.clear_runtime();
     tracing::info!("stopped");
