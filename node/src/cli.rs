@@ -83,6 +83,18 @@ pub enum Command {
     /// Audit the PBX for default PINs, weak passwords and management interfaces open
     /// to the world (no running node needed). Exit status 2 when a high finding exists.
     Audit(AuditArgs),
+    /// Call authorisation: explain a decision.
+    Calls {
+        /// What to do.
+        #[command(subcommand)]
+        command: CallsCommand,
+    },
+    /// Calling accounts: their counters and locks.
+    Accounts {
+        /// What to do.
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// CrowdSec bouncer keys for the decisions API (no running node needed).
     Bouncers {
         /// What to do.
@@ -106,6 +118,39 @@ pub enum DetectCommand {
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `calls` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// How the running node would decide a call now, without counting it.
+    Check {
+        /// The calling account.
+        #[arg(long)]
+        account: String,
+        /// The number dialled.
+        #[arg(long)]
+        to: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `accounts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Accounts with calls in the last day or a lock.
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift an account's lock.
+    Unlock {
+        /// The account.
+        account: String,
     },
 }
 

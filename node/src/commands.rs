@@ -2,7 +2,9 @@
 //! `id` talk to the running node through its API.
 
 use crate::bouncers::Bouncers;
-use crate::cli::{BouncersCommand, Command, DetectCommand, EnforceCommand, InitArgs, ReportArgs};
+use crate::cli::{
+    AccountsCommand, BouncersCommand, CallsCommand, Command, DetectCommand, EnforceCommand, InitArgs, ReportArgs,
+};
 use crate::client::Client;
 use crate::config::{Config, TrustedPeer};
 use crate::dir::NodeDir;
@@ -42,6 +44,28 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
         Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
         Command::Bouncers { command } => bouncers(&dir, command)?,
+        Command::Calls {
+            command: CallsCommand::Check { account, to, json },
+        } => {
+            let path = format!("/v1/calls/check?account={}&to={}", encode(&account), encode(&to));
+            let v = Client::new(&dir)?.get(&path).await?;
+            show(&v, json, print_call);
+        }
+        Command::Accounts {
+            command: AccountsCommand::List { json },
+        } => show(&Client::new(&dir)?.get("/v1/accounts").await?, json, print_accounts),
+        Command::Accounts {
+            command: AccountsCommand::Unlock { account },
+        } => {
+            let v = Client::new(&dir)?
+                .post(&format!("/v1/accounts/{}/unlock", encode(&account)), &json!({}))
+                .await?;
+            if v["unlocked"] == true {
+                println!("unlocked {account}");
+            } else {
+                println!("{account} was not locked");
+            }
+        }
         Command::Audit(args) => return crate::audit::command(&dir, args).await,
         Command::Detect {
             command: DetectCommand::Test { file, format, json },
@@ -184,6 +208,37 @@ async fn enforce_remove(dir: &NodeDir) -> anyhow::Result<ExitCode> {
         println!("{l}");
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_call(v: &Value) {
+    let verdict = if v["allow"] == true { "ALLOW" } else { "DENY" };
+    println!(
+        "{verdict} ({}): {}",
+        v["rule"].as_str().unwrap_or("?"),
+        v["reason"].as_str().unwrap_or("")
+    );
+}
+
+fn print_accounts(v: &Value) {
+    let Some(all) = v["accounts"].as_array().filter(|a| !a.is_empty()) else {
+        println!("no account has called in the last day");
+        return;
+    };
+    for a in all {
+        let lock = match a["lock_reason"].as_str() {
+            Some(r) => format!("LOCKED since {} ({r})", time(&a["locked_since"])),
+            None => "ok".into(),
+        };
+        println!(
+            "{}: {lock}; calls {} last hour, {} last day ({} international), {} in progress, {} min last day",
+            a["account"].as_str().unwrap_or("?"),
+            a["calls_last_hour"],
+            a["calls_last_day"],
+            a["international_last_day"],
+            a["active"],
+            a["minutes_last_day"],
+        );
+    }
 }
 
 fn print_enforce(v: &Value) {
