@@ -14,7 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fraudmesh");
-const NUMBERS: [&str; 5] = ["044 668 18 00", "0900 123 456", "+49 30 901820", "0800 123 456", "+41 79 123 45 67"];
+const NUMBERS: [&str; 5] = [
+    "044 668 18 00",
+    "0900 123 456",
+    "+49 30 901820",
+    "0800 123 456",
+    "+41 79 123 45 67",
+];
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -62,7 +68,15 @@ fn main() -> anyhow::Result<()> {
     let dir = tmp.path().join("node");
     let dir_s = dir.to_str().unwrap_or_default().to_string();
     let init = Command::new(BIN)
-        .args(["--dir", &dir_s, "init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+        .args([
+            "--dir",
+            &dir_s,
+            "init",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ])
         .output()?;
     anyhow::ensure!(init.status.success(), "init failed");
     std::fs::write(

@@ -78,8 +78,23 @@ async fn decide(s: &ApiState, req: CallRequest, count: bool) -> Value {
 
 /// `POST /v1/calls/authorize`: `{"account","from","to","source_ip","call_id"}` →
 /// `{"allow","rule","reason","e164","account_locked"}`; an allowed call is counted.
-pub async fn authorize(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let b: AuthorizeBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?;
+///
+/// The body may also be form-encoded (`account=1001&to=0900123456&call_id=…`), which is
+/// what Asterisk's `CURL()` and FreeSWITCH's `curl` send without any quoting trouble.
+pub async fn authorize(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let b: AuthorizeBody = if form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad(format!("bad form body: {e}")))?
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?
+    };
     field("account", &b.account)?;
     field("to", &b.to)?;
     if b.account.trim().is_empty() {

@@ -157,6 +157,24 @@ fn bad_requests_get_clear_errors_and_garbage_numbers_a_reason() {
         assert_eq!(code, 400, "{body}: {text}");
         assert!(text.contains(needle), "{body}: {text}");
     }
+    // Form-encoded bodies (Asterisk CURL(), FreeSWITCH curl) work like JSON.
+    let (code, text) = http(
+        &api,
+        "POST",
+        "/v1/calls/authorize",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "account=1001&to=0900%20123%20456&call_id=form-1",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"rule\":\"premium-rate\""), "{text}");
+    let (code, text) = http(
+        &api,
+        "POST",
+        "/v1/calls/authorize",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "to=0441234567",
+    );
+    assert_eq!(code, 400, "{text}");
     for to in ["*97", "sip:bob@example.com", "1001", ""] {
         let v = call(&api, "a", to, "x");
         assert_eq!(
