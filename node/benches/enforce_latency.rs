@@ -17,6 +17,7 @@ use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use fraudmesh_node::config::Config;
 use fraudmesh_node::enforce::files::{FilesConfig, FilesEnforcer, Format};
+use fraudmesh_node::enforce::nftables::{NftablesConfig, NftablesEnforcer};
 use fraudmesh_node::enforce::{Enforcer, Enforcers, Entry, Removed};
 use fraudmesh_node::net::Transport;
 use fraudmesh_node::run::Stack;
@@ -141,6 +142,33 @@ async fn measure<E: Enforcer>(name: &str, enforcer: E, offset: usize) -> anyhow:
     Ok(())
 }
 
+/// A network namespace of the bench's own (never the host's firewall), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Option<Self> {
+        let name = format!("fm-latency-{}", std::process::id());
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let ns = ok.then(|| Self(name))?;
+        let nft = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft", "list", "tables"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        nft.then_some(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
 fn file_enforcer(dir: &std::path::Path) -> FilesEnforcer {
     FilesEnforcer::new(FilesConfig {
         path: dir.join("fraudmesh-bench.txt"),
@@ -171,6 +199,16 @@ fn main() -> anyhow::Result<()> {
             tempfile::tempdir()?
         };
         measure("file", file_enforcer(tmp.path()), 1).await?;
+        match Netns::new() {
+            Some(ns) => {
+                let config = NftablesConfig {
+                    command: vec!["ip".into(), "netns".into(), "exec".into(), ns.0.clone(), "nft".into()],
+                    ..NftablesConfig::default()
+                };
+                measure("nftables", NftablesEnforcer::new(config), 2).await?;
+            }
+            None => println!("nftables   skipped: needs root, ip and nft (a network namespace of its own)"),
+        }
         anyhow::Ok(())
     })
 }
