@@ -24,16 +24,18 @@ const TCP_READ: Duration = Duration::from_secs(5);
 pub fn observe(bytes: &[u8], source: IpAddr, listener: &str) -> Option<Observed> {
     let req = sip::parse(bytes).ok()?;
     let ua = req.user_agent.clone().unwrap_or_default();
-    if let Some(tool) = sip::scanner(&ua) {
+    let tool = sip::scanner(&ua);
+    if let Some(tool) = tool {
         tracing::info!(%source, tool, method = %req.method, "known SIP scanner on the sensor");
     }
+    let flagged = tool.map(|t| format!(", known scanner {t}")).unwrap_or_default();
     Some(Observed {
         kind: EventKind::Scanner,
         source,
         username: req.from_user,
         method: Some(req.method),
         user_agent: req.user_agent,
-        via: format!("sensor {listener}"),
+        via: format!("sensor {listener}{flagged}"),
     })
 }
 
@@ -140,6 +142,7 @@ mod tests {
         assert_eq!(ev.method.as_deref(), Some("REGISTER"));
         assert_eq!(ev.user_agent.as_deref(), Some("sipcli/v1.8"));
         assert_eq!(ev.username.as_deref(), Some("100"));
+        assert!(ev.via.ends_with("known scanner sipcli"), "{}", ev.via);
         assert!(observe(b"\x16\x03\x01 TLS hello", "203.0.113.9".parse().unwrap(), "x").is_none());
     }
 }
