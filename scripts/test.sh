@@ -9,7 +9,8 @@
 #
 # Needs: the Rust toolchain (https://rustup.rs). rustfmt and clippy are added with
 # rustup when missing. System packages (iproute2, ipset, nftables, sip-tester,
-# kamailio) are installed with apt-get when missing. No prompts: safe under CI=true.
+# kamailio, kamailio-utils-modules, kamailio-extra-modules) are installed with apt-get
+# when missing. No prompts: safe under CI=true.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,12 +43,43 @@ need_pkg() {
     command -v "$cmd" >/dev/null 2>&1 || die "installed $pkg but '$cmd' is still not on PATH"
 }
 
+# need_kamailio_module MOD PKG: install package PKG when Kamailio's module MOD.so is
+# missing (modules come in several packages; a command check cannot see them).
+kamailio_module_found() {
+    local d
+    for d in /usr/lib/x86_64-linux-gnu/kamailio/modules /usr/lib/aarch64-linux-gnu/kamailio/modules \
+        /usr/lib/kamailio/modules /usr/lib64/kamailio/modules /usr/local/lib64/kamailio/modules \
+        /usr/local/lib/kamailio/modules; do
+        [[ -f $d/$1.so ]] && return 0
+    done
+    return 1
+}
+need_kamailio_module() {
+    local mod=$1 pkg=$2
+    kamailio_module_found "$mod" && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        die "Kamailio's module '$mod' is missing: install the package '$pkg' (e.g. sudo apt-get install $pkg) and run again"
+    fi
+    if [[ $apt_updated -eq 0 ]]; then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing $pkg (for Kamailio's $mod module)"
+    apt-get install -y -qq --no-install-recommends "$pkg"
+    kamailio_module_found "$mod" || die "installed $pkg but Kamailio's module $mod.so is still missing"
+}
+
 # Enforcer tests run real systems inside network namespaces they create (root needed).
 need_pkg ip iproute2
 need_pkg ipset ipset
 need_pkg nft nftables
 need_pkg sipp sip-tester
 need_pkg kamailio kamailio
+# scripts/kamailio/fraudmesh-calls.cfg (node/tests/calls_kamailio.rs) asks the node over
+# HTTP and reads its JSON answer.
+need_kamailio_module http_client kamailio-utils-modules
+need_kamailio_module jansson kamailio-extra-modules
 
 # --- Rust toolchain ----------------------------------------------------------
 command -v cargo >/dev/null 2>&1 ||

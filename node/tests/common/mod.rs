@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod kamailio;
 pub mod netns;
 
 use serde_json::Value;
