@@ -169,3 +169,55 @@ fn a_followed_log_is_read_across_absence_rotation_and_truncation() {
     assert!(n.metric("fraudmesh_detect_events_total{kind=\"auth-failure\",verdict=\"never_report\"}") >= 5.0);
     assert!(n.log().contains("detected an attacker"));
 }
+
+#[test]
+fn a_journal_unit_is_followed_through_journalctl_and_restarted_when_it_ends() {
+    // A stand-in journalctl first on PATH: it records its arguments, prints what the test
+    // writes to a file, and ends once (to check the node starts it again).
+    let n = Node::init(&[]);
+    let root = n.dir.parent().unwrap().to_path_buf();
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let journal = root.join("journal.txt");
+    std::fs::write(&journal, "").unwrap();
+    let args = root.join("args.txt");
+    let fake = bin.join("journalctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {args}\nif [ ! -e {root}/ended-once ]; then touch {root}/ended-once; exit 0; fi\nexec tail -n +1 -f {journal}\n",
+            args = args.display(),
+            root = root.display(),
+            journal = journal.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    n.append_config("[[detect.logs]]\njournal = \"kamailio.service\"\nformat = \"kamailio\"\n");
+    let mut n = n;
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    n.start_with_env(&[("PATH", path)]);
+    let lines: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            format!("Nov 24 12:00:0{i} pbx kamailio[812]: WARNING: <script>: fraudmesh: auth-failure user={u} src=203.0.113.81")
+        })
+        .collect();
+    append(&journal, &lines);
+    wait_for("the journal's attacker blocked", DEADLINE, || {
+        n.is_blocked("203.0.113.81").then_some(())
+    });
+    let called = std::fs::read_to_string(&args).unwrap();
+    assert!(
+        called.lines().count() >= 2,
+        "journalctl was started again after it ended: {called}"
+    );
+    assert!(
+        called
+            .lines()
+            .all(|l| l == "--follow --lines=0 --output=cat --unit kamailio.service"),
+        "{called}"
+    );
+}

@@ -98,6 +98,12 @@ impl Node {
 
     /// Starts `fraudmesh run` and waits until its API answers.
     pub fn start(&mut self) -> &mut Self {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `fraudmesh run` with extra environment variables (e.g. a PATH holding a
+    /// fake program) and waits until its API answers.
+    pub fn start_with_env(&mut self, env: &[(&str, String)]) -> &mut Self {
         assert!(self.child.is_none(), "already running");
         let _ = std::fs::remove_file(self.dir.join("node.json"));
         let log = std::fs::File::create(self.dir.join("node.log")).expect("log file");
@@ -105,6 +111,7 @@ impl Node {
             .arg("--dir")
             .arg(&self.dir)
             .arg("run")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("FRAUDMESH_LOG", "info,fraudmesh_node=debug")
             .stdout(Stdio::null())
             .stderr(log)
