@@ -135,6 +135,8 @@ min_interval = "0s"
         (!read(&plain).contains("192.0.2.10") && !read(&ipset).contains("192.0.2.10") && j["count"] == 1).then_some(())
     });
     let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
+    // Started on an empty list, the first change is a diff, not another full replace.
+    assert_eq!(enforcer(&st, "acl.xml")["full_syncs"], 1, "{st}");
     for e in st["enforcers"].as_array().unwrap() {
         assert_eq!(e["entries"], 1, "{e}");
         assert!(e["last_apply"].as_u64().is_some(), "{e}");

@@ -247,7 +247,21 @@ impl<E: Enforcer> Runner<E> {
             .map_err(|e| Failed(format!("reading the decision log: {e:#}")))?;
         let now = now_ms();
         let head = delta.head();
+        // After a full replace of an empty list the cursor is 0, and "what changed since
+        // 0?" is answered with the full list: with nothing held, that is a plain diff.
+        let as_diff = !full && self.held.is_empty();
         let result = match &delta {
+            Delta::Full { active, .. } if as_diff => {
+                let set: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
+                if set.is_empty() {
+                    return Ok(head);
+                }
+                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.apply(&set, &[], now)).await;
+                if matches!(r, Ok(Ok(()))) {
+                    self.held.extend(set.iter().map(|e| e.net));
+                }
+                r
+            }
             Delta::Full { active, .. } => {
                 let entries: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
                 let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.replace(&entries, now)).await;
@@ -271,7 +285,7 @@ impl<E: Enforcer> Runner<E> {
                 r
             }
         };
-        let is_full = matches!(delta, Delta::Full { .. });
+        let is_full = matches!(delta, Delta::Full { .. }) && !as_diff;
         match result {
             Ok(Ok(())) => {
                 let took = started.elapsed();
