@@ -11,13 +11,14 @@
 
 mod common;
 
+use common::kamailio::options_answered;
 use common::netns::{self, Netns};
 use common::*;
 use fraudmesh_node::enforce::kamailio::{KamailioConfig, KamailioEnforcer};
 use fraudmesh_node::enforce::{Enforcer, Entry};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -198,34 +199,6 @@ fn try_rpc(addr: &str, method: &str, params: Value) -> Result<Value, String> {
     }
 }
 
-/// Sends SIP OPTIONS from `from` to `to`:5060 over UDP; whether a 200 came back.
-fn answered(from: &str, to: &str) -> bool {
-    let s = UdpSocket::bind((from, 0)).unwrap_or_else(|e| panic!("binding {from}: {e}"));
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("read timeout");
-    let port = s.local_addr().expect("local addr").port();
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let msg = format!(
-        "OPTIONS sip:ping@{to} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {from}:{port};rport;branch=z9hG4bK{n}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:probe@{from}>;tag={n}\r\n\
-         To: <sip:ping@{to}>\r\n\
-         Call-ID: {n}@{from}\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    s.send_to(msg.as_bytes(), (to, 5060)).expect("sending OPTIONS");
-    let mut buf = [0u8; 4096];
-    match s.recv(&mut buf) {
-        Ok(n) => buf[..n].starts_with(b"SIP/2.0 200"),
-        Err(_) => false,
-    }
-}
-
 fn kamailio_status(n: &Node) -> Value {
     let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
     st["enforcers"]
@@ -255,7 +228,7 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     let mut kam = Kamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
     kam.start();
     assert!(
-        answered(&me, &kam_addr) && answered(&other, &kam_addr),
+        options_answered(&me, &kam_addr) && options_answered(&other, &kam_addr),
         "Kamailio answers OPTIONS"
     );
     // An entry as the stock config's pike rule makes it (value 1): not the node's.
@@ -286,9 +259,9 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     // A report: the source gets no answer any more, another source still does.
     n.report(&[me.as_str(), "198.51.100.0/24"]);
     wait_for("OPTIONS from the reported address to go unanswered", DEADLINE, || {
-        (!answered(&me, &kam_addr)).then_some(())
+        (!options_answered(&me, &kam_addr)).then_some(())
     });
-    assert!(answered(&other, &kam_addr), "another source is still answered");
+    assert!(options_answered(&other, &kam_addr), "another source is still answered");
     let item = kam.rpc("htable.get", json!(["ipban", me]));
     assert_eq!(item["result"]["item"]["value"], 2, "{item}");
     let dump = kam.dump();
@@ -304,7 +277,7 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     // A retraction lets it through again.
     cli_ok(&n.dir, &["retract", me.as_str()]);
     wait_for("OPTIONS from the retracted address answered again", DEADLINE, || {
-        answered(&me, &kam_addr).then_some(())
+        options_answered(&me, &kam_addr).then_some(())
     });
     assert!(
         kam.rpc("htable.get", json!(["ipban", me])).get("error").is_some(),
@@ -315,14 +288,14 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     // notices and writes the whole list again.
     n.report(&[me.as_str()]);
     wait_for("the address blocked again", DEADLINE, || {
-        (!answered(&me, &kam_addr)).then_some(())
+        (!options_answered(&me, &kam_addr)).then_some(())
     });
     let before = kamailio_status(&n)["full_syncs"].as_u64().expect("full_syncs");
     kam.kill9();
     kam.start();
-    assert!(answered(&other, &kam_addr), "the new Kamailio answers");
+    assert!(options_answered(&other, &kam_addr), "the new Kamailio answers");
     wait_for("the address blocked after Kamailio's restart", DEADLINE, || {
-        (!answered(&me, &kam_addr)).then_some(())
+        (!options_answered(&me, &kam_addr)).then_some(())
     });
     let st = wait_for("a full sync counted after the restart", DEADLINE, || {
         let st = kamailio_status(&n);
@@ -336,12 +309,15 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     // --remove with the node stopped deletes the node's entries (value 2) only.
     kam.rpc("htable.seti", json!(["ipban", pike, 1]));
     assert!(n.stop().success());
-    assert!(!answered(&me, &kam_addr), "entries stay while the node is stopped");
+    assert!(
+        !options_answered(&me, &kam_addr),
+        "entries stay while the node is stopped"
+    );
     let out = cli_ok(&n.dir, &["enforce", "--remove"]);
     assert!(out.contains("kamailio: removed"), "{out}");
     let dump = kam.dump();
     assert_eq!(dump, vec![(pike.clone(), json!(1))], "only the pike-like entry is left");
-    assert!(answered(&me, &kam_addr), "answered after --remove");
+    assert!(options_answered(&me, &kam_addr), "answered after --remove");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
