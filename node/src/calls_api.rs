@@ -86,11 +86,14 @@ pub async fn authorize(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let form = headers
+    // JSON when it looks like JSON, whatever the Content-Type says (`curl -d '{…}'` labels
+    // JSON as a form); a form when labelled so or when it does not start with `{`.
+    let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let labelled_form = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let b: AuthorizeBody = if form {
+    let b: AuthorizeBody = if !json && (labelled_form || !body.is_empty()) {
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad(format!("bad form body: {e}")))?
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?

@@ -175,6 +175,16 @@ fn bad_requests_get_clear_errors_and_garbage_numbers_a_reason() {
         "to=0441234567",
     );
     assert_eq!(code, 400, "{text}");
+    // JSON labelled as a form (what `curl -d '{...}'` sends) is read as JSON.
+    let (code, text) = http(
+        &api,
+        "POST",
+        "/v1/calls/authorize",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "{\"account\": \"1001\", \"to\": \"0900123456\"}",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"rule\":\"premium-rate\""), "{text}");
     for to in ["*97", "sip:bob@example.com", "1001", ""] {
         let v = call(&api, "a", to, "x");
         assert_eq!(
