@@ -43,6 +43,13 @@ pub fn human(r: &Report) -> String {
             let _ = writeln!(out, "  {:<28} {:<7} {}", p.address, state, p.service);
         }
     }
+    if r.files.is_empty() && r.probes.is_empty() && r.errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "no PBX configuration found (looked in /etc/asterisk and /etc/freeswitch unless [audit] says \
+             otherwise): give --asterisk DIR, --freeswitch DIR or --probe HOST"
+        );
+    }
     let s = &r.summary;
     let _ = writeln!(
         out,
