@@ -6,6 +6,7 @@
 //! a [`Millis`] argument, keys come in as bytes.
 //! The node (`fraudmesh-node`) wires these rules to sockets, disk and clocks.
 //!
+//! - [`audit`]: judging secrets and bindings found in PBX configurations (default PINs, weak passwords, open management ports).
 //! - [`calls`]: call authorisation against toll fraud (numbers, premium rate, countries, limits).
 //! - [`identity`]: ed25519 identities and their peer-id names.
 //! - [`target`]: what a sighting accuses (addresses, prefixes, number prefixes), canonical forms.
@@ -18,6 +19,7 @@
 //! - [`decisions`]: what is blocked and the numbered log of its changes, which enforcers follow.
 //! - [`detect`]: log patterns, thresholds and the decoy SIP parser that turn attacks into sightings.
 
+pub mod audit;
 pub mod blocklist;
 pub mod calls;
 pub mod decisions;

@@ -4,8 +4,8 @@
 //! `http.conf` (`enabled`, `bindaddr`, TLS). A file that is absent is skipped.
 
 use super::conf::{all, is_true, last, Conf, Entry, Loc, Section};
-use super::rules::{self, Bind, Issue, Names};
 use super::Audit;
+use fraudmesh::audit::{self as rules, Bind, Issue, Names};
 use std::collections::HashMap;
 use std::path::Path;
 

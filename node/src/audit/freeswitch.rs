@@ -8,8 +8,8 @@
 //! Values may be secrets: problems say the file and line, never a value.
 
 use super::conf::Loc;
-use super::rules::{self, Bind, Names};
 use super::{Audit, Problem};
+use fraudmesh::audit::{self as rules, Bind, Names};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! The PBX audit (`fraudmesh audit`, and `[audit]` on a schedule in the node): reads the
 //! files where Asterisk and FreeSWITCH keep secrets and bindings, judges them with the
-//! pure [`rules`], and optionally probes named hosts for open management ports.
+//! core's pure rules (`fraudmesh::audit`), and optionally probes named hosts for open
+//! management ports.
 //!
 //! Secrets are read on the box, judged, and dropped: no finding, problem, log line or
 //! output of this module holds one. A file that cannot be read or parsed is a
@@ -11,11 +12,10 @@ pub mod conf;
 pub mod freeswitch;
 pub mod probe;
 pub mod report;
-pub mod rules;
 pub mod schedule;
 
 use conf::Loc;
-use rules::{Issue, Names, Severity};
+use fraudmesh::audit::{self as rules, Issue, Names, Severity};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,10 +23,15 @@ use std::time::Duration;
 /// Exit status of `fraudmesh audit` when a high-severity finding exists.
 pub const EXIT_HIGH: u8 = 2;
 
+fn severity<S: serde::Serializer>(s: &Severity, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(s.as_str())
+}
+
 /// One weakness found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Finding {
     /// `high`, `medium` or `low`.
+    #[serde(serialize_with = "severity")]
     pub severity: Severity,
     /// The stable rule id (see [`rules::Issue::rule`]).
     pub rule: &'static str,

@@ -1,8 +1,8 @@
 //! The audit for people: findings grouped by severity, each with where, what and the
 //! fix; then what could not be checked, the probes, and the counts.
 
-use super::rules::Severity;
 use super::Report;
+use fraudmesh::audit::Severity;
 use std::fmt::Write;
 
 /// The human form of a report.

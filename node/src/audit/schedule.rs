@@ -2,9 +2,9 @@
 //! `audit.interval` (the first at start), publishes the last result on a watch channel
 //! for `GET /v1/audit`, and sets the `fraudmesh_audit_findings{severity}` gauge.
 
-use super::rules::Severity;
 use super::{AuditConfig, Report};
 use crate::metrics::{Metrics, SeverityLabel};
+use fraudmesh::audit::Severity;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

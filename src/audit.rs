@@ -1,4 +1,5 @@
-//! The audit's judging rules, pure: no I/O, no clock. Given a secret and the names it
+//! The PBX audit's judging rules, pure: no I/O, no clock. The node reads the files and
+//! probes the ports (`fraudmesh-node`'s `audit` module); these rules judge what it found. Given a secret and the names it
 //! belongs to (an account, a username, a mailbox) or a binding and its ACL, they say what
 //! is wrong as [`Issue`]s. A secret goes in and never comes out: no issue carries it, and
 //! every message is a fixed text about the kind of weakness.
@@ -36,8 +37,7 @@ const KNOWN_DEFAULTS: &[&str] = &[
 ];
 
 /// How severe a finding is. Ordered: `High` is greatest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     /// Worth knowing; not an open door.
     Low,
