@@ -10,7 +10,7 @@
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use anyhow::{anyhow, bail, Context};
-use fraudmesh::calls::account::{Account, Active, Limits, Lock, DAY, HOUR};
+use fraudmesh::calls::account::{Account, Active, Limits, Lock};
 use fraudmesh::calls::number;
 use fraudmesh::calls::policy::{AccountRules, CallPolicy, CallRequest, CallRules, Countries, Decision};
 use fraudmesh::sighting::{Draft, Evidence, Kind};
@@ -259,31 +259,29 @@ pub struct AccountView {
     /// Since when, ms since the epoch.
     pub locked_since: Option<Millis>,
     /// Calls started in the last hour.
-    pub calls_last_hour: usize,
+    pub calls_last_hour: u64,
     /// Calls started in the last 24 hours.
-    pub calls_last_day: usize,
+    pub calls_last_day: u64,
     /// International calls started in the last 24 hours.
-    pub international_last_day: usize,
+    pub international_last_day: u64,
     /// Calls in progress.
-    pub active: usize,
+    pub active: u64,
     /// Minutes of calls in the last 24 hours (ended and in progress).
     pub minutes_last_day: u64,
 }
 
 fn view(name: &str, a: &Account, now: Millis) -> AccountView {
-    let day = |t: &Millis| now.saturating_sub(*t) < DAY;
-    let ended: Millis = a.ended.iter().filter(|(t, _)| day(t)).map(|(_, d)| d).sum();
-    let running: Millis = a.active.values().map(|x| now.saturating_sub(x.started)).sum();
+    let u = a.usage(now);
     AccountView {
         account: name.to_string(),
         locked: a.lock.is_some(),
         lock_reason: a.lock.as_ref().map(|l| l.reason.clone()),
         locked_since: a.lock.as_ref().map(|l| l.since),
-        calls_last_hour: a.started.iter().filter(|(t, _)| now.saturating_sub(*t) < HOUR).count(),
-        calls_last_day: a.started.iter().filter(|(t, _)| day(t)).count(),
-        international_last_day: a.started.iter().filter(|(t, i)| *i && day(t)).count(),
-        active: a.active.len(),
-        minutes_last_day: (ended + running) / 60_000,
+        calls_last_hour: u.calls_last_hour,
+        calls_last_day: u.calls_last_day,
+        international_last_day: u.international_last_day,
+        active: u.active,
+        minutes_last_day: u.ms_last_day / 60_000,
     }
 }
 

@@ -67,6 +67,21 @@ impl Breach {
     }
 }
 
+/// What an account used: the figures its limits are checked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Calls started in the last hour.
+    pub calls_last_hour: u64,
+    /// Calls started in the last 24 hours.
+    pub calls_last_day: u64,
+    /// International calls started in the last 24 hours.
+    pub international_last_day: u64,
+    /// Calls in progress.
+    pub active: u64,
+    /// Time on calls in the last 24 hours (ended ones plus those in progress), ms.
+    pub ms_last_day: Millis,
+}
+
 /// A call in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Active {
@@ -128,33 +143,46 @@ impl Account {
         self.ended.insert(at, (end, duration));
     }
 
-    /// The limit a new call (international or not) at `now` would break, if any.
-    pub fn breach(&self, limits: &Limits, international: bool, now: Millis) -> Option<Breach> {
+    /// What the account used in the windows ending at `now`.
+    pub fn usage(&self, now: Millis) -> Usage {
         let hour_ago = now.saturating_sub(HOUR);
         let day_ago = now.saturating_sub(DAY);
-        let in_day = self.started.iter().filter(|(t, _)| *t >= day_ago).count() as u64;
-        let in_hour = self.started.iter().filter(|(t, _)| *t >= hour_ago).count() as u64;
-        if let Some(n) = limits.calls_per_hour.filter(|n| in_hour >= u64::from(*n)) {
+        let mut u = Usage {
+            active: self.active.len() as u64,
+            ..Usage::default()
+        };
+        for (t, international) in self.started.iter().filter(|(t, _)| *t >= day_ago) {
+            u.calls_last_day += 1;
+            u.calls_last_hour += u64::from(*t >= hour_ago);
+            u.international_last_day += u64::from(*international);
+        }
+        let ended: Millis = self.ended.iter().filter(|(t, _)| *t >= day_ago).map(|(_, d)| *d).sum();
+        let running: Millis = self.active.values().map(|a| now.saturating_sub(a.started)).sum();
+        u.ms_last_day = ended.saturating_add(running);
+        u
+    }
+
+    /// The limit a new call (international or not) at `now` would break, if any.
+    pub fn breach(&self, limits: &Limits, international: bool, now: Millis) -> Option<Breach> {
+        let u = self.usage(now);
+        let over = |limit: Option<u32>, used: u64| limit.filter(|n| used >= u64::from(*n));
+        if let Some(n) = over(limits.calls_per_hour, u.calls_last_hour) {
             return Some(Breach::CallsPerHour(n));
         }
-        if let Some(n) = limits.calls_per_day.filter(|n| in_day >= u64::from(*n)) {
+        if let Some(n) = over(limits.calls_per_day, u.calls_last_day) {
             return Some(Breach::CallsPerDay(n));
         }
-        if let Some(n) = limits.concurrent.filter(|n| self.active.len() as u64 >= u64::from(*n)) {
+        if let Some(n) = over(limits.concurrent, u.active) {
             return Some(Breach::Concurrent(n));
         }
-        if international {
-            let intl = self.started.iter().filter(|(t, i)| *i && *t >= day_ago).count() as u64;
-            if let Some(n) = limits.international_per_day.filter(|n| intl >= u64::from(*n)) {
-                return Some(Breach::InternationalPerDay(n));
-            }
+        if let Some(n) = over(limits.international_per_day, u.international_last_day).filter(|_| international) {
+            return Some(Breach::InternationalPerDay(n));
         }
-        if let Some(n) = limits.minutes_per_day {
-            let ended: Millis = self.ended.iter().filter(|(t, _)| *t >= day_ago).map(|(_, d)| *d).sum();
-            let running: Millis = self.active.values().map(|a| now.saturating_sub(a.started)).sum();
-            if ended.saturating_add(running) >= Millis::from(n) * 60_000 {
-                return Some(Breach::MinutesPerDay(n));
-            }
+        if let Some(n) = limits
+            .minutes_per_day
+            .filter(|n| u.ms_last_day >= Millis::from(*n) * 60_000)
+        {
+            return Some(Breach::MinutesPerDay(n));
         }
         None
     }

@@ -120,6 +120,8 @@ pub struct Decision {
     pub locked_now: bool,
     /// Digits to report to the mesh as a fraud number (a breach with reporting on).
     pub report: Option<String>,
+    /// The number is outside the home country (false when it is no number).
+    pub international: bool,
 }
 
 impl Decision {
@@ -131,6 +133,7 @@ impl Decision {
             e164,
             locked_now: false,
             report: None,
+            international: false,
         }
     }
 }
@@ -166,11 +169,7 @@ impl CallPolicy {
         let report = self.rules.report_on_breach;
         let account = self.accounts.entry(req.account.clone()).or_default();
         if d.allow {
-            let intl = d
-                .e164
-                .as_deref()
-                .is_some_and(|e| !e.starts_with(&format!("+{}", self.home_code)));
-            account.start(&req.call_id, intl, now);
+            account.start(&req.call_id, d.international, now);
         } else if d.rule.starts_with("limit-") {
             if lock && account.lock.is_none() {
                 account.lock = Some(Lock {
@@ -267,6 +266,7 @@ impl CallPolicy {
             e164,
             locked_now: false,
             report: None,
+            international,
         }
     }
 
