@@ -125,7 +125,7 @@ fn detect_test(dir: &NodeDir, file: &std::path::Path, format: Option<&str>, json
                 if let Verdict::Detected(d) = verdict {
                     reports.push(json!({
                         "line": i + 1, "source": d.source.to_string(), "kind": d.kind.label(),
-                        "sighting_kind": crate::detect::sighting_kind(d.kind).as_str(),
+                        "sighting_kind": d.kind.sighting_kind().as_str(),
                         "count": d.count, "seconds": d.last_at.saturating_sub(d.first_at).div_ceil(1000),
                         "usernames": d.usernames,
                     }));

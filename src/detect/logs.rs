@@ -51,6 +51,17 @@ impl EventKind {
         }
     }
 
+    /// The kind of sighting a detection of this kind is reported as.
+    pub fn sighting_kind(self) -> crate::sighting::Kind {
+        use crate::sighting::Kind;
+        match self {
+            Self::AuthFailure | Self::UnknownAccount | Self::AclRejected => Kind::AuthFailure,
+            Self::NoSuchExtension => Kind::TollFraud,
+            Self::Scanner | Self::Registered => Kind::Scan,
+            Self::Flood => Kind::InviteFlood,
+        }
+    }
+
     /// Every kind.
     pub const ALL: [EventKind; 7] = [
         Self::AuthFailure,

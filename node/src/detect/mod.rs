@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 use fraudmesh::detect::logs::{self, CustomPattern, EventKind, Format, Outcome};
 use fraudmesh::detect::pipeline::{Pipeline, Rules, Verdict};
 use fraudmesh::detect::window::{Detection, Threshold};
-use fraudmesh::sighting::{Draft, Evidence, Kind};
+use fraudmesh::sighting::{Draft, Evidence};
 use fraudmesh::target::Target;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -290,22 +290,11 @@ impl Detect {
             known => return known,
         }
         for p in &self.custom {
-            if let Some(mut e) = p.parse_line(line) {
-                e.pattern = "custom";
+            if let Some(e) = p.parse_line(line) {
                 return Outcome::Event(e);
             }
         }
         Outcome::Unknown
-    }
-}
-
-/// The sighting kind an event kind is reported as.
-pub fn sighting_kind(k: EventKind) -> Kind {
-    match k {
-        EventKind::AuthFailure | EventKind::UnknownAccount | EventKind::AclRejected => Kind::AuthFailure,
-        EventKind::NoSuchExtension => Kind::TollFraud,
-        EventKind::Scanner | EventKind::Registered => Kind::Scan,
-        EventKind::Flood => Kind::InviteFlood,
     }
 }
 
@@ -314,7 +303,7 @@ pub fn draft(d: &Detection<EventKind>, first: &Observed, ttl_s: u32, now: fraudm
     let secs = d.last_at.saturating_sub(d.first_at).div_ceil(1000);
     Draft {
         target: Target::host(d.source),
-        kind: sighting_kind(d.kind),
+        kind: d.kind.sighting_kind(),
         observed_at: now,
         ttl_s,
         count: d.count,
