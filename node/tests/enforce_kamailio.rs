@@ -11,193 +11,12 @@
 
 mod common;
 
-use common::kamailio::options_answered;
+use common::kamailio::{options_answered, RpcKamailio};
 use common::netns::{self, Netns};
 use common::*;
-use fraudmesh_node::enforce::kamailio::{KamailioConfig, KamailioEnforcer};
-use fraudmesh_node::enforce::{Enforcer, Entry};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
-
-const EXAMPLE_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kamailio/example.cfg");
-
-/// A Kamailio running example.cfg inside `ns`, SIP on `addr`:5060 and JSON-RPC on
-/// `addr`:5071. Killed (its whole process group) on drop.
-struct Kamailio {
-    ns: String,
-    addr: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Kamailio {
-    /// Writes the config (example.cfg with this test's addresses) and checks it.
-    fn new(ns: &Netns, addr: &str, rpc_clients: &str, dir: &Path) -> Self {
-        std::fs::create_dir_all(dir.join("run")).expect("kamailio dir");
-        let cfg = format!(
-            "#!KAMAILIO\n\
-             #!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n\
-             #!define FRAUDMESH_RPC_LISTEN tcp:{addr}:5071\n\
-             #!define FRAUDMESH_RPC_CLIENT {rpc_clients}\n\
-             include_file \"{EXAMPLE_CFG}\"\n"
-        );
-        std::fs::write(dir.join("test.cfg"), cfg).expect("writing test.cfg");
-        let k = Self {
-            ns: ns.name.clone(),
-            addr: addr.to_string(),
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        let check = k.command(&["-c"]).output().expect("running kamailio -c");
-        assert!(
-            check.status.success(),
-            "kamailio -c refused the config: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        k
-    }
-
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, "kamailio"])
-            .args(extra)
-            .arg("-f")
-            .arg(self.dir.join("test.cfg"));
-        c
-    }
-
-    /// Starts it in the foreground (its own process group) and waits until RPC answers.
-    fn start(&mut self) {
-        self.start_with_memory("64", "16");
-    }
-
-    /// Starts it with `shm_mb` MB of shared memory and `pkg_mb` MB of private memory per
-    /// process.
-    fn start_with_memory(&mut self, shm_mb: &str, pkg_mb: &str) {
-        assert!(self.child.is_none(), "kamailio already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("kamailio.log"))
-            .expect("kamailio.log");
-        let run = self.dir.join("run");
-        let child = {
-            use std::os::unix::process::CommandExt;
-            self.command(&["-DD", "-E", "-m", shm_mb, "-M", pkg_mb])
-                .arg("-Y")
-                .arg(&run)
-                .arg("-P")
-                .arg(run.join("kamailio.pid"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .expect("starting kamailio")
-        };
-        self.child = Some(child);
-        wait_for("Kamailio's JSON-RPC", DEADLINE, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("kamailio exited with {status}: {}", self.log());
-            }
-            try_rpc(&self.rpc_addr(), "core.uptime", json!([])).ok()
-        });
-    }
-
-    /// SIGKILL to every process of it, then waits until they are all gone.
-    fn kill9(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
-        let group = format!("-{}", c.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).output();
-        let _ = c.wait();
-        wait_for("Kamailio's processes to end", DEADLINE, || {
-            let alive = Command::new("kill")
-                .args(["-0", "--", &group])
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            (!alive).then_some(())
-        });
-    }
-
-    fn rpc_addr(&self) -> String {
-        format!("{}:5071", self.addr)
-    }
-
-    fn rpc(&self, method: &str, params: Value) -> Value {
-        try_rpc(&self.rpc_addr(), method, params).unwrap_or_else(|e| panic!("{method}: {e}\n{}", self.log()))
-    }
-
-    /// The table's entries as (key, value).
-    fn dump(&self) -> Vec<(String, Value)> {
-        let r = self.rpc("htable.dump", json!(["ipban"]));
-        let mut items: Vec<(String, Value)> = r["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s["slot"].as_array().cloned().unwrap_or_default())
-            .map(|i| (i["name"].as_str().unwrap_or_default().to_string(), i["value"].clone()))
-            .collect();
-        items.sort_by(|a, b| a.0.cmp(&b.0));
-        items
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// One JSON-RPC call over a fresh connection; the whole answer (errors included).
-fn try_rpc(addr: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string();
-    let mut s = TcpStream::connect_timeout(&addr.parse().map_err(|e| format!("{e}"))?, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST /RPC HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    // Kamailio keeps the connection open: read the head, then Content-Length bytes.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| format!("reading from {addr}: {e}"))?;
-        if n == 0 {
-            return Err(format!(
-                "{addr} closed the connection: {}",
-                String::from_utf8_lossy(&buf)
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("no Content-Length: {head}"))?;
-        if buf.len() >= end + 4 + len {
-            return serde_json::from_slice(&buf[end + 4..end + 4 + len]).map_err(|e| format!("{e}"));
-        }
-    }
-}
 
 fn kamailio_status(n: &Node) -> Value {
     let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
@@ -225,7 +44,7 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     netns::veth(None, &me, &ns, &kam_addr);
     netns::add_addr(&me, &other);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut kam = Kamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
+    let mut kam = RpcKamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
     kam.start();
     assert!(
         options_answered(&me, &kam_addr) && options_answered(&other, &kam_addr),
@@ -335,7 +154,7 @@ fn unreachable_kamailio_is_retried_and_gets_the_full_list() {
     let ns = Netns::new("kam");
     netns::veth(None, &me, &ns, &kam_addr);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut kam = Kamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
+    let mut kam = RpcKamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
 
     let mut n = Node::init(&[]);
     n.append_config(&format!(
@@ -383,51 +202,4 @@ fn bad_kamailio_config_is_refused_with_the_key() {
     let n = Node::init(&[]);
     n.append_config("[enforce.kamailio]");
     cli_ok(&n.dir, &["check-config"]);
-}
-
-/// Bulk timings: a full replace of 10k and 100k addresses into a real Kamailio, then a
-/// second replace (every entry refreshed), then `remove`. Run by hand:
-/// `cargo test -p fraudmesh-node --test enforce_kamailio -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bulk_timings() {
-    netns::require(&["ip", "kamailio"]);
-    let net = netns::subnet();
-    let (me, kam_addr) = (format!("{net}.1"), format!("{net}.2"));
-    let ns = Netns::new("kbulk");
-    netns::veth(None, &me, &ns, &kam_addr);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut kam = Kamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
-    kam.start_with_memory("256", "128");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    for count in [10_000u32, 100_000] {
-        let entries: Vec<Entry> = (0..count)
-            .map(|i| Entry {
-                net: format!("172.{}.{}.{}/32", 16 + (i >> 16), (i >> 8) & 255, i & 255)
-                    .parse()
-                    .expect("net"),
-                until: fraudmesh_node::now_ms() + 3_600_000,
-            })
-            .collect();
-        let mut e = KamailioEnforcer::new(KamailioConfig {
-            url: format!("http://{kam_addr}:5071/RPC"),
-            ..KamailioConfig::default()
-        });
-        rt.block_on(async {
-            let t = Instant::now();
-            e.replace(&entries, fraudmesh_node::now_ms()).await.expect("replace");
-            println!("{count}: first replace {:?}", t.elapsed());
-            let t = Instant::now();
-            e.replace(&entries, fraudmesh_node::now_ms()).await.expect("replace");
-            println!("{count}: second replace {:?}", t.elapsed());
-            let t = Instant::now();
-            let mut fresh = KamailioEnforcer::new(KamailioConfig {
-                url: format!("http://{kam_addr}:5071/RPC"),
-                ..KamailioConfig::default()
-            });
-            fresh.remove().await.expect("remove");
-            println!("{count}: remove (dump + delete) {:?}", t.elapsed());
-        });
-        assert!(kam.dump().is_empty(), "all removed");
-    }
 }

@@ -5,7 +5,9 @@
 
 use super::netns::Netns;
 use super::{wait_for, DEADLINE};
-use std::net::UdpSocket;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,46 +15,62 @@ use std::time::Duration;
 /// The shipped example that includes every fragment.
 pub const EXAMPLE_PBX_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kamailio/example-pbx.cfg");
 
+/// The shipped example of the enforcement fragment alone.
+pub const EXAMPLE_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kamailio/example.cfg");
+
 /// The test users' passwords (example-pbx.cfg's defaults).
 pub const PASS_1001: &str = "secret1001";
 
-/// A Kamailio running example-pbx.cfg inside a namespace, SIP on `addr`:5060, its log
-/// (stderr, `-E`) in `dir/kamailio.log`. Killed (its whole process group) on drop.
-pub struct Pbx {
-    pub addr: String,
-    pub dir: PathBuf,
+/// A Kamailio process inside a namespace, in the foreground and its own process group,
+/// with its config in `dir/test.cfg` and its log (stderr, `-E`) appended to
+/// `dir/kamailio.log`. Killed (its whole group) on drop.
+pub struct Kamailio {
+    ns: String,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
-impl Pbx {
-    /// Writes the config (example-pbx.cfg with this test's `defines`, each
-    /// `NAME value`), checks it with `kamailio -c`, starts it and waits until it answers
-    /// OPTIONS from `probe_from`.
-    pub fn start(ns: &Netns, addr: &str, defines: &[(&str, &str)], dir: &Path, probe_from: &str) -> Self {
+impl Kamailio {
+    /// Writes `cfg` and checks it with `kamailio -c`.
+    pub fn new(ns: &Netns, cfg: &str, dir: &Path) -> Self {
         std::fs::create_dir_all(dir.join("run")).expect("kamailio dir");
-        let mut cfg = format!("#!KAMAILIO\n#!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n");
-        for (name, value) in defines {
-            cfg.push_str(&format!("#!define {name} {value}\n"));
-        }
-        cfg.push_str(&format!("include_file \"{EXAMPLE_PBX_CFG}\"\n"));
-        let cfg_path = dir.join("test.cfg");
-        std::fs::write(&cfg_path, cfg).expect("writing test.cfg");
-        let command = |extra: &[&str]| {
-            let mut c = ns.command("kamailio");
-            c.args(extra).arg("-f").arg(&cfg_path);
-            c
+        std::fs::write(dir.join("test.cfg"), cfg).expect("writing test.cfg");
+        let k = Self {
+            ns: ns.name.clone(),
+            dir: dir.to_path_buf(),
+            child: None,
         };
-        let check = command(&["-c"]).output().expect("running kamailio -c");
+        let check = k.command(&["-c"]).output().expect("running kamailio -c");
         assert!(
             check.status.success(),
             "kamailio -c refused the config: {}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let log = std::fs::File::create(dir.join("kamailio.log")).expect("kamailio.log");
-        let run = dir.join("run");
+        k
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "kamailio"])
+            .args(extra)
+            .arg("-f")
+            .arg(self.dir.join("test.cfg"));
+        c
+    }
+
+    /// Starts it with `shm_mb` MB of shared and `pkg_mb` MB of private memory per process
+    /// and waits until `ready` (named `what`) holds.
+    pub fn start(&mut self, shm_mb: &str, pkg_mb: &str, what: &str, mut ready: impl FnMut() -> bool) {
+        assert!(self.child.is_none(), "kamailio already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("kamailio.log");
+        let run = self.dir.join("run");
         let child = {
             use std::os::unix::process::CommandExt;
-            command(&["-DD", "-E", "-m", "64", "-M", "16"])
+            self.command(&["-DD", "-E", "-m", shm_mb, "-M", pkg_mb])
                 .arg("-Y")
                 .arg(&run)
                 .arg("-P")
@@ -64,21 +82,38 @@ impl Pbx {
                 .spawn()
                 .expect("starting kamailio")
         };
-        let mut pbx = Self {
-            addr: addr.to_string(),
-            dir: dir.to_path_buf(),
-            child: Some(child),
-        };
-        wait_for("Kamailio to answer OPTIONS", DEADLINE, || {
-            if let Some(status) = pbx.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("kamailio exited with {status}: {}", pbx.log_tail());
+        self.child = Some(child);
+        wait_for(what, DEADLINE, || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("kamailio exited with {status}: {}", self.log_tail());
             }
-            options_answered(probe_from, addr).then_some(())
+            ready().then_some(())
         });
-        pbx
     }
 
-    /// The log file Kamailio writes (for `[[detect.logs]] path`).
+    /// SIGKILL to every process of it, then waits (bounded) until they are all gone, so
+    /// its namespace can go.
+    pub fn kill9(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let group = format!("-{}", c.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).output();
+        let _ = c.wait();
+        for _ in 0..200 {
+            let alive = Command::new("kill")
+                .args(["-0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !alive {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Kamailio's processes did not end after SIGKILL");
+    }
+
+    /// The log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("kamailio.log")
     }
@@ -91,25 +126,55 @@ impl Pbx {
     }
 }
 
-impl Drop for Pbx {
+impl Drop for Kamailio {
     fn drop(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
-        let group = format!("-{}", c.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).output();
-        let _ = c.wait();
-        // Wait (bounded) until every process of the group is gone, so the namespace can go.
-        for _ in 0..100 {
-            let alive = Command::new("kill")
-                .args(["-0", "--", &group])
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !alive {
-                break;
+        if std::thread::panicking() {
+            // Already failing: kill without asserting that it worked.
+            if let Some(c) = &self.child {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", c.id())])
+                    .output();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            return;
         }
+        self.kill9();
+    }
+}
+
+/// A Kamailio running example-pbx.cfg inside a namespace, SIP on `addr`:5060.
+pub struct Pbx {
+    pub addr: String,
+    kamailio: Kamailio,
+}
+
+impl Pbx {
+    /// Writes the config (example-pbx.cfg with this test's `defines`, each
+    /// `NAME value`), checks it with `kamailio -c`, starts it and waits until it answers
+    /// OPTIONS from `probe_from`.
+    pub fn start(ns: &Netns, addr: &str, defines: &[(&str, &str)], dir: &Path, probe_from: &str) -> Self {
+        let mut cfg = format!("#!KAMAILIO\n#!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n");
+        for (name, value) in defines {
+            cfg.push_str(&format!("#!define {name} {value}\n"));
+        }
+        cfg.push_str(&format!("include_file \"{EXAMPLE_PBX_CFG}\"\n"));
+        let mut kamailio = Kamailio::new(ns, &cfg, dir);
+        kamailio.start("64", "16", "Kamailio to answer OPTIONS", || {
+            options_answered(probe_from, addr)
+        });
+        Self {
+            addr: addr.to_string(),
+            kamailio,
+        }
+    }
+
+    /// The log file Kamailio writes (for `[[detect.logs]] path`).
+    pub fn log_path(&self) -> PathBuf {
+        self.kamailio.log_path()
+    }
+
+    /// The log's last lines (for failure messages).
+    pub fn log_tail(&self) -> String {
+        self.kamailio.log_tail()
     }
 }
 
@@ -302,5 +367,109 @@ pub fn sipp(dir: &Path, scenario: &str, from: &str, to: &str, user: &str, passwo
         ok: out.status.success(),
         messages: std::fs::read_to_string(&messages).unwrap_or_default(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A Kamailio running example.cfg inside a namespace, SIP on `addr`:5060 and JSON-RPC on
+/// `addr`:5071.
+pub struct RpcKamailio {
+    addr: String,
+    kamailio: Kamailio,
+}
+
+impl RpcKamailio {
+    /// Writes the config (example.cfg with this test's addresses) and checks it.
+    pub fn new(ns: &Netns, addr: &str, rpc_clients: &str, dir: &Path) -> Self {
+        let cfg = format!(
+            "#!KAMAILIO\n\
+             #!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n\
+             #!define FRAUDMESH_RPC_LISTEN tcp:{addr}:5071\n\
+             #!define FRAUDMESH_RPC_CLIENT {rpc_clients}\n\
+             include_file \"{EXAMPLE_CFG}\"\n"
+        );
+        Self {
+            addr: addr.to_string(),
+            kamailio: Kamailio::new(ns, &cfg, dir),
+        }
+    }
+
+    /// Starts it and waits until RPC answers.
+    pub fn start(&mut self) {
+        self.start_with_memory("64", "16");
+    }
+
+    /// Starts it with `shm_mb` MB of shared memory and `pkg_mb` MB of private memory per
+    /// process.
+    pub fn start_with_memory(&mut self, shm_mb: &str, pkg_mb: &str) {
+        let rpc = self.rpc_addr();
+        self.kamailio.start(shm_mb, pkg_mb, "Kamailio's JSON-RPC", || {
+            try_rpc(&rpc, "core.uptime", json!([])).is_ok()
+        });
+    }
+
+    pub fn kill9(&mut self) {
+        self.kamailio.kill9();
+    }
+
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:5071", self.addr)
+    }
+
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        try_rpc(&self.rpc_addr(), method, params)
+            .unwrap_or_else(|e| panic!("{method}: {e}\n{}", self.kamailio.log_tail()))
+    }
+
+    /// The table's entries as (key, value).
+    pub fn dump(&self) -> Vec<(String, Value)> {
+        let r = self.rpc("htable.dump", json!(["ipban"]));
+        let mut items: Vec<(String, Value)> = r["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["slot"].as_array().cloned().unwrap_or_default())
+            .map(|i| (i["name"].as_str().unwrap_or_default().to_string(), i["value"].clone()))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items
+    }
+}
+
+/// One JSON-RPC call over HTTP to `addr`; the parsed answer or why there is none.
+pub fn try_rpc(addr: &str, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string();
+    let mut s = TcpStream::connect_timeout(&addr.parse().map_err(|e| format!("{e}"))?, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST /RPC HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    // Kamailio keeps the connection open: read the head, then Content-Length bytes.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| format!("reading from {addr}: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "{addr} closed the connection: {}",
+                String::from_utf8_lossy(&buf)
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no Content-Length: {head}"))?;
+        if buf.len() >= end + 4 + len {
+            return serde_json::from_slice(&buf[end + 4..end + 4 + len]).map_err(|e| format!("{e}"));
+        }
     }
 }
