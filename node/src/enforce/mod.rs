@@ -147,20 +147,18 @@ impl EnforceConfig {
 
     /// Checks every enforcer's settings; errors name the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        for (i, f) in self.files.iter().enumerate() {
-            f.validate(&format!("enforce.files[{i}]"))?;
-        }
-        if let Some(n) = &self.nftables {
-            n.validate("enforce.nftables")?;
-        }
         let mut paths = std::collections::HashSet::new();
         for (i, f) in self.files.iter().enumerate() {
+            f.validate(&format!("enforce.files[{i}]"))?;
             if !paths.insert(&f.path) {
                 anyhow::bail!(
                     "enforce.files[{i}].path: {} is written by another entry too",
                     f.path.display()
                 );
             }
+        }
+        if let Some(n) = &self.nftables {
+            n.validate("enforce.nftables")?;
         }
         if let Some(k) = &self.kamailio {
             k.validate("enforce.kamailio")?;
