@@ -1,27 +1,27 @@
 //! fraudmesh-node: the daemon and CLI around the pure core. It owns time, sockets,
-//! disk and processes: config, the node directory, the sled store, the engine thread,
-//! the libp2p network, the HTTP API and metrics.
+//! disk and processes.
+//!
+//! Each folder is one role, and every arrow points down the list:
+//!
+//! - [`cli`]: the command line (clap types, what each command does, how answers print);
+//! - [`daemon`]: `fraudmesh run` (the node directory, the config, wiring and signals);
+//! - [`http`]: the local HTTP API (router, handlers, request/response types, the client);
+//! - [`calls`], [`detect`], [`enforce`], [`audit`]: the subsystems the daemon starts;
+//! - [`net`]: the libp2p swarm, gossip and catch-up sync;
+//! - [`engine`]: the task that owns the core's ledger and the sled store;
+//! - [`metrics`]: the Prometheus registry every part counts into;
+//! - `now_ms`: the node's one read of the wall clock.
 
-pub mod api;
-pub mod apiban;
 pub mod audit;
-pub mod bouncers;
 pub mod calls;
-pub mod calls_api;
 pub mod cli;
-pub mod client;
-pub mod commands;
-pub mod config;
-pub mod crowdsec;
+pub mod daemon;
 pub mod detect;
-pub mod dir;
 pub mod enforce;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod net;
-pub mod run;
-pub mod store;
-pub mod sync;
 
 /// The wall clock in ms since the Unix epoch: the only place the node reads it for the core.
 pub fn now_ms() -> fraudmesh::Millis {

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
+use fraudmesh_node::cli::commands;
 use fraudmesh_node::cli::{Cli, Command};
-use fraudmesh_node::commands;
-use fraudmesh_node::dir::NodeDir;
+use fraudmesh_node::daemon::dir::NodeDir;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

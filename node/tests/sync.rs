@@ -10,7 +10,7 @@ use fraudmesh::proto::{SyncRequest, SyncResponse};
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind};
 use fraudmesh::target::{Bounds, Target};
 use fraudmesh_node::metrics::Metrics;
-use fraudmesh_node::sync::{SyncCodec, PROTOCOL};
+use fraudmesh_node::net::sync::{SyncCodec, PROTOCOL};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;

@@ -6,8 +6,8 @@
 
 use crate::client::Api;
 use anyhow::{bail, Context};
-use fraudmesh_node::config::{Config, TrustedPeer};
-use fraudmesh_node::dir::NodeDir;
+use fraudmesh_node::daemon::config::{Config, TrustedPeer};
+use fraudmesh_node::daemon::dir::NodeDir;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -321,29 +321,3 @@ impl AuditConfig {
         }
     }
 }
-
-/// `fraudmesh audit`: the flags' sources, or `[audit]` of DIR's config (or its defaults)
-/// when none is given. Exit status [`EXIT_HIGH`] when a high finding exists.
-pub async fn command(dir: &crate::dir::NodeDir, args: crate::cli::AuditArgs) -> anyhow::Result<std::process::ExitCode> {
-    use anyhow::Context;
-    let options = if args.asterisk.is_none() && args.freeswitch.is_none() && args.probe.is_empty() {
-        let config = crate::run::load_config(dir)?;
-        config.audit.validate()?;
-        config.audit.options()
-    } else {
-        Options::explicit(args.asterisk, args.freeswitch, args.probe)
-    };
-    let report = tokio::task::spawn_blocking(move || run(&options))
-        .await
-        .context("the audit thread")?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report).context("encoding the report")?);
-    } else {
-        print!("{}", report::human(&report));
-    }
-    Ok(if report.has_high() {
-        std::process::ExitCode::from(EXIT_HIGH)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
-}

@@ -1,7 +1,7 @@
 //! Unit tests of the engine over a real sled store.
 
 use super::*;
-use crate::store::SledStore;
+use crate::engine::store::SledStore;
 use fraudmesh::policy::{TrustConfig, FULL};
 use fraudmesh::sighting::{sign, Evidence};
 use fraudmesh::target::Bounds;

@@ -7,8 +7,8 @@
 //! [`DECIDE_TIMEOUT`]) the answer follows `calls.on_error`: `allow` (fail open) or `deny`
 //! (fail closed), with rule `node-error`, so a SIP stack only ever parses one shape.
 
-use crate::api::{ApiError, ApiState};
 use crate::calls::OnError;
+use crate::http::{ApiError, ApiState};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use fraudmesh::calls::policy::{CallRequest, Decision};

@@ -2,6 +2,7 @@
 //! file at all), strict parsing (unknown keys are errors), and validation into the
 //! core's types with errors that name the offending key.
 
+use super::dir::NodeDir;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::identity::PublicKey;
 use fraudmesh::policy::{Policy, TrustConfig, Weight};
@@ -18,6 +19,43 @@ use std::time::Duration;
 
 /// The embedded defaults, also the commented template `init` writes.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Loads DIR's `config.toml`, or the embedded defaults when it has none.
+pub fn load(dir: &NodeDir) -> anyhow::Result<Config> {
+    if dir.config().exists() {
+        Config::load(&dir.config())
+    } else {
+        Ok(Config::default())
+    }
+}
+
+/// Where [`load`] takes the config from, as error messages name it.
+pub fn source(dir: &NodeDir) -> String {
+    if dir.config().exists() {
+        dir.config().display().to_string()
+    } else {
+        "the embedded default config".to_string()
+    }
+}
+
+/// Loads and validates DIR's config for the node key `local`; errors name the file they
+/// come from.
+pub fn load_settings(dir: &NodeDir, local: PublicKey) -> anyhow::Result<Settings> {
+    load(dir)?
+        .settings(local)
+        .with_context(|| format!("in {}", source(dir)))
+}
+
+/// Loads and validates DIR's config before (or without) the node's key: the key only
+/// names the node itself in the trust policy, so any key checks the rest.
+pub fn check(dir: &NodeDir) -> anyhow::Result<Settings> {
+    load_settings(dir, placeholder_key())
+}
+
+/// A fixed key standing in for the node's own where a config is validated without it.
+pub fn placeholder_key() -> PublicKey {
+    fraudmesh::identity::Identity::from_secret([1; 32]).public()
+}
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

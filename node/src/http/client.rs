@@ -1,35 +1,48 @@
-//! The CLI's side of the API: finds the running node through the directory (`node.json`,
-//! else the config's API address), sends the request with the token, and turns refusals
-//! into clear errors.
+//! A client of one node's HTTP API: sends requests (writes with the token) and turns
+//! refusals into clear errors. The CLI finds the node through its directory
+//! (`cli::connect`); the testnet knows the address it started the node on.
 
-use crate::dir::NodeDir;
-use crate::run::load_config;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-/// A client for one node directory.
+/// How long one request may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A client of one node's API.
 pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
-    dir: NodeDir,
+    hints: Hints,
+}
+
+/// What error messages tell the user to do.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// Said when no node answers, e.g. how to start it.
+    pub not_running: Option<String>,
+    /// Said when a write has no token, e.g. where the token file should be.
+    pub no_token: Option<String>,
 }
 
 impl Client {
-    /// Locates the node's API.
-    pub fn new(dir: &NodeDir) -> anyhow::Result<Self> {
-        let api = match dir.read_runtime().filter(|rt| pid_alive(rt.pid)) {
-            Some(rt) => rt.api,
-            None => load_config(dir)?.node.api,
-        };
+    /// A client of the API at `api` (`HOST:PORT`), writing with `token` when given.
+    pub fn new(api: &str, token: Option<String>) -> anyhow::Result<Self> {
         Ok(Self {
             base: format!("http://{api}"),
-            token: dir.load_token().ok(),
+            token,
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(120))
-                .build()?,
-            dir: dir.clone(),
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .context("building the HTTP client")?,
+            hints: Hints::default(),
         })
+    }
+
+    /// The same client, with these hints in its error messages.
+    pub fn with_hints(mut self, hints: Hints) -> Self {
+        self.hints = hints;
+        self
     }
 
     /// GET a JSON document.
@@ -50,21 +63,20 @@ impl Client {
     }
 
     fn authed(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::RequestBuilder> {
-        let token = self
-            .token
-            .as_ref()
-            .ok_or_else(|| anyhow!("no API token at {}", self.dir.token().display()))?;
+        let token = self.token.as_ref().ok_or_else(|| match &self.hints.no_token {
+            Some(hint) => anyhow!("{hint}"),
+            None => anyhow!("no API token"),
+        })?;
         Ok(req.bearer_auth(token))
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
-                anyhow!(
-                    "no node is running at {} (start it with: fraudmesh --dir {} run)",
-                    self.base,
-                    self.dir.root().display()
-                )
+                match &self.hints.not_running {
+                    Some(hint) => anyhow!("no node is running at {} ({hint})", self.base),
+                    None => anyhow!("no node is running at {}", self.base),
+                }
             } else {
                 anyhow!("talking to the node at {}: {e}", self.base)
             }
@@ -80,9 +92,4 @@ impl Client {
         }
         Ok(body)
     }
-}
-
-/// Whether a process with this pid exists.
-pub fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -136,6 +136,12 @@ impl NodeDir {
         fs::rename(&tmp, self.runtime()).with_context(|| format!("writing {}", self.runtime().display()))
     }
 
+    /// `node.json` of a node that is still running (its pid exists).
+    pub fn running(&self) -> Option<Runtime> {
+        self.read_runtime()
+            .filter(|rt| Path::new(&format!("/proc/{}", rt.pid)).exists())
+    }
+
     /// Reads `node.json` if present.
     pub fn read_runtime(&self) -> Option<Runtime> {
         let bytes = fs::read(self.runtime()).ok()?;

@@ -1,14 +1,13 @@
 //! What each CLI command does. Commands other than `init`, `run`, `check-config` and
 //! `id` talk to the running node through its API.
 
-use crate::bouncers::Bouncers;
 use crate::cli::{
     AccountsCommand, BouncersCommand, CallsCommand, Command, DetectCommand, EnforceCommand, InitArgs, ReportArgs,
 };
-use crate::client::Client;
-use crate::config::{Config, TrustedPeer};
-use crate::dir::NodeDir;
-use crate::run;
+use crate::daemon::config::{self, Config, TrustedPeer};
+use crate::daemon::{self, dir::NodeDir};
+use crate::http::bouncers::Bouncers;
+use crate::http::client::{Client, Hints};
 use anyhow::{bail, Context};
 use fraudmesh::identity::PublicKey;
 use libp2p::multiaddr::Protocol;
@@ -24,40 +23,38 @@ const REPORT_CHUNK: usize = 10_000;
 pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init(args) => init(&dir, args)?,
-        Command::Run => run::run(dir).await?,
+        Command::Run => daemon::run(dir).await?,
         Command::CheckConfig => check_config(&dir)?,
         Command::Id => println!("{}", dir.load_identity()?.public().peer_id()),
         Command::Report(args) => report(&dir, args).await?,
         Command::Retract { target } => {
-            let v = Client::new(&dir)?
+            let v = connect(&dir)?
                 .delete(&format!("/v1/sightings/{}", encode(&target)))
                 .await?;
             println!("retracted {}", v["retracted"].as_str().unwrap_or(&target));
         }
         Command::Check { target, json } => {
-            let v = Client::new(&dir)?
-                .get(&format!("/v1/check/{}", encode(&target)))
-                .await?;
+            let v = connect(&dir)?.get(&format!("/v1/check/{}", encode(&target))).await?;
             show(&v, json, print_check);
         }
-        Command::List { json } => show(&Client::new(&dir)?.get("/v1/blocklist").await?, json, print_list),
-        Command::Status { json } => show(&Client::new(&dir)?.get("/v1/status").await?, json, print_status),
-        Command::Peers { json } => show(&Client::new(&dir)?.get("/v1/peers").await?, json, print_peers),
+        Command::List { json } => show(&connect(&dir)?.get("/v1/blocklist").await?, json, print_list),
+        Command::Status { json } => show(&connect(&dir)?.get("/v1/status").await?, json, print_status),
+        Command::Peers { json } => show(&connect(&dir)?.get("/v1/peers").await?, json, print_peers),
         Command::Bouncers { command } => bouncers(&dir, command)?,
         Command::Calls {
             command: CallsCommand::Check { account, to, json },
         } => {
             let path = format!("/v1/calls/check?account={}&to={}", encode(&account), encode(&to));
-            let v = Client::new(&dir)?.get(&path).await?;
+            let v = connect(&dir)?.get(&path).await?;
             show(&v, json, print_call);
         }
         Command::Accounts {
             command: AccountsCommand::List { json },
-        } => show(&Client::new(&dir)?.get("/v1/accounts").await?, json, print_accounts),
+        } => show(&connect(&dir)?.get("/v1/accounts").await?, json, print_accounts),
         Command::Accounts {
             command: AccountsCommand::Unlock { account },
         } => {
-            let v = Client::new(&dir)?
+            let v = connect(&dir)?
                 .post(&format!("/v1/accounts/{}/unlock", encode(&account)), &json!({}))
                 .await?;
             if v["unlocked"] == true {
@@ -66,7 +63,7 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
                 println!("{account} was not locked");
             }
         }
-        Command::Audit(args) => return crate::audit::command(&dir, args).await,
+        Command::Audit(args) => return crate::cli::audit::command(&dir, args).await,
         Command::Detect {
             command: DetectCommand::Test { file, format, json },
         } => detect_test(&dir, &file, format.as_deref(), json)?,
@@ -74,7 +71,7 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
         Command::Enforce {
             command: Some(EnforceCommand::Status { json }),
             ..
-        } => show(&Client::new(&dir)?.get("/v1/enforce").await?, json, print_enforce),
+        } => show(&connect(&dir)?.get("/v1/enforce").await?, json, print_enforce),
         Command::Enforce { .. } => bail!("say what to do: fraudmesh enforce status, or fraudmesh enforce --remove"),
     }
     Ok(ExitCode::SUCCESS)
@@ -92,16 +89,7 @@ fn detect_test(dir: &NodeDir, file: &std::path::Path, format: Option<&str>, json
         ),
     };
     // The directory's settings when it has a config; the defaults otherwise.
-    let config = if dir.config().exists() {
-        run::load_config(dir)?
-    } else {
-        Config::default()
-    };
-    let probe = fraudmesh::identity::Identity::from_secret([1; 32]);
-    let detect = config
-        .settings(probe.public())
-        .with_context(|| format!("in {}", dir.config().display()))?
-        .detect;
+    let detect = config::check(dir)?.detect;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let mut pipeline = Pipeline::new(detect.rules.clone());
     let (mut events, mut ambiguous, mut reports) = (Vec::new(), Vec::new(), Vec::new());
@@ -192,13 +180,13 @@ fn detect_test(dir: &NodeDir, file: &std::path::Path, format: Option<&str>, json
 /// `enforce --remove`: every configured enforcer removes what it put in place. Refused
 /// while the node runs (it would put everything back).
 async fn enforce_remove(dir: &NodeDir) -> anyhow::Result<ExitCode> {
-    if let Some(rt) = dir.read_runtime().filter(|rt| crate::client::pid_alive(rt.pid)) {
+    if let Some(rt) = dir.running() {
         bail!(
             "the node is running (pid {}): stop it first (e.g. systemctl stop fraudmesh), then run this again",
             rt.pid
         );
     }
-    let config = run::load_config(dir)?;
+    let config = config::load(dir)?;
     config.enforce.validate()?;
     let (lines, ok) = config.enforce.remove_all().await;
     if lines.is_empty() {
@@ -304,6 +292,20 @@ fn bouncers(dir: &NodeDir, command: BouncersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client of the node that runs from DIR: `node.json` names its API while it runs,
+/// else the config's API address is tried.
+fn connect(dir: &NodeDir) -> anyhow::Result<Client> {
+    let api = match dir.running() {
+        Some(rt) => rt.api,
+        None => config::load(dir)?.node.api,
+    };
+    let hints = Hints {
+        not_running: Some(format!("start it with: fraudmesh --dir {} run", dir.root().display())),
+        no_token: Some(format!("no API token at {}", dir.token().display())),
+    };
+    Ok(Client::new(&api, dir.load_token().ok())?.with_hints(hints))
+}
+
 /// Prints one JSON document, or the human form.
 fn show(v: &Value, json: bool, human: fn(&Value)) {
     if json {
@@ -343,15 +345,14 @@ fn init(dir: &NodeDir, args: InitArgs) -> anyhow::Result<()> {
         });
     }
     // Validate before writing anything, with a throwaway key for the policy check.
-    let probe = fraudmesh::identity::Identity::from_secret([1; 32]);
-    config.settings(probe.public())?;
+    config.settings(config::placeholder_key())?;
     let identity = dir.create_secrets(args.force)?;
     let peer_id = identity.public().peer_id();
     let text = format!(
         "# fraudmesh node configuration, written by `fraudmesh init`.\n\
          # Every key is optional; `fraudmesh check-config` validates this file.\n\
          # The full list of keys with their defaults and meaning:\n{}\n{}",
-        crate::config::DEFAULT_TOML
+        crate::daemon::config::DEFAULT_TOML
             .lines()
             .map(|l| format!("#   {l}\n"))
             .collect::<String>(),
@@ -388,9 +389,9 @@ fn dialable(addr: &Multiaddr, peer_id: &str) -> String {
 fn check_config(dir: &NodeDir) -> anyhow::Result<()> {
     let local = match dir.load_identity() {
         Ok(id) => id.public(),
-        Err(_) => fraudmesh::identity::Identity::from_secret([1; 32]).public(),
+        Err(_) => config::placeholder_key(),
     };
-    let s = run::load_settings(dir, local)?;
+    let s = config::load_settings(dir, local)?;
     let source = if dir.config().exists() {
         dir.config().display().to_string()
     } else {
@@ -429,7 +430,7 @@ async fn report(dir: &NodeDir, args: ReportArgs) -> anyhow::Result<()> {
         // Breadth is the node's call (its config may differ); syntax is checked here.
         fraudmesh::target::Target::parse(t, wide).with_context(|| format!("target {} ({t:?})", i + 1))?;
     }
-    let client = Client::new(dir)?;
+    let client = connect(dir)?;
     let mut accepted = 0;
     for chunk in targets.chunks(REPORT_CHUNK) {
         let mut body = json!({ "targets": chunk, "kind": args.kind });

@@ -3,6 +3,12 @@
 //!
 //! Every request that is refused changes nothing and says why in `{"error": "..."}`.
 
+pub mod apiban;
+pub mod bouncers;
+pub mod calls;
+pub mod client;
+pub mod crowdsec;
+
 use crate::engine::{self, EngineHandle};
 use crate::metrics::Metrics;
 use crate::net::NetHandle;
@@ -49,7 +55,7 @@ pub struct ApiState {
     /// Whether `PUT /v1/debug/refuse` works (config `debug.fault_injection`).
     pub fault_injection: bool,
     /// CrowdSec bouncer keys (`DIR/bouncers.json`).
-    pub bouncers: crate::bouncers::Bouncers,
+    pub bouncers: crate::http::bouncers::Bouncers,
     /// Each bouncer's cursor into the decision log (its stream state).
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Every enforcer's state.
@@ -87,24 +93,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sightings", post(report))
         .route("/v1/sightings/{target}", delete(retract))
         .route("/v1/debug/refuse", put(refuse))
-        .route("/v1/accounts/{account}/unlock", post(crate::calls_api::unlock))
+        .route("/v1/accounts/{account}/unlock", post(crate::http::calls::unlock))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/check/{target}", get(check))
         .route("/v1/blocklist", get(blocklist))
         .route("/v1/peers", get(peers))
-        .route("/v1/decisions", get(crate::crowdsec::decisions))
-        .route("/v1/decisions/stream", get(crate::crowdsec::stream))
+        .route("/v1/decisions", get(crate::http::crowdsec::decisions))
+        .route("/v1/decisions/stream", get(crate::http::crowdsec::stream))
         .route("/v1/enforce", get(enforce))
-        .route("/v1/calls/authorize", post(crate::calls_api::authorize))
-        .route("/v1/calls/check", get(crate::calls_api::check))
-        .route("/v1/calls/{call_id}/end", post(crate::calls_api::end))
-        .route("/v1/accounts", get(crate::calls_api::accounts))
+        .route("/v1/calls/authorize", post(crate::http::calls::authorize))
+        .route("/v1/calls/check", get(crate::http::calls::check))
+        .route("/v1/calls/{call_id}/end", post(crate::http::calls::end))
+        .route("/v1/accounts", get(crate::http::calls::accounts))
         .route("/v1/audit", get(audit))
-        .route("/api/{key}/banned", get(crate::apiban::banned_first))
-        .route("/api/{key}/banned/{id}", get(crate::apiban::banned))
-        .route("/api/{key}/check/{ip}", get(crate::apiban::check))
+        .route("/api/{key}/banned", get(crate::http::apiban::banned_first))
+        .route("/api/{key}/banned/{id}", get(crate::http::apiban::banned))
+        .route("/api/{key}/check/{ip}", get(crate::http::apiban::check))
         .route("/metrics", get(metrics))
         .merge(writes)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })

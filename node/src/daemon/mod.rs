@@ -1,15 +1,18 @@
 //! `fraudmesh run`: wires the engine, the network and the API together, writes
 //! `node.json` for the CLI, and shuts down gracefully on SIGTERM or SIGINT.
 
-use crate::api::{self, ApiState};
-use crate::config::{Config, Settings};
-use crate::dir::{NodeDir, Runtime};
+pub mod config;
+pub mod dir;
+
 use crate::enforce::{runner::StatusBoard, Enforcers};
+use crate::engine::store::{SledStore, Store};
 use crate::engine::{self, EngineConfig};
+use crate::http::{self, ApiState};
 use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, Transport};
-use crate::store::{SledStore, Store};
 use anyhow::Context;
+use config::Settings;
+use dir::{NodeDir, Runtime};
 use fraudmesh::identity::Identity;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,28 +22,6 @@ use tokio::sync::{mpsc, watch};
 const TICK: Duration = Duration::from_millis(50);
 /// Local envelopes waiting for the network task.
 const PUBLISH_QUEUE: usize = 1024;
-
-/// Loads the directory's config (or the embedded defaults when there is none).
-pub fn load_config(dir: &NodeDir) -> anyhow::Result<Config> {
-    if dir.config().exists() {
-        Config::load(&dir.config())
-    } else {
-        Ok(Config::default())
-    }
-}
-
-/// Loads and validates the directory's config for the node key `local`; errors name the
-/// file they come from.
-pub fn load_settings(dir: &NodeDir, local: fraudmesh::identity::PublicKey) -> anyhow::Result<Settings> {
-    let source = if dir.config().exists() {
-        dir.config().display().to_string()
-    } else {
-        "the embedded default config".to_string()
-    };
-    load_config(dir)?
-        .settings(local)
-        .with_context(|| format!("in {source}"))
-}
 
 /// One node's moving parts without the HTTP API: engine thread, network task and the
 /// engine's timer. `run` wraps one in the daemon; `fraudmesh-testnet inproc` starts
@@ -159,10 +140,10 @@ impl Stack {
 /// Runs the node until SIGTERM/SIGINT.
 pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     // Validate the config before creating anything in the directory.
-    load_settings(&dir, fraudmesh::identity::Identity::from_secret([1; 32]).public())?;
+    config::check(&dir)?;
     let identity = dir.load_or_create_identity()?;
     let token = dir.load_or_create_token()?;
-    let settings = load_settings(&dir, identity.public())?;
+    let settings = config::load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
     let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
     let call_tree = store.tree(crate::calls::TREE)?;
@@ -198,19 +179,19 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         engine: stack.engine.clone(),
         net: stack.net.clone(),
         metrics: stack.metrics.clone(),
-        token_hash: api::hash_token(&token),
+        token_hash: http::hash_token(&token),
         limits: settings.limits,
         default_ttl_s: settings.default_ttl_s,
         peer_id,
         started: Instant::now(),
         fault_injection: settings.fault_injection,
-        bouncers: crate::bouncers::Bouncers::new(dir.bouncers()),
+        bouncers: crate::http::bouncers::Bouncers::new(dir.bouncers()),
         streams: Default::default(),
         enforcers: stack.enforcers(),
         calls,
         audit,
     };
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;

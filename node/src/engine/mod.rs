@@ -7,9 +7,11 @@
 //! targets, then the store's writer thread persists it. The decided set is published as
 //! an immutable [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
 
+pub mod store;
+
+use crate::engine::store::{Store, Writer};
 use crate::metrics::{Metrics, SourceLabel, VerdictLabel};
 use crate::now_ms;
-use crate::store::{Store, Writer};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};

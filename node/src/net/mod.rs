@@ -7,9 +7,10 @@
 //! so any libp2p implementation following `proto/` can join. The node's libp2p key is
 //! its sighting key: reporter and sending peer have the same name.
 
+pub mod sync;
+
 use crate::engine::{EngineHandle, Verdict, MAX_ENVELOPE_BYTES};
 use crate::metrics::{Metrics, ResultLabel};
-use crate::sync::{self, Misbehaved, SessionError, SyncCodec};
 use anyhow::Context;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use futures::future::BoxFuture;
@@ -29,6 +30,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync::{Misbehaved, SessionError, SyncCodec};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The gossipsub topic of sightings.

@@ -1,6 +1,9 @@
 //! The command line. This interface is a contract other tools and tests drive: names of
 //! commands and flags do not change casually.
 
+pub mod audit;
+pub mod commands;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -12,7 +12,7 @@
 //! Keys go in the `X-Api-Key` header; a missing or unknown key gets 403. Only address
 //! and prefix blocks are decisions here (number blocks are for call policy).
 
-use crate::api::ApiState;
+use crate::http::ApiState;
 use crate::now_ms;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

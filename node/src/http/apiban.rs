@@ -71,7 +71,7 @@
 //! - Only address and prefix blocks are listed; number blocks are for call policy.
 //! - No rate limit (apiban.org answers 429 past a few requests a minute).
 
-use crate::api::ApiState;
+use crate::http::ApiState;
 use crate::now_ms;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
