@@ -10,23 +10,21 @@
 //! - [`net`]: the libp2p swarm, gossip and catch-up sync;
 //! - [`engine`]: the task that owns the core's ledger and the sled store;
 //! - [`metrics`]: the Prometheus registry every part counts into;
-//! - `now_ms`: the node's one read of the wall clock.
+//! - [`time`], [`fsutil`], [`backoff`]: small helpers every part shares (the clock,
+//!   atomic file writes, retry delays).
 
 pub mod audit;
+pub mod backoff;
 pub mod calls;
 pub mod cli;
 pub mod daemon;
 pub mod detect;
 pub mod enforce;
 pub mod engine;
+pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod time;
 
-/// The wall clock in ms since the Unix epoch: the only place the node reads it for the core.
-pub fn now_ms() -> fraudmesh::Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use time::now_ms;

@@ -14,7 +14,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde_json::{json, Value};
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Most targets sent in one request by `report --file`.
 const REPORT_CHUNK: usize = 10_000;
@@ -449,7 +448,7 @@ async fn report(dir: &NodeDir, args: ReportArgs) -> anyhow::Result<()> {
 
 fn time(ms: &Value) -> String {
     match ms.as_u64() {
-        Some(ms) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        Some(ms) => crate::time::rfc3339(ms),
         None => "-".into(),
     }
 }

@@ -131,9 +131,7 @@ impl NodeDir {
 
     /// Writes `node.json` atomically.
     pub fn write_runtime(&self, rt: &Runtime) -> anyhow::Result<()> {
-        let tmp = self.root.join("node.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(rt)?).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, self.runtime()).with_context(|| format!("writing {}", self.runtime().display()))
+        crate::fsutil::write_atomically(&self.runtime(), &serde_json::to_vec_pretty(rt)?, 0o644)
     }
 
     /// `node.json` of a node that is still running (its pid exists).

@@ -91,21 +91,9 @@ impl Bouncers {
         self.write(&all)
     }
 
-    /// Writes atomically (temp file + rename), mode 0600.
+    /// Writes the file atomically, mode 0600.
     fn write(&self, all: &[Bouncer]) -> anyhow::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(all)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))
+        crate::fsutil::write_atomically(&self.path, &serde_json::to_vec_pretty(all)?, 0o600)
     }
 }
 

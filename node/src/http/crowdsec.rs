@@ -14,6 +14,7 @@
 
 use crate::http::ApiState;
 use crate::now_ms;
+use crate::time::rfc3339;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +24,6 @@ use fraudmesh::target::{Bounds, Target};
 use fraudmesh::Millis;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The `origin` of every decision.
 const ORIGIN: &str = "fraudmesh";
@@ -78,10 +78,6 @@ fn go_duration(ms: u64) -> String {
     } else {
         format!("{sec}s")
     }
-}
-
-fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// A decision object, or `None` for a number block.
