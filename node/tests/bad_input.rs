@@ -103,9 +103,16 @@ fn bad_targets_and_bad_requests_change_nothing() {
     let out = cli(&n.dir, &["report", "192.0.2.1", "--ttl", "30d"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("ttl"), "{}", stderr(&out));
+    // An unknown kind is a usage error, refused by the argument parser (exit 2) with the
+    // kinds it takes.
     let out = cli(&n.dir, &["report", "192.0.2.1", "--kind", "nasty"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("unknown kind"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid value 'nasty'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("possible values: scan, auth-failure, invite-flood, toll-fraud, manual"),
+        "{}",
+        stderr(&out)
+    );
     let out = cli(&n.dir, &["check", "999.1.1.1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("999.1.1.1"));

@@ -248,7 +248,7 @@ impl From<Stored> for Account {
 }
 
 /// One account's figures for `accounts list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountView {
     /// Its name.
     pub account: String,

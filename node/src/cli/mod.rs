@@ -3,8 +3,12 @@
 
 pub mod audit;
 pub mod commands;
+pub mod detect;
+pub mod output;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fraudmesh::detect::logs::Format;
+use fraudmesh::sighting::Kind;
 use std::path::PathBuf;
 
 /// fraudmesh: a peer-to-peer blocklist for VoIP phone systems.
@@ -115,9 +119,9 @@ pub enum DetectCommand {
     Test {
         /// The log file.
         file: PathBuf,
-        /// asterisk, freeswitch or kamailio; default: recognised line by line.
+        /// Whose log it is; default: recognised line by line.
         #[arg(long, value_name = "NAME")]
-        format: Option<String>,
+        format: Option<LogFormat>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -219,9 +223,9 @@ pub struct ReportArgs {
     /// Read targets from a file, one per line ('#' comments and blank lines skipped).
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// scan, auth-failure, invite-flood, toll-fraud or manual.
-    #[arg(long, default_value = "manual")]
-    pub kind: String,
+    /// What was seen.
+    #[arg(long, value_enum, default_value_t = ReportKind::Manual)]
+    pub kind: ReportKind,
     /// How long the sighting stays active, e.g. 1h, 7d. Default: policy.default_ttl.
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -248,4 +252,81 @@ pub struct AuditArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What a report says was seen (`--kind`); retractions have their own command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportKind {
+    /// Probing the SIP stack.
+    Scan,
+    /// Repeated failed authentication.
+    AuthFailure,
+    /// A flood of INVITEs or other requests.
+    InviteFlood,
+    /// A toll-fraud attempt or fraud destination number.
+    TollFraud,
+    /// An operator's manual ban.
+    Manual,
+}
+
+impl ReportKind {
+    /// The core's sighting kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::Scan => Kind::Scan,
+            Self::AuthFailure => Kind::AuthFailure,
+            Self::InviteFlood => Kind::InviteFlood,
+            Self::TollFraud => Kind::TollFraud,
+            Self::Manual => Kind::Manual,
+        }
+    }
+}
+
+/// Whose log a file is (`detect test --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Asterisk's messages, full or security log.
+    Asterisk,
+    /// FreeSWITCH's freeswitch.log.
+    Freeswitch,
+    /// Kamailio's syslog lines from fraudmesh's cfg.
+    Kamailio,
+}
+
+impl LogFormat {
+    /// The core's log format.
+    pub fn format(self) -> Format {
+        match self {
+            Self::Asterisk => Format::Asterisk,
+            Self::Freeswitch => Format::FreeSwitch,
+            Self::Kamailio => Format::Kamailio,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_kinds_are_named_as_the_core_names_them() {
+        for k in ReportKind::value_variants() {
+            let name = k.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(k.kind().as_str()));
+        }
+    }
+
+    #[test]
+    fn log_formats_are_named_as_the_core_names_them() {
+        for f in LogFormat::value_variants() {
+            let name = f.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(f.format().label()));
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -179,7 +179,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         engine: stack.engine.clone(),
         net: stack.net.clone(),
         metrics: stack.metrics.clone(),
-        token_hash: http::hash_token(&token),
+        token_hash: http::hash_secret(&token),
         limits: settings.limits,
         default_ttl_s: settings.default_ttl_s,
         peer_id,

@@ -10,7 +10,7 @@ use crate::now_ms;
 use fraudmesh::decisions::Delta;
 use fraudmesh::Millis;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +27,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What an enforcer is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Nothing applied yet.
@@ -39,7 +39,7 @@ pub enum State {
 }
 
 /// One enforcer's state, as `fraudmesh enforce status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// Its name (`nftables`, `kamailio`, `file:PATH`).
     pub name: String,

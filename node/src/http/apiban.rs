@@ -71,7 +71,8 @@
 //! - Only address and prefix blocks are listed; number blocks are for call policy.
 //! - No rate limit (apiban.org answers 429 past a few requests a minute).
 
-use crate::http::ApiState;
+use super::bouncers::Denied;
+use super::ApiState;
 use crate::now_ms;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -133,29 +134,16 @@ fn base() -> u64 {
     *BASE.get_or_init(|| now_ms().saturating_mul(BASE_PER_MS))
 }
 
-/// Why a request gets no answer.
-enum Denied {
-    /// An unknown key.
-    Unauthorized,
-    /// The key registry could not be read.
-    Registry(String),
-}
-
-impl IntoResponse for Denied {
-    fn into_response(self) -> Response {
-        match self {
-            Denied::Unauthorized => unauthorized(),
-            Denied::Registry(e) => failed(e),
-        }
-    }
-}
-
 /// Checks the key in the URL.
 fn authorize(s: &ApiState, key: &str) -> Result<(), Denied> {
-    match s.bouncers.authenticate(key) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Denied::Unauthorized),
-        Err(e) => Err(Denied::Registry(format!("{e:#}"))),
+    s.bouncers.admit(Some(key)).map(drop)
+}
+
+/// APIBAN's answer to a refused key: 403 `unauthorized` for an unknown one.
+fn refusal(d: Denied) -> Response {
+    match d {
+        Denied::UnknownKey => unauthorized(),
+        Denied::Registry(e) => failed(e),
     }
 }
 
@@ -203,7 +191,7 @@ pub async fn banned(State(s): State<ApiState>, Path((key, id)): Path<(String, St
 
 async fn banned_after(s: &ApiState, key: &str, id: Option<&str>) -> Response {
     if let Err(d) = authorize(s, key) {
-        return d.into_response();
+        return refusal(d);
     }
     let id = match id.map(parse_id).transpose() {
         Ok(id) => id.unwrap_or(0),
@@ -227,7 +215,7 @@ async fn banned_after(s: &ApiState, key: &str, id: Option<&str>) -> Response {
 /// `GET /api/{key}/check/{ip}`.
 pub async fn check(State(s): State<ApiState>, Path((key, ip)): Path<(String, String)>) -> Response {
     if let Err(d) = authorize(&s, &key) {
-        return d.into_response();
+        return refusal(d);
     }
     let addr: IpAddr = match ip.parse() {
         Ok(a) => a,

@@ -5,7 +5,6 @@
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// One registered bouncer.
@@ -27,7 +26,16 @@ pub struct Bouncers {
 
 /// Hex SHA-256 of a key.
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    hex::encode(super::hash_secret(key))
+}
+
+/// Why a bouncer's request is refused (each API answers it in its own dialect).
+#[derive(Debug)]
+pub enum Denied {
+    /// No key, or one no bouncer holds.
+    UnknownKey,
+    /// The registry could not be read.
+    Registry(String),
 }
 
 fn valid_name(name: &str) -> bool {
@@ -52,6 +60,16 @@ impl Bouncers {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("reading {}", self.path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+
+    /// The name of the bouncer holding `key` (when given), or why the request is refused.
+    pub fn admit(&self, key: Option<&str>) -> Result<String, Denied> {
+        let key = key.ok_or(Denied::UnknownKey)?;
+        match self.authenticate(key) {
+            Ok(Some(name)) => Ok(name),
+            Ok(None) => Err(Denied::UnknownKey),
+            Err(e) => Err(Denied::Registry(format!("{e:#}"))),
         }
     }
 

@@ -7,13 +7,13 @@
 //! [`DECIDE_TIMEOUT`]) the answer follows `calls.on_error`: `allow` (fail open) or `deny`
 //! (fail closed), with rule `node-error`, so a SIP stack only ever parses one shape.
 
+use super::types::{Accounts, CallAnswer, CallEnded, Unlocked};
+use super::{ApiError, ApiState};
 use crate::calls::OnError;
-use crate::http::{ApiError, ApiState};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use fraudmesh::calls::policy::{CallRequest, Decision};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -36,26 +36,26 @@ struct AuthorizeBody {
     call_id: Option<String>,
 }
 
-fn answer(d: &Decision) -> Value {
-    json!({
-        "allow": d.allow,
-        "rule": d.rule,
-        "reason": d.reason,
-        "e164": d.e164,
-        "account_locked": d.locked_now || d.rule == "locked",
-    })
+fn answer(d: &Decision) -> CallAnswer {
+    CallAnswer {
+        allow: d.allow,
+        rule: d.rule.to_string(),
+        reason: d.reason.clone(),
+        e164: d.e164.clone(),
+        account_locked: d.locked_now || d.rule == "locked",
+    }
 }
 
-fn failed(on_error: OnError, why: String) -> Value {
+fn failed(on_error: OnError, why: String) -> CallAnswer {
     tracing::error!(error = %why, ?on_error, "call authorisation could not decide");
-    json!({
-        "allow": on_error == OnError::Allow,
-        "rule": "node-error",
-        "reason": format!("the node could not decide ({why}); calls.on_error = {}",
-            if on_error == OnError::Allow { "allow" } else { "deny" }),
-        "e164": null,
-        "account_locked": false,
-    })
+    let setting = if on_error == OnError::Allow { "allow" } else { "deny" };
+    CallAnswer {
+        allow: on_error == OnError::Allow,
+        rule: "node-error".to_string(),
+        reason: format!("the node could not decide ({why}); calls.on_error = {setting}"),
+        e164: None,
+        account_locked: false,
+    }
 }
 
 fn field(name: &str, v: &str) -> Result<(), ApiError> {
@@ -68,7 +68,7 @@ fn field(name: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn decide(s: &ApiState, req: CallRequest, count: bool) -> Value {
+async fn decide(s: &ApiState, req: CallRequest, count: bool) -> CallAnswer {
     match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
         Ok(Ok(d)) => answer(&d),
         Ok(Err(e)) => failed(s.calls.on_error, format!("{e:#}")),
@@ -85,7 +85,7 @@ pub async fn authorize(
     State(s): State<ApiState>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallAnswer>, ApiError> {
     // JSON when it looks like JSON, whatever the Content-Type says (`curl -d '{…}'` labels
     // JSON as a form); a form when labelled so or when it does not start with `{`.
     let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -118,9 +118,9 @@ pub async fn authorize(
         call_id: b.call_id.unwrap_or_default(),
     };
     let v = decide(&s, req.clone(), true).await;
-    if v["allow"] == false {
+    if !v.allow {
         tracing::info!(account = %req.account, to = %req.to, from = ?b.from, source_ip = ?b.source_ip,
-            rule = %v["rule"].as_str().unwrap_or(""), "call denied");
+            rule = %v.rule, "call denied");
     }
     Ok(Json(v))
 }
@@ -129,7 +129,7 @@ pub async fn authorize(
 pub async fn check(
     State(s): State<ApiState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallAnswer>, ApiError> {
     let (Some(account), Some(to)) = (q.get("account"), q.get("to")) else {
         return Err(ApiError::bad("give account and to, e.g. ?account=1001&to=0900123456"));
     };
@@ -144,22 +144,26 @@ pub async fn check(
 }
 
 /// `POST /v1/calls/{call_id}/end`: `{"call_id","ended","account"}`.
-pub async fn end(State(s): State<ApiState>, Path(call_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn end(State(s): State<ApiState>, Path(call_id): Path<String>) -> Result<Json<CallEnded>, ApiError> {
     field("call_id", &call_id)?;
     let account = s.calls.end(call_id.clone()).await?;
-    Ok(Json(
-        json!({ "call_id": call_id, "ended": account.is_some(), "account": account }),
-    ))
+    Ok(Json(CallEnded {
+        call_id,
+        ended: account.is_some(),
+        account,
+    }))
 }
 
 /// `GET /v1/accounts`.
-pub async fn accounts(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "accounts": s.calls.accounts().await? })))
+pub async fn accounts(State(s): State<ApiState>) -> Result<Json<Accounts>, ApiError> {
+    Ok(Json(Accounts {
+        accounts: s.calls.accounts().await?,
+    }))
 }
 
 /// `POST /v1/accounts/{account}/unlock` (token).
-pub async fn unlock(State(s): State<ApiState>, Path(account): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn unlock(State(s): State<ApiState>, Path(account): Path<String>) -> Result<Json<Unlocked>, ApiError> {
     field("account", &account)?;
-    let was = s.calls.unlock(account.clone()).await?;
-    Ok(Json(json!({ "account": account, "unlocked": was })))
+    let unlocked = s.calls.unlock(account.clone()).await?;
+    Ok(Json(Unlocked { account, unlocked }))
 }

@@ -1,9 +1,16 @@
-//! A client of one node's HTTP API: sends requests (writes with the token) and turns
-//! refusals into clear errors. The CLI finds the node through its directory
-//! (`cli::connect`); the testnet knows the address it started the node on.
+//! A client of one node's HTTP API: one method per endpoint, answers read into the
+//! documents of [`types`](super::types), writes sent with the token, refusals turned into
+//! clear errors. The CLI finds the node through its directory; the testnet knows the
+//! address it started each node on.
 
+use super::types::{
+    Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, ErrorBody, Peers, RefuseRequest, Refused, Retracted,
+    SightingsAnswer, SightingsRequest, Status, Unlocked,
+};
 use anyhow::{anyhow, bail, Context};
-use serde_json::Value;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -45,20 +52,96 @@ impl Client {
         self
     }
 
-    /// GET a JSON document.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> anyhow::Result<Status> {
+        self.get("/v1/status").await
     }
 
-    /// POST a JSON body (with the token).
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let req = self.http.post(format!("{}{path}", self.base)).json(body);
+    /// `GET /v1/check/{target}`.
+    pub async fn check(&self, target: &str) -> anyhow::Result<CheckAnswer> {
+        self.get(&format!("/v1/check/{}", encode(target))).await
+    }
+
+    /// `GET /v1/blocklist`.
+    pub async fn blocklist(&self) -> anyhow::Result<Blocklist> {
+        self.get("/v1/blocklist").await
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> anyhow::Result<Peers> {
+        self.get("/v1/peers").await
+    }
+
+    /// `GET /v1/enforce`.
+    pub async fn enforcers(&self) -> anyhow::Result<Enforcers> {
+        self.get("/v1/enforce").await
+    }
+
+    /// `GET /v1/calls/check?account=A&to=N`.
+    pub async fn call_check(&self, account: &str, to: &str) -> anyhow::Result<CallAnswer> {
+        let query = serde_urlencoded::to_string([("account", account), ("to", to)]).context("encoding the query")?;
+        self.get(&format!("/v1/calls/check?{query}")).await
+    }
+
+    /// `GET /v1/accounts`.
+    pub async fn accounts(&self) -> anyhow::Result<Accounts> {
+        self.get("/v1/accounts").await
+    }
+
+    /// `POST /v1/accounts/{account}/unlock` (token).
+    pub async fn unlock(&self, account: &str) -> anyhow::Result<Unlocked> {
+        let path = format!("/v1/accounts/{}/unlock", encode(account));
+        self.write(Method::POST, &path, &serde_json::json!({})).await
+    }
+
+    /// `POST /v1/sightings` (token); answers once the records are stored durably.
+    pub async fn report(&self, request: &SightingsRequest) -> anyhow::Result<SightingsAnswer> {
+        self.write(Method::POST, "/v1/sightings", request).await
+    }
+
+    /// `DELETE /v1/sightings/{target}` (token).
+    pub async fn retract(&self, target: &str) -> anyhow::Result<Retracted> {
+        let req = self.http.delete(self.url(&format!("/v1/sightings/{}", encode(target))));
         self.send(self.authed(req)?).await
     }
 
-    /// DELETE (with the token).
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        let req = self.http.delete(format!("{}{path}", self.base));
+    /// `PUT /v1/debug/refuse` (token): refuses exactly `peers`; an empty list heals.
+    pub async fn refuse(&self, peers: &[String]) -> anyhow::Result<Refused> {
+        let body = RefuseRequest { peers: peers.to_vec() };
+        self.write(Method::PUT, "/v1/debug/refuse", &body).await
+    }
+
+    /// `GET /metrics` as OpenMetrics text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("GET /metrics: HTTP {}", status.as_u16());
+        }
+        resp.text().await.context("GET /metrics: reading the answer")
+    }
+
+    /// GET a JSON document of any type (e.g. `serde_json::Value` for `/v1/audit`).
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn write<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let req = self.http.request(method, self.url(path)).json(body);
         self.send(self.authed(req)?).await
     }
 
@@ -70,26 +153,51 @@ impl Client {
         Ok(req.bearer_auth(token))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                match &self.hints.not_running {
-                    Some(hint) => anyhow!("no node is running at {} ({hint})", self.base),
-                    None => anyhow!("no node is running at {}", self.base),
-                }
-            } else {
-                anyhow!("talking to the node at {}: {e}", self.base)
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            match &self.hints.not_running {
+                Some(hint) => anyhow!("no node is running at {} ({hint})", self.base),
+                None => anyhow!("no node is running at {}", self.base),
             }
-        })?;
+        } else {
+            anyhow!("talking to the node at {}: {e}", self.base)
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .context("the node answered something that is not JSON")?;
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
-            let msg = body.get("error").and_then(Value::as_str).unwrap_or("request refused");
+            let msg = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| "request refused".to_string());
             bail!("{msg} (HTTP {})", status.as_u16());
         }
-        Ok(body)
+        serde_json::from_slice(&body).context("the node answered something this client does not understand")
+    }
+}
+
+/// Percent-encodes a path segment (prefixes contain '/', IPv6 addresses ':').
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode("192.0.2.0/24"), "192.0.2.0%2F24");
+        assert_eq!(encode("2001:db8::1"), "2001%3Adb8%3A%3A1");
+        assert_eq!(encode("+41900"), "%2B41900");
+        assert_eq!(encode("a b&c"), "a%20b%26c");
     }
 }

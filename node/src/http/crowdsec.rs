@@ -12,7 +12,8 @@
 //! Keys go in the `X-Api-Key` header; a missing or unknown key gets 403. Only address
 //! and prefix blocks are decisions here (number blocks are for call policy).
 
-use crate::http::ApiState;
+use super::bouncers::Denied;
+use super::ApiState;
 use crate::now_ms;
 use crate::time::rfc3339;
 use axum::extract::{Query, State};
@@ -38,32 +39,17 @@ fn error(status: StatusCode, msg: String) -> Response {
     (status, Json(json!({ "message": msg }))).into_response()
 }
 
-/// Why a request gets no answer.
-enum Denied {
-    /// No key, or an unknown one.
-    Forbidden,
-    /// The key registry could not be read.
-    Registry(String),
-}
-
-impl IntoResponse for Denied {
-    fn into_response(self) -> Response {
-        match self {
-            Denied::Forbidden => forbidden(),
-            Denied::Registry(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        }
-    }
-}
-
-/// The bouncer named by the request's key.
+/// The bouncer named by the request's `X-Api-Key`.
 fn bouncer(s: &ApiState, headers: &HeaderMap) -> Result<String, Denied> {
-    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
-        return Err(Denied::Forbidden);
-    };
-    match s.bouncers.authenticate(key.trim()) {
-        Ok(Some(name)) => Ok(name),
-        Ok(None) => Err(Denied::Forbidden),
-        Err(e) => Err(Denied::Registry(format!("{e:#}"))),
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    s.bouncers.admit(key)
+}
+
+/// CrowdSec's answer to a refused bouncer: 403 for a missing or unknown key.
+fn refusal(d: Denied) -> Response {
+    match d {
+        Denied::UnknownKey => forbidden(),
+        Denied::Registry(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -113,7 +99,7 @@ pub async fn stream(
 ) -> Response {
     let name = match bouncer(&s, &headers) {
         Ok(n) => n,
-        Err(d) => return d.into_response(),
+        Err(d) => return refusal(d),
     };
     let startup = match q.get("startup").map(String::as_str) {
         None | Some("false") => false,
@@ -166,7 +152,7 @@ pub async fn decisions(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(d) = bouncer(&s, &headers) {
-        return d.into_response();
+        return refusal(d);
     }
     let now = now_ms();
     let found: Vec<Decision> = match q.get("ip") {
