@@ -262,6 +262,7 @@ fn kind(name: &str) -> anyhow::Result<EventKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fraudmesh::detect::logs::Outcome;
 
     fn compile(text: &str) -> anyhow::Result<Detect> {
         let c: DetectConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
@@ -302,5 +303,21 @@ mod tests {
         assert_eq!((t.count, t.window_ms, t.distinct_usernames), (10, 60_000, 3));
         assert!(!d.rules.thresholds.contains_key(&EventKind::Scanner));
         assert!(!d.is_active());
+    }
+
+    #[test]
+    fn custom_patterns_come_after_the_builtins() {
+        let d = compile(
+            "[[patterns]]\nname = \"gw\"\nkind = \"auth-failure\"\nregex = '^gw: bad login (?P<user>\\S+) from (?P<addr>\\S+)$'",
+        )
+        .unwrap();
+        let Outcome::Event(e) = d.interpret("gw: bad login bob from 203.0.113.4", None) else {
+            panic!("custom pattern did not match");
+        };
+        assert_eq!(
+            (e.source.to_string(), e.username.as_deref()),
+            ("203.0.113.4".into(), Some("bob"))
+        );
+        assert_eq!(d.interpret("unrelated", None), Outcome::Unknown);
     }
 }

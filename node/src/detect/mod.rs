@@ -244,30 +244,3 @@ fn own_addresses(net: &NetHandle) -> Vec<IpAddr> {
         })
         .collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use anyhow::anyhow;
-
-    fn compile(text: &str) -> anyhow::Result<Detect> {
-        let c: DetectConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
-        c.compile(&[])
-    }
-
-    #[test]
-    fn custom_patterns_come_after_the_builtins() {
-        let d = compile(
-            "[[patterns]]\nname = \"gw\"\nkind = \"auth-failure\"\nregex = '^gw: bad login (?P<user>\\S+) from (?P<addr>\\S+)$'",
-        )
-        .unwrap();
-        let Outcome::Event(e) = d.interpret("gw: bad login bob from 203.0.113.4", None) else {
-            panic!("custom pattern did not match");
-        };
-        assert_eq!(
-            (e.source.to_string(), e.username.as_deref()),
-            ("203.0.113.4".into(), Some("bob"))
-        );
-        assert_eq!(d.interpret("unrelated", None), Outcome::Unknown);
-    }
-}
