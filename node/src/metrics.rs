@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Label set naming where an accepted sighting came from.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +78,23 @@ fn enforce_latency_histogram() -> Histogram {
     ])
 }
 
+/// Registers metrics with their help texts.
+struct Registrar(Registry);
+
+impl Registrar {
+    /// A new metric of type `M` registered as `name`.
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.add_with(name, help, M::default())
+    }
+
+    /// `metric` registered as `name` (a metric is a shared handle: what the returned one
+    /// counts, the registry's copy shows).
+    fn add_with<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+}
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -140,161 +157,76 @@ pub struct ResultLabel {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric. The fields are initialised in the order
+    /// written, which is the order of registration and so of `GET /metrics`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("fraudmesh");
-        let accepted = Family::<SourceLabel, Counter>::default();
-        registry.register(
-            "sightings_accepted",
-            "Sightings merged into the ledger, by source",
-            accepted.clone(),
-        );
-        let rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register("sightings_rejected", "Sightings refused, by reason", rejected.clone());
-        let gossip = Family::<VerdictLabel, Counter>::default();
-        registry.register(
-            "gossip_messages",
-            "Gossip messages by validation verdict",
-            gossip.clone(),
-        );
-        let gossip_bytes_received = Counter::default();
-        registry.register(
-            "gossip_bytes_received",
-            "Bytes of gossip message data received for validation",
-            gossip_bytes_received.clone(),
-        );
-        let peers = Gauge::default();
-        registry.register("peers", "Connected peers", peers.clone());
-        let records = Gauge::default();
-        registry.register("ledger_records", "Records held in the ledger", records.clone());
-        let blocked = Gauge::default();
-        registry.register("blocked_targets", "Targets currently blocked", blocked.clone());
-        let propagation = Histogram::new([
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-        ]);
-        registry.register(
-            "propagation_delay_seconds",
-            "Delay from a sighting's observed-at to its merge on this node (gossip)",
-            propagation.clone(),
-        );
-        let sync_sessions = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "sync_sessions",
-            "Sync sessions initiated, by result",
-            sync_sessions.clone(),
-        );
-        let sync_rounds = Counter::default();
-        registry.register("sync_rounds", "Reconcile round trips initiated", sync_rounds.clone());
-        let sync_bytes_sent = Counter::default();
-        registry.register(
-            "sync_bytes_sent",
-            "Bytes written by the sync protocol",
-            sync_bytes_sent.clone(),
-        );
-        let sync_bytes_received = Counter::default();
-        registry.register(
-            "sync_bytes_received",
-            "Bytes read by the sync protocol",
-            sync_bytes_received.clone(),
-        );
-        let sync_records_fetched = Counter::default();
-        registry.register(
-            "sync_records_fetched",
-            "Records fetched from peers by sync and merged",
-            sync_records_fetched.clone(),
-        );
-        let sync_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
-        registry.register(
-            "sync_duration_seconds",
-            "Duration of completed sync sessions",
-            sync_duration.clone(),
-        );
-        let sync_misbehaving = Counter::default();
-        registry.register(
-            "sync_misbehaving_peers",
-            "Peers cut off for breaking the sync protocol",
-            sync_misbehaving.clone(),
-        );
-        let enforce_applies = Family::<EnforcerResultLabel, Counter>::default();
-        registry.register(
-            "enforce_applies",
-            "Enforcer attempts to apply the list, by enforcer and result",
-            enforce_applies.clone(),
-        );
-        let enforce_entries = Family::<EnforcerLabel, Gauge>::default();
-        registry.register(
-            "enforce_entries",
-            "Entries each enforcer holds in its system",
-            enforce_entries.clone(),
-        );
-        let enforce_latency: LatencyFamily = Family::new_with_constructor(enforce_latency_histogram);
-        registry.register(
-            "enforce_latency_seconds",
-            "Delay from a decision change to the enforcer having applied it",
-            enforce_latency.clone(),
-        );
-        let detect_events = Family::<DetectLabel, Counter>::default();
-        registry.register(
-            "detect_events",
-            "Detector events (log lines, sensor hits) by kind and verdict",
-            detect_events.clone(),
-        );
-        let detect_ambiguous = Counter::default();
-        registry.register(
-            "detect_ambiguous_lines",
-            "Log lines ignored because their address field appeared more than once",
-            detect_ambiguous.clone(),
-        );
-        let detect_dropped = Counter::default();
-        registry.register(
-            "detect_dropped_events",
-            "Detector events dropped because its queue was full",
-            detect_dropped.clone(),
-        );
-        let sensor_garbage = Counter::default();
-        registry.register(
-            "sensor_garbage",
-            "Sensor datagrams and connections that were not SIP requests",
-            sensor_garbage.clone(),
-        );
-        let call_decisions = Family::<RuleLabel, Counter>::default();
-        registry.register(
-            "call_decisions",
-            "Call authorisations by the rule that decided",
-            call_decisions.clone(),
-        );
-        let audit_findings = Family::<SeverityLabel, Gauge>::default();
-        registry.register(
-            "audit_findings",
-            "Findings of the last scheduled PBX audit, by severity",
-            audit_findings.clone(),
-        );
+        let mut r = Registrar(Registry::with_prefix("fraudmesh"));
         Self {
-            call_decisions,
-            audit_findings,
-            detect_events,
-            detect_ambiguous,
-            detect_dropped,
-            sensor_garbage,
-            enforce_applies,
-            enforce_entries,
-            enforce_latency,
-            sync_sessions,
-            sync_rounds,
-            sync_bytes_sent,
-            sync_bytes_received,
-            sync_records_fetched,
-            sync_duration,
-            sync_misbehaving,
-            registry,
-            accepted,
-            rejected,
-            gossip,
-            gossip_bytes_received,
-            peers,
-            records,
-            blocked,
-            propagation,
+            // The ledger and gossip.
+            accepted: r.add("sightings_accepted", "Sightings merged into the ledger, by source"),
+            rejected: r.add("sightings_rejected", "Sightings refused, by reason"),
+            gossip: r.add("gossip_messages", "Gossip messages by validation verdict"),
+            gossip_bytes_received: r.add(
+                "gossip_bytes_received",
+                "Bytes of gossip message data received for validation",
+            ),
+            peers: r.add("peers", "Connected peers"),
+            records: r.add("ledger_records", "Records held in the ledger"),
+            blocked: r.add("blocked_targets", "Targets currently blocked"),
+            propagation: r.add_with(
+                "propagation_delay_seconds",
+                "Delay from a sighting's observed-at to its merge on this node (gossip)",
+                Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+            ),
+            // Sync.
+            sync_sessions: r.add("sync_sessions", "Sync sessions initiated, by result"),
+            sync_rounds: r.add("sync_rounds", "Reconcile round trips initiated"),
+            sync_bytes_sent: r.add("sync_bytes_sent", "Bytes written by the sync protocol"),
+            sync_bytes_received: r.add("sync_bytes_received", "Bytes read by the sync protocol"),
+            sync_records_fetched: r.add("sync_records_fetched", "Records fetched from peers by sync and merged"),
+            sync_duration: r.add_with(
+                "sync_duration_seconds",
+                "Duration of completed sync sessions",
+                Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            ),
+            sync_misbehaving: r.add("sync_misbehaving_peers", "Peers cut off for breaking the sync protocol"),
+            // Enforcers.
+            enforce_applies: r.add(
+                "enforce_applies",
+                "Enforcer attempts to apply the list, by enforcer and result",
+            ),
+            enforce_entries: r.add("enforce_entries", "Entries each enforcer holds in its system"),
+            enforce_latency: r.add_with(
+                "enforce_latency_seconds",
+                "Delay from a decision change to the enforcer having applied it",
+                Family::new_with_constructor(enforce_latency_histogram),
+            ),
+            // Detectors.
+            detect_events: r.add(
+                "detect_events",
+                "Detector events (log lines, sensor hits) by kind and verdict",
+            ),
+            detect_ambiguous: r.add(
+                "detect_ambiguous_lines",
+                "Log lines ignored because their address field appeared more than once",
+            ),
+            detect_dropped: r.add(
+                "detect_dropped_events",
+                "Detector events dropped because its queue was full",
+            ),
+            sensor_garbage: r.add(
+                "sensor_garbage",
+                "Sensor datagrams and connections that were not SIP requests",
+            ),
+            // Calls and audits.
+            call_decisions: r.add("call_decisions", "Call authorisations by the rule that decided"),
+            audit_findings: r.add(
+                "audit_findings",
+                "Findings of the last scheduled PBX audit, by severity",
+            ),
+            registry: r.0,
         }
     }
 

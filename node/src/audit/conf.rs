@@ -69,27 +69,23 @@ impl Conf {
         if !path.exists() {
             return None;
         }
-        let mut conf = Conf::default();
-        let mut reader = Reader {
-            root,
-            conf: &mut conf,
-            current: None,
-            seen: HashSet::new(),
-        };
-        reader.file(&path, 0, false, None);
-        Some(conf)
+        Some(Self::read_with(root, |r| r.file(&path, 0, false, None)))
     }
 
     /// Parses text as the file `file` (includes resolved against `root`).
     pub fn parse(root: &Path, file: &str, text: &[u8]) -> Conf {
+        Self::read_with(root, |r| r.bytes(file, text, 0))
+    }
+
+    /// A configuration filled by `read` through a fresh reader.
+    fn read_with(root: &Path, read: impl FnOnce(&mut Reader<'_>)) -> Conf {
         let mut conf = Conf::default();
-        let mut reader = Reader {
+        read(&mut Reader {
             root,
             conf: &mut conf,
             current: None,
             seen: HashSet::new(),
-        };
-        reader.bytes(file, text, 0);
+        });
         conf
     }
 

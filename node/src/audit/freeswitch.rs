@@ -198,28 +198,43 @@ fn expand(value: &str, vars: &Vars) -> Result<String, String> {
 /// read before a syntax error is still returned).
 fn read(path: &Path, out: &mut Audit, vars: &mut Vars) -> Option<Vec<Visited>> {
     let file = path.display().to_string();
+    let text = load(path, &file, out)?;
+    Some(walk(&text, &file, out, vars))
+}
+
+/// A file's text, recorded as read; `None` (with a problem) when it cannot be read or is
+/// not UTF-8.
+fn load(path: &Path, file: &str, out: &mut Audit) -> Option<String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            out.problems.push(Problem::file(&file, &format!("cannot read: {e}")));
+            out.problems.push(Problem::file(file, &format!("cannot read: {e}")));
             return None;
         }
     };
-    out.files.push(file.clone());
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(t) => t,
+    out.files.push(file.to_string());
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t),
         Err(e) => {
-            let line = line_of(&bytes, e.valid_up_to());
-            out.problems
-                .push(Problem::at(&Loc { file, line }, "not valid UTF-8: file skipped"));
-            return None;
+            let line = line_of(e.as_bytes(), e.utf8_error().valid_up_to());
+            let loc = Loc {
+                file: file.to_string(),
+                line,
+            };
+            out.problems.push(Problem::at(&loc, "not valid UTF-8: file skipped"));
+            None
         }
-    };
+    }
+}
+
+/// Every element of the XML `text` of `file` with its ancestors, pre-processor `set`s
+/// applied to `vars` in order; a syntax error ends the walk with a problem.
+fn walk(text: &str, file: &str, out: &mut Audit, vars: &mut Vars) -> Vec<Visited> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut visited = Vec::new();
     let loc = |pos: u64| Loc {
-        file: file.clone(),
+        file: file.to_string(),
         line: line_of(text.as_bytes(), pos as usize),
     };
     loop {
@@ -258,7 +273,7 @@ fn read(path: &Path, out: &mut Audit, vars: &mut Vars) -> Option<Vec<Visited>> {
                     let msg = format!("<{}> is never closed", open.name);
                     out.problems.push(Problem::at(
                         &Loc {
-                            file: file.clone(),
+                            file: file.to_string(),
                             line: open.line,
                         },
                         &msg,
@@ -269,7 +284,7 @@ fn read(path: &Path, out: &mut Audit, vars: &mut Vars) -> Option<Vec<Visited>> {
             _ => {}
         }
     }
-    Some(visited)
+    visited
 }
 
 /// An element's name and attributes; `None` (with a problem) when an attribute is broken.

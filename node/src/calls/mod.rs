@@ -1,31 +1,30 @@
-//! Call authorisation on the node: the `[calls]` config, the actor that owns the core's
-//! call policy and persists every account's counters and locks in sled before it answers
-//! (group commit: one flush for every request that arrived meanwhile), and the answers
-//! the HTTP API gives the SIP stack.
+//! Call authorisation on the node: the `[calls]` config, starting the actor
+//! (`calls/actor.rs`) that owns the core's call policy and persists every account's
+//! counters and locks in sled before it answers, and the handle through which the HTTP
+//! API asks it.
 //!
 //! Fraud numbers come from the mesh: number targets blocked by the node's decided list
 //! (number sightings from trusted reporters, the same rule as addresses). A breach can
 //! report the dialled number to the mesh (`report_on_breach`).
 
+mod actor;
+
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
-use anyhow::{anyhow, bail, Context};
-use fraudmesh::calls::account::{Account, Active, Limits, Lock};
+use actor::Cmd;
+use anyhow::{anyhow, bail};
+use fraudmesh::calls::account::Limits;
 use fraudmesh::calls::number;
 use fraudmesh::calls::policy::{AccountRules, CallPolicy, CallRequest, CallRules, Countries, Decision};
-use fraudmesh::sighting::{Draft, Evidence, Kind};
-use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests waiting for the actor.
 const QUEUE: usize = 4096;
-/// Most requests decided before one flush.
-const BATCH: usize = 256;
 /// The sled tree of account states.
 pub const TREE: &str = "call_accounts";
 
@@ -208,45 +207,6 @@ impl CallsConfig {
     }
 }
 
-/// An account's state as stored (JSON in sled).
-#[derive(Debug, Serialize, Deserialize)]
-struct Stored {
-    started: Vec<(Millis, bool)>,
-    active: Vec<(String, Millis, bool)>,
-    ended: Vec<(Millis, Millis)>,
-    lock: Option<(Millis, String)>,
-}
-
-impl From<&Account> for Stored {
-    fn from(a: &Account) -> Self {
-        Self {
-            started: a.started.iter().copied().collect(),
-            active: a
-                .active
-                .iter()
-                .map(|(id, x)| (id.clone(), x.started, x.international))
-                .collect(),
-            ended: a.ended.iter().copied().collect(),
-            lock: a.lock.as_ref().map(|l| (l.since, l.reason.clone())),
-        }
-    }
-}
-
-impl From<Stored> for Account {
-    fn from(s: Stored) -> Self {
-        Account {
-            started: s.started.into(),
-            active: s
-                .active
-                .into_iter()
-                .map(|(id, started, international)| (id, Active { started, international }))
-                .collect(),
-            ended: s.ended.into(),
-            lock: s.lock.map(|(since, reason)| Lock { since, reason }),
-        }
-    }
-}
-
 /// One account's figures for `accounts list`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountView {
@@ -268,40 +228,6 @@ pub struct AccountView {
     pub active: u64,
     /// Minutes of calls in the last 24 hours (ended and in progress).
     pub minutes_last_day: u64,
-}
-
-fn view(name: &str, a: &Account, now: Millis) -> AccountView {
-    let u = a.usage(now);
-    AccountView {
-        account: name.to_string(),
-        locked: a.lock.is_some(),
-        lock_reason: a.lock.as_ref().map(|l| l.reason.clone()),
-        locked_since: a.lock.as_ref().map(|l| l.since),
-        calls_last_hour: u.calls_last_hour,
-        calls_last_day: u.calls_last_day,
-        international_last_day: u.international_last_day,
-        active: u.active,
-        minutes_last_day: u.ms_last_day / 60_000,
-    }
-}
-
-enum Cmd {
-    Authorize {
-        req: CallRequest,
-        count: bool,
-        reply: oneshot::Sender<anyhow::Result<Decision>>,
-    },
-    End {
-        call_id: String,
-        reply: oneshot::Sender<anyhow::Result<Option<String>>>,
-    },
-    Accounts {
-        reply: oneshot::Sender<Vec<AccountView>>,
-    },
-    Unlock {
-        account: String,
-        reply: oneshot::Sender<anyhow::Result<bool>>,
-    },
 }
 
 /// The way to the call policy actor.
@@ -352,166 +278,17 @@ pub fn start(
     metrics: Arc<Metrics>,
     ttl_s: u32,
 ) -> anyhow::Result<(CallsHandle, tokio::task::JoinHandle<()>)> {
-    let mut policy = CallPolicy::new(rules);
-    for item in tree.iter() {
-        let (k, v) = item.context("reading stored call accounts")?;
-        let name = String::from_utf8_lossy(&k).into_owned();
-        match serde_json::from_slice::<Stored>(&v) {
-            Ok(s) => policy.restore(name, s.into()),
-            Err(e) => tracing::warn!(account = %name, error = %e, "unreadable stored call account: starting it afresh"),
-        }
-    }
+    let policy = actor::restore(CallPolicy::new(rules), &tree)?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(policy, rx, tree, engine, metrics, ttl_s));
-    Ok((CallsHandle { tx, on_error }, task))
-}
-
-/// Sends one reply once the batch is stored (or with the storage error).
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
-
-async fn run(
-    mut policy: CallPolicy,
-    mut rx: mpsc::Receiver<Cmd>,
-    tree: sled::Tree,
-    engine: EngineHandle,
-    metrics: Arc<Metrics>,
-    ttl_s: u32,
-) {
-    let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        let first = tokio::select! {
-            cmd = rx.recv() => match cmd { Some(c) => c, None => break },
-            _ = housekeeping.tick() => {
-                policy.expire(crate::now_ms());
-                continue;
-            }
-        };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        // Decide everything, write what changed, flush once, then answer.
-        let now = crate::now_ms();
-        let fraud = engine.blocklist();
-        let mut dirty: HashSet<String> = HashSet::new();
-        let mut answers: Vec<Answer> = Vec::new();
-        for cmd in batch {
-            match cmd {
-                Cmd::Authorize { req, count, reply } => {
-                    let d = if count {
-                        dirty.insert(req.account.clone());
-                        policy.authorize(&req, &*fraud, now)
-                    } else {
-                        policy.check(&req, &*fraud, now)
-                    };
-                    if count {
-                        metrics
-                            .call_decisions
-                            .get_or_create(&crate::metrics::RuleLabel { rule: d.rule })
-                            .inc();
-                        if d.locked_now {
-                            tracing::warn!(account = %req.account, reason = %d.reason, "account locked");
-                        }
-                        if let Some(digits) = d.report.clone() {
-                            report_number(&engine, &digits, &req.account, d.rule, ttl_s);
-                        }
-                    }
-                    answers.push(Box::new(move |err: Option<&str>| {
-                        let _ = reply.send(match err {
-                            None => Ok(d),
-                            Some(e) => Err(anyhow!("{e}")),
-                        });
-                    }));
-                }
-                Cmd::End { call_id, reply } => {
-                    let ended = policy.end_call(&call_id, now);
-                    if let Some(a) = &ended {
-                        dirty.insert(a.clone());
-                    }
-                    answers.push(Box::new(move |err: Option<&str>| {
-                        let _ = reply.send(match err {
-                            None => Ok(ended),
-                            Some(e) => Err(anyhow!("{e}")),
-                        });
-                    }));
-                }
-                Cmd::Accounts { reply } => {
-                    let mut all: Vec<AccountView> = policy.accounts().map(|(n, a)| view(n, a, now)).collect();
-                    all.sort_by(|a, b| a.account.cmp(&b.account));
-                    let _ = reply.send(all);
-                }
-                Cmd::Unlock { account, reply } => {
-                    let was = policy.unlock(&account);
-                    if was {
-                        dirty.insert(account.clone());
-                        tracing::info!(%account, "account unlocked");
-                    }
-                    answers.push(Box::new(move |err: Option<&str>| {
-                        let _ = reply.send(match err {
-                            None => Ok(was),
-                            Some(e) => Err(anyhow!("{e}")),
-                        });
-                    }));
-                }
-            }
-        }
-        let err = persist(&policy, &tree, &dirty).await.err().map(|e| format!("{e:#}"));
-        if let Some(e) = &err {
-            tracing::error!(error = %e, "storing call counters failed");
-        }
-        for answer in answers {
-            answer(err.as_deref());
-        }
-    }
-}
-
-async fn persist(policy: &CallPolicy, tree: &sled::Tree, dirty: &HashSet<String>) -> anyhow::Result<()> {
-    if dirty.is_empty() {
-        return Ok(());
-    }
-    for name in dirty {
-        match policy.account(name) {
-            Some(a) => {
-                let bytes = serde_json::to_vec(&Stored::from(a))?;
-                tree.insert(name.as_bytes(), bytes)?;
-            }
-            None => {
-                tree.remove(name.as_bytes())?;
-            }
-        }
-    }
-    tree.flush_async().await.context("flushing call counters")?;
-    Ok(())
-}
-
-/// Reports a dialled number to the mesh as a toll-fraud destination.
-fn report_number(engine: &EngineHandle, digits: &str, account: &str, rule: &str, ttl_s: u32) {
-    let Ok(target) = Target::number(digits) else {
-        return;
-    };
-    let draft = Draft {
-        target,
-        kind: Kind::TollFraud,
-        observed_at: crate::now_ms(),
+    let actor = actor::Actor {
+        policy,
+        tree,
+        engine,
+        metrics,
         ttl_s,
-        count: 1,
-        evidence: Evidence {
-            reason: format!("account {account} breached {rule}"),
-            ..Evidence::default()
-        }
-        .truncated(),
     };
-    let engine = engine.clone();
-    let digits = digits.to_string();
-    tokio::spawn(async move {
-        match engine.report(vec![draft]).await {
-            Ok(_) => tracing::warn!(number = %format!("+{digits}"), "reported a toll-fraud destination to the mesh"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reporting a toll-fraud number failed"),
-        }
-    });
+    let task = tokio::spawn(actor.run(rx));
+    Ok((CallsHandle { tx, on_error }, task))
 }
 
 #[cfg(test)]
@@ -544,20 +321,5 @@ mod tests {
         let r = compile("premium_prefixes = [\"+4184\"]\n[accounts.hotline]\nallow_premium = true\n[accounts.hotline.limits]\nconcurrent = 3").unwrap();
         assert_eq!(r.premium_prefixes, vec!["4184"]);
         assert_eq!(r.accounts["hotline"].limits.unwrap().concurrent, Some(3));
-    }
-
-    #[test]
-    fn stored_accounts_round_trip() {
-        let mut a = Account::default();
-        a.start("c1", true, 10);
-        a.start("c2", false, 20);
-        a.end("c2", 80);
-        a.lock = Some(Lock {
-            since: 90,
-            reason: "limit".into(),
-        });
-        let bytes = serde_json::to_vec(&Stored::from(&a)).unwrap();
-        let back: Account = serde_json::from_slice::<Stored>(&bytes).unwrap().into();
-        assert_eq!(back, a);
     }
 }

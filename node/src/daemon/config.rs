@@ -287,8 +287,41 @@ impl Config {
 
     /// Validates everything and converts to [`Settings`] for a node whose key is `local`.
     pub fn settings(&self, local: PublicKey) -> anyhow::Result<Settings> {
+        let listen = self.node.listen()?;
+        let seeds = self.node.seeds()?;
+        let api = self.node.api()?;
+        let trust = self.trust.config(local)?;
+        let (limits, default_ttl_s) = self.policy.limits()?;
+        let mut allowlist = self.policy.allowlist()?;
+        allowlist.extend(implicit_allowlist(&listen, &seeds));
+        let detect = self.detect.compile(&allowlist)?;
+        let policy = Policy::new(trust, allowlist).context("trust")?;
+        self.enforce.validate()?;
+        self.audit.validate()?;
+        let strangers = self.limits.strangers()?;
+        Ok(Settings {
+            listen,
+            seeds,
+            api,
+            policy,
+            limits,
+            default_ttl_s,
+            strangers,
+            cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
+            fault_injection: self.debug.fault_injection,
+            enforce: self.enforce.clone(),
+            detect,
+            calls: self.calls.compile()?,
+            calls_on_error: self.calls.on_error,
+            audit: self.audit.clone(),
+        })
+    }
+}
+
+impl NodeSection {
+    /// `node.listen`: at least one multiaddr.
+    fn listen(&self) -> anyhow::Result<Vec<Multiaddr>> {
         let listen = self
-            .node
             .listen
             .iter()
             .map(|a| {
@@ -299,65 +332,81 @@ impl Config {
         if listen.is_empty() {
             bail!("node.listen: at least one listen address is needed");
         }
-        let seeds = self
-            .node
-            .seeds
+        Ok(listen)
+    }
+
+    /// `node.seeds`, each with its peer id.
+    fn seeds(&self) -> anyhow::Result<Vec<(libp2p::PeerId, Multiaddr)>> {
+        self.seeds
             .iter()
             .map(|s| parse_seed(s).with_context(|| format!("node.seeds: {s:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let api: SocketAddr = self.node.api.parse().with_context(|| {
+            .collect()
+    }
+
+    /// `node.api`.
+    fn api(&self) -> anyhow::Result<SocketAddr> {
+        self.api.parse().with_context(|| {
             format!(
                 "node.api: expected HOST:PORT such as 127.0.0.1:7711, got {:?}",
-                self.node.api
+                self.api
             )
-        })?;
+        })
+    }
+}
 
-        let weight = |key: &str, v: f64| -> anyhow::Result<Weight> {
-            if !(0.0..=1000.0).contains(&v) || !v.is_finite() {
-                bail!("{key}: must be between 0 and 1000, got {v}");
-            }
-            Ok((v * 1000.0).round() as Weight)
-        };
+/// A trust weight from its decimal form in the config; errors start with `key`.
+fn weight(key: &str, v: f64) -> anyhow::Result<Weight> {
+    if !(0.0..=1000.0).contains(&v) || !v.is_finite() {
+        bail!("{key}: must be between 0 and 1000, got {v}");
+    }
+    Ok((v * 1000.0).round() as Weight)
+}
+
+impl TrustSection {
+    /// `[trust]` for a node whose key is `local`.
+    fn config(&self, local: PublicKey) -> anyhow::Result<TrustConfig> {
         let mut trusted = HashMap::new();
-        for (i, p) in self.trust.peers.iter().enumerate() {
+        for (i, p) in self.peers.iter().enumerate() {
             let key: PublicKey = p.peer_id.parse().with_context(|| format!("trust.peers[{i}].peer_id"))?;
             trusted.insert(key, weight(&format!("trust.peers[{i}].weight"), p.weight)?);
         }
-        let trust = TrustConfig {
+        Ok(TrustConfig {
             local,
             trusted,
-            stranger_weight: weight("trust.stranger_weight", self.trust.stranger_weight)?,
-            stranger_cap: weight("trust.stranger_cap", self.trust.stranger_cap)?,
-            threshold: weight("trust.threshold", self.trust.threshold)?,
-        };
+            stranger_weight: weight("trust.stranger_weight", self.stranger_weight)?,
+            stranger_cap: weight("trust.stranger_cap", self.stranger_cap)?,
+            threshold: weight("trust.threshold", self.threshold)?,
+        })
+    }
+}
 
-        let p = &self.policy;
-        if p.min_ipv4_prefix > 32 || p.min_ipv6_prefix > 128 {
+impl PolicySection {
+    /// The acceptance bounds of sightings and the default TTL of local reports, seconds.
+    fn limits(&self) -> anyhow::Result<(Limits, u32)> {
+        if self.min_ipv4_prefix > 32 || self.min_ipv6_prefix > 128 {
             bail!("policy.min_ipv4_prefix must be 0..=32 and policy.min_ipv6_prefix 0..=128");
         }
         let bounds = Bounds {
-            min_v4_len: p.min_ipv4_prefix,
-            min_v6_len: p.min_ipv6_prefix,
+            min_v4_len: self.min_ipv4_prefix,
+            min_v6_len: self.min_ipv6_prefix,
         };
-        let secs = |key: &str, d: Duration| -> anyhow::Result<u32> {
-            u32::try_from(d.as_secs())
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| anyhow!("{key}: must be between 1s and about 136 years"))
-        };
-        let max_ttl_s = secs("policy.max_ttl", p.max_ttl)?;
-        let default_ttl_s = secs("policy.default_ttl", p.default_ttl)?;
+        let max_ttl_s = secs("policy.max_ttl", self.max_ttl)?;
+        let default_ttl_s = secs("policy.default_ttl", self.default_ttl)?;
         if default_ttl_s > max_ttl_s {
             bail!("policy.default_ttl ({default_ttl_s}s) exceeds policy.max_ttl ({max_ttl_s}s)");
         }
         let limits = Limits {
             bounds,
             max_ttl_s,
-            max_future_skew_ms: p.max_clock_skew.as_millis().min(u128::from(u64::MAX)) as u64,
+            max_future_skew_ms: self.max_clock_skew.as_millis().min(u128::from(u64::MAX)) as u64,
         };
+        Ok((limits, default_ttl_s))
+    }
 
+    /// `policy.allowlist` (without the implicit entries).
+    fn allowlist(&self) -> anyhow::Result<Vec<IpNet>> {
         let mut allowlist = Vec::new();
-        for (i, a) in p.allowlist.iter().enumerate() {
+        for (i, a) in self.allowlist.iter().enumerate() {
             // Allowlist entries may be as broad as the operator likes: only parse them.
             let t = Target::parse(
                 a,
@@ -372,37 +421,29 @@ impl Config {
                 .ok_or_else(|| anyhow!("policy.allowlist[{i}]: {a:?} is a number, not an address"))?;
             allowlist.push(net);
         }
-        allowlist.extend(implicit_allowlist(&listen, &seeds));
-        let detect = self.detect.compile(&allowlist)?;
-        let policy = Policy::new(trust, allowlist).context("trust")?;
+        Ok(allowlist)
+    }
+}
 
-        self.enforce.validate()?;
-        self.audit.validate()?;
+/// A duration in whole seconds, at least one and fitting in 32 bits; errors start with `key`.
+fn secs(key: &str, d: Duration) -> anyhow::Result<u32> {
+    u32::try_from(d.as_secs())
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| anyhow!("{key}: must be between 1s and about 136 years"))
+}
 
-        let l = &self.limits;
-        if !(l.stranger_rate.is_finite() && l.stranger_rate >= 0.0) {
+impl LimitsSection {
+    /// The abuse bounds for strangers.
+    fn strangers(&self) -> anyhow::Result<crate::engine::StrangerBounds> {
+        if !(self.stranger_rate.is_finite() && self.stranger_rate >= 0.0) {
             bail!("limits.stranger_rate: must be a non-negative number");
         }
-        Ok(Settings {
-            listen,
-            seeds,
-            api,
-            policy,
-            limits,
-            default_ttl_s,
-            strangers: crate::engine::StrangerBounds {
-                rate: l.stranger_rate,
-                burst: l.stranger_burst,
-                max_per_stranger: l.max_records_per_stranger,
-                max_total: l.max_stranger_records,
-            },
-            cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
-            fault_injection: self.debug.fault_injection,
-            enforce: self.enforce.clone(),
-            detect,
-            calls: self.calls.compile()?,
-            calls_on_error: self.calls.on_error,
-            audit: self.audit.clone(),
+        Ok(crate::engine::StrangerBounds {
+            rate: self.stranger_rate,
+            burst: self.stranger_burst,
+            max_per_stranger: self.max_records_per_stranger,
+            max_total: self.max_stranger_records,
         })
     }
 }

@@ -4,8 +4,7 @@
 //! Nothing is answered. Garbage is counted and dropped; sizes are bounded by the core's
 //! strict parser.
 
-use super::Observed;
-use crate::metrics::Metrics;
+use super::{Observed, Sink};
 use anyhow::Context;
 use fraudmesh::detect::logs::EventKind;
 use fraudmesh::detect::sip::{self, MAX_MESSAGE};
@@ -13,7 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 
 /// Most TCP connections read at once.
 const MAX_TCP: usize = 64;
@@ -39,26 +39,18 @@ pub fn observe(bytes: &[u8], source: IpAddr, listener: &str) -> Option<Observed>
     })
 }
 
-fn send(tx: &mpsc::Sender<Observed>, metrics: &Metrics, ev: Option<Observed>) {
+/// Passes a request's event on, or counts garbage.
+fn pass(sink: &Sink, ev: Option<Observed>) {
     match ev {
-        Some(ev) => {
-            if tx.try_send(ev).is_err() {
-                metrics.detect_dropped.inc();
-            }
-        }
+        Some(ev) => sink.send(ev),
         None => {
-            metrics.sensor_garbage.inc();
+            sink.metrics().sensor_garbage.inc();
         }
     }
 }
 
 /// Listens for UDP requests on `addr`.
-pub fn spawn_udp(
-    addr: SocketAddr,
-    tx: mpsc::Sender<Observed>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn spawn_udp(addr: SocketAddr, sink: Sink, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<JoinHandle<()>> {
     let std_sock = std::net::UdpSocket::bind(addr).with_context(|| format!("binding the SIP sensor to udp {addr}"))?;
     std_sock.set_nonblocking(true)?;
     let sock = tokio::net::UdpSocket::from_std(std_sock)?;
@@ -70,7 +62,7 @@ pub fn spawn_udp(
             tokio::select! {
                 _ = shutdown.changed() => break,
                 r = sock.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => send(&tx, &metrics, observe(&buf[..n], from.ip(), &name)),
+                    Ok((n, from)) => pass(&sink, observe(&buf[..n], from.ip(), &name)),
                     Err(e) => tracing::debug!(error = %e, "sensor receive"),
                 },
             }
@@ -79,12 +71,7 @@ pub fn spawn_udp(
 }
 
 /// Listens for TCP requests on `addr`.
-pub fn spawn_tcp(
-    addr: SocketAddr,
-    tx: mpsc::Sender<Observed>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn spawn_tcp(addr: SocketAddr, sink: Sink, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<JoinHandle<()>> {
     let std_listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("binding the SIP sensor to tcp {addr}"))?;
     std_listener.set_nonblocking(true)?;
@@ -104,7 +91,7 @@ pub fn spawn_tcp(
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 continue; // busy: drop the connection
             };
-            let (tx, metrics, name) = (tx.clone(), metrics.clone(), name.clone());
+            let (sink, name) = (sink.clone(), name.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut buf = Vec::with_capacity(2048);
@@ -123,7 +110,7 @@ pub fn spawn_tcp(
                     std::io::Result::Ok(())
                 };
                 if tokio::time::timeout(TCP_READ, read).await.is_ok() && !buf.is_empty() {
-                    send(&tx, &metrics, observe(&buf, from.ip(), &name));
+                    pass(&sink, observe(&buf, from.ip(), &name));
                 }
             });
         }

@@ -7,21 +7,24 @@
 //! read from its beginning. Files are polled every 250 ms, as fail2ban's polling backend
 //! does: no inotify limits, works on every filesystem.
 
-use super::{Detect, Observed, Source};
-use crate::metrics::Metrics;
+use super::{Detect, Observed, Sink, Source};
+use crate::backoff::Backoff;
 use fraudmesh::detect::logs::{Format, Outcome, MAX_LINE};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// How often a file is checked for new lines.
 const POLL: Duration = Duration::from_millis(250);
 /// Most bytes read from a file per poll (the rest next time).
 const CHUNK: usize = 1 << 20;
+/// First wait before `journalctl` is started again.
+const JOURNAL_MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait before `journalctl` is started again.
+const JOURNAL_MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A log to follow.
 pub struct Follower {
@@ -74,8 +77,7 @@ pub fn spawn(
     follower: Follower,
     format: Option<Format>,
     detect: Detect,
-    tx: mpsc::Sender<Observed>,
-    metrics: Arc<Metrics>,
+    sink: Sink,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let handle = move |line: &str| match detect.interpret(line, format) {
@@ -88,12 +90,10 @@ pub fn spawn(
                 user_agent: None,
                 via: e.pattern.to_string(),
             };
-            if tx.try_send(ev).is_err() {
-                metrics.detect_dropped.inc();
-            }
+            sink.send(ev);
         }
         Outcome::Ambiguous(pattern) => {
-            metrics.detect_ambiguous.inc();
+            sink.metrics().detect_ambiguous.inc();
             tracing::debug!(
                 pattern,
                 line,
@@ -121,6 +121,26 @@ struct Open {
 }
 
 impl Open {
+    /// Opens `path` to read from its end (`from_end`, for a file there when the node
+    /// starts) or its start; `None` when it cannot seek there (tried again next poll).
+    fn at(path: &Path, from_end: bool) -> std::io::Result<Option<Self>> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let pos = if from_end { meta.len() } else { 0 };
+        if file.seek(SeekFrom::Start(pos)).is_err() {
+            return Ok(None);
+        }
+        tracing::info!(path = %path.display(), from = if from_end { "end" } else { "start" }, "following log file");
+        let mut o = Open {
+            file,
+            ino: (meta.dev(), meta.ino()),
+            pos,
+            head: Vec::new(),
+        };
+        o.truncated(meta.len()); // remembers the head
+        Ok(Some(o))
+    }
+
     /// Whether the file was truncated (and perhaps rewritten past where reading stopped):
     /// shorter than the read position, or its first bytes changed — as fail2ban
     /// checks, since copytruncate followed by new lines can leave the size unchanged.
@@ -158,20 +178,9 @@ async fn follow_file(path: PathBuf, mut handle: impl FnMut(&str), mut shutdown: 
             _ = every.tick() => {}
         }
         if open.is_none() {
-            match File::open(&path).and_then(|f| Ok((f.metadata()?, f))) {
-                Ok((meta, mut file)) => {
-                    let pos = if at_start { meta.len() } else { 0 };
-                    if file.seek(SeekFrom::Start(pos)).is_err() {
-                        continue;
-                    }
-                    tracing::info!(path = %path.display(), from = if at_start { "end" } else { "start" }, "following log file");
-                    let mut o = Open {
-                        file,
-                        ino: (meta.dev(), meta.ino()),
-                        pos,
-                        head: Vec::new(),
-                    };
-                    o.truncated(meta.len()); // remembers the head
+            match Open::at(&path, at_start) {
+                Ok(None) => continue,
+                Ok(Some(o)) => {
                     open = Some(o);
                     lines = Lines::default();
                     warned_missing = false;
@@ -181,8 +190,6 @@ async fn follow_file(path: PathBuf, mut handle: impl FnMut(&str), mut shutdown: 
                         tracing::warn!(path = %path.display(), error = %e, "log file not readable yet; waiting for it");
                         warned_missing = true;
                     }
-                    at_start = false;
-                    continue;
                 }
             }
             at_start = false;
@@ -217,7 +224,7 @@ async fn follow_file(path: PathBuf, mut handle: impl FnMut(&str), mut shutdown: 
 }
 
 /// Reads up to [`CHUNK`] new bytes into lines; returns how many were read.
-fn read_new(o: &mut Open, path: &std::path::Path, lines: &mut Lines, handle: &mut impl FnMut(&str)) -> usize {
+fn read_new(o: &mut Open, path: &Path, lines: &mut Lines, handle: &mut impl FnMut(&str)) -> usize {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     while total < CHUNK {
@@ -239,7 +246,7 @@ fn read_new(o: &mut Open, path: &std::path::Path, lines: &mut Lines, handle: &mu
 
 async fn follow_journal(unit: String, mut handle: impl FnMut(&str), mut shutdown: watch::Receiver<bool>) {
     use tokio::io::AsyncBufReadExt;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(JOURNAL_MIN_BACKOFF, JOURNAL_MAX_BACKOFF);
     loop {
         let child = tokio::process::Command::new("journalctl")
             .args(["--follow", "--lines=0", "--output=cat", "--unit", &unit])
@@ -258,7 +265,7 @@ async fn follow_journal(unit: String, mut handle: impl FnMut(&str), mut shutdown
                             _ = shutdown.changed() => return,
                             line = reader.next_line() => match line {
                                 Ok(Some(l)) => {
-                                    backoff = Duration::from_secs(1);
+                                    backoff.reset();
                                     if l.len() <= MAX_LINE { handle(&l) }
                                 }
                                 _ => break,
@@ -272,9 +279,8 @@ async fn follow_journal(unit: String, mut handle: impl FnMut(&str), mut shutdown
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

@@ -12,25 +12,30 @@
 //!   sets with timeouts, `NAME` for IPv4 and `NAME6` for IPv6.
 //! - `json`: `{"updated", "count", "entries": [{"value", "cidr", "until"}]}`.
 //!
-//! Every write is atomic (a temporary file in the same directory, synced, then renamed),
-//! so a reader sees the old list or the new one, never half of one. Then `hook` runs, if
+//! Every write is atomic (a temporary file in the same directory, synced, then renamed,
+//! the directory synced: [`crate::fsutil::write_atomically`]), mode 0644, so a reader
+//! sees the old list or the new one, never half of one. Then `hook` runs, if
 //! set; its failure counts as the enforcer's failure and the write is retried.
 
 use super::{Enforcer, Entry, Removed};
+use crate::fsutil::write_atomically;
+use crate::time::rfc3339;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::Millis;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Longest a hook may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// ipset's largest timeout, seconds.
 const IPSET_MAX_TIMEOUT: u64 = 2_147_483;
+/// The written file's permissions: readable by the PBX or script that reads it, as
+/// `File::create` under the usual umask 022 gave before the write was shared.
+const FILE_MODE: u32 = 0o644;
 
 /// What a file looks like.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,10 +199,6 @@ fn value(net: &IpNet) -> String {
     }
 }
 
-fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
 /// Writes the list to one file.
 pub struct FilesEnforcer {
     config: FilesConfig,
@@ -271,7 +272,7 @@ impl FilesEnforcer {
     async fn write(&self, now: Millis) -> anyhow::Result<()> {
         let text = self.render(now);
         let path = self.config.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes()))
+        tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes(), FILE_MODE))
             .await
             .context("the writer task ended")??;
         self.run_hook().await
@@ -308,27 +309,6 @@ fn push_block(out: &mut String, text: &str) {
             out.push('\n');
         }
     }
-}
-
-/// Writes `bytes` to `path` through a synced temporary file renamed over it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
 }
 
 impl Enforcer for FilesEnforcer {
@@ -461,14 +441,16 @@ mod tests {
     fn atomic_writes_replace_the_file_and_leave_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.txt");
-        write_atomically(&path, b"one\n").unwrap();
-        write_atomically(&path, b"two\n").unwrap();
+        write_atomically(&path, b"one\n", FILE_MODE).unwrap();
+        write_atomically(&path, b"two\n", FILE_MODE).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o644);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("list.txt")]);
-        assert!(write_atomically(&dir.path().join("missing/list.txt"), b"x").is_err());
+        assert!(write_atomically(&dir.path().join("missing/list.txt"), b"x", FILE_MODE).is_err());
     }
 }

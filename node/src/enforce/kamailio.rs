@@ -537,14 +537,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn answers_from_a_fake_kamailio_drive_the_writes() {
-        // A tiny HTTP server answering like Kamailio: deletes of missing keys get 404.
+    /// The requests a fake Kamailio received (JSON-RPC bodies).
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+    /// A tiny HTTP server answering like Kamailio: deletes of missing keys get 404. Returns
+    /// its address, the requests it receives, and the table's autoexpire as
+    /// htable.listTables reports it (300 until changed).
+    async fn fake_kamailio() -> (std::net::SocketAddr, Seen, std::sync::Arc<std::sync::atomic::AtomicI64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let seen: Seen = Seen::default();
         let log = seen.clone();
-        // The table's autoexpire, as htable.listTables reports it.
         let autoexpire = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(300));
         let expire = autoexpire.clone();
         tokio::spawn(async move {
@@ -604,6 +607,14 @@ mod tests {
                 });
             }
         });
+        (addr, seen, autoexpire)
+    }
+
+    #[tokio::test]
+    async fn answers_from_a_fake_kamailio_drive_the_writes() {
+        // One scenario, kept whole (about 85 lines): each step starts from what the one
+        // before left in the fake table.
+        let (addr, seen, autoexpire) = fake_kamailio().await;
         let mut e = KamailioEnforcer::new(KamailioConfig {
             url: format!("http://{addr}/RPC"),
             ..KamailioConfig::default()
@@ -612,7 +623,7 @@ mod tests {
             net: n.parse().unwrap(),
             until: 10_500,
         };
-        let calls = |seen: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, method: &str| -> Vec<Value> {
+        let calls = |seen: &Seen, method: &str| -> Vec<Value> {
             let mut all = seen.lock().unwrap();
             let (hit, keep): (Vec<Value>, Vec<Value>) = all.drain(..).partition(|b| b["method"] == method);
             *all = keep;

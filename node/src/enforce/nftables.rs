@@ -732,63 +732,20 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_with_the_key() {
         let k = "enforce.nftables";
+        let with = |change: fn(&mut NftablesConfig)| {
+            let mut c = NftablesConfig::default();
+            change(&mut c);
+            c
+        };
         let bad = [
-            (
-                NftablesConfig {
-                    family: "ip".into(),
-                    ..Default::default()
-                },
-                "family",
-            ),
-            (
-                NftablesConfig {
-                    table: "no spaces".into(),
-                    ..Default::default()
-                },
-                "table",
-            ),
-            (
-                NftablesConfig {
-                    table: "1abc".into(),
-                    ..Default::default()
-                },
-                "table",
-            ),
-            (
-                NftablesConfig {
-                    ports: vec![0],
-                    ..Default::default()
-                },
-                "ports",
-            ),
-            (
-                NftablesConfig {
-                    ports: vec![65536],
-                    ..Default::default()
-                },
-                "ports",
-            ),
-            (
-                NftablesConfig {
-                    ports: vec![],
-                    ..Default::default()
-                },
-                "ports",
-            ),
-            (
-                NftablesConfig {
-                    protocols: vec!["icmp".into()],
-                    ..Default::default()
-                },
-                "protocols",
-            ),
-            (
-                NftablesConfig {
-                    command: vec![],
-                    ..Default::default()
-                },
-                "command",
-            ),
+            (with(|c| c.family = "ip".into()), "family"),
+            (with(|c| c.table = "no spaces".into()), "table"),
+            (with(|c| c.table = "1abc".into()), "table"),
+            (with(|c| c.ports = vec![0]), "ports"),
+            (with(|c| c.ports = vec![65536]), "ports"),
+            (with(|c| c.ports = vec![]), "ports"),
+            (with(|c| c.protocols = vec!["icmp".into()]), "protocols"),
+            (with(|c| c.command = vec![]), "command"),
         ];
         for (c, key) in bad {
             let err = format!("{:#}", c.validate(k).unwrap_err());

@@ -4,6 +4,7 @@
 //! state that `GET /v1/enforce` and `fraudmesh enforce status` show.
 
 use super::{split, Enforcer, Entry};
+use crate::backoff::Backoff;
 use crate::engine::EngineHandle;
 use crate::metrics::{EnforcerLabel, EnforcerResultLabel, Metrics};
 use crate::now_ms;
@@ -152,89 +153,129 @@ struct Runner<E> {
 /// Why one attempt failed.
 struct Failed(String);
 
+/// Where a runner stands between attempts.
+struct Progress {
+    /// The decision log position applied last.
+    cursor: u64,
+    /// Whether the next attempt is a full replace.
+    full: bool,
+    /// The delay before the next retry after a failure.
+    backoff: Backoff,
+    /// When a failed attempt is retried (`None`: not failing).
+    retry_at: Option<Instant>,
+    /// The earliest next apply after a success (the enforcer's `min_interval`).
+    not_before: Instant,
+    /// When to ask next whether the system lost its state.
+    next_check: Instant,
+    /// When the oldest change not yet applied was noticed (for the latency histogram).
+    noticed: Option<Instant>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            cursor: 0,
+            full: true,
+            backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+            retry_at: None,
+            not_before: now,
+            next_check: now + CHECK_EVERY,
+            noticed: Some(now),
+        }
+    }
+
+    /// Whether an apply must wait (for a retry, or the enforcer's `min_interval`).
+    fn waiting(&self, now: Instant) -> bool {
+        self.retry_at.map_or(now < self.not_before, |t| now < t)
+    }
+
+    /// When to look again if nothing changes.
+    fn wake(&self, waiting: bool) -> Instant {
+        match (waiting, self.retry_at) {
+            (true, Some(t)) => t,
+            (true, None) => self.not_before,
+            _ => self.next_check,
+        }
+    }
+}
+
 impl<E: Enforcer> Runner<E> {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut heads = self.engine.watch_decisions();
-        let mut cursor = 0u64;
-        let mut full = true;
-        let mut backoff = MIN_BACKOFF;
-        let mut retry_at: Option<Instant> = None;
-        let mut not_before = Instant::now();
-        let mut next_check = Instant::now() + CHECK_EVERY;
-        // When the oldest change not yet applied was noticed (for the latency histogram).
-        let mut noticed: Option<Instant> = Some(Instant::now());
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
+        let mut p = Progress::new();
+        while !*shutdown.borrow() {
             let now = Instant::now();
             let head = *heads.borrow_and_update();
-            let pending = full || head != cursor;
-            if pending && noticed.is_none() {
-                noticed = Some(now);
+            let pending = p.full || head != p.cursor;
+            if pending && p.noticed.is_none() {
+                p.noticed = Some(now);
             }
-            let waiting = retry_at.map_or(now < not_before, |t| now < t);
+            let waiting = p.waiting(now);
             if pending && !waiting {
-                let was_full = full;
-                match self.step(full, cursor).await {
-                    Ok(head) => {
-                        cursor = head;
-                        full = false;
-                        if retry_at.take().is_some() {
-                            tracing::info!(enforcer = %self.label.enforcer, "enforcer recovered");
-                        }
-                        backoff = MIN_BACKOFF;
-                        not_before = Instant::now() + self.enforcer.min_interval();
-                        if let Some(t) = noticed.take() {
-                            let family = &self.metrics.enforce_latency;
-                            family.get_or_create(&self.label).observe(t.elapsed().as_secs_f64());
-                        }
-                        if was_full {
-                            tracing::debug!(enforcer = %self.label.enforcer, entries = self.held.len(), "full list applied");
-                        }
-                    }
-                    Err(Failed(msg)) => {
-                        self.failed(&msg, retry_at.is_none(), backoff);
-                        full = true;
-                        retry_at = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
+                self.attempt(&mut p).await;
                 continue;
             }
-            if !waiting && now >= next_check {
-                next_check = now + CHECK_EVERY;
-                match tokio::time::timeout(CALL_TIMEOUT, self.enforcer.lost_state()).await {
-                    Ok(Ok(false)) => {}
-                    Ok(Ok(true)) => {
-                        tracing::warn!(enforcer = %self.label.enforcer, "the system lost its entries (restarted?): applying the full list");
-                        full = true;
-                    }
-                    Ok(Err(e)) => {
-                        self.failed(&format!("{e:#}"), true, backoff);
-                        full = true;
-                        retry_at = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                    Err(_) => {
-                        self.failed("checking the system timed out", true, backoff);
-                        full = true;
-                        retry_at = Some(Instant::now() + backoff);
-                    }
-                }
+            if !waiting && now >= p.next_check {
+                p.next_check = now + CHECK_EVERY;
+                self.check(&mut p).await;
                 continue;
             }
-            let wake = match (waiting, retry_at) {
-                (true, Some(t)) => t,
-                (true, None) => not_before,
-                _ => next_check,
-            };
             tokio::select! {
                 _ = shutdown.changed() => {}
                 changed = heads.changed() => if changed.is_err() { break },
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(p.wake(waiting)) => {}
             }
         }
+    }
+
+    /// Applies what is pending; on failure, schedules a retry.
+    async fn attempt(&mut self, p: &mut Progress) {
+        let was_full = p.full;
+        match self.step(p.full, p.cursor).await {
+            Ok(head) => self.caught_up(p, head, was_full),
+            Err(Failed(msg)) => self.retry_later(p, &msg, p.retry_at.is_none()),
+        }
+    }
+
+    /// After a successful attempt that reached `head`.
+    fn caught_up(&self, p: &mut Progress, head: u64, was_full: bool) {
+        p.cursor = head;
+        p.full = false;
+        if p.retry_at.take().is_some() {
+            tracing::info!(enforcer = %self.label.enforcer, "enforcer recovered");
+        }
+        p.backoff.reset();
+        p.not_before = Instant::now() + self.enforcer.min_interval();
+        if let Some(t) = p.noticed.take() {
+            let family = &self.metrics.enforce_latency;
+            family.get_or_create(&self.label).observe(t.elapsed().as_secs_f64());
+        }
+        if was_full {
+            tracing::debug!(enforcer = %self.label.enforcer, entries = self.held.len(), "full list applied");
+        }
+    }
+
+    /// Asks the system whether it lost its entries; a failure counts like a failed apply.
+    async fn check(&mut self, p: &mut Progress) {
+        match tokio::time::timeout(CALL_TIMEOUT, self.enforcer.lost_state()).await {
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => {
+                tracing::warn!(enforcer = %self.label.enforcer, "the system lost its entries (restarted?): applying the full list");
+                p.full = true;
+            }
+            Ok(Err(e)) => self.retry_later(p, &format!("{e:#}"), true),
+            Err(_) => self.retry_later(p, "checking the system timed out", true),
+        }
+    }
+
+    /// Records a failure and schedules a full replace after the next backoff delay (every
+    /// failure advances the backoff the same way).
+    fn retry_later(&self, p: &mut Progress, msg: &str, first: bool) {
+        let delay = p.backoff.next_delay();
+        self.failed(msg, first, delay);
+        p.full = true;
+        p.retry_at = Some(Instant::now() + delay);
     }
 
     /// One attempt: a full replace or the diff since `cursor`. Returns the new cursor.
@@ -245,70 +286,67 @@ impl<E: Enforcer> Runner<E> {
             .decisions(if full { 0 } else { cursor })
             .await
             .map_err(|e| Failed(format!("reading the decision log: {e:#}")))?;
-        let now = now_ms();
         let head = delta.head();
         // After a full replace of an empty list the cursor is 0, and "what changed since
         // 0?" is answered with the full list: with nothing held, that is a plain diff.
         let as_diff = !full && self.held.is_empty();
-        let result = match &delta {
+        if self.send(&delta, as_diff, now_ms()).await? {
+            let is_full = matches!(delta, Delta::Full { .. }) && !as_diff;
+            self.succeeded(started, is_full);
+        }
+        Ok(head)
+    }
+
+    /// Sends `delta` to the enforcer and tracks what the system holds; `false` when there
+    /// was nothing to send.
+    async fn send(&mut self, delta: &Delta, as_diff: bool, now: Millis) -> Result<bool, Failed> {
+        match delta {
             Delta::Full { active, .. } if as_diff => {
                 let set: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
                 if set.is_empty() {
-                    return Ok(head);
+                    return Ok(false);
                 }
-                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.apply(&set, &[], now)).await;
-                if matches!(r, Ok(Ok(()))) {
-                    self.held.extend(set.iter().map(|e| e.net));
-                }
-                r
+                within_timeout(self.enforcer.apply(&set, &[], now)).await?;
+                self.held.extend(set.iter().map(|e| e.net));
             }
             Delta::Full { active, .. } => {
                 let entries: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
-                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.replace(&entries, now)).await;
-                if matches!(r, Ok(Ok(()))) {
-                    self.held = entries.iter().map(|e| e.net).collect();
-                }
-                r
+                within_timeout(self.enforcer.replace(&entries, now)).await?;
+                self.held = entries.iter().map(|e| e.net).collect();
             }
             Delta::Changes { changes, .. } => {
                 let (set, removed) = split(changes);
                 if set.is_empty() && removed.is_empty() {
-                    return Ok(head);
+                    return Ok(false);
                 }
-                let r = tokio::time::timeout(CALL_TIMEOUT, self.enforcer.apply(&set, &removed, now)).await;
-                if matches!(r, Ok(Ok(()))) {
-                    for r in &removed {
-                        self.held.remove(&r.net);
-                    }
-                    self.held.extend(set.iter().map(|e| e.net));
+                within_timeout(self.enforcer.apply(&set, &removed, now)).await?;
+                for r in &removed {
+                    self.held.remove(&r.net);
                 }
-                r
+                self.held.extend(set.iter().map(|e| e.net));
             }
-        };
-        let is_full = matches!(delta, Delta::Full { .. }) && !as_diff;
-        match result {
-            Ok(Ok(())) => {
-                let took = started.elapsed();
-                self.metrics
-                    .enforce_applies
-                    .get_or_create(&self.result_label("ok"))
-                    .inc();
-                self.metrics
-                    .enforce_entries
-                    .get_or_create(&self.label)
-                    .set(self.held.len() as i64);
-                let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                s.state = State::Ok;
-                s.entries = self.held.len();
-                s.last_apply = Some(now_ms());
-                s.last_apply_ms = Some(took.as_secs_f64() * 1000.0);
-                s.applies += 1;
-                s.full_syncs += u64::from(is_full);
-                Ok(head)
-            }
-            Ok(Err(e)) => Err(Failed(format!("{e:#}"))),
-            Err(_) => Err(Failed(format!("gave no answer within {}s", CALL_TIMEOUT.as_secs()))),
         }
+        Ok(true)
+    }
+
+    /// Records a successful apply that began at `started`.
+    fn succeeded(&self, started: Instant, is_full: bool) {
+        let took = started.elapsed();
+        self.metrics
+            .enforce_applies
+            .get_or_create(&self.result_label("ok"))
+            .inc();
+        self.metrics
+            .enforce_entries
+            .get_or_create(&self.label)
+            .set(self.held.len() as i64);
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.state = State::Ok;
+        s.entries = self.held.len();
+        s.last_apply = Some(now_ms());
+        s.last_apply_ms = Some(took.as_secs_f64() * 1000.0);
+        s.applies += 1;
+        s.full_syncs += u64::from(is_full);
     }
 
     fn result_label(&self, result: &'static str) -> EnforcerResultLabel {
@@ -334,5 +372,14 @@ impl<E: Enforcer> Runner<E> {
         s.errors += 1;
         s.last_error = Some(msg.to_string());
         s.last_error_at = Some(now_ms());
+    }
+}
+
+/// One call into an enforcer, bounded by [`CALL_TIMEOUT`].
+async fn within_timeout(call: impl std::future::Future<Output = anyhow::Result<()>>) -> Result<(), Failed> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failed(format!("{e:#}"))),
+        Err(_) => Err(Failed(format!("gave no answer within {}s", CALL_TIMEOUT.as_secs()))),
     }
 }
