@@ -13,6 +13,8 @@
 //! - [`time`], [`fsutil`], [`backoff`]: small helpers every part shares (the clock,
 //!   atomic file writes, retry delays).
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod backoff;
 pub mod calls;
