@@ -9,7 +9,7 @@
 //! resolution of `since`). The baseline's is publish → receive, in microseconds.
 //!
 //! This module owns the arguments, the report, the node stacks' run and what both runs
-//! share (graph, schedule, mesh forming, draining, peak RSS); [`baseline`] owns the
+//! share (graph, schedule, mesh forming, draining, peak RSS); `baseline` owns the
 //! bare gossipsub run.
 
 mod baseline;

@@ -7,9 +7,10 @@
 //! (`since` in `GET /v1/blocklist`), and all processes share this machine's clock.
 //!
 //! This module owns the runner: the arguments, [`run`] (cluster, progress bar, signals,
-//! outputs), the run's state [`Ctx`] with the steps every scenario shares (start, form
+//! outputs), the run's state `Ctx` with the steps every scenario shares (start, form
 //! the mesh, attack, converge) and small helpers. Each scenario lives in its own module
-//! named after it; [`wave`] sends the attack wave, [`measure`] turns what a scenario found into the report.
+//! named after it; `wave` sends the attack wave, `measure` turns what a scenario found
+//! into the report.
 
 mod attack_wave;
 mod churn;
