@@ -7,7 +7,7 @@ use fraudmesh_testnet::inproc::InprocArgs;
 use fraudmesh_testnet::scenario::{self, RunArgs, Scenario};
 use fraudmesh_testnet::sim::SimArgs;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Many fraudmesh nodes on one machine: scenarios, convergence, plots.
@@ -187,17 +187,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 seed: c.seed,
             };
             let report = rt.block_on(fraudmesh_testnet::inproc::run(&args))?;
-            if let Some(dir) = &c.out {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join("inproc.json");
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if c.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.table());
-            }
+            output(&report, report.table(), c.out.as_deref(), "inproc.json", c.json)?;
             Ok(true)
         }
         Command::Run {
@@ -257,16 +247,29 @@ fn sim(c: &SimCmd) -> anyhow::Result<bool> {
         loss: c.loss,
     };
     let report = fraudmesh_testnet::sim::run(&args)?;
-    if let Some(dir) = &c.out {
+    output(&report, report.table(), c.out.as_deref(), "sim.json", c.json)?;
+    Ok(true)
+}
+
+/// Writes `report` as `dir/file` when there is a directory, and prints it as JSON or as
+/// its table.
+fn output(
+    report: &impl serde::Serialize,
+    table: String,
+    dir: Option<&Path>,
+    file: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(dir) = dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("sim.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        let path = dir.join(file);
+        std::fs::write(&path, serde_json::to_vec_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if c.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.table());
+        print!("{table}");
     }
-    Ok(true)
+    Ok(())
 }

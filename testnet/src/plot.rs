@@ -2,6 +2,8 @@
 //! and all pairs together) and convergence over time.
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -17,13 +19,24 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e}")
 }
 
-/// Draws the latency CDF: one thin line per node, a thick one for all pairs.
-pub fn latency_cdf(path: &Path, per_node: &[Vec<f64>], title: &str) -> anyhow::Result<()> {
-    let all: Vec<f64> = per_node.iter().flatten().copied().collect();
-    let x_max = all.iter().copied().fold(1.0, f64::max) * 1.05;
+/// The chart every plot draws on: x from 0 to `x_max`, y from 0 to 1.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// An 800×500 white SVG canvas at `path`.
+fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, Shift>> {
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
+    Ok(root)
+}
+
+/// A titled chart on `root` with its axes labelled `x_desc` and `y_desc`.
+fn chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x_max: f64,
+    (x_desc, y_desc): (&str, &str),
+) -> anyhow::Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
@@ -32,10 +45,27 @@ pub fn latency_cdf(path: &Path, per_node: &[Vec<f64>], title: &str) -> anyhow::R
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("report → blocked latency (ms)")
-        .y_desc("fraction of pairs")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
+    Ok(chart)
+}
+
+/// Writes the canvas out.
+fn present(root: &DrawingArea<SVGBackend<'_>, Shift>, path: &Path) -> anyhow::Result<()> {
+    root.present()
+        .map_err(err)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Draws the latency CDF: one thin line per node, a thick one for all pairs.
+pub fn latency_cdf(path: &Path, per_node: &[Vec<f64>], title: &str) -> anyhow::Result<()> {
+    let all: Vec<f64> = per_node.iter().flatten().copied().collect();
+    let x_max = all.iter().copied().fold(1.0, f64::max) * 1.05;
+    let root = canvas(path)?;
+    let labels = ("report → blocked latency (ms)", "fraction of pairs");
+    let mut chart = chart(&root, title, x_max, labels)?;
     for lat in per_node.iter().filter(|l| !l.is_empty()) {
         chart
             .draw_series(LineSeries::new(cdf(lat), BLUE.mix(0.25)))
@@ -53,38 +83,22 @@ pub fn latency_cdf(path: &Path, per_node: &[Vec<f64>], title: &str) -> anyhow::R
         .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(err)?;
-    root.present()
-        .map_err(err)
-        .with_context(|| format!("writing {}", path.display()))
+    present(&root, path)
 }
 
 /// Draws convergence over time: fraction of (node, target) pairs blocked.
 pub fn convergence(path: &Path, points: &[(u64, f64)], title: &str) -> anyhow::Result<()> {
     let x_max = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64 * 1.05;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..x_max, 0.0..1.0)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("ms since the first report")
-        .y_desc("fraction of (node, target) pairs blocked")
-        .draw()
-        .map_err(err)?;
+    let root = canvas(path)?;
+    let labels = ("ms since the first report", "fraction of (node, target) pairs blocked");
+    let mut chart = chart(&root, title, x_max, labels)?;
     chart
         .draw_series(LineSeries::new(
             points.iter().map(|(t, f)| (*t as f64, *f)),
             RED.stroke_width(2),
         ))
         .map_err(err)?;
-    root.present()
-        .map_err(err)
-        .with_context(|| format!("writing {}", path.display()))
+    present(&root, path)
 }
 
 #[cfg(test)]

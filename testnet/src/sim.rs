@@ -252,50 +252,81 @@ fn mesh(rng: &mut StdRng, n: usize, degree: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Runs the simulation.
-pub fn run(args: &SimArgs) -> Result<SimReport, SimError> {
-    if args.nodes < 2 {
-        return Err(SimError::Nodes(args.nodes));
+impl SimArgs {
+    /// Checks the arguments.
+    fn check(&self) -> Result<(), SimError> {
+        if self.nodes < 2 {
+            return Err(SimError::Nodes(self.nodes));
+        }
+        if self.degree == 0 || self.degree >= self.nodes {
+            return Err(SimError::Degree(self.degree));
+        }
+        if self.sightings == 0 {
+            return Err(SimError::Sightings);
+        }
+        if self.latency_min_us > self.latency_max_us {
+            return Err(SimError::Latency);
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(SimError::Loss(self.loss));
+        }
+        Ok(())
     }
-    if args.degree == 0 || args.degree >= args.nodes {
-        return Err(SimError::Degree(args.degree));
-    }
-    if args.sightings == 0 {
-        return Err(SimError::Sightings);
-    }
-    if args.latency_min_us > args.latency_max_us {
-        return Err(SimError::Latency);
-    }
-    if !(0.0..1.0).contains(&args.loss) {
-        return Err(SimError::Loss(args.loss));
-    }
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let n = args.nodes;
-    let links = mesh(&mut rng, n, args.degree);
-    // Per-link latency, looked up by (node, index of the peer in its link list); both
-    // directions of a link share it.
-    let mut latency: Vec<Vec<u64>> = links.iter().map(|l| vec![0; l.len()]).collect();
-    for a in 0..n {
-        for (i, &b) in links[a].iter().enumerate() {
-            if (b as usize) > a {
-                let l = rng.gen_range(args.latency_min_us..=args.latency_max_us);
-                latency[a][i] = l;
-                if let Ok(j) = links[b as usize].binary_search(&(a as u32)) {
-                    latency[b as usize][j] = l;
+}
+
+/// The mesh: each node's peers (sorted) and the latency of each link.
+struct Links {
+    peers: Vec<Vec<u32>>,
+    /// By (node, index of the peer in its list); both directions of a link share it.
+    latency: Vec<Vec<u64>>,
+    /// The latency of a pair that is not linked.
+    fallback_us: u64,
+}
+
+impl Links {
+    /// A random mesh with a latency drawn for every link.
+    fn new(rng: &mut StdRng, args: &SimArgs) -> Self {
+        let n = args.nodes;
+        let peers = mesh(rng, n, args.degree);
+        let mut latency: Vec<Vec<u64>> = peers.iter().map(|l| vec![0; l.len()]).collect();
+        for a in 0..n {
+            for (i, &b) in peers[a].iter().enumerate() {
+                if (b as usize) > a {
+                    let l = rng.gen_range(args.latency_min_us..=args.latency_max_us);
+                    latency[a][i] = l;
+                    if let Ok(j) = peers[b as usize].binary_search(&(a as u32)) {
+                        latency[b as usize][j] = l;
+                    }
                 }
             }
         }
+        Self {
+            peers,
+            latency,
+            fallback_us: args.latency_max_us,
+        }
     }
-    let link_latency = |a: u32, b: u32| -> u64 {
-        links[a as usize]
-            .binary_search(&b)
-            .map_or(args.latency_max_us, |i| latency[a as usize][i])
-    };
 
-    // Real signed records from real identities.
+    /// The peers of node `a`.
+    fn of(&self, a: u32) -> &[u32] {
+        &self.peers[a as usize]
+    }
+
+    /// The latency from `a` to `b`, µs.
+    fn latency(&self, a: u32, b: u32) -> u64 {
+        self.peers[a as usize]
+            .binary_search(&b)
+            .map_or(self.fallback_us, |i| self.latency[a as usize][i])
+    }
+}
+
+/// Each sighting's publisher and its real record, signed by the publisher's real
+/// identity.
+fn sightings(rng: &mut StdRng, args: &SimArgs) -> (Vec<u32>, Vec<Record>) {
+    let n = args.nodes;
     let publishers: Vec<u32> = (0..args.sightings).map(|_| rng.gen_range(0..n as u32)).collect();
     let identities: Vec<Identity> = (0..n).map(|_| Identity::from_secret(rng.gen())).collect();
-    let records: Vec<Record> = publishers
+    let records = publishers
         .iter()
         .enumerate()
         .map(|(k, &p)| {
@@ -313,122 +344,180 @@ pub fn run(args: &SimArgs) -> Result<SimReport, SimError> {
             )
         })
         .collect();
-    let record_bytes = records.first().map_or(0, |r| r.encode().len());
+    (publishers, records)
+}
 
-    let mut ledgers: Vec<Ledger> = (0..n).map(|_| Ledger::new()).collect();
-    let mut seen: Vec<Vec<Seen>> = vec![vec![Seen::default(); args.sightings]; n];
-    let mut queue: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut push = |queue: &mut BinaryHeap<Reverse<(u64, u64, Event)>>, at: u64, e: Event| {
-        seq += 1;
-        queue.push(Reverse((at, seq, e)));
-    };
-    let mut published_at = vec![0u64; args.sightings];
-    let mut hops = Vec::new();
-    let mut delivery = Vec::new();
-    let mut idontwants = 0u64;
-    for (k, &p) in publishers.iter().enumerate() {
-        let at = rng.gen_range(0..1_000_000u64);
-        published_at[k] = at;
-        ledgers[p as usize].merge(&records[k]);
-        let st = &mut seen[p as usize][k];
-        st.first_from = Some(p);
+/// A running simulation: the mesh, every node's ledger and per-sighting state, the
+/// event queue in virtual time (µs) and what was measured so far.
+struct Sim<'a> {
+    args: &'a SimArgs,
+    rng: StdRng,
+    links: Links,
+    publishers: Vec<u32>,
+    records: Vec<Record>,
+    ledgers: Vec<Ledger>,
+    seen: Vec<Vec<Seen>>,
+    /// (at, sequence number, event): the sequence keeps equal times in push order.
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    seq: u64,
+    published_at: Vec<u64>,
+    hops: Vec<f64>,
+    delivery: Vec<f64>,
+    idontwants: u64,
+}
+
+impl<'a> Sim<'a> {
+    fn new(args: &'a SimArgs) -> Self {
+        let mut rng = StdRng::seed_from_u64(args.seed);
+        let links = Links::new(&mut rng, args);
+        let (publishers, records) = sightings(&mut rng, args);
+        let n = args.nodes;
+        Self {
+            args,
+            rng,
+            links,
+            publishers,
+            records,
+            ledgers: (0..n).map(|_| Ledger::new()).collect(),
+            seen: vec![vec![Seen::default(); args.sightings]; n],
+            queue: BinaryHeap::new(),
+            seq: 0,
+            published_at: vec![0u64; args.sightings],
+            hops: Vec::new(),
+            delivery: Vec::new(),
+            idontwants: 0,
+        }
+    }
+
+    fn push(&mut self, at: u64, e: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, e)));
+    }
+
+    /// Sends a copy of `s` from `from` to `to` after the link latency, unless lost.
+    fn send_copy(&mut self, now: u64, from: u32, to: u32, s: u32, hops: u16) {
+        if self.rng.gen_bool(self.args.loss) {
+            return;
+        }
+        let e = Event::Copy { to, from, s, hops };
+        self.push(now + self.links.latency(from, to), e);
+    }
+
+    /// Every publisher publishes its sighting at a random time in the first second.
+    fn publish_all(&mut self) {
+        for k in 0..self.publishers.len() {
+            let p = self.publishers[k];
+            let at = self.rng.gen_range(0..1_000_000u64);
+            self.published_at[k] = at;
+            self.ledgers[p as usize].merge(&self.records[k]);
+            let st = &mut self.seen[p as usize][k];
+            st.first_from = Some(p);
+            st.forwarded = true;
+            for peer in self.links.of(p).to_vec() {
+                self.send_copy(at, p, peer, k as u32, 1);
+            }
+        }
+    }
+
+    /// Runs events until none is left.
+    fn drain(&mut self) {
+        while let Some(Reverse((now, _, event))) = self.queue.pop() {
+            match event {
+                Event::Copy { to, from, s, hops } => self.on_copy(now, to, from, s, hops),
+                Event::DontWant { to, from, s } => {
+                    let st = &mut self.seen[to as usize][s as usize];
+                    if !st.forwarded && !st.skip.contains(&from) {
+                        st.skip.push(from);
+                    }
+                }
+                Event::Validated { node, s } => self.on_validated(now, node, s),
+            }
+        }
+    }
+
+    /// A copy arrives: the core merges it; a new one is measured, announced with
+    /// IDONTWANT (when on) and validated before it is forwarded.
+    fn on_copy(&mut self, now: u64, to: u32, from: u32, s: u32, h: u16) {
+        let new = self.ledgers[to as usize].merge(&self.records[s as usize]).changed();
+        let st = &mut self.seen[to as usize][s as usize];
+        st.copies += 1;
+        if !st.skip.contains(&from) {
+            st.skip.push(from);
+        }
+        if !new {
+            return;
+        }
+        st.first_from = Some(from);
+        st.hops = h;
+        self.hops.push(f64::from(h));
+        self.delivery
+            .push((now - self.published_at[s as usize]) as f64 / 1000.0);
+        if self.args.idontwant {
+            for peer in self.links.of(to).to_vec() {
+                if peer != from {
+                    self.idontwants += 1;
+                    self.push(
+                        now + self.links.latency(to, peer),
+                        Event::DontWant { to: peer, from: to, s },
+                    );
+                }
+            }
+        }
+        self.push(now + self.args.validation_delay_us, Event::Validated { node: to, s });
+    }
+
+    /// Validated: forward to every mesh peer that did not send it, nor IDONTWANT, and
+    /// is not its publisher.
+    fn on_validated(&mut self, now: u64, node: u32, s: u32) {
+        let publisher = self.publishers[s as usize];
+        let st = &mut self.seen[node as usize][s as usize];
         st.forwarded = true;
-        for &peer in &links[p as usize] {
-            if !rng.gen_bool(args.loss) {
-                let e = Event::Copy {
-                    to: peer,
-                    from: p,
-                    s: k as u32,
-                    hops: 1,
-                };
-                push(&mut queue, at + link_latency(p, peer), e);
+        let skip = st.skip.clone();
+        let h = st.hops;
+        for peer in self.links.of(node).to_vec() {
+            if skip.contains(&peer) || peer == publisher {
+                continue;
             }
+            self.send_copy(now, node, peer, s, h + 1);
         }
     }
-    while let Some(Reverse((now, _, event))) = queue.pop() {
-        match event {
-            Event::Copy { to, from, s, hops: h } => {
-                let new = ledgers[to as usize].merge(&records[s as usize]).changed();
-                let st = &mut seen[to as usize][s as usize];
-                st.copies += 1;
-                if !st.skip.contains(&from) {
-                    st.skip.push(from);
-                }
-                if !new {
-                    continue;
-                }
-                st.first_from = Some(from);
-                st.hops = h;
-                hops.push(f64::from(h));
-                delivery.push((now - published_at[s as usize]) as f64 / 1000.0);
-                if args.idontwant {
-                    for &peer in &links[to as usize] {
-                        if peer != from {
-                            idontwants += 1;
-                            push(
-                                &mut queue,
-                                now + link_latency(to, peer),
-                                Event::DontWant { to: peer, from: to, s },
-                            );
-                        }
-                    }
-                }
-                push(
-                    &mut queue,
-                    now + args.validation_delay_us,
-                    Event::Validated { node: to, s },
-                );
-            }
-            Event::DontWant { to, from, s } => {
-                let st = &mut seen[to as usize][s as usize];
-                if !st.forwarded && !st.skip.contains(&from) {
-                    st.skip.push(from);
-                }
-            }
-            Event::Validated { node, s } => {
-                let publisher = publishers[s as usize];
-                let st = &mut seen[node as usize][s as usize];
-                st.forwarded = true;
-                let skip = st.skip.clone();
-                let h = st.hops;
-                for &peer in &links[node as usize] {
-                    if skip.contains(&peer) || peer == publisher || rng.gen_bool(args.loss) {
-                        continue;
-                    }
-                    let e = Event::Copy {
-                        to: peer,
-                        from: node,
-                        s,
-                        hops: h + 1,
-                    };
-                    push(&mut queue, now + link_latency(node, peer), e);
-                }
-            }
+
+    /// The figures.
+    fn report(mut self) -> SimReport {
+        let args = self.args;
+        let pairs = (args.nodes * args.sightings) as f64;
+        // Publishers receive nothing (everyone skips them): copies are per receiving pair.
+        let receiving_pairs = pairs - args.sightings as f64;
+        let copies: u64 = self.seen.iter().flatten().map(|st| u64::from(st.copies)).sum();
+        let copies_max = self.seen.iter().flatten().map(|st| st.copies).max().unwrap_or(0);
+        let received = self.seen.iter().flatten().filter(|st| st.first_from.is_some()).count() as f64;
+        let record_bytes = self.records.first().map_or(0, |r| r.encode().len());
+        SimReport {
+            nodes: args.nodes,
+            degree: args.degree,
+            sightings: args.sightings,
+            seed: args.seed,
+            idontwant: args.idontwant,
+            loss: args.loss,
+            delivery_ratio: received / pairs,
+            hops: Stats::of(&mut self.hops),
+            delivery_ms: Stats::of(&mut self.delivery),
+            copies_per_node_per_sighting: copies as f64 / receiving_pairs,
+            copies_max,
+            idontwant_per_node_per_sighting: self.idontwants as f64 / pairs,
+            bytes_per_node_per_sighting: copies as f64 * record_bytes as f64 / receiving_pairs,
+            record_bytes,
         }
     }
-    let pairs = (n * args.sightings) as f64;
-    // Publishers receive nothing (everyone skips them): copies are per receiving pair.
-    let receiving_pairs = pairs - args.sightings as f64;
-    let copies: u64 = seen.iter().flatten().map(|st| u64::from(st.copies)).sum();
-    let copies_max = seen.iter().flatten().map(|st| st.copies).max().unwrap_or(0);
-    let received = seen.iter().flatten().filter(|st| st.first_from.is_some()).count() as f64;
-    Ok(SimReport {
-        nodes: n,
-        degree: args.degree,
-        sightings: args.sightings,
-        seed: args.seed,
-        idontwant: args.idontwant,
-        loss: args.loss,
-        delivery_ratio: received / pairs,
-        hops: Stats::of(&mut hops),
-        delivery_ms: Stats::of(&mut delivery),
-        copies_per_node_per_sighting: copies as f64 / receiving_pairs,
-        copies_max,
-        idontwant_per_node_per_sighting: idontwants as f64 / pairs,
-        bytes_per_node_per_sighting: copies as f64 * record_bytes as f64 / receiving_pairs,
-        record_bytes,
-    })
+}
+
+/// Runs the simulation.
+pub fn run(args: &SimArgs) -> Result<SimReport, SimError> {
+    args.check()?;
+    let mut sim = Sim::new(args);
+    sim.publish_all();
+    sim.drain();
+    Ok(sim.report())
 }
 
 #[cfg(test)]
@@ -489,49 +578,28 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_errors() {
+        let with = |change: fn(&mut SimArgs)| {
+            let mut args = SimArgs::default();
+            change(&mut args);
+            args
+        };
         for (args, e) in [
+            (with(|a| a.nodes = 1), SimError::Nodes(1)),
+            (with(|a| a.degree = 0), SimError::Degree(0)),
             (
-                SimArgs {
-                    nodes: 1,
-                    ..SimArgs::default()
-                },
-                SimError::Nodes(1),
-            ),
-            (
-                SimArgs {
-                    degree: 0,
-                    ..SimArgs::default()
-                },
-                SimError::Degree(0),
-            ),
-            (
-                SimArgs {
-                    nodes: 5,
-                    degree: 5,
-                    ..SimArgs::default()
-                },
+                with(|a| {
+                    a.nodes = 5;
+                    a.degree = 5;
+                }),
                 SimError::Degree(5),
             ),
+            (with(|a| a.sightings = 0), SimError::Sightings),
+            (with(|a| a.loss = 1.0), SimError::Loss(1.0)),
             (
-                SimArgs {
-                    sightings: 0,
-                    ..SimArgs::default()
-                },
-                SimError::Sightings,
-            ),
-            (
-                SimArgs {
-                    loss: 1.0,
-                    ..SimArgs::default()
-                },
-                SimError::Loss(1.0),
-            ),
-            (
-                SimArgs {
-                    latency_min_us: 9,
-                    latency_max_us: 1,
-                    ..SimArgs::default()
-                },
+                with(|a| {
+                    a.latency_min_us = 9;
+                    a.latency_max_us = 1;
+                }),
                 SimError::Latency,
             ),
         ] {
