@@ -215,7 +215,7 @@ impl Cluster {
                 );
             }
             if let Some(rt) = NodeDir::new(&m.dir).read_runtime() {
-                let api = Api::new(self.http.clone(), rt.api, m.token.clone());
+                let api = Api::with_http(&rt.api, Some(m.token.clone()), self.http.clone());
                 if api.status().await.is_ok() {
                     m.api = Some(api);
                     return Ok(());

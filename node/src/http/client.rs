@@ -15,7 +15,8 @@ use serde::Serialize;
 /// How long one request may take.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// A client of one node's API.
+/// A client of one node's API (cheap to clone: clones share one connection pool).
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -35,15 +36,22 @@ pub struct Hints {
 impl Client {
     /// A client of the API at `api` (`HOST:PORT`), writing with `token` when given.
     pub fn new(api: &str, token: Option<String>) -> anyhow::Result<Self> {
-        Ok(Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self::with_http(api, token, http))
+    }
+
+    /// A client of the API at `api` sending through `http` (e.g. one pool with its own
+    /// timeout shared by many clients).
+    pub fn with_http(api: &str, token: Option<String>, http: reqwest::Client) -> Self {
+        Self {
             base: format!("http://{api}"),
             token,
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .context("building the HTTP client")?,
+            http,
             hints: Hints::default(),
-        })
+        }
     }
 
     /// The same client, with these hints in its error messages.

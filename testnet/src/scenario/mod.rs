@@ -20,7 +20,7 @@ mod partition;
 mod poison;
 mod wave;
 
-use crate::client::Api;
+use crate::client::{blocked_since, Api};
 use crate::cluster::Cluster;
 use crate::plot;
 use crate::report::{Expectation, Report};
@@ -288,10 +288,10 @@ impl Ctx {
             let mut counts = Vec::with_capacity(apis.len());
             for (_, api) in &apis {
                 let st = api.status().await?;
-                if st["gossip_peers"].as_u64().unwrap_or(0) >= want {
+                if st.gossip_peers as u64 >= want {
                     ready += 1;
                 }
-                counts.push(st["peers"].as_u64().unwrap_or(0));
+                counts.push(st.peers as u64);
             }
             if counts != last {
                 last = counts;
@@ -336,7 +336,7 @@ impl Ctx {
             let mut have = 0usize;
             let mut all = true;
             for (i, api) in &apis {
-                let n = api.status().await?["blocked"].as_u64().unwrap_or(0) as usize;
+                let n = api.status().await?.blocked;
                 let w = want.get(i).copied().unwrap_or(0);
                 have += n.min(w);
                 all &= n >= w;
@@ -353,7 +353,7 @@ impl Ctx {
         };
         let mut out = HashMap::new();
         for (i, api) in &apis {
-            out.insert(*i, api.blocked_since().await?);
+            out.insert(*i, blocked_since(api).await?);
         }
         Ok((done, out))
     }

@@ -4,6 +4,7 @@
 
 use super::wave::{report_steps, Sent};
 use super::{Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, MESH_DEADLINE, POLL};
+use crate::client::peer_ids;
 use anyhow::bail;
 use fraudmesh_node::now_ms;
 use std::collections::{HashMap, HashSet};
@@ -75,7 +76,7 @@ async fn split(ctx: &mut Ctx, side_a: &[usize], side_b: &[usize]) -> anyhow::Res
         let mut crossing = 0;
         for (side, other) in halves {
             for &i in side {
-                let peers = ctx.api(i)?.peers().await?;
+                let peers = peer_ids(ctx.api(i)?).await?;
                 crossing += peers.iter().filter(|p| other.contains(p)).count();
             }
         }
@@ -132,7 +133,9 @@ async fn heal(ctx: &mut Ctx) -> anyhow::Result<u64> {
     ctx.phase("healing", ctx.args.nodes as u64);
     let healed_at = now_ms();
     let apis = ctx.apis(&ctx.all())?;
-    let heals = apis.into_iter().map(|(_, api)| async move { api.refuse(&[]).await });
+    let heals = apis
+        .into_iter()
+        .map(|(_, api)| async move { api.refuse(&[]).await.map(drop) });
     for r in futures::future::join_all(heals).await {
         r?;
     }

@@ -103,7 +103,7 @@ async fn strangers_spread(ctx: &mut Ctx) -> anyhow::Result<usize> {
         held = Vec::new();
         for &i in &all {
             let c = ctx.api(i)?.check(VICTIM).await?;
-            held.push(c["reporters"].as_array().map_or(0, Vec::len));
+            held.push(c.reporters.len());
         }
         ctx.bar
             .set_position(held.iter().filter(|&&h| h >= STRANGERS).count() as u64);
@@ -133,7 +133,7 @@ fn flood(flooder: Rogue, seed: u64) -> tokio::task::JoinHandle<anyhow::Result<Ro
 async fn victim_blocked(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut blocked = 0;
     for i in ctx.all() {
-        if ctx.api(i)?.check(VICTIM).await?["blocked"].as_bool() != Some(false) {
+        if ctx.api(i)?.check(VICTIM).await?.blocked {
             blocked += 1;
         }
     }

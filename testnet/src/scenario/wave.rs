@@ -2,6 +2,7 @@
 //! concurrently from the first running reporter, and the acknowledged ones.
 
 use super::Ctx;
+use crate::client::report_scan;
 use anyhow::Context;
 use fraudmesh_node::now_ms;
 use std::time::{Duration, Instant};
@@ -94,7 +95,7 @@ impl Ctx {
         let bar = self.bar.clone();
         Ok(Some(tokio::spawn(async move {
             let at_ms = now_ms();
-            let ok = api.report(&target, "scan").await;
+            let ok = report_scan(&api, &target).await;
             bar.inc(1);
             ok.ok().map(|()| Sent {
                 target,
