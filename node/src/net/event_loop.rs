@@ -1,0 +1,627 @@
+//! The network task: [`EventLoop`] owns the swarm and all network state, and is the
+//! only code that touches either. It reacts to four kinds of input, one `select!` away
+//! each: commands (from [`NetHandle`](super::NetHandle)s and sync sessions), local
+//! envelopes to publish, work it started finishing (gossip verdicts, sync answers), and
+//! swarm events; plus three timers (sync, discovery, publish retry).
+//!
+//! Nothing here awaits: every handler is a plain function that changes state and asks
+//! the swarm for something, and slow work (the engine's verdicts and answers, whole
+//! sync sessions) runs in futures or tasks whose results come back as input.
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::sync::{self, Misbehaved, SessionError};
+use super::{
+    NetCommand, NetRequester, PeerInfo, BAN, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_INBOUND_SYNC,
+    MAX_PENDING_VALIDATIONS, MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_GAP, TOPIC, UNSENT_TTL, WANTED_PEERS,
+};
+use crate::engine::{EngineHandle, Verdict};
+use crate::metrics::{Metrics, ResultLabel};
+use fraudmesh::proto::{SyncRequest, SyncResponse};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::identify;
+use libp2p::kad;
+use libp2p::multiaddr::Protocol;
+use libp2p::ping;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Interval;
+
+/// A gossip message's verdict from the engine: message, the peer it came from, verdict.
+type Validation = (MessageId, PeerId, Verdict);
+
+/// An inbound sync request's answer from the engine, with the peer and the channel to
+/// answer on.
+type Answer = (
+    PeerId,
+    ResponseChannel<SyncResponse>,
+    Result<Option<SyncResponse>, Misbehaved>,
+);
+
+/// Where a pending outbound sync request's response goes (the session waiting for it).
+type SyncReply = oneshot::Sender<Result<SyncResponse, SessionError>>;
+
+/// The channels the loop talks to the rest of the node through.
+pub(super) struct Channels {
+    /// Commands from the handles and from the sync sessions this loop spawned.
+    pub(super) commands: mpsc::Receiver<NetCommand>,
+    /// A sender on the command channel, given to each sync session this loop spawns.
+    pub(super) sessions: mpsc::Sender<NetCommand>,
+    /// Local envelopes to publish.
+    pub(super) publish: mpsc::Receiver<Vec<u8>>,
+    /// The loop stops when this changes (or its sender is dropped).
+    pub(super) shutdown: watch::Receiver<bool>,
+    /// The swarm's listen addresses, as the handles read them.
+    pub(super) listen: watch::Sender<Vec<Multiaddr>>,
+}
+
+/// The swarm and the network's state, driven by [`EventLoop::run`].
+pub(super) struct EventLoop {
+    /// The swarm: transports, connections, behaviours.
+    swarm: Swarm<Behaviour>,
+    /// The sightings topic local envelopes are published on.
+    topic: IdentTopic,
+    /// Seed peers, redialled by discovery while the node has few peers.
+    seeds: Vec<(PeerId, Multiaddr)>,
+    /// Gives gossip messages and sync requests their verdicts and answers.
+    engine: EngineHandle,
+    /// Network metrics (peers, rejects, gossip bytes, sync sessions).
+    metrics: Arc<Metrics>,
+    /// Commands in, envelopes in, shutdown, listen addresses out.
+    channels: Channels,
+
+    /// Gossip messages awaiting the engine's verdict (at most
+    /// [`MAX_PENDING_VALIDATIONS`]).
+    pending: FuturesUnordered<BoxFuture<'static, Validation>>,
+    /// Local envelopes no peer could take yet, with when they arrived (at most
+    /// [`MAX_UNSENT`], each retried for [`UNSENT_TTL`]).
+    unsent: VecDeque<(Instant, Vec<u8>)>,
+    /// Retries `unsent` (its branch is off while `unsent` is empty).
+    retry: Interval,
+
+    /// Connected peers, as [`NetHandle::peers`](super::NetHandle::peers) shows them.
+    peers: HashMap<PeerId, PeerInfo>,
+    /// Looks for more peers while there are fewer than [`WANTED_PEERS`].
+    discovery: Interval,
+    /// Whether Kademlia was bootstrapped from the first seed that connected.
+    bootstrapped: bool,
+    /// Peers cut off for misbehaving, with since when (refused for [`BAN`]).
+    banned: HashMap<PeerId, Instant>,
+
+    /// Starts a session with a random peer; also lifts expired bans.
+    sync_timer: Interval,
+    /// Outbound sync requests awaiting a response.
+    requests: HashMap<OutboundRequestId, SyncReply>,
+    /// Inbound sync requests the engine is answering (at most [`MAX_INBOUND_SYNC`]).
+    answers: FuturesUnordered<BoxFuture<'static, Answer>>,
+    /// Peers with an answer in work (one each).
+    answering: HashSet<PeerId>,
+    /// The peer of the running session (one at a time: that bounds the work and keeps
+    /// two peers from sending the same records).
+    syncing: HashSet<PeerId>,
+    /// When the last session with each peer started (see [`SYNC_PEER_GAP`]).
+    last_sync: HashMap<PeerId, Instant>,
+    /// Peers whose session waits for the running one to end: only peers this node
+    /// stopped refusing (they hold what the partition kept from it). Any other dial that
+    /// finds a session running skips its own: one session catches a node up, and
+    /// queueing one per dial had a node in a 100-node mesh sync with every peer its
+    /// Kademlia queries touched.
+    queued: VecDeque<PeerId>,
+    /// Peers no longer refused whose next connection starts a session, queued if busy.
+    resync: HashSet<PeerId>,
+}
+
+impl EventLoop {
+    /// A loop over a swarm that already listens and dials its seeds. Its timers start
+    /// now (each first ticks at once), so make it inside the task that runs it.
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        seeds: Vec<(PeerId, Multiaddr)>,
+        engine: EngineHandle,
+        metrics: Arc<Metrics>,
+        channels: Channels,
+    ) -> Self {
+        let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
+        let sync_timer = tokio::time::interval(SYNC_INTERVAL);
+        let retry = tokio::time::interval(Duration::from_millis(500));
+        Self {
+            swarm,
+            topic: IdentTopic::new(TOPIC),
+            seeds,
+            engine,
+            metrics,
+            channels,
+            pending: FuturesUnordered::new(),
+            unsent: VecDeque::new(),
+            retry,
+            peers: HashMap::new(),
+            discovery,
+            bootstrapped: false,
+            banned: HashMap::new(),
+            sync_timer,
+            requests: HashMap::new(),
+            answers: FuturesUnordered::new(),
+            answering: HashSet::new(),
+            syncing: HashSet::new(),
+            last_sync: HashMap::new(),
+            queued: VecDeque::new(),
+            resync: HashSet::new(),
+        }
+    }
+
+    /// Runs until shutdown. Every branch's future is cancel-safe (channel receives,
+    /// `FuturesUnordered::next`, timer ticks, the swarm's next event): the branches that
+    /// lose a round lose nothing. Branches are polled in random order (not biased).
+    pub(super) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.channels.shutdown.changed() => break,
+                Some(cmd) = self.channels.commands.recv() => self.handle_command(cmd),
+                Some((peer, channel, answer)) = self.answers.next(), if !self.answers.is_empty() => {
+                    self.send_answer(peer, channel, answer);
+                }
+                _ = self.sync_timer.tick() => self.on_sync_timer(),
+                Some(data) = self.channels.publish.recv() => self.publish_or_queue(data),
+                Some((id, source, verdict)) = self.pending.next(), if !self.pending.is_empty() => {
+                    self.report_verdict(id, source, verdict);
+                }
+                _ = self.retry.tick(), if !self.unsent.is_empty() => self.retry_unsent(),
+                _ = self.discovery.tick() => self.discover(),
+                event = self.swarm.select_next_some() => self.handle_event(event),
+            }
+        }
+        tracing::debug!("network stopped");
+    }
+
+    // ---- commands ----
+
+    fn handle_command(&mut self, cmd: NetCommand) {
+        match cmd {
+            NetCommand::Peers(reply) => {
+                let mut list: Vec<PeerInfo> = self.peers.values().cloned().collect();
+                list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(list);
+            }
+            NetCommand::Refuse { peers, reply } => {
+                let _ = reply.send(self.refuse(peers));
+            }
+            NetCommand::SyncRequest { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.requests.insert(id, reply);
+            }
+            NetCommand::SessionDone { peer, result } => self.session_done(peer, result),
+        }
+    }
+
+    /// Fault injection: refuses exactly `wanted` from now on; peers no longer refused are
+    /// redialled and resynced. Returns the refused set, sorted.
+    fn refuse(&mut self, wanted: Vec<PeerId>) -> Vec<PeerId> {
+        let wanted: HashSet<PeerId> = wanted.into_iter().collect();
+        let refused = self.swarm.behaviour().refused.blocked_peers().clone();
+        for peer in refused.difference(&wanted) {
+            self.swarm.behaviour_mut().refused.unblock_peer(*peer);
+            self.resync.insert(*peer);
+            if let Err(e) = self.swarm.dial(*peer) {
+                tracing::debug!(%peer, error = %e, "redialling a peer no longer refused failed");
+            }
+        }
+        for peer in wanted.difference(&refused) {
+            self.swarm.behaviour_mut().refused.block_peer(*peer);
+        }
+        tracing::info!(refused = wanted.len(), "fault injection: refused peers set");
+        let mut list: Vec<PeerId> = wanted.into_iter().collect();
+        list.sort();
+        list
+    }
+
+    // ---- sync sessions (this node asking) ----
+
+    /// Starts a session with `peer`, unless one ran moments ago with it. One runs at a
+    /// time: while one runs, `peer` is queued if `queue_if_busy`, else skipped.
+    fn start_session(&mut self, peer: PeerId, queue_if_busy: bool) {
+        if self.last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
+            return;
+        }
+        if !self.syncing.is_empty() {
+            if queue_if_busy && !self.queued.contains(&peer) && self.queued.len() < WANTED_PEERS * 4 {
+                self.queued.push_back(peer);
+            }
+            return;
+        }
+        self.syncing.insert(peer);
+        self.last_sync.insert(peer, Instant::now());
+        let (engine, metrics, tx) = (
+            self.engine.clone(),
+            self.metrics.clone(),
+            self.channels.sessions.clone(),
+        );
+        tokio::spawn(async move {
+            let requester = NetRequester { peer, tx: tx.clone() };
+            let result = sync::run_session(&engine, &requester, &metrics).await;
+            let _ = tx.send(NetCommand::SessionDone { peer, result }).await;
+        });
+    }
+
+    /// A session ended: count it, cut off a peer that misbehaved, start the next queued.
+    fn session_done(&mut self, peer: PeerId, result: Result<sync::Outcome, SessionError>) {
+        self.syncing.remove(&peer);
+        let label = match &result {
+            Ok(o) => {
+                tracing::debug!(%peer, rounds = o.rounds, fetched = o.fetched, given = o.given, "sync done");
+                "ok"
+            }
+            Err(SessionError::Failed(e)) => {
+                tracing::debug!(%peer, error = %e, "sync failed");
+                "failed"
+            }
+            Err(SessionError::Misbehaved(e)) => {
+                self.cut_off(peer, e);
+                "misbehaved"
+            }
+        };
+        self.metrics
+            .sync_sessions
+            .get_or_create(&ResultLabel { result: label })
+            .inc();
+        while self.syncing.is_empty() {
+            let Some(next) = self.queued.pop_front() else { break };
+            if self.swarm.is_connected(&next) {
+                self.start_session(next, true);
+            }
+        }
+    }
+
+    /// Every [`SYNC_INTERVAL`]: a session with a random connected peer; bans that have
+    /// run their time are lifted.
+    fn on_sync_timer(&mut self) {
+        let candidates: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !self.syncing.contains(p))
+            .copied()
+            .collect();
+        if !candidates.is_empty() {
+            let pick = candidates[rand::random::<usize>() % candidates.len()];
+            self.start_session(pick, false);
+        }
+        let swarm = &mut self.swarm;
+        self.banned.retain(|peer, since| {
+            let keep = since.elapsed() < BAN;
+            if !keep {
+                swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(peer);
+            }
+            keep
+        });
+    }
+
+    // ---- sync answers (a peer asking) ----
+
+    /// A sync request from `peer`: the engine answers it, within the bounds.
+    fn on_sync_request(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        // Sessions ask one thing at a time: a peer gets one answer in work, and all
+        // peers together MAX_INBOUND_SYNC.
+        if self.answers.len() >= MAX_INBOUND_SYNC || !self.answering.insert(peer) {
+            tracing::debug!(%peer, "sync request beyond the bounds; dropped");
+            self.metrics.reject("sync_request_dropped");
+            return;
+        }
+        let engine = self.engine.clone();
+        self.answers.push(
+            async move {
+                let answer = sync::answer(&engine, request).await;
+                (peer, channel, answer)
+            }
+            .boxed(),
+        );
+    }
+
+    /// The engine's answer to `peer` is ready: send it, or cut off a peer that asked
+    /// something malformed.
+    fn send_answer(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        answer: Result<Option<SyncResponse>, Misbehaved>,
+    ) {
+        self.answering.remove(&peer);
+        match answer {
+            Ok(Some(resp)) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+            }
+            Ok(None) => {}
+            Err(Misbehaved(e)) => self.cut_off(peer, &e),
+        }
+    }
+
+    // ---- gossip ----
+
+    /// The engine's verdict on a gossip message goes to gossipsub.
+    fn report_verdict(&mut self, id: MessageId, source: PeerId, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+            Verdict::Reject => MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// Publishes a local envelope; true when done (or a duplicate, which is success).
+    fn try_publish(&mut self, data: Vec<u8>) -> bool {
+        match self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), data) {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => true,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publish failed");
+                true
+            }
+        }
+    }
+
+    /// Publishes a local envelope, or keeps it for retry while no peer can take it.
+    fn publish_or_queue(&mut self, data: Vec<u8>) {
+        if !self.try_publish(data.clone()) {
+            tracing::debug!("no gossip peer yet; will retry publishing");
+            if self.unsent.len() >= MAX_UNSENT {
+                self.unsent.pop_front();
+            }
+            self.unsent.push_back((Instant::now(), data));
+        }
+    }
+
+    /// Retries the unsent envelopes younger than [`UNSENT_TTL`]; drops the older ones.
+    fn retry_unsent(&mut self) {
+        let queued: Vec<_> = self
+            .unsent
+            .drain(..)
+            .filter(|(t, _)| t.elapsed() < UNSENT_TTL)
+            .collect();
+        for (t, data) in queued {
+            if !self.try_publish(data.clone()) {
+                self.unsent.push_back((t, data));
+            }
+        }
+    }
+
+    // ---- discovery ----
+
+    /// Every [`DISCOVERY_INTERVAL`], while below [`WANTED_PEERS`]: redial the seeds and
+    /// walk the DHT.
+    fn discover(&mut self) {
+        if self.swarm.connected_peers().count() < WANTED_PEERS {
+            for (peer, addr) in &self.seeds {
+                if !self.swarm.is_connected(peer) {
+                    let _ = self.swarm.dial(addr.clone());
+                }
+            }
+            // Errors only mean nobody is known yet; the seeds are redialled above.
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    /// Cuts off a peer that broke the protocol: disconnect, and refuse it (connections
+    /// and gossip) for [`BAN`].
+    fn cut_off(&mut self, peer: PeerId, why: &str) {
+        tracing::warn!(%peer, reason = why, "cutting off a misbehaving peer");
+        self.metrics.sync_misbehaving.inc();
+        self.banned.insert(peer, Instant::now());
+        self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    // ---- swarm events ----
+
+    fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.channels.listen.send_modify(|l| l.push(address));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if self.banned.contains_key(&peer_id) => {
+                tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "refusing a banned peer");
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => self.on_connected(peer_id, &endpoint, num_established),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(%peer_id, "disconnected");
+                self.peers.remove(&peer_id);
+                self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossipsub(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.on_identify(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.on_ping(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            _ => {}
+        }
+    }
+
+    /// A connection to a peer that is not banned.
+    fn on_connected(&mut self, peer_id: PeerId, endpoint: &ConnectedPoint, num_established: NonZeroU32) {
+        tracing::debug!(%peer_id, "connected");
+        // The dialling side catches up (a node that starts or rejoins dials its seeds);
+        // both sides starting at once would send everything twice.
+        if num_established.get() == 1 && endpoint.is_dialer() {
+            let healed = self.resync.remove(&peer_id);
+            self.start_session(peer_id, healed);
+        }
+        if !self.bootstrapped && self.seeds.iter().any(|(p, _)| *p == peer_id) {
+            // Learn the rest of the mesh from the first seed right away; once, not per
+            // seed: each bootstrap walks the whole DHT, and a node with six seeds at
+            // start dialled everyone six times.
+            self.bootstrapped = true;
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
+            peer_id: peer_id.to_string(),
+            address: endpoint.get_remote_address().to_string(),
+            agent: None,
+            gossip: false,
+            rtt_ms: None,
+        });
+        self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
+    }
+
+    /// Gossip messages go to the engine for a verdict (within
+    /// [`MAX_PENDING_VALIDATIONS`]); subscriptions mark gossip peers.
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                if self.pending.len() >= MAX_PENDING_VALIDATIONS {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Ignore,
+                    );
+                    self.metrics.reject("validation_backlog");
+                    return;
+                }
+                self.metrics.gossip_bytes_received.inc_by(message.data.len() as u64);
+                let engine = self.engine.clone();
+                self.pending.push(
+                    async move {
+                        let v = engine.gossip(message.data).await;
+                        (message_id, propagation_source, v)
+                    }
+                    .boxed(),
+                );
+            }
+            gossipsub::Event::Subscribed { peer_id, .. } => {
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.gossip = true;
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, .. } => {
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.gossip = false;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer's agent, and its dialable addresses for Kademlia if it speaks ours.
+    fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&peer_id) {
+            p.agent = Some(info.agent_version.clone());
+        }
+        if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+            for addr in info.listen_addrs {
+                if is_dialable(&addr) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+        }
+    }
+
+    /// Requests to answer, and responses or failures for the sessions waiting on them.
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            } => self.on_sync_request(peer, request, channel),
+            request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            } => {
+                if let Some(reply) = self.requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.requests.remove(&request_id) {
+                    let e = match error {
+                        request_response::OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                            SessionError::Misbehaved(format!("malformed answer: {e}"))
+                        }
+                        other => SessionError::Failed(other.to_string()),
+                    };
+                    let _ = reply.send(Err(e));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A round-trip time for the peer list.
+    fn on_ping(&mut self, event: ping::Event) {
+        if let ping::Event {
+            peer, result: Ok(rtt), ..
+        } = event
+        {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.rtt_ms = Some(rtt.as_millis() as u64);
+            }
+        }
+    }
+
+    /// A newly discovered peer is dialled while the node wants more. Dials in flight
+    /// count too: discovery reports a burst of peers at once, and dialling each while the
+    /// first dials are pending connected a 50-node testnet completely (49 peers each,
+    /// seven copies of every message) instead of to about WANTED_PEERS each.
+    fn on_kad(&mut self, event: kad::Event) {
+        if let kad::Event::RoutingUpdated {
+            peer,
+            is_new_peer: true,
+            ..
+        } = event
+        {
+            if !self.swarm.is_connected(&peer) && wants_more_peers(&self.swarm) {
+                let _ = self.swarm.dial(peer);
+            }
+        }
+    }
+}
+
+/// Whether connected peers plus dials in flight are still below [`WANTED_PEERS`].
+fn wants_more_peers(swarm: &Swarm<Behaviour>) -> bool {
+    let pending = swarm.network_info().connection_counters().num_pending_outgoing() as usize;
+    swarm.connected_peers().count() + pending < WANTED_PEERS
+}
+
+/// Unspecified addresses (0.0.0.0) are not dialable by others.
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
