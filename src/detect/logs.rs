@@ -153,40 +153,41 @@ struct Builtin {
     user: Option<&'static str>,
 }
 
+/// An Asterisk security event (res_security_log) whose `SecurityEvent` field matches
+/// `line`: the address is its `RemoteAddress`, the username its `AccountID`.
+const fn asterisk_security(name: &'static str, kind: EventKind, line: &'static str) -> Builtin {
+    Builtin {
+        name,
+        format: Format::Asterisk,
+        kind,
+        line,
+        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
+        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
+    }
+}
+
 const BUILTINS: &[Builtin] = &[
     // Asterisk security events (res_security_log): RemoteAddress="IPV4/UDP/203.0.113.5/5060".
-    Builtin {
-        name: "asterisk-security-auth",
-        format: Format::Asterisk,
-        kind: EventKind::AuthFailure,
-        line: r#"SecurityEvent="(?:ChallengeResponseFailed|InvalidPassword)""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-account",
-        format: Format::Asterisk,
-        kind: EventKind::UnknownAccount,
-        line: r#"SecurityEvent="InvalidAccountID""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-acl",
-        format: Format::Asterisk,
-        kind: EventKind::AclRejected,
-        line: r#"SecurityEvent="FailedACL""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-success",
-        format: Format::Asterisk,
-        kind: EventKind::Registered,
-        line: r#"SecurityEvent="SuccessfulAuth""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
+    asterisk_security(
+        "asterisk-security-auth",
+        EventKind::AuthFailure,
+        r#"SecurityEvent="(?:ChallengeResponseFailed|InvalidPassword)""#,
+    ),
+    asterisk_security(
+        "asterisk-security-account",
+        EventKind::UnknownAccount,
+        r#"SecurityEvent="InvalidAccountID""#,
+    ),
+    asterisk_security(
+        "asterisk-security-acl",
+        EventKind::AclRejected,
+        r#"SecurityEvent="FailedACL""#,
+    ),
+    asterisk_security(
+        "asterisk-security-success",
+        EventKind::Registered,
+        r#"SecurityEvent="SuccessfulAuth""#,
+    ),
     // PJSIP: Request 'REGISTER' from '<sip:100@x>' failed for '203.0.113.5:5060' (callid: …) - No matching endpoint found
     Builtin {
         name: "asterisk-pjsip-no-endpoint",
