@@ -267,35 +267,23 @@ mod tests {
             let t = p(s).unwrap();
             assert_eq!(Target::from_proto(&t.to_proto(), Bounds::default()), Ok(t));
         }
-        let host_bits = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: vec![10, 1, 2, 3].into(),
-                prefix_len: 24,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&host_bits, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
-        let mapped = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets().to_vec().into(),
-                prefix_len: 128,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&mapped, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
-        let too_long = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: vec![1, 2, 3, 4].into(),
-                prefix_len: 33,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&too_long, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
+        // Host bits set, an IPv4-mapped IPv6 address, a prefix longer than the address.
+        let non_canonical: [(Vec<u8>, u32); 3] = [
+            (vec![10, 1, 2, 3], 24),
+            (Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets().to_vec(), 128),
+            (vec![1, 2, 3, 4], 33),
+        ];
+        for (address, prefix_len) in non_canonical {
+            let wire = proto::Target {
+                target: Some(proto::target::Target::Ip(proto::IpPrefix {
+                    address: address.into(),
+                    prefix_len,
+                })),
+            };
+            assert!(matches!(
+                Target::from_proto(&wire, Bounds::default()),
+                Err(Error::NotCanonical(_))
+            ));
+        }
     }
 }
