@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Longest E.164 number (ITU-T E.164: at most 15 digits).
 pub const MAX_NUMBER_DIGITS: usize = 15;
 
-/// Why a target was refused.
+/// Why a target was refused: unparsable, the unspecified address, too broad, not in
+/// canonical form, or a malformed number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Not an IP address, an IP prefix or a `+digits` number.
@@ -141,7 +142,7 @@ impl Target {
         matches!(self, Self::Ip(net) if net.prefix_len() == net.max_prefix_len())
     }
 
-    /// The wire form.
+    /// The protobuf form (canonical: host bits zero, IPv4 never IPv6-mapped).
     pub fn to_proto(&self) -> proto::Target {
         let target = match self {
             Self::Ip(net) => proto::target::Target::Ip(proto::IpPrefix {

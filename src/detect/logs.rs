@@ -62,7 +62,7 @@ impl EventKind {
         }
     }
 
-    /// Every kind.
+    /// Every event kind, in the order of help texts.
     pub const ALL: [EventKind; 7] = [
         Self::AuthFailure,
         Self::UnknownAccount,
@@ -73,13 +73,13 @@ impl EventKind {
         Self::Registered,
     ];
 
-    /// The kind named `s`.
+    /// The event kind whose [`label`](Self::label) is `s`.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.label() == s)
     }
 }
 
-/// Whose log a line is.
+/// Which SIP stack wrote a log (Asterisk, FreeSWITCH, Kamailio): selects the patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Asterisk's `messages`/`full`/`security` logs.
@@ -91,7 +91,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// A stable name.
+    /// A stable name for configs and output (`asterisk`, `freeswitch`, `kamailio`).
     pub fn label(self) -> &'static str {
         match self {
             Self::Asterisk => "asterisk",
@@ -100,7 +100,7 @@ impl Format {
         }
     }
 
-    /// The format named `s`.
+    /// The format whose [`label`](Self::label) is `s`.
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Asterisk, Self::FreeSwitch, Self::Kamailio]
             .into_iter()
@@ -111,7 +111,7 @@ impl Format {
 /// One event read from a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
-    /// What happened.
+    /// What the line records (an auth failure, a registration, ...).
     pub kind: EventKind,
     /// The source address the SIP stack saw.
     pub source: IpAddr,
@@ -121,10 +121,10 @@ pub struct LogEvent {
     pub pattern: &'static str,
 }
 
-/// What one line gave.
+/// What reading one log line gave: an event, a suspicious near-match, or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// An event.
+    /// A pattern matched and its address field is trustworthy.
     Event(LogEvent),
     /// A pattern's line, but its trusted field appears more than once (a crafted header)
     /// or holds no valid address: no event.

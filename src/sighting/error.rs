@@ -12,9 +12,9 @@ pub enum Error {
     /// The payload is larger than [`MAX_PAYLOAD_BYTES`](super::MAX_PAYLOAD_BYTES).
     #[error("payload of {len} bytes exceeds {max}")]
     Oversized {
-        /// Payload size received.
+        /// Size of the received payload, bytes.
         len: usize,
-        /// The bound.
+        /// The bound, bytes ([`MAX_PAYLOAD_BYTES`](super::MAX_PAYLOAD_BYTES)).
         max: usize,
     },
     /// The signature is not 64 bytes.
@@ -34,7 +34,7 @@ pub enum Error {
     OverBroad {
         /// The refused prefix.
         net: ipnet::IpNet,
-        /// The bound.
+        /// The shortest prefix length this node accepts for the prefix's family.
         min_len: u8,
     },
     /// The target is missing, not canonical or otherwise invalid.
@@ -51,23 +51,23 @@ pub enum Error {
     BadTtl {
         /// TTL received, seconds.
         ttl_s: u32,
-        /// The bound, seconds.
+        /// This node's longest accepted TTL, seconds ([`Limits::max_ttl_s`](super::Limits::max_ttl_s)).
         max_s: u32,
     },
     /// Observed further in the future than the allowed clock skew.
     #[error("observed at {observed_at} ms, more than the allowed skew after now ({now} ms)")]
     FutureDated {
-        /// The record's time.
+        /// The record's `observed_at`, ms since the epoch.
         observed_at: Millis,
-        /// The receiver's clock.
+        /// The receiver's clock, ms since the epoch.
         now: Millis,
     },
     /// The record had already expired when it arrived.
     #[error("already expired at {expires_at} ms (now {now} ms)")]
     Expired {
-        /// When it stopped being active.
+        /// When it stopped being active (`observed_at` + TTL), ms since the epoch.
         expires_at: Millis,
-        /// The receiver's clock.
+        /// The receiver's clock, ms since the epoch.
         now: Millis,
     },
     /// The signature is valid, but for another fraudmesh signing domain (a replayed

@@ -12,7 +12,7 @@ pub const MAX_METHOD_BYTES: usize = 16;
 pub const MAX_USER_AGENT_BYTES: usize = 128;
 /// Largest free-text reason in evidence.
 pub const MAX_REASON_BYTES: usize = 200;
-/// Most usernames in evidence.
+/// Most usernames in evidence (more is refused on receipt, cut when signing).
 pub const MAX_USERNAMES: usize = 8;
 /// Largest single username in evidence.
 pub const MAX_USERNAME_BYTES: usize = 32;
@@ -20,7 +20,7 @@ pub const MAX_USERNAME_BYTES: usize = 32;
 /// The bounds a node puts on what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Prefix breadth bounds.
+    /// The broadest IP prefixes accepted, per family. Default /16 for IPv4, /32 for IPv6.
     pub bounds: Bounds,
     /// Longest TTL accepted, seconds. Default 7 days.
     pub max_ttl_s: u32,

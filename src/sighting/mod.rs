@@ -44,7 +44,7 @@ pub const ENDORSEMENT_DOMAIN: &[u8] = b"fraudmesh/v1/endorsement";
 /// A record id: SHA-256(payload || signature).
 pub type RecordId = [u8; 32];
 
-/// What was seen.
+/// What kind of attack a sighting reports (or a retraction of earlier ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// Probing the SIP stack.
@@ -123,16 +123,17 @@ impl FromStr for Kind {
     }
 }
 
-/// Attacker-side facts, bounded.
+/// Attacker-side facts supporting a sighting, all attacker-supplied and bounded by the
+/// `MAX_*` caps; informative only, never used to decide a block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evidence {
-    /// SIP method.
+    /// The SIP method of the attack requests (`REGISTER`, `INVITE`, ...).
     pub method: String,
     /// User agent the attacker sent.
     pub user_agent: String,
-    /// Free text.
+    /// Free text for people, e.g. the threshold that was crossed.
     pub reason: String,
-    /// Usernames tried.
+    /// Usernames (extensions) the attacker tried.
     pub usernames: Vec<String>,
 }
 
@@ -162,13 +163,13 @@ impl Evidence {
 /// (Evidence stays in the signed bytes and is decoded on demand: see [`Record::evidence`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
-    /// Who saw it.
+    /// The reporter's public key: who saw it and signed it.
     pub reporter: PublicKey,
-    /// What is accused.
+    /// The accused address, prefix or number prefix.
     pub target: Target,
-    /// What was seen.
+    /// The kind of attack seen.
     pub kind: Kind,
-    /// When, ms since the epoch.
+    /// When the reporter saw it, ms since the epoch (the reporter's clock).
     pub observed_at: Millis,
     /// For how long it stays active, seconds.
     pub ttl_s: u32,
@@ -191,13 +192,14 @@ impl Sighting {
 /// What a local reporter wants to sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
-    /// What is accused.
+    /// The accused address, prefix or number prefix.
     pub target: Target,
-    /// What was seen.
+    /// The kind of attack seen.
     pub kind: Kind,
-    /// When (the caller's clock).
+    /// When it was seen, ms since the epoch (the caller's clock).
     pub observed_at: Millis,
-    /// Seconds active.
+    /// How long the sighting stays active from `observed_at`, seconds (receivers refuse
+    /// more than their [`Limits::max_ttl_s`], default 7 days).
     pub ttl_s: u32,
     /// Events summarised (at least 1).
     pub count: u32,

@@ -20,7 +20,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The decoded sighting.
+    /// The decoded, checked fields of the record.
     pub fn sighting(&self) -> &Sighting {
         &self.sighting
     }
@@ -35,7 +35,7 @@ impl Record {
         &self.signed[..self.signed.len() - 64]
     }
 
-    /// The 64-byte signature.
+    /// The 64-byte ed25519 signature over the domain-separated payload.
     pub fn signature(&self) -> &[u8] {
         &self.signed[self.signed.len() - 64..]
     }
@@ -49,7 +49,7 @@ impl Record {
         Evidence::from_proto(e)
     }
 
-    /// The wire form.
+    /// The wire form, `SignedSighting` (copies the payload and signature).
     pub fn to_proto(&self) -> proto::SignedSighting {
         proto::SignedSighting {
             payload: self.payload().to_vec().into(),
