@@ -209,8 +209,34 @@ fn kb(n: usize) -> String {
     format!("{:.1} kB", n as f64 / 1000.0)
 }
 
+/// The cases measured: where the differences lie and how many there are.
+const CASES: [(Placement, usize); 7] = [
+    (Placement::Spread, 10),
+    (Placement::Spread, 1_000),
+    (Placement::Spread, 100_000),
+    (Placement::Recent, 10),
+    (Placement::Recent, 1_000),
+    (Placement::Recent, 100_000),
+    (Placement::Fresh, N),
+];
+
 fn main() {
     let rec = record_bytes();
+    print_header(rec);
+    let mut goals = Vec::new();
+    for (i, (placement, d)) in CASES.into_iter().enumerate() {
+        let c = case(d, placement, 0x5eed + i as u64);
+        for (frame, o) in runs(&c) {
+            print_row(placement, d, frame, &o, rec);
+            goals.extend(goal(placement, d, frame, &o));
+        }
+    }
+    print_goals(&goals);
+    time_responder_build();
+}
+
+/// The set sizes, the frame limits and the table's head.
+fn print_header(rec: usize) {
     println!("Set: {N} items per side; typical encoded signed sighting: {rec} bytes (real record, encode().len()).");
     println!(
         "fraudmesh::sync frame 0 = MAX_MESSAGE_BYTES = {MAX_MESSAGE_BYTES} bytes; `raw` = negentropy crate, no limit."
@@ -220,91 +246,102 @@ fn main() {
         "| placement | diffs | frame | rounds | initiator→ | responder→ | total | largest msg | B/diff | overhead/records | time | exact |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let mut goals = Vec::new();
-    let cases = [
-        (Placement::Spread, 10),
-        (Placement::Spread, 1_000),
-        (Placement::Spread, 100_000),
-        (Placement::Recent, 10),
-        (Placement::Recent, 1_000),
-        (Placement::Recent, 100_000),
-        (Placement::Fresh, N),
+}
+
+/// Every session run on one case, labelled by its frame limit: the API at 2 MiB and
+/// 500 000, the crate without a limit, and the crate at 500 000 when the API was cut off.
+fn runs(c: &Case) -> Vec<(&'static str, Outcome)> {
+    let mut runs = vec![
+        ("0 (= 2 MiB)", run_api(c, 0)),
+        ("500 000", run_api(c, 500_000)),
+        ("raw, none", run_raw(c, 0)),
     ];
-    for (i, (placement, d)) in cases.into_iter().enumerate() {
-        let c = case(d, placement, 0x5eed + i as u64);
-        let mut runs: Vec<(&str, Outcome)> = vec![
-            ("0 (= 2 MiB)", run_api(&c, 0)),
-            ("500 000", run_api(&c, 500_000)),
-            ("raw, none", run_raw(&c, 0)),
-        ];
-        if runs[1].1.cut_off.is_some() {
-            runs.push(("raw, 500 000", run_raw(&c, 500_000)));
-        }
-        for (frame, o) in runs {
-            let total = o.to_responder + o.to_initiator;
-            let per = total as f64 / d as f64;
-            let exact = match o.raw_reported {
-                _ if o.cut_off.is_some() => format!(
-                    "cut off ({}); {} of {d} found",
-                    o.cut_off.as_deref().unwrap_or(""),
-                    o.found
-                ),
-                Some(n) if n != d => format!("yes ({n} reported: {} duplicates)", n - d),
-                _ if o.exact => "yes".into(),
-                _ => "NO".into(),
-            };
-            println!(
-                "| {} | {d} | {frame} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {exact} |",
-                placement.name(),
-                o.rounds,
-                kb(o.to_responder),
-                kb(o.to_initiator),
-                kb(total),
-                kb(o.largest),
-                if o.cut_off.is_some() {
-                    "n/a".into()
-                } else {
-                    format!("{per:.1}")
-                },
-                if o.cut_off.is_some() {
-                    "n/a".into()
-                } else {
-                    format!("{:.3}", per / rec as f64)
-                },
-                o.time.as_secs_f64() * 1000.0,
-            );
-            if o.raw_reported.is_none() {
-                if d == 1_000 {
-                    goals.push(format!(
-                        "{} 1,000 diffs, frame {frame}: {} ≤ 1 MB: {}; {} round trips ≤ 3: {}",
-                        placement.name(),
-                        kb(total),
-                        if total <= 1_000_000 { "met" } else { "MISSED" },
-                        o.rounds,
-                        if o.rounds <= 3 { "met" } else { "MISSED" },
-                    ));
-                }
-                if d == 100_000 {
-                    goals.push(format!(
-                        "{} 100,000 diffs, frame {frame}: {per:.1} B/diff ≤ 64: {}",
-                        placement.name(),
-                        match o.cut_off {
-                            Some(_) => "MISSED (cut off before completion)",
-                            None if per <= 64.0 => "met",
-                            None => "MISSED",
-                        },
-                    ));
-                }
-            }
-        }
+    if runs[1].1.cut_off.is_some() {
+        runs.push(("raw, 500 000", run_raw(c, 500_000)));
     }
+    runs
+}
+
+/// One table row.
+fn print_row(placement: Placement, d: usize, frame: &str, o: &Outcome, rec: usize) {
+    let total = o.to_responder + o.to_initiator;
+    let per = total as f64 / d as f64;
+    println!(
+        "| {} | {d} | {frame} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {} |",
+        placement.name(),
+        o.rounds,
+        kb(o.to_responder),
+        kb(o.to_initiator),
+        kb(total),
+        kb(o.largest),
+        if o.cut_off.is_some() {
+            "n/a".into()
+        } else {
+            format!("{per:.1}")
+        },
+        if o.cut_off.is_some() {
+            "n/a".into()
+        } else {
+            format!("{:.3}", per / rec as f64)
+        },
+        o.time.as_secs_f64() * 1000.0,
+        exact(o, d),
+    );
+}
+
+/// The "exact" cell: whether the session found exactly the differences.
+fn exact(o: &Outcome, d: usize) -> String {
+    match o.raw_reported {
+        _ if o.cut_off.is_some() => format!(
+            "cut off ({}); {} of {d} found",
+            o.cut_off.as_deref().unwrap_or(""),
+            o.found
+        ),
+        Some(n) if n != d => format!("yes ({n} reported: {} duplicates)", n - d),
+        _ if o.exact => "yes".into(),
+        _ => "NO".into(),
+    }
+}
+
+/// The goal line an API run at 1,000 or 100,000 differences is judged by, if any.
+fn goal(placement: Placement, d: usize, frame: &str, o: &Outcome) -> Option<String> {
+    if o.raw_reported.is_some() {
+        return None;
+    }
+    let total = o.to_responder + o.to_initiator;
+    let per = total as f64 / d as f64;
+    match d {
+        1_000 => Some(format!(
+            "{} 1,000 diffs, frame {frame}: {} ≤ 1 MB: {}; {} round trips ≤ 3: {}",
+            placement.name(),
+            kb(total),
+            if total <= 1_000_000 { "met" } else { "MISSED" },
+            o.rounds,
+            if o.rounds <= 3 { "met" } else { "MISSED" },
+        )),
+        100_000 => Some(format!(
+            "{} 100,000 diffs, frame {frame}: {per:.1} B/diff ≤ 64: {}",
+            placement.name(),
+            match o.cut_off {
+                Some(_) => "MISSED (cut off before completion)",
+                None if per <= 64.0 => "met",
+                None => "MISSED",
+            },
+        )),
+        _ => None,
+    }
+}
+
+fn print_goals(goals: &[String]) {
     println!();
     println!("Goals:");
     for g in goals {
         println!("- {g}");
     }
+}
 
-    // What a node pays per request to build a responder over its items.
+/// What a node pays per request to build a responder over its items.
+fn time_responder_build() {
     let c = case(0, Placement::Spread, 1);
     let started = Instant::now();
     let r = Responder::new(&c.a, 0).expect("responder");

@@ -14,12 +14,12 @@ use crate::target::Target;
 use crate::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// A block in force.
+/// A block in force: one target this node blocks, from when and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Stable id: the sequence number of the change that began the block.
     pub id: u64,
-    /// What is blocked.
+    /// The blocked address, prefix or number prefix.
     pub target: Target,
     /// When this node began blocking it.
     pub since: Millis,
@@ -27,7 +27,7 @@ pub struct Decision {
     pub until: Millis,
 }
 
-/// One change of the log.
+/// One numbered change of the decision log: a block set (or extended) or removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A block began, or its end moved.
@@ -36,7 +36,7 @@ pub enum Change {
     Removed {
         /// The id of the block that ended.
         id: u64,
-        /// Its target.
+        /// The target that is no longer blocked.
         target: Target,
         /// True when it ended because its time ran out (an enforcer whose entries carry
         /// their own timeout has nothing to do then), false when it was lifted early.
@@ -45,7 +45,7 @@ pub enum Change {
 }
 
 impl Change {
-    /// The target changed.
+    /// The target this change is about.
     pub fn target(&self) -> &Target {
         match self {
             Change::Set(d) => &d.target,
@@ -59,7 +59,7 @@ impl Change {
 pub enum Delta {
     /// The changes after the cursor, one per target (its latest), in target order.
     Changes {
-        /// The changes.
+        /// The latest change of each target changed after the cursor, in target order.
         changes: Vec<Change>,
         /// The cursor to ask from next time.
         head: u64,

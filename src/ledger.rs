@@ -38,19 +38,19 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Who reported it.
+    /// The reporter's public key (who signed the record).
     pub fn reporter(&self) -> &PublicKey {
         &self.reporter
     }
-    /// What was seen.
+    /// The kind of sighting ([`Kind::Retract`] withdraws rather than accuses).
     pub fn kind(&self) -> Kind {
         self.kind
     }
-    /// When.
+    /// When the reporter saw it, ms since the epoch (the reporter's clock).
     pub fn observed_at(&self) -> Millis {
         self.observed_at
     }
-    /// Events summarised.
+    /// How many attack events the record summarises (at least 1).
     pub fn count(&self) -> u32 {
         self.count
     }
@@ -82,7 +82,7 @@ impl From<&Record> for Entry {
     }
 }
 
-/// What merging one record did.
+/// What merging one record did to the ledger (and the entry it displaced, if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merge {
     /// First record of this (reporter, target).
@@ -96,7 +96,7 @@ pub enum Merge {
 }
 
 impl Merge {
-    /// Whether the ledger changed.
+    /// Whether the ledger changed: the record was inserted or replaced an older one.
     pub fn changed(&self) -> bool {
         matches!(self, Self::Inserted | Self::Replaced(_))
     }
@@ -111,7 +111,8 @@ pub fn newer(a: &Entry, b: &Entry) -> Ordering {
 /// one entry lives inline.
 type PerTarget = SmallVec<[Entry; 1]>;
 
-/// The CRDT state.
+/// The CRDT state: the newest [`Entry`] per (reporter, target), indexed by target, with
+/// a count of entries per reporter (for per-reporter quotas).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     by_target: BTreeMap<Target, PerTarget>,
@@ -120,7 +121,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// An empty ledger.
+    /// An empty ledger, holding no entries (the CRDT's bottom element).
     pub fn new() -> Self {
         Self::default()
     }
@@ -130,7 +131,8 @@ impl Ledger {
         self.merge_entry(&record.sighting().target, Entry::from(record))
     }
 
-    /// Merges one entry of `target`.
+    /// Merges one entry accusing `target` (as [`Ledger::merge`], for entries already
+    /// stripped of their signed bytes, e.g. loaded from the store).
     pub fn merge_entry(&mut self, target: &Target, entry: Entry) -> Merge {
         let reporter = entry.reporter;
         let per = match self.by_target.get_mut(target) {
@@ -188,17 +190,17 @@ impl Ledger {
         self.by_target.iter().map(|(t, per)| (t, per.iter()))
     }
 
-    /// Every entry.
+    /// Every entry held, expired ones included, in target order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.by_target.values().flat_map(|per| per.iter())
     }
 
-    /// Number of entries.
+    /// How many entries are held: one per (reporter, target), expired ones included.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether it holds nothing.
+    /// Whether the ledger holds no entry at all.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

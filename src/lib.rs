@@ -19,6 +19,8 @@
 //! - [`decisions`]: what is blocked and the numbered log of its changes, which enforcers follow.
 //! - [`detect`]: log patterns, thresholds and the decoy SIP parser that turn attacks into sightings.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod blocklist;
 pub mod calls;

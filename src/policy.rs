@@ -27,7 +27,8 @@ use std::net::IpAddr;
 /// Trust weight in thousandths: 1000 is "one fully trusted reporter".
 pub type Weight = u32;
 
-/// Full trust.
+/// Full trust, 1000 thousandths: the weight of this node's own sightings and of one
+/// fully trusted peer.
 pub const FULL: Weight = 1000;
 
 /// Why a policy could not be built.
@@ -39,29 +40,30 @@ pub enum Error {
     /// Strangers together must stay below the threshold.
     #[error("stranger cap ({cap}) must be below the threshold ({threshold}), or strangers alone could block")]
     CapNotBelowThreshold {
-        /// Configured cap.
+        /// The configured `stranger_cap`, thousandths.
         cap: Weight,
-        /// Configured threshold.
+        /// The configured block threshold, thousandths.
         threshold: Weight,
     },
     /// The node's own weight must reach the threshold, or its own reports would not block.
     #[error("the node's own weight ({own}) is below the threshold ({threshold})")]
     OwnWeightBelowThreshold {
-        /// Own weight.
+        /// This node's own weight ([`FULL`]), thousandths.
         own: Weight,
-        /// Configured threshold.
+        /// The configured block threshold, thousandths.
         threshold: Weight,
     },
 }
 
-/// What the operator configured.
+/// The operator's trust settings: whose sightings count how much (weights in
+/// thousandths, [`FULL`] = one fully trusted reporter) and when a target is blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustConfig {
     /// This node's key: its own sightings and manual bans count [`FULL`].
     pub local: PublicKey,
     /// Explicitly trusted peers and their weights.
     pub trusted: HashMap<PublicKey, Weight>,
-    /// Weight of any other reporter.
+    /// Weight of any reporter neither local nor trusted, thousandths.
     pub stranger_weight: Weight,
     /// Most that all strangers of one target count together; must be below `threshold`.
     pub stranger_cap: Weight,
@@ -72,7 +74,8 @@ pub struct TrustConfig {
 /// The decision for one target at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Blocked now.
+    /// Whether the target is blocked at this instant (score reached the threshold and
+    /// not allowlisted).
     pub blocked: bool,
     /// The summed, capped weight of active accusations.
     pub score: Weight,
@@ -84,7 +87,8 @@ pub struct Decision {
     pub allowlisted: bool,
 }
 
-/// The block policy.
+/// The block policy: a checked [`TrustConfig`] and the allowlist, turning a target's
+/// ledger entries into a [`Decision`] at a given instant.
 #[derive(Debug, Clone)]
 pub struct Policy {
     trust: TrustConfig,
@@ -112,7 +116,7 @@ impl Policy {
         Ok(Self { trust, allowlist })
     }
 
-    /// The trust configuration.
+    /// The trust configuration this policy was built with.
     pub fn trust(&self) -> &TrustConfig {
         &self.trust
     }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 /// which only ever errs towards letting a forgotten reporter start with a full burst.
 pub const MAX_TRACKED: usize = 100_000;
 
-/// Per-reporter token buckets.
+/// Per-reporter token buckets: each reporter may make `rate_per_s` sightings per second
+/// on average with bursts up to `burst`; at most [`MAX_TRACKED`] reporters are tracked.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     rate_per_s: f64,

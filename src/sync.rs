@@ -177,9 +177,9 @@ pub enum Error {
     /// A received message is larger than [`MAX_MESSAGE_BYTES`]; refused unparsed.
     #[error("message of {len} bytes exceeds the bound of {max}")]
     Oversized {
-        /// Size received.
+        /// Size of the received message, bytes.
         len: usize,
-        /// The bound.
+        /// The bound, [`MAX_MESSAGE_BYTES`].
         max: usize,
     },
     /// A received message does not parse: truncated, an unknown mode, a bound longer than
@@ -194,7 +194,7 @@ pub enum Error {
     /// kept and valid.
     #[error("no agreement after {max} round trips")]
     TooManyRounds {
-        /// The bound.
+        /// The bound, [`MAX_ROUNDS`].
         max: usize,
     },
     /// [`Initiator::step`] was called after the session ended.

@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Longest E.164 number (ITU-T E.164: at most 15 digits).
 pub const MAX_NUMBER_DIGITS: usize = 15;
 
-/// Why a target was refused.
+/// Why a target was refused: unparsable, the unspecified address, too broad, not in
+/// canonical form, or a malformed number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Not an IP address, an IP prefix or a `+digits` number.
@@ -141,7 +142,7 @@ impl Target {
         matches!(self, Self::Ip(net) if net.prefix_len() == net.max_prefix_len())
     }
 
-    /// The wire form.
+    /// The protobuf form (canonical: host bits zero, IPv4 never IPv6-mapped).
     pub fn to_proto(&self) -> proto::Target {
         let target = match self {
             Self::Ip(net) => proto::target::Target::Ip(proto::IpPrefix {
@@ -267,35 +268,23 @@ mod tests {
             let t = p(s).unwrap();
             assert_eq!(Target::from_proto(&t.to_proto(), Bounds::default()), Ok(t));
         }
-        let host_bits = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: vec![10, 1, 2, 3].into(),
-                prefix_len: 24,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&host_bits, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
-        let mapped = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets().to_vec().into(),
-                prefix_len: 128,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&mapped, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
-        let too_long = proto::Target {
-            target: Some(proto::target::Target::Ip(proto::IpPrefix {
-                address: vec![1, 2, 3, 4].into(),
-                prefix_len: 33,
-            })),
-        };
-        assert!(matches!(
-            Target::from_proto(&too_long, Bounds::default()),
-            Err(Error::NotCanonical(_))
-        ));
+        // Host bits set, an IPv4-mapped IPv6 address, a prefix longer than the address.
+        let non_canonical: [(Vec<u8>, u32); 3] = [
+            (vec![10, 1, 2, 3], 24),
+            (Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped().octets().to_vec(), 128),
+            (vec![1, 2, 3, 4], 33),
+        ];
+        for (address, prefix_len) in non_canonical {
+            let wire = proto::Target {
+                target: Some(proto::target::Target::Ip(proto::IpPrefix {
+                    address: address.into(),
+                    prefix_len,
+                })),
+            };
+            assert!(matches!(
+                Target::from_proto(&wire, Bounds::default()),
+                Err(Error::NotCanonical(_))
+            ));
+        }
     }
 }

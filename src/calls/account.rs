@@ -44,7 +44,7 @@ pub enum Breach {
 }
 
 impl Breach {
-    /// The rule's stable id.
+    /// The stable id of the breached limit's rule (`limit-…`), for logs and metrics.
     pub fn rule(self) -> &'static str {
         match self {
             Self::CallsPerHour(_) => "limit-calls-per-hour",
@@ -55,7 +55,7 @@ impl Breach {
         }
     }
 
-    /// A sentence for people.
+    /// A sentence for people naming the limit and its value.
     pub fn reason(self) -> String {
         match self {
             Self::CallsPerHour(n) => format!("more than {n} calls in an hour"),
@@ -76,31 +76,32 @@ pub struct Usage {
     pub calls_last_day: u64,
     /// International calls started in the last 24 hours.
     pub international_last_day: u64,
-    /// Calls in progress.
+    /// Calls in progress now (started, not yet ended or expired).
     pub active: u64,
     /// Time on calls in the last 24 hours (ended ones plus those in progress), ms.
     pub ms_last_day: Millis,
 }
 
-/// A call in progress.
+/// A call in progress, as the account's state keeps it under its call id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Active {
-    /// When it started.
+    /// When the call started, ms since the epoch.
     pub started: Millis,
-    /// Whether it is international.
+    /// Whether the dialled number is outside the home country.
     pub international: bool,
 }
 
-/// A lock on an account.
+/// A lock on an account: every call is denied until an operator unlocks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
-    /// When it was locked.
+    /// When the account was locked, ms since the epoch.
     pub since: Millis,
-    /// Why.
+    /// Why it was locked, for people (the breached limit).
     pub reason: String,
 }
 
-/// One account's state.
+/// One account's calling state: recent call starts, calls in progress, recent ended
+/// calls and a lock, which the [`Limits`] are checked against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
     /// Start times of calls in the last day, and whether each was international.

@@ -21,7 +21,7 @@ pub enum Countries {
     AllowOnly(BTreeSet<u16>),
 }
 
-/// Per-account overrides.
+/// Per-account overrides of the global [`CallRules`]; `None` keeps the global rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountRules {
     /// May call premium-rate numbers.
@@ -32,7 +32,8 @@ pub struct AccountRules {
     pub limits: Option<Limits>,
 }
 
-/// The whole policy's settings.
+/// The call policy's settings: home country, premium-rate and country rules, limits
+/// and per-account overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRules {
     /// The home country: national numbers are read as its.
@@ -94,29 +95,30 @@ impl FraudNumbers for crate::blocklist::Blocklist {
     }
 }
 
-/// One call to decide.
+/// One outgoing call the SIP stack asks about, before it is placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {
     /// The calling account (authenticated user).
     pub account: String,
-    /// What was dialled.
+    /// The number as dialled (national or international form, any punctuation).
     pub to: String,
     /// The call's id, to match its end.
     pub call_id: String,
 }
 
-/// The answer.
+/// The answer to one [`CallRequest`]: allowed or not, by which rule, and what follows
+/// (a lock, a fraud number to report).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Whether the call may go ahead.
     pub allow: bool,
     /// The rule that decided (`allowed` when none denied).
     pub rule: &'static str,
-    /// Why, for people.
+    /// Why the call was allowed or denied, a sentence for people.
     pub reason: String,
     /// The number in E.164, when it is one.
     pub e164: Option<String>,
-    /// This call locked the account.
+    /// Whether this call's breach locked the account (it was not locked before).
     pub locked_now: bool,
     /// Digits to report to the mesh as a fraud number (a breach with reporting on).
     pub report: Option<String>,
@@ -156,7 +158,7 @@ impl CallPolicy {
         }
     }
 
-    /// The settings.
+    /// The settings this policy applies.
     pub fn rules(&self) -> &CallRules {
         &self.rules
     }
@@ -296,7 +298,7 @@ impl CallPolicy {
         self.accounts.iter()
     }
 
-    /// One account's state.
+    /// The calling state of the account `name`, if it has any.
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.get(name)
     }

@@ -62,7 +62,7 @@ impl EventKind {
         }
     }
 
-    /// Every kind.
+    /// Every event kind, in the order of help texts.
     pub const ALL: [EventKind; 7] = [
         Self::AuthFailure,
         Self::UnknownAccount,
@@ -73,13 +73,13 @@ impl EventKind {
         Self::Registered,
     ];
 
-    /// The kind named `s`.
+    /// The event kind whose [`label`](Self::label) is `s`.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.label() == s)
     }
 }
 
-/// Whose log a line is.
+/// Which SIP stack wrote a log (Asterisk, FreeSWITCH, Kamailio): selects the patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Asterisk's `messages`/`full`/`security` logs.
@@ -91,7 +91,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// A stable name.
+    /// A stable name for configs and output (`asterisk`, `freeswitch`, `kamailio`).
     pub fn label(self) -> &'static str {
         match self {
             Self::Asterisk => "asterisk",
@@ -100,7 +100,7 @@ impl Format {
         }
     }
 
-    /// The format named `s`.
+    /// The format whose [`label`](Self::label) is `s`.
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Asterisk, Self::FreeSwitch, Self::Kamailio]
             .into_iter()
@@ -111,7 +111,7 @@ impl Format {
 /// One event read from a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
-    /// What happened.
+    /// What the line records (an auth failure, a registration, ...).
     pub kind: EventKind,
     /// The source address the SIP stack saw.
     pub source: IpAddr,
@@ -121,10 +121,10 @@ pub struct LogEvent {
     pub pattern: &'static str,
 }
 
-/// What one line gave.
+/// What reading one log line gave: an event, a suspicious near-match, or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// An event.
+    /// A pattern matched and its address field is trustworthy.
     Event(LogEvent),
     /// A pattern's line, but its trusted field appears more than once (a crafted header)
     /// or holds no valid address: no event.
@@ -153,40 +153,41 @@ struct Builtin {
     user: Option<&'static str>,
 }
 
+/// An Asterisk security event (res_security_log) whose `SecurityEvent` field matches
+/// `line`: the address is its `RemoteAddress`, the username its `AccountID`.
+const fn asterisk_security(name: &'static str, kind: EventKind, line: &'static str) -> Builtin {
+    Builtin {
+        name,
+        format: Format::Asterisk,
+        kind,
+        line,
+        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
+        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
+    }
+}
+
 const BUILTINS: &[Builtin] = &[
     // Asterisk security events (res_security_log): RemoteAddress="IPV4/UDP/203.0.113.5/5060".
-    Builtin {
-        name: "asterisk-security-auth",
-        format: Format::Asterisk,
-        kind: EventKind::AuthFailure,
-        line: r#"SecurityEvent="(?:ChallengeResponseFailed|InvalidPassword)""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-account",
-        format: Format::Asterisk,
-        kind: EventKind::UnknownAccount,
-        line: r#"SecurityEvent="InvalidAccountID""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-acl",
-        format: Format::Asterisk,
-        kind: EventKind::AclRejected,
-        line: r#"SecurityEvent="FailedACL""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
-    Builtin {
-        name: "asterisk-security-success",
-        format: Format::Asterisk,
-        kind: EventKind::Registered,
-        line: r#"SecurityEvent="SuccessfulAuth""#,
-        addr: Anchor::Once(r#"RemoteAddress="IPV[46]/[A-Za-z]+/(?P<addr>[0-9A-Fa-f:.]+)/\d+""#),
-        user: Some(r#"AccountID="(?P<user>[^"]{0,64})""#),
-    },
+    asterisk_security(
+        "asterisk-security-auth",
+        EventKind::AuthFailure,
+        r#"SecurityEvent="(?:ChallengeResponseFailed|InvalidPassword)""#,
+    ),
+    asterisk_security(
+        "asterisk-security-account",
+        EventKind::UnknownAccount,
+        r#"SecurityEvent="InvalidAccountID""#,
+    ),
+    asterisk_security(
+        "asterisk-security-acl",
+        EventKind::AclRejected,
+        r#"SecurityEvent="FailedACL""#,
+    ),
+    asterisk_security(
+        "asterisk-security-success",
+        EventKind::Registered,
+        r#"SecurityEvent="SuccessfulAuth""#,
+    ),
     // PJSIP: Request 'REGISTER' from '<sip:100@x>' failed for '203.0.113.5:5060' (callid: …) - No matching endpoint found
     Builtin {
         name: "asterisk-pjsip-no-endpoint",

@@ -17,7 +17,8 @@ use std::net::IpAddr;
 /// Most recently registered sources remembered.
 pub const MAX_REGISTERED: usize = 100_000;
 
-/// The rules of a pipeline.
+/// The rules of a detection pipeline: thresholds per event kind, never-report
+/// addresses, registration grace and the window bound.
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Threshold per kind; a kind without one is never reported.
@@ -52,7 +53,7 @@ impl Rules {
     }
 }
 
-/// What became of one event.
+/// What the pipeline did with one log event: reported, counted, or passed over and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// It crossed a threshold: report the source.
@@ -79,7 +80,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline with these rules.
+    /// A pipeline with these rules, no windows yet and no local addresses.
     pub fn new(rules: Rules) -> Self {
         Self {
             windows: Windows::new(rules.max_windows),
@@ -94,7 +95,7 @@ impl Pipeline {
         self.local = addrs.into_iter().map(canonical).collect();
     }
 
-    /// The rules.
+    /// The rules this pipeline applies.
     pub fn rules(&self) -> &Rules {
         &self.rules
     }

@@ -46,13 +46,13 @@ pub enum SipError {
 pub struct Request {
     /// The method (`REGISTER`, `INVITE`, `OPTIONS`, …).
     pub method: String,
-    /// The request URI.
+    /// The Request-URI of the request line, as sent (attacker-supplied).
     pub uri: String,
     /// The user part of the From URI, if any.
     pub from_user: Option<String>,
-    /// The Call-ID.
+    /// The Call-ID header, if present (attacker-supplied).
     pub call_id: Option<String>,
-    /// The User-Agent.
+    /// The User-Agent header, if present (attacker-supplied; matched against known scanners).
     pub user_agent: Option<String>,
 }
 

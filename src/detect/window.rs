@@ -19,7 +19,7 @@ pub const MAX_USERNAMES: usize = 32;
 pub struct Threshold {
     /// Events within the window that make a detection (1: the first event does).
     pub count: u32,
-    /// The window, ms.
+    /// The sliding window the events are counted in, ms.
     pub window_ms: Millis,
     /// Distinct usernames within the window that make a detection (0: not used).
     pub distinct_usernames: u32,
@@ -32,9 +32,9 @@ pub struct Threshold {
 pub struct Detection<K> {
     /// The offending address.
     pub source: IpAddr,
-    /// The kind of event.
+    /// The kind of event that crossed its threshold.
     pub kind: K,
-    /// Events in the window.
+    /// Events from the source in the window when it crossed the threshold.
     pub count: u32,
     /// Distinct usernames tried in the window, sorted (at most [`MAX_USERNAMES`]).
     pub usernames: Vec<String>,
@@ -67,12 +67,12 @@ impl<K: Copy + Eq + std::hash::Hash> Windows<K> {
         }
     }
 
-    /// Windows held.
+    /// How many (source, kind) windows are held.
     pub fn len(&self) -> usize {
         self.windows.len()
     }
 
-    /// Whether none are held.
+    /// Whether no window is held.
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty()
     }
