@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A block in force: one target this node blocks, from when and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Block {
     /// Stable id: the sequence number of the change that began the block.
     pub id: u64,
     /// The blocked address, prefix or number prefix.
@@ -31,7 +31,7 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A block began, or its end moved.
-    Set(Decision),
+    Set(Block),
     /// A block ended.
     Removed {
         /// The id of the block that ended.
@@ -67,7 +67,7 @@ pub enum Delta {
     /// The cursor is older than the log keeps (or 0): replace everything with this.
     Full {
         /// Every block in force.
-        active: Vec<Decision>,
+        active: Vec<Block>,
         /// The cursor to ask from next time.
         head: u64,
     },
@@ -85,7 +85,7 @@ impl Delta {
 /// The blocks in force and the log of their changes (the most recent `capacity`).
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
-    active: BTreeMap<Target, Decision>,
+    active: BTreeMap<Target, Block>,
     /// (until, target) of every active block, to end blocks on time.
     ends: BTreeSet<(Millis, Target)>,
     log: VecDeque<(u64, Change)>,
@@ -117,8 +117,8 @@ impl DecisionLog {
                 target: target.clone(),
                 expired: d.until <= now,
             },
-            (Some(d), Some(u)) => Change::Set(Decision { until: u, ..d.clone() }),
-            (None, Some(u)) => Change::Set(Decision {
+            (Some(d), Some(u)) => Change::Set(Block { until: u, ..d.clone() }),
+            (None, Some(u)) => Change::Set(Block {
                 id: self.head + 1,
                 target: target.clone(),
                 since: now,
@@ -151,12 +151,12 @@ impl DecisionLog {
     }
 
     /// The block on `target`, if any.
-    pub fn get(&self, target: &Target) -> Option<&Decision> {
+    pub fn get(&self, target: &Target) -> Option<&Block> {
         self.active.get(target)
     }
 
     /// Every block in force, in target order.
-    pub fn active(&self) -> impl Iterator<Item = &Decision> {
+    pub fn active(&self) -> impl Iterator<Item = &Block> {
         self.active.values()
     }
 

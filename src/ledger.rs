@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 /// id. The signed bytes are not kept in memory (the store has them), nor the target (it
 /// is the ledger's key): a ledger may hold a million records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct RecordSummary {
     reporter: PublicKey,
     kind: Kind,
     observed_at: Millis,
@@ -37,7 +37,7 @@ pub struct Entry {
     id: RecordId,
 }
 
-impl Entry {
+impl RecordSummary {
     /// The reporter's public key (who signed the record).
     pub fn reporter(&self) -> &PublicKey {
         &self.reporter
@@ -68,7 +68,7 @@ impl Entry {
     }
 }
 
-impl From<&Record> for Entry {
+impl From<&Record> for RecordSummary {
     fn from(r: &Record) -> Self {
         let s = r.sighting();
         Self {
@@ -88,7 +88,7 @@ pub enum Merge {
     /// First record of this (reporter, target).
     Inserted,
     /// Replaced an older record of this (reporter, target), returned here.
-    Replaced(Box<Entry>),
+    Replaced(Box<RecordSummary>),
     /// Exactly this record was already held.
     Duplicate,
     /// A newer record of this (reporter, target) is held; nothing changed.
@@ -103,15 +103,15 @@ impl Merge {
 }
 
 /// Orders two records of the same (reporter, target): the greater one wins.
-pub fn newer(a: &Entry, b: &Entry) -> Ordering {
+pub fn newer(a: &RecordSummary, b: &RecordSummary) -> Ordering {
     (a.observed_at, &a.id).cmp(&(b.observed_at, &b.id))
 }
 
 /// The records of one target, sorted by reporter. Most targets have one reporter, so
 /// one entry lives inline.
-type PerTarget = SmallVec<[Entry; 1]>;
+type PerTarget = SmallVec<[RecordSummary; 1]>;
 
-/// The CRDT state: the newest [`Entry`] per (reporter, target), indexed by target, with
+/// The CRDT state: the newest [`RecordSummary`] per (reporter, target), indexed by target, with
 /// a count of entries per reporter (for per-reporter quotas).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
@@ -128,12 +128,12 @@ impl Ledger {
 
     /// Merges one record (join with a singleton state).
     pub fn merge(&mut self, record: &Record) -> Merge {
-        self.merge_entry(&record.sighting().target, Entry::from(record))
+        self.merge_entry(&record.sighting().target, RecordSummary::from(record))
     }
 
     /// Merges one entry accusing `target` (as [`Ledger::merge`], for entries already
     /// stripped of their signed bytes, e.g. loaded from the store).
-    pub fn merge_entry(&mut self, target: &Target, entry: Entry) -> Merge {
+    pub fn merge_entry(&mut self, target: &Target, entry: RecordSummary) -> Merge {
         let reporter = entry.reporter;
         let per = match self.by_target.get_mut(target) {
             Some(per) => per,
@@ -173,7 +173,7 @@ impl Ledger {
     }
 
     /// The entry one reporter holds of one target.
-    pub fn get(&self, reporter: &PublicKey, target: &Target) -> Option<&Entry> {
+    pub fn get(&self, reporter: &PublicKey, target: &Target) -> Option<&RecordSummary> {
         let per = self.by_target.get(target)?;
         per.binary_search_by(|e| e.reporter.cmp(reporter))
             .ok()
@@ -181,17 +181,17 @@ impl Ledger {
     }
 
     /// The entries held for one target, one per reporter.
-    pub fn for_target(&self, target: &Target) -> impl Iterator<Item = &Entry> {
+    pub fn for_target(&self, target: &Target) -> impl Iterator<Item = &RecordSummary> {
         self.by_target.get(target).into_iter().flat_map(|per| per.iter())
     }
 
     /// Every target with at least one entry, with its entries.
-    pub fn by_target(&self) -> impl Iterator<Item = (&Target, impl Iterator<Item = &Entry>)> {
+    pub fn by_target(&self) -> impl Iterator<Item = (&Target, impl Iterator<Item = &RecordSummary>)> {
         self.by_target.iter().map(|(t, per)| (t, per.iter()))
     }
 
     /// Every entry held, expired ones included, in target order.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+    pub fn entries(&self) -> impl Iterator<Item = &RecordSummary> {
         self.by_target.values().flat_map(|per| per.iter())
     }
 
@@ -211,7 +211,7 @@ impl Ledger {
     }
 
     /// Removes and returns every entry no longer active at `now`, with its target.
-    pub fn expire(&mut self, now: Millis) -> Vec<(Target, Entry)> {
+    pub fn expire(&mut self, now: Millis) -> Vec<(Target, RecordSummary)> {
         let mut gone = Vec::new();
         self.by_target.retain(|t, per| {
             per.retain(|e| {
@@ -230,7 +230,7 @@ impl Ledger {
     }
 
     /// Removes one reporter's entry of a target (for evicting strangers under pressure).
-    pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<Entry> {
+    pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<RecordSummary> {
         let per = self.by_target.get_mut(target)?;
         let at = per.binary_search_by(|e| e.reporter.cmp(reporter)).ok()?;
         let e = per.remove(at);
@@ -356,7 +356,7 @@ mod tests {
                     for &i in &a {
                         let o = &pool()[i];
                         if o.sighting().reporter == *r.reporter() && o.sighting().target == *t {
-                            prop_assert_ne!(newer(&Entry::from(o), r), Ordering::Greater);
+                            prop_assert_ne!(newer(&RecordSummary::from(o), r), Ordering::Greater);
                         }
                     }
                 }
@@ -371,7 +371,7 @@ mod tests {
         // p[0]: reporter 1, 1.1.1.1, at 1000; p[4]: same key at 2000.
         assert_eq!(l.merge(&p[0]), Merge::Inserted);
         assert_eq!(l.merge(&p[0]), Merge::Duplicate);
-        assert_eq!(l.merge(&p[4]), Merge::Replaced(Box::new(Entry::from(&p[0]))));
+        assert_eq!(l.merge(&p[4]), Merge::Replaced(Box::new(RecordSummary::from(&p[0]))));
         assert_eq!(l.merge(&p[0]), Merge::Stale);
         assert!(!l.would_change(&p[0]));
         assert_eq!(l.len(), 1);

@@ -16,7 +16,7 @@
 
 use crate::blocklist::{Blocklist, BlocklistBuilder};
 use crate::identity::PublicKey;
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{Ledger, RecordSummary};
 use crate::sighting::Kind;
 use crate::target::Target;
 use crate::Millis;
@@ -73,7 +73,7 @@ pub struct TrustConfig {
 
 /// The decision for one target at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Verdict {
     /// Whether the target is blocked at this instant (score reached the threshold and
     /// not allowlisted).
     pub blocked: bool,
@@ -88,7 +88,7 @@ pub struct Decision {
 }
 
 /// The block policy: a checked [`TrustConfig`] and the allowlist, turning a target's
-/// ledger entries into a [`Decision`] at a given instant.
+/// ledger entries into a [`Verdict`] at a given instant.
 #[derive(Debug, Clone)]
 pub struct Policy {
     trust: TrustConfig,
@@ -150,7 +150,12 @@ impl Policy {
     }
 
     /// Decides one target from its records at `now`.
-    pub fn decide<'a>(&self, target: &Target, records: impl IntoIterator<Item = &'a Entry>, now: Millis) -> Decision {
+    pub fn decide<'a>(
+        &self,
+        target: &Target,
+        records: impl IntoIterator<Item = &'a RecordSummary>,
+        now: Millis,
+    ) -> Verdict {
         // (expiry, weight, stranger) of each active accusation.
         let mut active: Vec<(Millis, Weight, bool)> = Vec::new();
         let mut reporters = Vec::new();
@@ -186,7 +191,7 @@ impl Policy {
                 .map(|n| active[n - 1].0)
                 .unwrap_or(now)
         });
-        Decision {
+        Verdict {
             blocked,
             score,
             reporters,
@@ -197,7 +202,7 @@ impl Policy {
 
     /// Decides every target of the ledger and builds the lookup structure of the blocked
     /// ones. Returns it with the blocked targets' decisions.
-    pub fn decide_all(&self, ledger: &Ledger, now: Millis) -> (Blocklist, Vec<(Target, Decision)>) {
+    pub fn decide_all(&self, ledger: &Ledger, now: Millis) -> (Blocklist, Vec<(Target, Verdict)>) {
         let mut builder = BlocklistBuilder::new();
         let mut blocked = Vec::new();
         for (target, records) in ledger.by_target() {
@@ -224,8 +229,8 @@ mod tests {
         Identity::from_secret([n; 32])
     }
 
-    fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Entry {
-        Entry::from(&rec_signed(who, target, kind, at, ttl_s))
+    fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> RecordSummary {
+        RecordSummary::from(&rec_signed(who, target, kind, at, ttl_s))
     }
 
     fn rec_signed(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Record {

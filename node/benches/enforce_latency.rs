@@ -19,7 +19,7 @@ use fraudmesh_node::daemon::config::Config;
 use fraudmesh_node::daemon::Stack;
 use fraudmesh_node::enforce::files::{FilesConfig, FilesEnforcer, Format};
 use fraudmesh_node::enforce::nftables::{NftablesConfig, NftablesEnforcer};
-use fraudmesh_node::enforce::{Enforcer, Enforcers, Entry, Removed};
+use fraudmesh_node::enforce::{Enforcer, Enforcers, NetBlock, Removed};
 use fraudmesh_node::engine::store::SledStore;
 use fraudmesh_node::net::Transport;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,13 +40,13 @@ impl<E: Enforcer> Enforcer for Timed<E> {
         self.inner.name()
     }
 
-    async fn replace(&mut self, entries: &[Entry], now: Millis) -> anyhow::Result<()> {
+    async fn replace(&mut self, entries: &[NetBlock], now: Millis) -> anyhow::Result<()> {
         self.inner.replace(entries, now).await?;
         let _ = self.applied.send(Instant::now());
         Ok(())
     }
 
-    async fn apply(&mut self, set: &[Entry], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
+    async fn apply(&mut self, set: &[NetBlock], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
         self.inner.apply(set, removed, now).await?;
         let _ = self.applied.send(Instant::now());
         Ok(())
@@ -68,10 +68,10 @@ impl Enforcer for Null {
     fn name(&self) -> String {
         "null".into()
     }
-    async fn replace(&mut self, _: &[Entry], _: Millis) -> anyhow::Result<()> {
+    async fn replace(&mut self, _: &[NetBlock], _: Millis) -> anyhow::Result<()> {
         Ok(())
     }
-    async fn apply(&mut self, _: &[Entry], _: &[Removed], _: Millis) -> anyhow::Result<()> {
+    async fn apply(&mut self, _: &[NetBlock], _: &[Removed], _: Millis) -> anyhow::Result<()> {
         Ok(())
     }
     async fn remove(&mut self) -> anyhow::Result<()> {

@@ -11,8 +11,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ed25519_dalek::{Signature, VerifyingKey};
 use fraudmesh::identity::Identity;
 use fraudmesh::proto;
-use fraudmesh::sighting::{Limits, DOMAIN};
-use fraudmesh_node::engine::Verdict;
+use fraudmesh::sighting::{AcceptLimits, DOMAIN};
+use fraudmesh_node::engine::GossipVerdict;
 use prost::Message;
 use std::time::{Duration, Instant};
 
@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
                         let t = Instant::now();
                         let v = e.gossip(env);
                         total += t.elapsed();
-                        assert_eq!(v, Verdict::Accept);
+                        assert_eq!(v, GossipVerdict::Accept);
                         done += 1;
                     }
                     // Count the store thread's backlog too: the pass ends when all is on disk.
@@ -110,7 +110,9 @@ fn bench(c: &mut Criterion) {
                 let now = fraudmesh_node::now_ms();
                 env.sightings
                     .iter()
-                    .map(|s| fraudmesh::sighting::Pending::check_cached(s, now, &Limits::default(), &mut keys).is_ok())
+                    .map(|s| {
+                        fraudmesh::sighting::Pending::check_cached(s, now, &AcceptLimits::default(), &mut keys).is_ok()
+                    })
                     .count()
             },
             BatchSize::SmallInput,

@@ -12,7 +12,7 @@ mod common;
 use common::kamailio::RpcKamailio;
 use common::netns::{self, Netns};
 use fraudmesh_node::enforce::kamailio::{KamailioConfig, KamailioEnforcer};
-use fraudmesh_node::enforce::{Enforcer, Entry};
+use fraudmesh_node::enforce::{Enforcer, NetBlock};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -36,10 +36,10 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     println!("Kamailio enforcer, addresses written over JSON-RPC");
     for count in [10_000u32, 100_000] {
-        let entries: Vec<Entry> = (0..count)
+        let entries: Vec<NetBlock> = (0..count)
             .map(|i| {
                 let net = format!("172.{}.{}.{}/32", 16 + (i >> 16), (i >> 8) & 255, i & 255).parse()?;
-                Ok(Entry {
+                Ok(NetBlock {
                     net,
                     until: fraudmesh_node::now_ms() + 3_600_000,
                 })

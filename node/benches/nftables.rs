@@ -9,7 +9,7 @@
 //! Medians of several runs. Run: `cargo bench -p fraudmesh-node --bench nftables`.
 
 use fraudmesh_node::enforce::nftables::{NftablesConfig, NftablesEnforcer};
-use fraudmesh_node::enforce::{Enforcer, Entry, Removed};
+use fraudmesh_node::enforce::{Enforcer, NetBlock, Removed};
 use fraudmesh_node::now_ms;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -49,9 +49,9 @@ fn raw_nft(ns: &str, path: &std::path::Path) -> Duration {
     t.elapsed()
 }
 
-fn hosts(from: u32, n: u32, until: u64) -> Vec<Entry> {
+fn hosts(from: u32, n: u32, until: u64) -> Vec<NetBlock> {
     (from..from + n)
-        .map(|i| Entry {
+        .map(|i| NetBlock {
             net: ipnet::IpNet::new(Ipv4Addr::from(i).into(), 32).expect("a /32"),
             until,
         })
@@ -82,7 +82,7 @@ const RAW_TABLE: &str = "table inet rawbench\ndelete table inet rawbench\ntable 
 }
 ";
 
-fn raw_elements(entries: &[Entry]) -> String {
+fn raw_elements(entries: &[NetBlock]) -> String {
     let list: Vec<String> = entries
         .iter()
         .map(|e| format!("{} timeout 3600s", e.net.addr()))
@@ -178,7 +178,7 @@ fn main() {
                 expired: false,
             })
             .collect();
-        let set: Vec<Entry> = added.into_iter().chain(renewed).collect();
+        let set: Vec<NetBlock> = added.into_iter().chain(renewed).collect();
         let t = Instant::now();
         rt.block_on(e.apply(&set, &gone, now_ms())).expect("1000 changes");
         diffs.push(t.elapsed());

@@ -13,9 +13,9 @@ pub const DAY: Millis = 24 * HOUR;
 /// not grow this without bound).
 pub const MAX_ACTIVE: usize = 10_000;
 
-/// Limits of one account; `None` is unlimited.
+/// CallLimits of one account; `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
+pub struct CallLimits {
     /// Calls started in any hour.
     pub calls_per_hour: Option<u32>,
     /// Calls started in any 24 hours.
@@ -31,15 +31,15 @@ pub struct Limits {
 /// Which limit a call would break.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breach {
-    /// [`Limits::calls_per_hour`].
+    /// [`CallLimits::calls_per_hour`].
     CallsPerHour(u32),
-    /// [`Limits::calls_per_day`].
+    /// [`CallLimits::calls_per_day`].
     CallsPerDay(u32),
-    /// [`Limits::concurrent`].
+    /// [`CallLimits::concurrent`].
     Concurrent(u32),
-    /// [`Limits::international_per_day`].
+    /// [`CallLimits::international_per_day`].
     InternationalPerDay(u32),
-    /// [`Limits::minutes_per_day`].
+    /// [`CallLimits::minutes_per_day`].
     MinutesPerDay(u32),
 }
 
@@ -101,7 +101,7 @@ pub struct Lock {
 }
 
 /// One account's calling state: recent call starts, calls in progress, recent ended
-/// calls and a lock, which the [`Limits`] are checked against.
+/// calls and a lock, which the [`CallLimits`] are checked against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
     /// Start times of calls in the last day, and whether each was international.
@@ -164,7 +164,7 @@ impl Account {
     }
 
     /// The limit a new call (international or not) at `now` would break, if any.
-    pub fn breach(&self, limits: &Limits, international: bool, now: Millis) -> Option<Breach> {
+    pub fn breach(&self, limits: &CallLimits, international: bool, now: Millis) -> Option<Breach> {
         let u = self.usage(now);
         let over = |limit: Option<u32>, used: u64| limit.filter(|n| used >= u64::from(*n));
         if let Some(n) = over(limits.calls_per_hour, u.calls_last_hour) {
@@ -223,10 +223,10 @@ mod tests {
 
     #[test]
     fn windows_slide_with_explicit_times() {
-        let l = Limits {
+        let l = CallLimits {
             calls_per_hour: Some(3),
             calls_per_day: Some(5),
-            ..Limits::default()
+            ..CallLimits::default()
         };
         let mut a = Account::default();
         for i in 0..3 {
@@ -251,9 +251,9 @@ mod tests {
 
     #[test]
     fn concurrency_follows_ends_and_stale_calls_expire() {
-        let l = Limits {
+        let l = CallLimits {
             concurrent: Some(2),
-            ..Limits::default()
+            ..CallLimits::default()
         };
         let mut a = Account::default();
         a.start("x", false, 0);
@@ -272,10 +272,10 @@ mod tests {
 
     #[test]
     fn international_calls_and_minutes_per_day() {
-        let l = Limits {
+        let l = CallLimits {
             international_per_day: Some(2),
             minutes_per_day: Some(10),
-            ..Limits::default()
+            ..CallLimits::default()
         };
         let mut a = Account::default();
         a.start("i1", true, 0);

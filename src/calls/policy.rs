@@ -3,7 +3,7 @@
 //! premium rate, countries, then the account's limits — each answer naming its rule and
 //! a reason for people.
 
-use super::account::{Account, Limits, Lock, DAY};
+use super::account::{Account, CallLimits, Lock, DAY};
 use super::number::{self, NumberError, NumberKind};
 use crate::Millis;
 use phonenumber::country::Id;
@@ -28,8 +28,8 @@ pub struct AccountRules {
     pub allow_premium: bool,
     /// Countries instead of the global rule.
     pub countries: Option<Countries>,
-    /// Limits instead of the global ones.
-    pub limits: Option<Limits>,
+    /// CallLimits instead of the global ones.
+    pub limits: Option<CallLimits>,
 }
 
 /// The call policy's settings: home country, premium-rate and country rules, limits
@@ -44,8 +44,8 @@ pub struct CallRules {
     pub premium_prefixes: Vec<String>,
     /// Which countries may be called.
     pub countries: Countries,
-    /// Limits of every account without its own.
-    pub limits: Limits,
+    /// CallLimits of every account without its own.
+    pub limits: CallLimits,
     /// Overrides by account name.
     pub accounts: HashMap<String, AccountRules>,
     /// Lock an account when it breaches a limit, until an operator unlocks it.
@@ -64,7 +64,7 @@ impl CallRules {
             deny_premium: true,
             premium_prefixes: Vec::new(),
             countries: Countries::Any,
-            limits: Limits::default(),
+            limits: CallLimits::default(),
             accounts: HashMap::new(),
             lock_on_breach: false,
             report_on_breach: false,
@@ -109,7 +109,7 @@ pub struct CallRequest {
 /// The answer to one [`CallRequest`]: allowed or not, by which rule, and what follows
 /// (a lock, a fraud number to report).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct CallDecision {
     /// Whether the call may go ahead.
     pub allow: bool,
     /// The rule that decided (`allowed` when none denied).
@@ -126,7 +126,7 @@ pub struct Decision {
     pub international: bool,
 }
 
-impl Decision {
+impl CallDecision {
     fn deny(rule: &'static str, reason: String, e164: Option<String>) -> Self {
         Self {
             allow: false,
@@ -164,7 +164,7 @@ impl CallPolicy {
     }
 
     /// Decides a call and counts it when allowed (or locks the account on a breach).
-    pub fn authorize(&mut self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> Decision {
+    pub fn authorize(&mut self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> CallDecision {
         let mut d = self.decide(req, fraud, now);
         let max = self.rules.max_call_ms;
         let lock = self.rules.lock_on_breach;
@@ -190,15 +190,15 @@ impl CallPolicy {
     }
 
     /// Decides a call without counting it (for explaining).
-    pub fn check(&self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> Decision {
+    pub fn check(&self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> CallDecision {
         self.decide(req, fraud, now)
     }
 
-    fn decide(&self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> Decision {
+    fn decide(&self, req: &CallRequest, fraud: &dyn FraudNumbers, now: Millis) -> CallDecision {
         let overrides = self.rules.accounts.get(&req.account);
         let account = self.accounts.get(&req.account);
         if let Some(lock) = account.and_then(|a| a.lock.as_ref()) {
-            return Decision::deny(
+            return CallDecision::deny(
                 "locked",
                 format!("account {} is locked: {}", req.account, lock.reason),
                 None,
@@ -211,12 +211,12 @@ impl CallPolicy {
                     NumberError::Invalid(x) => Some(x.clone()),
                     _ => None,
                 };
-                return Decision::deny("invalid-number", e.to_string(), e164);
+                return CallDecision::deny("invalid-number", e.to_string(), e164);
             }
         };
         let e164 = Some(n.e164());
         if let Some(p) = fraud.blocked_prefix(&n.digits) {
-            return Decision::deny(
+            return CallDecision::deny(
                 "fraud-number",
                 format!("{} is a fraud destination shared by the mesh (+{p})", n.e164()),
                 e164,
@@ -225,7 +225,7 @@ impl CallPolicy {
         let allow_premium = overrides.is_some_and(|o| o.allow_premium);
         if !allow_premium {
             if self.rules.deny_premium && n.kind == NumberKind::PremiumRate {
-                return Decision::deny("premium-rate", format!("{} is a premium-rate number", n.e164()), e164);
+                return CallDecision::deny("premium-rate", format!("{} is a premium-rate number", n.e164()), e164);
             }
             if let Some(p) = self
                 .rules
@@ -233,7 +233,7 @@ impl CallPolicy {
                 .iter()
                 .find(|p| n.digits.starts_with(p.as_str()))
             {
-                return Decision::deny(
+                return CallDecision::deny(
                     "premium-rate",
                     format!("{} is in the premium prefix +{p}", n.e164()),
                     e164,
@@ -250,7 +250,7 @@ impl CallPolicy {
         };
         if denied {
             let region = n.region.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            return Decision::deny(
+            return CallDecision::deny(
                 "country",
                 format!("calls to +{}{region} are not allowed", n.country_code),
                 e164,
@@ -259,9 +259,9 @@ impl CallPolicy {
         let limits = overrides.and_then(|o| o.limits).unwrap_or(self.rules.limits);
         let international = n.country_code != self.home_code;
         if let Some(b) = account.and_then(|a| a.breach(&limits, international, now)) {
-            return Decision::deny(b.rule(), format!("account {}: {}", req.account, b.reason()), e164);
+            return CallDecision::deny(b.rule(), format!("account {}: {}", req.account, b.reason()), e164);
         }
-        Decision {
+        CallDecision {
             allow: true,
             rule: "allowed",
             reason: format!("{} may be called", n.e164()),

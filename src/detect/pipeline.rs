@@ -55,7 +55,7 @@ impl Rules {
 
 /// What the pipeline did with one log event: reported, counted, or passed over and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Disposition {
     /// It crossed a threshold: report the source.
     Detected(Detection<EventKind>),
     /// Counted, below the threshold (or in the cooldown after a detection).
@@ -101,32 +101,32 @@ impl Pipeline {
     }
 
     /// Passes one event seen at `now`.
-    pub fn observe(&mut self, kind: EventKind, source: IpAddr, username: Option<&str>, now: Millis) -> Verdict {
+    pub fn observe(&mut self, kind: EventKind, source: IpAddr, username: Option<&str>, now: Millis) -> Disposition {
         let source = canonical(source);
         if kind == EventKind::Registered {
             if self.registered.len() >= MAX_REGISTERED && !self.registered.contains_key(&source) {
                 self.prune(now);
                 if self.registered.len() >= MAX_REGISTERED {
-                    return Verdict::Registered;
+                    return Disposition::Registered;
                 }
             }
             self.registered.insert(source, now);
-            return Verdict::Registered;
+            return Disposition::Registered;
         }
         if self.local.contains(&source) || self.rules.never.iter().any(|n| n.contains(&source)) {
-            return Verdict::NeverReport;
+            return Disposition::NeverReport;
         }
         if let Some(at) = self.registered.get(&source) {
             if now.saturating_sub(*at) < self.rules.registered_grace_ms {
-                return Verdict::RecentlyRegistered;
+                return Disposition::RecentlyRegistered;
             }
         }
         let Some(t) = self.rules.thresholds.get(&kind).copied() else {
-            return Verdict::Ignored;
+            return Disposition::Ignored;
         };
         match self.windows.event(source, kind, username, t, now) {
-            Some(d) => Verdict::Detected(d),
-            None => Verdict::Counted,
+            Some(d) => Disposition::Detected(d),
+            None => Disposition::Counted,
         }
     }
 
@@ -171,18 +171,18 @@ mod tests {
         for i in 0..20 {
             assert_eq!(
                 p.observe(EventKind::AuthFailure, ip("192.0.2.9"), None, i),
-                Verdict::NeverReport
+                Disposition::NeverReport
             );
         }
         let phone = ip("198.51.100.30");
         assert_eq!(
             p.observe(EventKind::Registered, phone, Some("1001"), 0),
-            Verdict::Registered
+            Disposition::Registered
         );
         for i in 0..20 {
             assert_eq!(
                 p.observe(EventKind::AuthFailure, phone, Some("1001"), 1000 + i),
-                Verdict::RecentlyRegistered
+                Disposition::RecentlyRegistered
             );
         }
         // After the grace time the phone counts like anyone else.
@@ -191,22 +191,22 @@ mod tests {
         for i in 0..4 {
             assert_eq!(
                 p.observe(EventKind::AuthFailure, phone, None, later + i),
-                Verdict::Counted
+                Disposition::Counted
             );
         }
         assert!(matches!(
             p.observe(EventKind::AuthFailure, phone, None, later + 5),
-            Verdict::Detected(_)
+            Disposition::Detected(_)
         ));
         p.set_local([ip("203.0.113.200")]);
         assert_eq!(
             p.observe(EventKind::Scanner, ip("203.0.113.200"), None, 0),
-            Verdict::NeverReport
+            Disposition::NeverReport
         );
         // The mapped form of a never-reported address is never reported either.
         assert_eq!(
             p.observe(EventKind::Scanner, ip("::ffff:192.0.2.77"), None, 0),
-            Verdict::NeverReport
+            Disposition::NeverReport
         );
     }
 
@@ -215,13 +215,13 @@ mod tests {
         let mut r = rules();
         r.thresholds.remove(&EventKind::AclRejected);
         let mut p = Pipeline::new(r);
-        let Verdict::Detected(d) = p.observe(EventKind::Scanner, ip("203.0.113.1"), None, 5) else {
+        let Disposition::Detected(d) = p.observe(EventKind::Scanner, ip("203.0.113.1"), None, 5) else {
             panic!("scanner not detected");
         };
         assert_eq!((d.count, d.kind), (1, EventKind::Scanner));
         assert_eq!(
             p.observe(EventKind::AclRejected, ip("203.0.113.1"), None, 5),
-            Verdict::Ignored
+            Disposition::Ignored
         );
     }
 }

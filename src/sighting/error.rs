@@ -51,7 +51,7 @@ pub enum Error {
     BadTtl {
         /// TTL received, seconds.
         ttl_s: u32,
-        /// This node's longest accepted TTL, seconds ([`Limits::max_ttl_s`](super::Limits::max_ttl_s)).
+        /// This node's longest accepted TTL, seconds ([`AcceptLimits::max_ttl_s`](super::AcceptLimits::max_ttl_s)).
         max_s: u32,
     },
     /// Observed further in the future than the allowed clock skew.

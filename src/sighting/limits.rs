@@ -1,5 +1,5 @@
 //! Acceptance bounds: the fixed size caps of a payload and its evidence, the per-node
-//! [`Limits`] (prefix breadth, TTL, clock skew), and evidence checked or cut to the caps.
+//! [`AcceptLimits`] (prefix breadth, TTL, clock skew), and evidence checked or cut to the caps.
 
 use super::{Error, Evidence};
 use crate::target::Bounds;
@@ -19,7 +19,7 @@ pub const MAX_USERNAME_BYTES: usize = 32;
 
 /// The bounds a node puts on what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct AcceptLimits {
     /// The broadest IP prefixes accepted, per family. Default /16 for IPv4, /32 for IPv6.
     pub bounds: Bounds,
     /// Longest TTL accepted, seconds. Default 7 days.
@@ -28,7 +28,7 @@ pub struct Limits {
     pub max_future_skew_ms: u64,
 }
 
-impl Default for Limits {
+impl Default for AcceptLimits {
     fn default() -> Self {
         Self {
             bounds: Bounds::default(),

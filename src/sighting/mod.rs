@@ -21,7 +21,7 @@ mod verify;
 
 pub use error::Error;
 pub use limits::{
-    Limits, MAX_METHOD_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_USERNAMES, MAX_USERNAME_BYTES,
+    AcceptLimits, MAX_METHOD_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_USERNAMES, MAX_USERNAME_BYTES,
     MAX_USER_AGENT_BYTES,
 };
 pub use record::{wire_id, Record};
@@ -199,7 +199,7 @@ pub struct Draft {
     /// When it was seen, ms since the epoch (the caller's clock).
     pub observed_at: Millis,
     /// How long the sighting stays active from `observed_at`, seconds (receivers refuse
-    /// more than their [`Limits::max_ttl_s`], default 7 days).
+    /// more than their [`AcceptLimits::max_ttl_s`], default 7 days).
     pub ttl_s: u32,
     /// Events summarised (at least 1).
     pub count: u32,

@@ -2,7 +2,7 @@
 //! its wire and storage encodings.
 
 use super::verify::Pending;
-use super::{Error, Evidence, Limits, RecordId, Sighting};
+use super::{AcceptLimits, Error, Evidence, RecordId, Sighting};
 use crate::identity::KeyCache;
 use crate::proto;
 use crate::target::Bounds;
@@ -76,7 +76,7 @@ impl Record {
     /// checked again (the store is trusted), the structure is, and the id is recomputed.
     pub fn decode_stored(bytes: &[u8], keys: &mut KeyCache) -> Result<Self, Error> {
         let signed = proto::SignedSighting::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        let limits = Limits {
+        let limits = AcceptLimits {
             bounds: Bounds {
                 min_v4_len: 0,
                 min_v6_len: 0,

@@ -47,7 +47,7 @@ fn base_payload(id: &Identity) -> proto::Sighting {
 #[test]
 fn sign_verify_round_trip() {
     let rec = sign(&alice(), draft("1.2.3.4"));
-    let back = verify(&rec.to_proto(), NOW, &Limits::default()).unwrap();
+    let back = verify(&rec.to_proto(), NOW, &AcceptLimits::default()).unwrap();
     assert_eq!(back, rec);
     assert_eq!(wire_id(&rec.to_proto()), *rec.id());
     assert_eq!(back.sighting().reporter, alice().public());
@@ -59,7 +59,7 @@ fn sign_verify_round_trip() {
         Record::decode_stored(&rec.encode(), &mut KeyCache::new(4)).unwrap(),
         rec
     );
-    assert_eq!(verify(&decoded, NOW, &Limits::default()).unwrap().id(), rec.id());
+    assert_eq!(verify(&decoded, NOW, &AcceptLimits::default()).unwrap().id(), rec.id());
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn batch_verification_names_only_the_bad_ones() {
     wire[3].signature = sig.into();
     let pending: Vec<_> = wire
         .iter()
-        .map(|w| Pending::check(w, NOW, &Limits::default()).unwrap())
+        .map(|w| Pending::check(w, NOW, &AcceptLimits::default()).unwrap())
         .collect();
     let results = verify_batch(pending);
     for (i, r) in results.iter().enumerate() {
@@ -83,7 +83,7 @@ fn batch_verification_names_only_the_bad_ones() {
     }
     let all_good: Vec<_> = good
         .iter()
-        .map(|r| Pending::check(&r.to_proto(), NOW, &Limits::default()).unwrap())
+        .map(|r| Pending::check(&r.to_proto(), NOW, &AcceptLimits::default()).unwrap())
         .collect();
     assert!(verify_batch(all_good).iter().all(Result::is_ok));
 }
@@ -94,15 +94,18 @@ fn bad_signature() {
     let mut sig = w.signature.to_vec();
     sig[10] ^= 0x40;
     w.signature = sig.into();
-    assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::InvalidSignature));
+    assert_eq!(verify(&w, NOW, &AcceptLimits::default()), Err(Error::InvalidSignature));
     w.signature = vec![0u8; 63].into();
-    assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::MalformedSignature(63)));
+    assert_eq!(
+        verify(&w, NOW, &AcceptLimits::default()),
+        Err(Error::MalformedSignature(63))
+    );
     assert!(Error::InvalidSignature.blames_sender());
     // Signed by someone else while claiming alice as reporter.
     let mallory = Identity::from_secret([9; 32]);
     let forged = mallory.signing_key().sign(&signed_message(DOMAIN, &w.payload));
     w.signature = forged.to_bytes().to_vec().into();
-    assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::InvalidSignature));
+    assert_eq!(verify(&w, NOW, &AcceptLimits::default()), Err(Error::InvalidSignature));
 }
 
 #[test]
@@ -114,14 +117,14 @@ fn tampered_payload() {
         payload: p.encode_to_vec().into(),
         signature: rec.signature().to_vec().into(),
     };
-    assert_eq!(verify(&w, NOW, &Limits::default()), Err(Error::InvalidSignature));
+    assert_eq!(verify(&w, NOW, &AcceptLimits::default()), Err(Error::InvalidSignature));
 }
 
 #[test]
 fn wrong_domain() {
     let rec = sign_in_domain(&alice(), draft("1.2.3.4"), ENDORSEMENT_DOMAIN);
     assert_eq!(
-        verify(&rec.to_proto(), NOW, &Limits::default()),
+        verify(&rec.to_proto(), NOW, &AcceptLimits::default()),
         Err(Error::WrongDomain)
     );
 }
@@ -132,7 +135,7 @@ fn oversized() {
     p.evidence.as_mut().unwrap().reason = "x".repeat(2000);
     let w = signed_raw(&alice(), p);
     assert!(matches!(
-        verify(&w, NOW, &Limits::default()),
+        verify(&w, NOW, &AcceptLimits::default()),
         Err(Error::Oversized { max: 1024, .. })
     ));
 }
@@ -143,14 +146,14 @@ fn evidence_bounds() {
     p.evidence.as_mut().unwrap().usernames = vec!["u".into(); 9];
     let w = signed_raw(&alice(), p);
     assert_eq!(
-        verify(&w, NOW, &Limits::default()),
+        verify(&w, NOW, &AcceptLimits::default()),
         Err(Error::EvidenceTooLarge("usernames"))
     );
     // Locally made evidence is cut rather than refused.
     let mut d = draft("1.2.3.4");
     d.evidence.user_agent = "é".repeat(100);
     let rec = sign(&alice(), d);
-    assert!(verify(&rec.to_proto(), NOW, &Limits::default()).is_ok());
+    assert!(verify(&rec.to_proto(), NOW, &AcceptLimits::default()).is_ok());
 }
 
 #[test]
@@ -159,28 +162,28 @@ fn future_dated() {
     d.observed_at = NOW + 5 * 60 * 1000 + 1;
     let w = sign(&alice(), d).to_proto();
     assert!(matches!(
-        verify(&w, NOW, &Limits::default()),
+        verify(&w, NOW, &AcceptLimits::default()),
         Err(Error::FutureDated { .. })
     ));
-    let err = verify(&w, NOW, &Limits::default()).unwrap_err();
+    let err = verify(&w, NOW, &AcceptLimits::default()).unwrap_err();
     assert!(!err.blames_sender(), "clock skew is not the forwarding peer's fault");
     let mut d = draft("1.2.3.4");
     d.observed_at = NOW + 5 * 60 * 1000;
-    assert!(verify(&sign(&alice(), d).to_proto(), NOW, &Limits::default()).is_ok());
+    assert!(verify(&sign(&alice(), d).to_proto(), NOW, &AcceptLimits::default()).is_ok());
 }
 
 #[test]
 fn already_expired() {
     let w = sign(&alice(), draft("1.2.3.4")).to_proto();
-    assert!(verify(&w, NOW + 3600 * 1000 - 1, &Limits::default()).is_ok());
+    assert!(verify(&w, NOW + 3600 * 1000 - 1, &AcceptLimits::default()).is_ok());
     assert_eq!(
-        verify(&w, NOW + 3600 * 1000, &Limits::default()),
+        verify(&w, NOW + 3600 * 1000, &AcceptLimits::default()),
         Err(Error::Expired {
             expires_at: NOW + 3600 * 1000,
             now: NOW + 3600 * 1000
         })
     );
-    assert!(!verify(&w, NOW + 3600 * 1000, &Limits::default())
+    assert!(!verify(&w, NOW + 3600 * 1000, &AcceptLimits::default())
         .unwrap_err()
         .blames_sender());
 }
@@ -196,7 +199,7 @@ fn over_broad_prefix() {
     });
     let w = signed_raw(&alice(), p);
     assert!(matches!(
-        verify(&w, NOW, &Limits::default()),
+        verify(&w, NOW, &AcceptLimits::default()),
         Err(Error::OverBroad { min_len: 16, .. })
     ));
 }
@@ -206,11 +209,14 @@ fn ttl_bounds_rejected_not_clamped() {
     let mut d = draft("1.2.3.4");
     d.ttl_s = 7 * 24 * 3600 + 1;
     let w = sign(&alice(), d).to_proto();
-    assert!(matches!(verify(&w, NOW, &Limits::default()), Err(Error::BadTtl { .. })));
+    assert!(matches!(
+        verify(&w, NOW, &AcceptLimits::default()),
+        Err(Error::BadTtl { .. })
+    ));
     let mut d = draft("1.2.3.4");
     d.ttl_s = 0;
     assert!(matches!(
-        verify(&sign(&alice(), d).to_proto(), NOW, &Limits::default()),
+        verify(&sign(&alice(), d).to_proto(), NOW, &AcceptLimits::default()),
         Err(Error::BadTtl { .. })
     ));
 }
@@ -220,31 +226,31 @@ fn structural_rejections() {
     let mut p = base_payload(&alice());
     p.kind = 0;
     assert_eq!(
-        verify(&signed_raw(&alice(), p), NOW, &Limits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::UnknownKind(0))
     );
     let mut p = base_payload(&alice());
     p.kind = 99;
     assert_eq!(
-        verify(&signed_raw(&alice(), p), NOW, &Limits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::UnknownKind(99))
     );
     let mut p = base_payload(&alice());
     p.count = 0;
     assert_eq!(
-        verify(&signed_raw(&alice(), p), NOW, &Limits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::ZeroCount)
     );
     let mut p = base_payload(&alice());
     p.reporter = vec![1, 2, 3].into();
     assert!(matches!(
-        verify(&signed_raw(&alice(), p), NOW, &Limits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::BadReporter(_))
     ));
     let mut p = base_payload(&alice());
     p.target = None;
     assert!(matches!(
-        verify(&signed_raw(&alice(), p), NOW, &Limits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::BadTarget(_))
     ));
     let garbage = proto::SignedSighting {
@@ -252,7 +258,7 @@ fn structural_rejections() {
         signature: vec![0; 64].into(),
     };
     assert!(matches!(
-        verify(&garbage, NOW, &Limits::default()),
+        verify(&garbage, NOW, &AcceptLimits::default()),
         Err(Error::Decode(_))
     ));
 }

@@ -3,7 +3,7 @@
 
 use super::record::record_of;
 use super::sign::signed_message;
-use super::{Error, Evidence, Kind, Limits, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES};
+use super::{AcceptLimits, Error, Evidence, Kind, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES};
 use crate::identity::KeyCache;
 use crate::proto;
 use crate::target::{self, Target};
@@ -23,7 +23,7 @@ pub struct Pending {
 impl Pending {
     /// The cheap checks: size, structure, bounds and the clock window. `now` is the
     /// receiver's clock.
-    pub fn check(signed: &proto::SignedSighting, now: Millis, limits: &Limits) -> Result<Self, Error> {
+    pub fn check(signed: &proto::SignedSighting, now: Millis, limits: &AcceptLimits) -> Result<Self, Error> {
         Self::check_inner(signed, now, limits, None)
     }
 
@@ -31,7 +31,7 @@ impl Pending {
     pub fn check_cached(
         signed: &proto::SignedSighting,
         now: Millis,
-        limits: &Limits,
+        limits: &AcceptLimits,
         keys: &mut KeyCache,
     ) -> Result<Self, Error> {
         Self::check_inner(signed, now, limits, Some(keys))
@@ -40,7 +40,7 @@ impl Pending {
     fn check_inner(
         signed: &proto::SignedSighting,
         now: Millis,
-        limits: &Limits,
+        limits: &AcceptLimits,
         keys: Option<&mut KeyCache>,
     ) -> Result<Self, Error> {
         let pending = Self::check_fields(signed, limits, keys)?;
@@ -62,7 +62,7 @@ impl Pending {
 
     pub(super) fn check_fields(
         signed: &proto::SignedSighting,
-        limits: &Limits,
+        limits: &AcceptLimits,
         keys: Option<&mut KeyCache>,
     ) -> Result<Self, Error> {
         let payload = &signed.payload;
@@ -167,6 +167,6 @@ pub fn verify_batch(pending: Vec<Pending>) -> Vec<Result<Record, Error>> {
 }
 
 /// Checks and verifies one received sighting.
-pub fn verify(signed: &proto::SignedSighting, now: Millis, limits: &Limits) -> Result<Record, Error> {
+pub fn verify(signed: &proto::SignedSighting, now: Millis, limits: &AcceptLimits) -> Result<Record, Error> {
     Pending::check(signed, now, limits)?.verify()
 }

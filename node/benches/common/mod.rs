@@ -6,10 +6,10 @@
 use fraudmesh::identity::{Identity, PublicKey};
 use fraudmesh::policy::{Policy, TrustConfig, FULL};
 use fraudmesh::proto;
-use fraudmesh::sighting::{sign, Draft, Evidence, Kind, Limits, Record};
+use fraudmesh::sighting::{sign, AcceptLimits, Draft, Evidence, Kind, Record};
 use fraudmesh::target::Target;
 use fraudmesh_node::engine::store::{SledStore, Store};
-use fraudmesh_node::engine::Verdict;
+use fraudmesh_node::engine::GossipVerdict;
 use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds};
 use fraudmesh_node::metrics::Metrics;
 use prost::Message;
@@ -98,7 +98,7 @@ pub fn engine(reporters: &[Identity], dir: Option<&Path>) -> Engine {
         EngineConfig {
             identity: local,
             policy,
-            limits: Limits::default(),
+            limits: AcceptLimits::default(),
             strangers: StrangerBounds {
                 rate: 10.0,
                 burst: 100,
@@ -125,7 +125,7 @@ pub fn ingest(n: usize, dir: Option<&Path>) -> Engine {
             .map(|i| sighting(&reporters, i, now, 86_400))
             .collect();
         let env = proto::Envelope { sightings }.encode_to_vec();
-        assert_eq!(engine.gossip(&env), Verdict::Accept);
+        assert_eq!(engine.gossip(&env), GossipVerdict::Accept);
         if chunk % 400 == 0 {
             eprintln!("  {} records, {:.0?}", engine.records(), start.elapsed());
         }

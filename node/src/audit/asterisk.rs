@@ -3,7 +3,7 @@
 //! `manager.conf` (AMI: `enabled`, `bindaddr`, users' `secret`, `permit`/`deny`) and
 //! `http.conf` (`enabled`, `bindaddr`, TLS). A file that is absent is skipped.
 
-use super::conf::{all, is_true, last, Conf, Entry, Loc, Section};
+use super::conf::{all, is_true, last, Conf, Loc, Section, Setting};
 use super::Audit;
 use fraudmesh::audit::{self as rules, Bind, Issue, Names};
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ fn read(root: &Path, name: &str, out: &mut Audit) -> Option<Conf> {
 }
 
 /// Live (non-template) sections with their templates applied.
-fn live<'a>(c: &'a Conf, out: &mut Audit) -> Vec<(&'a Section, Vec<&'a Entry>)> {
+fn live<'a>(c: &'a Conf, out: &mut Audit) -> Vec<(&'a Section, Vec<&'a Setting>)> {
     c.sections
         .iter()
         .filter(|s| !s.is_template)
@@ -44,7 +44,7 @@ fn live<'a>(c: &'a Conf, out: &mut Audit) -> Vec<(&'a Section, Vec<&'a Entry>)> 
         .collect()
 }
 
-fn kind(entries: &[&Entry]) -> Option<String> {
+fn kind(entries: &[&Setting]) -> Option<String> {
     last(entries, "type").map(|e| e.value.to_ascii_lowercase())
 }
 

@@ -27,7 +27,7 @@ pub struct Loc {
 
 /// One `key = value` line.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct Setting {
     /// The key, as written.
     pub key: String,
     /// The value, trimmed (may be a secret: never print it).
@@ -48,7 +48,7 @@ pub struct Section {
     /// Where its header is.
     pub loc: Loc,
     /// Its own entries, in order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Setting>,
 }
 
 /// A configuration file with everything it includes.
@@ -91,13 +91,13 @@ impl Conf {
 
     /// The section's entries with its templates applied: inherited entries first (in
     /// template order), then its own. A template that does not exist is a problem.
-    pub fn resolved<'a>(&'a self, section: &'a Section, problems: &mut Vec<Problem>) -> Vec<&'a Entry> {
+    pub fn resolved<'a>(&'a self, section: &'a Section, problems: &mut Vec<Problem>) -> Vec<&'a Setting> {
         let mut out = Vec::new();
         self.collect(section, 0, &mut out, problems);
         out
     }
 
-    fn collect<'a>(&'a self, s: &'a Section, depth: usize, out: &mut Vec<&'a Entry>, problems: &mut Vec<Problem>) {
+    fn collect<'a>(&'a self, s: &'a Section, depth: usize, out: &mut Vec<&'a Setting>, problems: &mut Vec<Problem>) {
         if depth > MAX_TEMPLATE_DEPTH {
             problems.push(Problem::at(&s.loc, "templates nest too deep (a loop?)"));
             return;
@@ -117,12 +117,12 @@ impl Conf {
 }
 
 /// The last entry of `key` (case-insensitive) in resolved entries.
-pub fn last<'a>(entries: &[&'a Entry], key: &str) -> Option<&'a Entry> {
+pub fn last<'a>(entries: &[&'a Setting], key: &str) -> Option<&'a Setting> {
     entries.iter().rev().find(|e| e.key.eq_ignore_ascii_case(key)).copied()
 }
 
 /// Every entry of `key` (case-insensitive), in order.
-pub fn all<'a>(entries: &[&'a Entry], key: &str) -> Vec<&'a Entry> {
+pub fn all<'a>(entries: &[&'a Setting], key: &str) -> Vec<&'a Setting> {
     entries
         .iter()
         .filter(|e| e.key.eq_ignore_ascii_case(key))
@@ -324,7 +324,7 @@ impl Reader<'_> {
                 .push(Problem::at(loc, "a setting outside any [section]"));
             return;
         };
-        self.conf.sections[i].entries.push(Entry {
+        self.conf.sections[i].entries.push(Setting {
             key: key.to_string(),
             value: value.to_string(),
             loc: loc.clone(),

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 /// What `GET /v1/audit` shows.
 #[derive(Debug, Clone, Default)]
-pub struct Status {
+pub struct AuditStatus {
     /// The configured interval; `None`: the scheduled audit is off.
     pub interval: Option<Duration>,
     /// Audits completed since start.
@@ -21,7 +21,7 @@ pub struct Status {
     pub last: Option<(u64, Duration, Report)>,
 }
 
-impl Status {
+impl AuditStatus {
     /// The JSON of `GET /v1/audit`: `state` is `off` (no `audit.interval`), `pending`
     /// (configured, first run not finished) or `done`; the report's fields are null
     /// until there is one.
@@ -50,14 +50,14 @@ impl Status {
 }
 
 /// Starts the scheduled audit when `audit.interval` is set. The receiver always holds
-/// the current [`Status`]; the task (if any) runs until aborted.
+/// the current [`AuditStatus`]; the task (if any) runs until aborted.
 pub fn start(
     config: &AuditConfig,
     metrics: Arc<Metrics>,
-) -> (watch::Receiver<Status>, Option<tokio::task::JoinHandle<()>>) {
-    let (tx, rx) = watch::channel(Status {
+) -> (watch::Receiver<AuditStatus>, Option<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = watch::channel(AuditStatus {
         interval: config.interval,
-        ..Status::default()
+        ..AuditStatus::default()
     });
     let Some(interval) = config.interval else {
         return (rx, None);
@@ -111,12 +111,12 @@ mod tests {
 
     #[test]
     fn json_says_off_pending_and_done() {
-        let off = Status::default().to_json();
+        let off = AuditStatus::default().to_json();
         assert_eq!(off["state"], "off");
         assert!(off["findings"].is_null());
-        let mut s = Status {
+        let mut s = AuditStatus {
             interval: Some(Duration::from_secs(3600)),
-            ..Status::default()
+            ..AuditStatus::default()
         };
         let pending = s.to_json();
         assert_eq!(pending["state"], "pending");

@@ -8,7 +8,7 @@ use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use anyhow::{anyhow, Context};
 use fraudmesh::calls::account::{Account, Active, Lock};
-use fraudmesh::calls::policy::{CallPolicy, CallRequest, Decision, FraudNumbers};
+use fraudmesh::calls::policy::{CallDecision, CallPolicy, CallRequest, FraudNumbers};
 use fraudmesh::sighting::{Draft, Evidence, Kind};
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
@@ -26,7 +26,7 @@ pub(super) enum Cmd {
     Authorize {
         req: CallRequest,
         count: bool,
-        reply: oneshot::Sender<anyhow::Result<Decision>>,
+        reply: oneshot::Sender<anyhow::Result<CallDecision>>,
     },
     End {
         call_id: String,
@@ -221,7 +221,7 @@ impl Actor {
         fraud: &dyn FraudNumbers,
         now: Millis,
         dirty: &mut HashSet<String>,
-    ) -> Decision {
+    ) -> CallDecision {
         if !count {
             return self.policy.check(req, fraud, now);
         }

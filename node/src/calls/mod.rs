@@ -13,9 +13,9 @@ use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use actor::Cmd;
 use anyhow::{anyhow, bail};
-use fraudmesh::calls::account::Limits;
+use fraudmesh::calls::account::CallLimits;
 use fraudmesh::calls::number;
-use fraudmesh::calls::policy::{AccountRules, CallPolicy, CallRequest, CallRules, Countries, Decision};
+use fraudmesh::calls::policy::{AccountRules, CallDecision, CallPolicy, CallRequest, CallRules, Countries};
 use fraudmesh::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ pub struct CallsConfig {
     pub deny_countries: Vec<u16>,
     /// If not empty: only these calling codes (and the home country) are allowed.
     pub allow_only_countries: Vec<u16>,
-    /// Limits of every account.
+    /// CallLimits of every account.
     pub limits: LimitsConfig,
     /// Lock an account on a breach until `fraudmesh accounts unlock`. Default true.
     pub lock_on_breach: bool,
@@ -70,7 +70,7 @@ pub enum OnError {
     Deny,
 }
 
-/// Limits (absent: unlimited).
+/// CallLimits (absent: unlimited).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -91,9 +91,9 @@ pub struct LimitsConfig {
     pub minutes_per_day: Option<u32>,
 }
 
-impl From<LimitsConfig> for Limits {
+impl From<LimitsConfig> for CallLimits {
     fn from(l: LimitsConfig) -> Self {
-        Limits {
+        CallLimits {
             calls_per_hour: l.calls_per_hour,
             calls_per_day: l.calls_per_day,
             concurrent: l.concurrent,
@@ -115,7 +115,7 @@ pub struct AccountConfig {
     /// Only these calling codes for this account (replaces the global lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_only_countries: Option<Vec<u16>>,
-    /// Limits of this account (replaces the global limits).
+    /// CallLimits of this account (replaces the global limits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsConfig>,
 }
@@ -249,7 +249,7 @@ impl CallsHandle {
     }
 
     /// Decides a call; counts it when `count` (and it is allowed).
-    pub async fn authorize(&self, req: CallRequest, count: bool) -> anyhow::Result<Decision> {
+    pub async fn authorize(&self, req: CallRequest, count: bool) -> anyhow::Result<CallDecision> {
         self.ask(|reply| Cmd::Authorize { req, count, reply }).await?
     }
 

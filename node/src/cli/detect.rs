@@ -7,7 +7,7 @@ use crate::daemon::{config, dir::NodeDir};
 use crate::detect::Detect;
 use anyhow::Context;
 use fraudmesh::detect::logs::{self, Outcome};
-use fraudmesh::detect::pipeline::{Pipeline, Verdict};
+use fraudmesh::detect::pipeline::{Disposition, Pipeline};
 use serde::Serialize;
 use std::path::Path;
 
@@ -115,7 +115,7 @@ fn replay(detect: &Detect, bytes: &[u8], format: Option<LogFormat>, file: &Path)
                     username: e.username.clone(),
                     pattern: e.pattern.to_string(),
                 });
-                if let Verdict::Detected(d) = pipeline.observe(e.kind, e.source, e.username.as_deref(), clock) {
+                if let Disposition::Detected(d) = pipeline.observe(e.kind, e.source, e.username.as_deref(), clock) {
                     out.reports.push(Report {
                         line: i + 1,
                         source: d.source.to_string(),

@@ -1,7 +1,7 @@
 //! How the CLI prints the node's answers: one JSON document with `--json` (keys sorted,
 //! as the API's `serde_json` documents always printed), else lines for a person.
 
-use crate::http::types::{Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, Peers, Status};
+use crate::http::types::{Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, NodeStatus, Peers};
 use crate::time::rfc3339;
 use serde::Serialize;
 
@@ -76,7 +76,7 @@ pub fn list(v: &Blocklist) {
 }
 
 /// `status`.
-pub fn status(v: &Status) {
+pub fn status(v: &NodeStatus) {
     println!("peer id   {}", v.peer_id);
     println!("version   {}", v.version);
     println!("peers     {} ({} gossiping)", v.peers, v.gossip_peers);

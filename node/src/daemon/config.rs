@@ -6,7 +6,7 @@ use super::dir::NodeDir;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::identity::PublicKey;
 use fraudmesh::policy::{Policy, TrustConfig, Weight};
-use fraudmesh::sighting::Limits;
+use fraudmesh::sighting::AcceptLimits;
 use fraudmesh::target::{Bounds, Target};
 use ipnet::IpNet;
 use libp2p::multiaddr::Protocol;
@@ -252,7 +252,7 @@ pub struct Settings {
     /// The block policy (trust + allowlist).
     pub policy: Policy,
     /// Acceptance bounds for sightings.
-    pub limits: Limits,
+    pub limits: AcceptLimits,
     /// Default TTL of local reports, seconds.
     pub default_ttl_s: u32,
     /// Stranger abuse bounds.
@@ -382,7 +382,7 @@ impl TrustSection {
 
 impl PolicySection {
     /// The acceptance bounds of sightings and the default TTL of local reports, seconds.
-    fn limits(&self) -> anyhow::Result<(Limits, u32)> {
+    fn limits(&self) -> anyhow::Result<(AcceptLimits, u32)> {
         if self.min_ipv4_prefix > 32 || self.min_ipv6_prefix > 128 {
             bail!("policy.min_ipv4_prefix must be 0..=32 and policy.min_ipv6_prefix 0..=128");
         }
@@ -395,7 +395,7 @@ impl PolicySection {
         if default_ttl_s > max_ttl_s {
             bail!("policy.default_ttl ({default_ttl_s}s) exceeds policy.max_ttl ({max_ttl_s}s)");
         }
-        let limits = Limits {
+        let limits = AcceptLimits {
             bounds,
             max_ttl_s,
             max_future_skew_ms: self.max_clock_skew.as_millis().min(u128::from(u64::MAX)) as u64,

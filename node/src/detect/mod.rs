@@ -15,7 +15,7 @@ use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use crate::net::NetHandle;
 use fraudmesh::detect::logs::{self, CustomPattern, EventKind, Format, Outcome};
-use fraudmesh::detect::pipeline::{Pipeline, Rules, Verdict};
+use fraudmesh::detect::pipeline::{Disposition, Pipeline, Rules};
 use fraudmesh::detect::window::Detection;
 use fraudmesh::sighting::{Draft, Evidence};
 use fraudmesh::target::Target;
@@ -205,7 +205,7 @@ async fn run(
                 verdict: verdict_label(&verdict),
             })
             .inc();
-        let Verdict::Detected(d) = verdict else {
+        let Disposition::Detected(d) = verdict else {
             continue;
         };
         let draft = draft(&d, &ev, ttl_s, now);
@@ -219,14 +219,14 @@ async fn run(
     }
 }
 
-fn verdict_label(v: &Verdict) -> &'static str {
+fn verdict_label(v: &Disposition) -> &'static str {
     match v {
-        Verdict::Detected(_) => "detected",
-        Verdict::Counted => "counted",
-        Verdict::NeverReport => "never_report",
-        Verdict::RecentlyRegistered => "recently_registered",
-        Verdict::Registered => "registered",
-        Verdict::Ignored => "ignored",
+        Disposition::Detected(_) => "detected",
+        Disposition::Counted => "counted",
+        Disposition::NeverReport => "never_report",
+        Disposition::RecentlyRegistered => "recently_registered",
+        Disposition::Registered => "registered",
+        Disposition::Ignored => "ignored",
     }
 }
 

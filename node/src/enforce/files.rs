@@ -17,7 +17,7 @@
 //! sees the old list or the new one, never half of one. Then `hook` runs, if
 //! set; its failure counts as the enforcer's failure and the write is retried.
 
-use super::{Enforcer, Entry, Removed};
+use super::{Enforcer, NetBlock, Removed};
 use crate::fsutil::write_atomically;
 use crate::time::rfc3339;
 use anyhow::{anyhow, bail, Context};
@@ -316,12 +316,12 @@ impl Enforcer for FilesEnforcer {
         format!("file:{}", self.config.path.display())
     }
 
-    async fn replace(&mut self, entries: &[Entry], now: Millis) -> anyhow::Result<()> {
+    async fn replace(&mut self, entries: &[NetBlock], now: Millis) -> anyhow::Result<()> {
         self.list = entries.iter().map(|e| (e.net, e.until)).collect();
         self.write(now).await
     }
 
-    async fn apply(&mut self, set: &[Entry], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
+    async fn apply(&mut self, set: &[NetBlock], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
         for r in removed {
             self.list.remove(&r.net);
         }

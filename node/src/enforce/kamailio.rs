@@ -43,7 +43,7 @@
 //! `--remove` fail (the node's first full replace only warns, and entries an earlier run
 //! left then stay until they expire).
 
-use super::{Enforcer, Entry, Removed};
+use super::{Enforcer, NetBlock, Removed};
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::Millis;
 use futures::stream::{self, TryStreamExt};
@@ -384,7 +384,7 @@ impl KamailioEnforcer {
     }
 
     /// Hosts as keys with their expiry; prefixes are skipped (and said so once).
-    fn hosts(&mut self, entries: &[Entry], now: Millis) -> Vec<(IpAddr, u64)> {
+    fn hosts(&mut self, entries: &[NetBlock], now: Millis) -> Vec<(IpAddr, u64)> {
         let hosts: Vec<(IpAddr, u64)> = entries
             .iter()
             .filter(|e| e.is_host())
@@ -407,7 +407,7 @@ impl Enforcer for KamailioEnforcer {
         "kamailio".into()
     }
 
-    async fn replace(&mut self, entries: &[Entry], now: Millis) -> anyhow::Result<()> {
+    async fn replace(&mut self, entries: &[NetBlock], now: Millis) -> anyhow::Result<()> {
         // Noted before writing: a restart during the writes shows up at the next check.
         let up_since = self.up_since().await?;
         self.check_table().await?;
@@ -426,7 +426,7 @@ impl Enforcer for KamailioEnforcer {
         Ok(())
     }
 
-    async fn apply(&mut self, set: &[Entry], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
+    async fn apply(&mut self, set: &[NetBlock], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
         let hosts = self.hosts(set, now);
         let mut ops: Vec<Op> = hosts.iter().map(|(a, s)| Op::Set(a.to_string(), *s)).collect();
         let mut gone = Vec::new();
@@ -619,7 +619,7 @@ mod tests {
             url: format!("http://{addr}/RPC"),
             ..KamailioConfig::default()
         });
-        let entry = |n: &str| Entry {
+        let entry = |n: &str| NetBlock {
             net: n.parse().unwrap(),
             until: 10_500,
         };

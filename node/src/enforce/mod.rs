@@ -17,7 +17,7 @@ pub mod runner;
 
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
-use fraudmesh::decisions::{Change, Decision};
+use fraudmesh::decisions::{Block, Change};
 use fraudmesh::Millis;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -26,20 +26,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub use runner::{Enforcers, Status};
+pub use runner::{EnforcerStatus, Enforcers};
 
 /// An address or prefix to block, and when its block ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
+pub struct NetBlock {
     /// What to block (a host is a /32 or /128).
     pub net: IpNet,
     /// When the block ends unless renewed, ms since the Unix epoch.
     pub until: Millis,
 }
 
-impl Entry {
+impl NetBlock {
     /// The entry of a decision, or `None` for a number block.
-    pub fn of(d: &Decision) -> Option<Self> {
+    pub fn of(d: &Block) -> Option<Self> {
         Some(Self {
             net: d.target.ip_net()?,
             until: d.until,
@@ -70,12 +70,12 @@ pub struct Removed {
 }
 
 /// Splits decision-log changes into what enforcers see.
-pub fn split(changes: &[Change]) -> (Vec<Entry>, Vec<Removed>) {
+pub fn split(changes: &[Change]) -> (Vec<NetBlock>, Vec<Removed>) {
     let mut set = Vec::new();
     let mut removed = Vec::new();
     for c in changes {
         match c {
-            Change::Set(d) => set.extend(Entry::of(d)),
+            Change::Set(d) => set.extend(NetBlock::of(d)),
             Change::Removed { target, expired, .. } => {
                 if let Some(net) = target.ip_net() {
                     removed.push(Removed { net, expired: *expired });
@@ -96,13 +96,13 @@ pub trait Enforcer: Send + 'static {
 
     /// Makes the system hold exactly `entries` (this enforcer's own entries: nothing
     /// else in the system is touched).
-    fn replace(&mut self, entries: &[Entry], now: Millis) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn replace(&mut self, entries: &[NetBlock], now: Millis) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Applies one diff: `set` are new entries or entries whose end moved; `removed` are
     /// entries to drop (see [`Removed::expired`]).
     fn apply(
         &mut self,
-        set: &[Entry],
+        set: &[NetBlock],
         removed: &[Removed],
         now: Millis,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn only_addresses_and_prefixes_reach_enforcers() {
-        let d = |t: &str, id| Decision {
+        let d = |t: &str, id| Block {
             id,
             target: target(t),
             since: 0,
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn remaining_time_rounds_up_and_never_reaches_zero() {
-        let e = Entry {
+        let e = NetBlock {
             net: "192.0.2.1/32".parse().unwrap(),
             until: 10_500,
         };

@@ -30,7 +30,7 @@
 //! elements would dump every element (seconds at 500k). `fraudmesh enforce --remove`
 //! deletes the table.
 
-use super::{Enforcer, Entry, Removed};
+use super::{Enforcer, NetBlock, Removed};
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::Millis;
 use ipnet::IpNet;
@@ -230,7 +230,7 @@ fn element(net: &IpNet) -> String {
     }
 }
 
-fn timeout_s(e: &Entry, now: Millis) -> u64 {
+fn timeout_s(e: &NetBlock, now: Millis) -> u64 {
     e.remaining_s(now).min(MAX_TIMEOUT_S)
 }
 
@@ -290,8 +290,8 @@ impl NftablesEnforcer {
     /// The full replace: the table declared (so the delete cannot fail), deleted, and
     /// declared again complete with every element; one transaction. Returns the script
     /// and the interval sets it declares.
-    pub fn replace_script(&self, entries: &[Entry], now: Millis) -> (String, BTreeSet<SetName>) {
-        let mut by_set: BTreeMap<SetName, Vec<&Entry>> = BTreeMap::new();
+    pub fn replace_script(&self, entries: &[NetBlock], now: Millis) -> (String, BTreeSet<SetName>) {
+        let mut by_set: BTreeMap<SetName, Vec<&NetBlock>> = BTreeMap::new();
         by_set.insert(SetName::Hosts4, Vec::new());
         by_set.insert(SetName::Hosts6, Vec::new());
         for e in entries {
@@ -330,7 +330,7 @@ impl NftablesEnforcer {
 
     /// One diff as one transaction, or `None` when there is nothing to do. Returns the
     /// script and the interval sets it declares.
-    pub fn diff_script(&self, set: &[Entry], removed: &[Removed], now: Millis) -> Option<(String, Vec<SetName>)> {
+    pub fn diff_script(&self, set: &[NetBlock], removed: &[Removed], now: Millis) -> Option<(String, Vec<SetName>)> {
         let at = Instant::now();
         let may_hold = |net: &IpNet| self.present.get(net).is_some_and(|until| *until > at);
         // Removals first, then sets (a target in both ends up set); the last set wins.
@@ -477,7 +477,7 @@ impl Enforcer for NftablesEnforcer {
         "nftables".into()
     }
 
-    async fn replace(&mut self, entries: &[Entry], now: Millis) -> anyhow::Result<()> {
+    async fn replace(&mut self, entries: &[NetBlock], now: Millis) -> anyhow::Result<()> {
         let (script, nets) = self.replace_script(entries, now);
         self.net_sets.clear();
         self.present.clear();
@@ -492,7 +492,7 @@ impl Enforcer for NftablesEnforcer {
         Ok(())
     }
 
-    async fn apply(&mut self, set: &[Entry], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
+    async fn apply(&mut self, set: &[NetBlock], removed: &[Removed], now: Millis) -> anyhow::Result<()> {
         let Some((script, declared)) = self.diff_script(set, removed, now) else {
             return Ok(());
         };
@@ -555,8 +555,8 @@ impl Enforcer for NftablesEnforcer {
 mod tests {
     use super::*;
 
-    fn entry(net: &str, until: Millis) -> Entry {
-        Entry {
+    fn entry(net: &str, until: Millis) -> NetBlock {
+        NetBlock {
             net: net.parse().unwrap(),
             until,
         }
@@ -628,8 +628,8 @@ mod tests {
     #[test]
     fn hosts_never_go_into_interval_sets() {
         let e = NftablesEnforcer::new(NftablesConfig::default());
-        let entries: Vec<Entry> = (0..3000u32)
-            .map(|i| Entry {
+        let entries: Vec<NetBlock> = (0..3000u32)
+            .map(|i| NetBlock {
                 net: IpNet::new(std::net::Ipv4Addr::from(0xC000_0000 + i).into(), 32).unwrap(),
                 until: 5_000,
             })

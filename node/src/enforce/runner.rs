@@ -3,7 +3,7 @@
 //! its state or after any failure, retries with exponential backoff, metrics, and the
 //! state that `GET /v1/enforce` and `fraudmesh enforce status` show.
 
-use super::{split, Enforcer, Entry};
+use super::{split, Enforcer, NetBlock};
 use crate::backoff::Backoff;
 use crate::engine::EngineHandle;
 use crate::metrics::{EnforcerLabel, EnforcerResultLabel, Metrics};
@@ -41,7 +41,7 @@ pub enum State {
 
 /// One enforcer's state, as `fraudmesh enforce status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
+pub struct EnforcerStatus {
     /// Its name (`nftables`, `kamailio`, `file:PATH`).
     pub name: String,
     /// What it is doing.
@@ -64,7 +64,7 @@ pub struct Status {
     pub last_error_at: Option<Millis>,
 }
 
-impl Status {
+impl EnforcerStatus {
     fn new(name: String) -> Self {
         Self {
             name,
@@ -84,17 +84,17 @@ impl Status {
 /// The running enforcers of a node.
 #[derive(Default)]
 pub struct Enforcers {
-    statuses: Vec<Arc<Mutex<Status>>>,
+    statuses: Vec<Arc<Mutex<EnforcerStatus>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// A shared view of every enforcer's state, for the API.
 #[derive(Clone, Default)]
-pub struct StatusBoard(Arc<Vec<Arc<Mutex<Status>>>>);
+pub struct StatusBoard(Arc<Vec<Arc<Mutex<EnforcerStatus>>>>);
 
 impl StatusBoard {
     /// Every enforcer's state, in config order.
-    pub fn snapshot(&self) -> Vec<Status> {
+    pub fn snapshot(&self) -> Vec<EnforcerStatus> {
         self.0
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -111,7 +111,7 @@ impl Enforcers {
         metrics: &Arc<Metrics>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        let status = Arc::new(Mutex::new(Status::new(enforcer.name())));
+        let status = Arc::new(Mutex::new(EnforcerStatus::new(enforcer.name())));
         self.statuses.push(status.clone());
         let runner = Runner {
             label: EnforcerLabel {
@@ -145,7 +145,7 @@ struct Runner<E> {
     label: EnforcerLabel,
     engine: EngineHandle,
     metrics: Arc<Metrics>,
-    status: Arc<Mutex<Status>>,
+    status: Arc<Mutex<EnforcerStatus>>,
     /// What the system holds, as far as this runner applied it.
     held: HashSet<IpNet>,
 }
@@ -302,7 +302,7 @@ impl<E: Enforcer> Runner<E> {
     async fn send(&mut self, delta: &Delta, as_diff: bool, now: Millis) -> Result<bool, Failed> {
         match delta {
             Delta::Full { active, .. } if as_diff => {
-                let set: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
+                let set: Vec<NetBlock> = active.iter().filter_map(NetBlock::of).collect();
                 if set.is_empty() {
                     return Ok(false);
                 }
@@ -310,7 +310,7 @@ impl<E: Enforcer> Runner<E> {
                 self.held.extend(set.iter().map(|e| e.net));
             }
             Delta::Full { active, .. } => {
-                let entries: Vec<Entry> = active.iter().filter_map(Entry::of).collect();
+                let entries: Vec<NetBlock> = active.iter().filter_map(NetBlock::of).collect();
                 within_timeout(self.enforcer.replace(&entries, now)).await?;
                 self.held = entries.iter().map(|e| e.net).collect();
             }

@@ -5,7 +5,7 @@ use super::Item;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::Blocklist;
 use fraudmesh::decisions::{self, Delta};
-use fraudmesh::policy::Decision;
+use fraudmesh::policy::Verdict;
 use fraudmesh::proto;
 use fraudmesh::sighting::{Draft, Record, RecordId};
 use fraudmesh::target::Target;
@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// What gossipsub is told about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum GossipVerdict {
     /// Valid and new: forward it.
     Accept,
     /// Valid but nothing new, or dropped by a soft bound (clock window, rate): don't
@@ -25,7 +25,7 @@ pub enum Verdict {
     Reject,
 }
 
-impl Verdict {
+impl GossipVerdict {
     pub(super) fn label(self) -> &'static str {
         match self {
             Self::Accept => "accept",
@@ -41,7 +41,7 @@ pub struct Check {
     /// Blocked now by any matching target.
     pub blocked: bool,
     /// Every target with records that covers the query, with its decision.
-    pub matches: Vec<(Target, Decision)>,
+    pub matches: Vec<(Target, Verdict)>,
 }
 
 /// One blocked target of the list.
@@ -50,7 +50,7 @@ pub struct Listed {
     /// The target.
     pub target: Target,
     /// Its decision now.
-    pub decision: Decision,
+    pub decision: Verdict,
     /// When this node began blocking it (Unix ms): the moment its decision turned to
     /// block, which is what the testnet measures propagation by.
     pub since: Millis,
@@ -74,7 +74,7 @@ pub enum Command {
         /// The raw message data (an `Envelope`).
         data: Vec<u8>,
         /// Where the verdict goes.
-        reply: oneshot::Sender<Verdict>,
+        reply: oneshot::Sender<GossipVerdict>,
     },
     /// Sign, merge, persist (flushed) and publish local sightings.
     Report {
@@ -105,7 +105,7 @@ pub enum Command {
         /// The records.
         records: Vec<proto::SignedSighting>,
         /// The verdict (reject: the peer sent something invalid).
-        reply: oneshot::Sender<Verdict>,
+        reply: oneshot::Sender<GossipVerdict>,
     },
     /// The reconciliation set: (observed_at, id) of every active record, sorted.
     SyncItems {
@@ -131,7 +131,7 @@ pub enum Command {
         /// The query.
         target: Target,
         /// The answer.
-        reply: oneshot::Sender<Vec<decisions::Decision>>,
+        reply: oneshot::Sender<Vec<decisions::Block>>,
     },
     /// Time passes: rebuild the snapshot, end blocks that expired, collect garbage.
     Tick,
@@ -161,10 +161,10 @@ impl EngineHandle {
     }
 
     /// Gossip data → verdict.
-    pub async fn gossip(&self, data: Vec<u8>) -> Verdict {
+    pub async fn gossip(&self, data: Vec<u8>) -> GossipVerdict {
         self.ask(|reply| Command::Gossip { data, reply })
             .await
-            .unwrap_or(Verdict::Ignore)
+            .unwrap_or(GossipVerdict::Ignore)
     }
 
     /// Signs and stores local sightings; returns once they are durable.
@@ -183,7 +183,7 @@ impl EngineHandle {
     }
 
     /// The blocks in force on `target` and every prefix covering it.
-    pub async fn decisions_for(&self, target: Target) -> anyhow::Result<Vec<decisions::Decision>> {
+    pub async fn decisions_for(&self, target: Target) -> anyhow::Result<Vec<decisions::Block>> {
         self.ask(|reply| Command::DecisionsFor { target, reply }).await
     }
 
@@ -204,10 +204,10 @@ impl EngineHandle {
     }
 
     /// Validates and merges records received through sync.
-    pub async fn ingest(&self, records: Vec<proto::SignedSighting>) -> Verdict {
+    pub async fn ingest(&self, records: Vec<proto::SignedSighting>) -> GossipVerdict {
         self.ask(|reply| Command::Ingest { records, reply })
             .await
-            .unwrap_or(Verdict::Ignore)
+            .unwrap_or(GossipVerdict::Ignore)
     }
 
     /// The current reconciliation set.

@@ -21,7 +21,7 @@ use fraudmesh::ledger::{Ledger, Merge};
 use fraudmesh::policy::Policy;
 use fraudmesh::proto;
 use fraudmesh::rate::RateLimiter;
-use fraudmesh::sighting::{self, Draft, Kind, Limits, Pending, Record, RecordId};
+use fraudmesh::sighting::{self, AcceptLimits, Draft, Kind, Pending, Record, RecordId};
 use fraudmesh::sync::Item;
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 mod handle;
 
-pub use handle::{Check, Command, EngineHandle, Listed, Stats, Verdict};
+pub use handle::{Check, Command, EngineHandle, GossipVerdict, Listed, Stats};
 
 /// Commands queued to the engine before senders wait.
 pub const COMMAND_QUEUE: usize = 1024;
@@ -73,7 +73,7 @@ pub struct EngineConfig {
     /// The block policy.
     pub policy: Policy,
     /// Acceptance bounds.
-    pub limits: Limits,
+    pub limits: AcceptLimits,
     /// Stranger bounds.
     pub strangers: StrangerBounds,
 }
@@ -83,14 +83,14 @@ pub struct EngineConfig {
 pub struct Engine {
     identity: Identity,
     policy: Policy,
-    limits: Limits,
+    limits: AcceptLimits,
     strangers: StrangerBounds,
     rate: RateLimiter,
     keys: KeyCache,
     ledger: Ledger,
     stranger_records: usize,
     /// What is blocked (since and until; the details are decided again on demand:
-    /// keeping every policy `Decision` would cost more memory than the ledger) and the
+    /// keeping every policy `Verdict` would cost more memory than the ledger) and the
     /// numbered log of its changes that enforcers and bouncers follow.
     decisions: DecisionLog,
     /// The head of `decisions`, for those waiting for changes.
@@ -295,20 +295,20 @@ impl Engine {
 
     /// The whole path of one gossip message: decode, cheap checks, batch verification,
     /// stranger bounds, merge, re-decide, persist (not flushed: nothing is acknowledged).
-    pub fn gossip(&mut self, data: &[u8]) -> Verdict {
+    pub fn gossip(&mut self, data: &[u8]) -> GossipVerdict {
         if data.len() > MAX_ENVELOPE_BYTES {
             self.metrics.reject("envelope_oversized");
-            return Verdict::Reject;
+            return GossipVerdict::Reject;
         }
         let env = match proto::Envelope::decode(data) {
             Ok(env) if !env.sightings.is_empty() && env.sightings.len() <= MAX_ENVELOPE_SIGHTINGS => env,
             Ok(_) => {
                 self.metrics.reject("envelope_size");
-                return Verdict::Reject;
+                return GossipVerdict::Reject;
             }
             Err(_) => {
                 self.metrics.reject("envelope_decode");
-                return Verdict::Reject;
+                return GossipVerdict::Reject;
             }
         };
         self.ingest(&env.sightings, "gossip")
@@ -317,7 +317,7 @@ impl Engine {
     /// The one path every received sighting takes, from gossip or sync: cheap checks,
     /// batch verification, stranger bounds, merge, persist. Any invalid sighting rejects
     /// the whole batch and nothing in it is merged.
-    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> Verdict {
+    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> GossipVerdict {
         let now = now_ms();
         let mut pending = Vec::with_capacity(sightings.len());
         for s in sightings {
@@ -327,7 +327,7 @@ impl Engine {
                     self.metrics.reject(e.label());
                     if e.blames_sender() {
                         tracing::debug!(error = %e, source, "sighting rejected");
-                        return Verdict::Reject;
+                        return GossipVerdict::Reject;
                     }
                 }
             }
@@ -340,7 +340,7 @@ impl Engine {
                     // Any forged sighting condemns the whole message: nothing in it is merged.
                     self.metrics.reject(e.label());
                     tracing::debug!(error = %e, source, "sighting rejected");
-                    return Verdict::Reject;
+                    return GossipVerdict::Reject;
                 }
             }
         }
@@ -352,9 +352,9 @@ impl Engine {
             }
         }
         if self.merge(admitted, now, source) > 0 {
-            Verdict::Accept
+            GossipVerdict::Accept
         } else {
-            Verdict::Ignore
+            GossipVerdict::Ignore
         }
     }
 

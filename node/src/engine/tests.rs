@@ -21,7 +21,7 @@ fn config(local: Identity) -> EngineConfig {
     EngineConfig {
         identity: local,
         policy,
-        limits: Limits::default(),
+        limits: AcceptLimits::default(),
         strangers: StrangerBounds {
             rate: 10.0,
             burst: 100,

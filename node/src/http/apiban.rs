@@ -78,7 +78,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fraudmesh::decisions::{Decision, Delta};
+use fraudmesh::decisions::{Block, Delta};
 use fraudmesh::target::Target;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -169,8 +169,8 @@ fn position(id: u64, base: u64, head: u64) -> u64 {
 
 /// The address or prefix blocks with a decision id above `after`, in id order, at most
 /// `max` of them.
-fn batch(active: &[Decision], after: u64, max: usize) -> Vec<&Decision> {
-    let mut next: Vec<&Decision> = active
+fn batch(active: &[Block], after: u64, max: usize) -> Vec<&Block> {
+    let mut next: Vec<&Block> = active
         .iter()
         .filter(|d| d.id > after && d.target.ip_net().is_some())
         .collect();
@@ -238,8 +238,8 @@ mod tests {
     use super::*;
     use fraudmesh::target::Bounds;
 
-    fn decision(id: u64, target: &str) -> Decision {
-        Decision {
+    fn decision(id: u64, target: &str) -> Block {
+        Block {
             id,
             target: Target::parse(target, Bounds::default()).unwrap(),
             since: 0,

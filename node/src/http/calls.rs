@@ -12,7 +12,7 @@ use super::{ApiError, ApiState};
 use crate::calls::OnError;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use fraudmesh::calls::policy::{CallRequest, Decision};
+use fraudmesh::calls::policy::{CallDecision, CallRequest};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,7 +36,7 @@ struct AuthorizeBody {
     call_id: Option<String>,
 }
 
-fn answer(d: &Decision) -> CallAnswer {
+fn answer(d: &CallDecision) -> CallAnswer {
     CallAnswer {
         allow: d.allow,
         rule: d.rule.to_string(),

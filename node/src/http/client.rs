@@ -4,8 +4,8 @@
 //! address it started each node on.
 
 use super::types::{
-    Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, ErrorBody, Peers, RefuseRequest, Refused, Retracted,
-    SightingsAnswer, SightingsRequest, Status, Unlocked,
+    Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, ErrorBody, NodeStatus, Peers, RefuseRequest, Refused,
+    Retracted, SightingsAnswer, SightingsRequest, Unlocked,
 };
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
@@ -61,7 +61,7 @@ impl Client {
     }
 
     /// `GET /v1/status`.
-    pub async fn status(&self) -> anyhow::Result<Status> {
+    pub async fn status(&self) -> anyhow::Result<NodeStatus> {
         self.get("/v1/status").await
     }
 

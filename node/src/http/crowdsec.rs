@@ -20,7 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fraudmesh::decisions::{Change, Decision, Delta};
+use fraudmesh::decisions::{Block, Change, Delta};
 use fraudmesh::target::{Bounds, Target};
 use fraudmesh::Millis;
 use serde_json::{json, Value};
@@ -87,7 +87,7 @@ fn decision(id: u64, target: &Target, until: Millis, now: Millis) -> Option<Valu
     }))
 }
 
-fn active(d: &Decision, now: Millis) -> Option<Value> {
+fn active(d: &Block, now: Millis) -> Option<Value> {
     decision(d.id, &d.target, d.until, now)
 }
 
@@ -155,7 +155,7 @@ pub async fn decisions(
         return refusal(d);
     }
     let now = now_ms();
-    let found: Vec<Decision> = match q.get("ip") {
+    let found: Vec<Block> = match q.get("ip") {
         Some(ip) => {
             let all = Bounds {
                 min_v4_len: 0,

@@ -4,8 +4,8 @@
 
 use super::state::{ApiError, ApiState};
 use super::types::{
-    Block, Blocklist, CheckAnswer, Enforcers, Peers, RefuseRequest, Refused, Retracted, SightingsAnswer,
-    SightingsRequest, SignedRecord, Status, Ttl,
+    Blocklist, CheckAnswer, Enforcers, NodeStatus, Peers, RefuseRequest, Refused, Retracted, SightingsAnswer,
+    SightingsRequest, SignedRecord, TargetVerdict, Ttl,
 };
 use crate::engine;
 use crate::now_ms;
@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use fraudmesh::policy::Decision;
+use fraudmesh::policy::Verdict;
 use fraudmesh::sighting::{Draft, Evidence, Kind};
 use fraudmesh::target::Target;
 use serde_json::Value;
@@ -23,8 +23,8 @@ use std::time::Duration;
 pub const MAX_BATCH: usize = 100_000;
 
 /// A target's decision as the API shows it.
-fn block(t: &Target, d: &Decision, since: Option<u64>) -> Block {
-    Block {
+fn block(t: &Target, d: &Verdict, since: Option<u64>) -> TargetVerdict {
+    TargetVerdict {
         target: t.to_string(),
         blocked: d.blocked,
         score: f64::from(d.score) / 1000.0,
@@ -36,7 +36,7 @@ fn block(t: &Target, d: &Decision, since: Option<u64>) -> Block {
 }
 
 /// `GET /v1/status`.
-pub async fn status(State(s): State<ApiState>) -> Result<Json<Status>, ApiError> {
+pub async fn status(State(s): State<ApiState>) -> Result<Json<NodeStatus>, ApiError> {
     let stats = s.engine.stats().await?;
     let peers = s.net.peers().await?;
     let listen: Vec<String> = s
@@ -45,7 +45,7 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<Status>, ApiError>
         .iter()
         .map(|a| format!("{a}/p2p/{}", s.peer_id))
         .collect();
-    Ok(Json(Status {
+    Ok(Json(NodeStatus {
         peer_id: s.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         peers: peers.len(),
@@ -99,7 +99,7 @@ pub async fn check(State(s): State<ApiState>, Path(target): Path<String>) -> Res
 /// `GET /v1/blocklist`: every blocked target, with since when.
 pub async fn blocklist(State(s): State<ApiState>) -> Result<Json<Blocklist>, ApiError> {
     let list = s.engine.list().await?;
-    let blocked: Vec<Block> = list
+    let blocked: Vec<TargetVerdict> = list
         .iter()
         .map(|l| block(&l.target, &l.decision, Some(l.since)))
         .collect();

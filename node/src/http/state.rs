@@ -3,7 +3,7 @@
 
 use super::bouncers::Bouncers;
 use super::types::ErrorBody;
-use crate::audit::schedule::Status as AuditStatus;
+use crate::audit::schedule::AuditStatus;
 use crate::calls::CallsHandle;
 use crate::enforce::runner::StatusBoard;
 use crate::engine::EngineHandle;
@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fraudmesh::sighting::Limits;
+use fraudmesh::sighting::AcceptLimits;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ pub struct ApiState {
     /// SHA-256 of the API token (compared hashed, so timing reveals nothing useful).
     pub token_hash: [u8; 32],
     /// Acceptance bounds (reports are held to the same rules as everyone's).
-    pub limits: Limits,
+    pub limits: AcceptLimits,
     /// TTL of reports that give none, seconds.
     pub default_ttl_s: u32,
     /// This node's peer id.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::calls::AccountView;
-pub use crate::enforce::runner::Status as EnforcerStatus;
+pub use crate::enforce::runner::EnforcerStatus;
 pub use crate::net::PeerInfo;
 
 /// Every refusal: `{"error": "..."}`.
@@ -20,7 +20,7 @@ pub struct ErrorBody {
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
+pub struct NodeStatus {
     /// This node's peer id.
     pub peer_id: String,
     /// The node's version.
@@ -43,7 +43,7 @@ pub struct Status {
 
 /// One target's block decision (an entry of [`Blocklist`] or of [`CheckAnswer::matches`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Block {
+pub struct TargetVerdict {
     /// The target (address, prefix or `+number`).
     pub target: String,
     /// Whether it is blocked.
@@ -73,7 +73,7 @@ pub struct CheckAnswer {
     /// The latest end of a block among the matches.
     pub until: Option<u64>,
     /// The target itself and each prefix covering it that has sightings.
-    pub matches: Vec<Block>,
+    pub matches: Vec<TargetVerdict>,
 }
 
 /// `GET /v1/blocklist`.
@@ -82,7 +82,7 @@ pub struct Blocklist {
     /// How many targets are blocked.
     pub count: usize,
     /// The blocked targets.
-    pub blocked: Vec<Block>,
+    pub blocked: Vec<TargetVerdict>,
 }
 
 /// `GET /v1/peers`.

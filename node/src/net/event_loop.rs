@@ -14,7 +14,7 @@ use super::{
     NetCommand, NetRequester, PeerInfo, BAN, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_INBOUND_SYNC,
     MAX_PENDING_VALIDATIONS, MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_GAP, TOPIC, UNSENT_TTL, WANTED_PEERS,
 };
-use crate::engine::{EngineHandle, Verdict};
+use crate::engine::{EngineHandle, GossipVerdict};
 use crate::metrics::{Metrics, ResultLabel};
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use futures::future::BoxFuture;
@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
 
 /// A gossip message's verdict from the engine: message, the peer it came from, verdict.
-type Validation = (MessageId, PeerId, Verdict);
+type Validation = (MessageId, PeerId, GossipVerdict);
 
 /// An inbound sync request's answer from the engine, with the peer and the channel to
 /// answer on.
@@ -345,11 +345,11 @@ impl EventLoop {
     // ---- gossip ----
 
     /// The engine's verdict on a gossip message goes to gossipsub.
-    fn report_verdict(&mut self, id: MessageId, source: PeerId, verdict: Verdict) {
+    fn report_verdict(&mut self, id: MessageId, source: PeerId, verdict: GossipVerdict) {
         let acceptance = match verdict {
-            Verdict::Accept => MessageAcceptance::Accept,
-            Verdict::Ignore => MessageAcceptance::Ignore,
-            Verdict::Reject => MessageAcceptance::Reject,
+            GossipVerdict::Accept => MessageAcceptance::Accept,
+            GossipVerdict::Ignore => MessageAcceptance::Ignore,
+            GossipVerdict::Reject => MessageAcceptance::Reject,
         };
         self.swarm
             .behaviour_mut()

@@ -7,7 +7,7 @@
 //! size, rounds per session, ids and records per request; a peer that sends something
 //! malformed or invalid is reported as [`Misbehaved`] and the network cuts it off.
 
-use crate::engine::{EngineHandle, Verdict, MAX_FETCH};
+use crate::engine::{EngineHandle, GossipVerdict, MAX_FETCH};
 use crate::metrics::Metrics;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use fraudmesh::sighting::{wire_id, RecordId};
@@ -204,7 +204,7 @@ pub async fn run_session(
         }
         let n = resp.records.len();
         if n > 0 {
-            if engine.ingest(resp.records).await == Verdict::Reject {
+            if engine.ingest(resp.records).await == GossipVerdict::Reject {
                 return Err(SessionError::Misbehaved("sent an invalid record".into()));
             }
             out.fetched += n;
@@ -237,7 +237,7 @@ pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<Sy
             .map_err(|e| Misbehaved(format!("reconcile: {e}")))?
             .into();
     }
-    if !req.give.is_empty() && engine.ingest(req.give).await == Verdict::Reject {
+    if !req.give.is_empty() && engine.ingest(req.give).await == GossipVerdict::Reject {
         return Err(Misbehaved("gave an invalid record".into()));
     }
     if !req.want.is_empty() {
