@@ -7,16 +7,21 @@
 //! Nothing here awaits: every handler is a plain function that changes state and asks
 //! the swarm for something, and slow work (the engine's verdicts and answers, whole
 //! sync sessions) runs in futures or tasks whose results come back as input.
+//!
+//! The loop's side of catch-up sync (starting sessions, answering requests) is in
+//! [`sessions`].
+
+mod sessions;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::sync::{self, Misbehaved, SessionError};
+use super::sync::{Misbehaved, SessionError};
 use super::{
-    NetCommand, NetRequester, PeerInfo, BAN, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_INBOUND_SYNC,
-    MAX_PENDING_VALIDATIONS, MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_GAP, TOPIC, UNSENT_TTL, WANTED_PEERS,
+    NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_UNSENT, SYNC_INTERVAL, TOPIC,
+    UNSENT_TTL, WANTED_PEERS,
 };
 use crate::engine::{EngineHandle, GossipVerdict};
-use crate::metrics::{Metrics, ResultLabel};
-use fraudmesh::proto::{SyncRequest, SyncResponse};
+use crate::metrics::Metrics;
+use fraudmesh::proto::SyncResponse;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -26,7 +31,7 @@ use libp2p::identify;
 use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::ping;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -221,125 +226,6 @@ impl EventLoop {
         let mut list: Vec<PeerId> = wanted.into_iter().collect();
         list.sort();
         list
-    }
-
-    // ---- sync sessions (this node asking) ----
-
-    /// Starts a session with `peer`, unless one ran moments ago with it. One runs at a
-    /// time: while one runs, `peer` is queued if `queue_if_busy`, else skipped.
-    fn start_session(&mut self, peer: PeerId, queue_if_busy: bool) {
-        if self.last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
-            return;
-        }
-        if !self.syncing.is_empty() {
-            if queue_if_busy && !self.queued.contains(&peer) && self.queued.len() < WANTED_PEERS * 4 {
-                self.queued.push_back(peer);
-            }
-            return;
-        }
-        self.syncing.insert(peer);
-        self.last_sync.insert(peer, Instant::now());
-        let (engine, metrics, tx) = (
-            self.engine.clone(),
-            self.metrics.clone(),
-            self.channels.sessions.clone(),
-        );
-        tokio::spawn(async move {
-            let requester = NetRequester { peer, tx: tx.clone() };
-            let result = sync::run_session(&engine, &requester, &metrics).await;
-            let _ = tx.send(NetCommand::SessionDone { peer, result }).await;
-        });
-    }
-
-    /// A session ended: count it, cut off a peer that misbehaved, start the next queued.
-    fn session_done(&mut self, peer: PeerId, result: Result<sync::Outcome, SessionError>) {
-        self.syncing.remove(&peer);
-        let label = match &result {
-            Ok(o) => {
-                tracing::debug!(%peer, rounds = o.rounds, fetched = o.fetched, given = o.given, "sync done");
-                "ok"
-            }
-            Err(SessionError::Failed(e)) => {
-                tracing::debug!(%peer, error = %e, "sync failed");
-                "failed"
-            }
-            Err(SessionError::Misbehaved(e)) => {
-                self.cut_off(peer, e);
-                "misbehaved"
-            }
-        };
-        self.metrics
-            .sync_sessions
-            .get_or_create(&ResultLabel { result: label })
-            .inc();
-        while self.syncing.is_empty() {
-            let Some(next) = self.queued.pop_front() else { break };
-            if self.swarm.is_connected(&next) {
-                self.start_session(next, true);
-            }
-        }
-    }
-
-    /// Every [`SYNC_INTERVAL`]: a session with a random connected peer; bans that have
-    /// run their time are lifted.
-    fn on_sync_timer(&mut self) {
-        let candidates: Vec<PeerId> = self
-            .swarm
-            .connected_peers()
-            .filter(|p| !self.syncing.contains(p))
-            .copied()
-            .collect();
-        if !candidates.is_empty() {
-            let pick = candidates[rand::random::<usize>() % candidates.len()];
-            self.start_session(pick, false);
-        }
-        let swarm = &mut self.swarm;
-        self.banned.retain(|peer, since| {
-            let keep = since.elapsed() < BAN;
-            if !keep {
-                swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(peer);
-            }
-            keep
-        });
-    }
-
-    // ---- sync answers (a peer asking) ----
-
-    /// A sync request from `peer`: the engine answers it, within the bounds.
-    fn on_sync_request(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
-        // Sessions ask one thing at a time: a peer gets one answer in work, and all
-        // peers together MAX_INBOUND_SYNC.
-        if self.answers.len() >= MAX_INBOUND_SYNC || !self.answering.insert(peer) {
-            tracing::debug!(%peer, "sync request beyond the bounds; dropped");
-            self.metrics.reject("sync_request_dropped");
-            return;
-        }
-        let engine = self.engine.clone();
-        self.answers.push(
-            async move {
-                let answer = sync::answer(&engine, request).await;
-                (peer, channel, answer)
-            }
-            .boxed(),
-        );
-    }
-
-    /// The engine's answer to `peer` is ready: send it, or cut off a peer that asked
-    /// something malformed.
-    fn send_answer(
-        &mut self,
-        peer: PeerId,
-        channel: ResponseChannel<SyncResponse>,
-        answer: Result<Option<SyncResponse>, Misbehaved>,
-    ) {
-        self.answering.remove(&peer);
-        match answer {
-            Ok(Some(resp)) => {
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
-            }
-            Ok(None) => {}
-            Err(Misbehaved(e)) => self.cut_off(peer, &e),
-        }
     }
 
     // ---- gossip ----
@@ -544,40 +430,6 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-        }
-    }
-
-    /// Requests to answer, and responses or failures for the sessions waiting on them.
-    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message: request_response::Message::Request { request, channel, .. },
-                ..
-            } => self.on_sync_request(peer, request, channel),
-            request_response::Event::Message {
-                message: request_response::Message::Response { request_id, response },
-                ..
-            } => {
-                if let Some(reply) = self.requests.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.requests.remove(&request_id) {
-                    let e = match error {
-                        request_response::OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                            SessionError::Misbehaved(format!("malformed answer: {e}"))
-                        }
-                        other => SessionError::Failed(other.to_string()),
-                    };
-                    let _ = reply.send(Err(e));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound sync request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
