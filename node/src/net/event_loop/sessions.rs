@@ -69,7 +69,7 @@ impl EventLoop {
         }
     }
 
-    /// Every [`SYNC_INTERVAL`]: a session with a random connected peer; bans that have
+    /// Every [`SYNC_INTERVAL`](super::super::SYNC_INTERVAL): a session with a random connected peer; bans that have
     /// run their time are lifted.
     pub(super) fn on_sync_timer(&mut self) {
         let candidates: Vec<PeerId> = self
