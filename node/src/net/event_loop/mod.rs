@@ -99,21 +99,21 @@ pub(super) struct EventLoop {
     discovery: Interval,
     /// Whether Kademlia was bootstrapped from the first seed that connected.
     bootstrapped: bool,
-    /// Peers cut off for misbehaving, with since when (refused for [`BAN`]).
+    /// Peers cut off for misbehaving, with since when (refused for [`BAN`](super::BAN)).
     banned: HashMap<PeerId, Instant>,
 
     /// Starts a session with a random peer; also lifts expired bans.
     sync_timer: Interval,
     /// Outbound sync requests awaiting a response.
     requests: HashMap<OutboundRequestId, SyncReply>,
-    /// Inbound sync requests the engine is answering (at most [`MAX_INBOUND_SYNC`]).
+    /// Inbound sync requests the engine is answering (at most [`MAX_INBOUND_SYNC`](super::MAX_INBOUND_SYNC)).
     answers: FuturesUnordered<BoxFuture<'static, Answer>>,
     /// Peers with an answer in work (one each).
     answering: HashSet<PeerId>,
     /// The peer of the running session (one at a time: that bounds the work and keeps
     /// two peers from sending the same records).
     syncing: HashSet<PeerId>,
-    /// When the last session with each peer started (see [`SYNC_PEER_GAP`]).
+    /// When the last session with each peer started (see [`SYNC_PEER_GAP`](super::SYNC_PEER_GAP)).
     last_sync: HashMap<PeerId, Instant>,
     /// Peers whose session waits for the running one to end: only peers this node
     /// stopped refusing (they hold what the partition kept from it). Any other dial that
@@ -300,7 +300,7 @@ impl EventLoop {
     }
 
     /// Cuts off a peer that broke the protocol: disconnect, and refuse it (connections
-    /// and gossip) for [`BAN`].
+    /// and gossip) for [`BAN`](super::BAN).
     fn cut_off(&mut self, peer: PeerId, why: &str) {
         tracing::warn!(%peer, reason = why, "cutting off a misbehaving peer");
         self.metrics.sync_misbehaving.inc();
