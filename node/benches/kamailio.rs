@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench -p fraudmesh-node --bench kamailio`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use common::kamailio::RpcKamailio;

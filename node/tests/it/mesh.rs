@@ -2,9 +2,7 @@
 //! trust decides who blocks, retraction unblocks everywhere, and a restarted node (even
 //! after kill -9) still holds and enforces its list.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn report_spreads_from_one_node_and_retraction_unblocks_everywhere() {

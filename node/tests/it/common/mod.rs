@@ -17,6 +17,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_fraudmesh");
 /// Default deadline for mesh-wide effects.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Serialises the tests that assert wall-clock bounds or keep the CPU busy for long (the
+/// Kamailio stories timed against 60 s, 100,000 nftables elements, 6,000 records synced
+/// across three nodes): all tests share one binary and run on parallel threads, and
+/// these must not slow each other down. Hold the guard for the whole test. A test that
+/// failed while holding it does not stop the others (the poison is ignored).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `deadline`.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -2,10 +2,8 @@
 //! probes the node's decoy UDP and TCP ports over veth pairs; the node reports each
 //! source (kind scan) and blocks it. Garbage on the port is counted, never reported.
 
-mod common;
-
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use std::process::Command;
 
 const OPTIONS_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>

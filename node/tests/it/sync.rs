@@ -2,9 +2,7 @@
 //! restarted node fetches only what it missed, and peers that answer garbage or give
 //! forged records are cut off with nothing merged.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh::identity::Identity;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind};
@@ -28,6 +26,7 @@ fn targets(from: usize, n: usize) -> String {
 
 #[test]
 fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
+    let _exclusive = exclusive();
     let mut a = Node::init(&[]);
     a.start();
     // Bulk records from a stranger are rate-limited by design: B and C trust A.

@@ -3,9 +3,7 @@
 //! the Kamailio example cfg, with crafted lines that try to smuggle another address; a
 //! node following a log file that does not exist at start, is rotated and truncated.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,7 @@
 //! listeners on 127.0.0.1, and a running node serving the scheduled result — with no
 //! secret from the fixtures in any output or log.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh_node::audit::{self, Options};
 use serde_json::Value;
 use std::collections::BTreeSet;

@@ -2,9 +2,7 @@
 //! with a bad signature is rejected, not forwarded, and changes nothing; a crowd of
 //! freshly minted stranger keys is forwarded and held but never blocks anything.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh::identity::Identity;
 use fraudmesh::proto;
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind};

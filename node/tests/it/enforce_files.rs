@@ -2,9 +2,7 @@
 //! format as reports and retractions happen, the hook, `fraudmesh enforce status`,
 //! recovery after a failure without a restart, and `fraudmesh enforce --remove`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! ended to free concurrency, `calls check` that explains without counting, bad requests,
 //! and a fraud number reported on one node denied on another that trusts it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn authorize(api: &str, body: &Value) -> (u16, Value) {

@@ -9,11 +9,9 @@
 //!   (`registered` within detect.registered_grace);
 //! - a trunk listed in `detect.never_report` is not reported.
 
-mod common;
-
-use common::kamailio::{register_scenario, sipp, Pbx, PASS_1001};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{register_scenario, sipp, Pbx, PASS_1001};
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// Auth failures from one source that make a detection (the default is 5).
@@ -28,6 +26,7 @@ fn events(n: &Node, kind: &str, verdict: &str) -> f64 {
 
 #[test]
 fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "kamailio", "sipp"]);
     let started = Instant::now();
     let net = netns::subnet();

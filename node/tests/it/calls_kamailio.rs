@@ -10,11 +10,9 @@
 //! - with `calls_per_hour = 2` the third allowed-looking call gets 403 and locks the
 //!   account.
 
-mod common;
-
-use common::kamailio::{invite_scenario, sipp, Pbx, PASS_1001};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{invite_scenario, sipp, Pbx, PASS_1001};
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,6 +53,7 @@ fn account(a: &Node, name: &str) -> Value {
 
 #[test]
 fn kamailio_asks_the_node_before_each_call() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "kamailio", "sipp"]);
     let started = Instant::now();
     let net = netns::subnet();

@@ -5,10 +5,8 @@
 //! the table put back after a `nft flush ruleset`; other tables left alone; `fraudmesh
 //! enforce --remove`; and 100,000 addresses applied in one diff.
 
-mod common;
-
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -219,6 +217,7 @@ fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
 
 #[test]
 fn a_hundred_thousand_addresses_are_applied_in_one_diff() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "nft"]);
     const N: u32 = 100_000;
     let pbx = Netns::new("nft100k");

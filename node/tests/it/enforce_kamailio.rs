@@ -9,11 +9,9 @@
 //! own, joined to the test by a veth pair: it listens on 10.X.Y.2 and SIP comes from
 //! 10.X.Y.1 and 10.X.Y.3 on the test's side.
 
-mod common;
-
-use common::kamailio::{options_answered, RpcKamailio};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{options_answered, RpcKamailio};
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use serde_json::{json, Value};
 
 use std::time::{Duration, Instant};
@@ -31,6 +29,7 @@ fn kamailio_status(n: &Node) -> Value {
 
 #[test]
 fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "kamailio"]);
     let started = Instant::now();
     let net = netns::subnet();
