@@ -343,8 +343,8 @@ fn node_runs_the_audit_on_its_schedule_and_serves_the_last_result() {
         .iter()
         .any(|x| x["rule"] == "default-secret" && x["subject"] == "event socket"));
     assert_no_secret("GET /v1/audit", &v.to_string(), false);
-    assert_eq!(node.metric("fraudmesh_audit_findings{severity=\"high\"}"), 16.0);
-    assert_eq!(node.metric("fraudmesh_audit_findings{severity=\"medium\"}"), 4.0);
+    assert_eq!(node.metric("fraudmesh_audit_findings", &[("severity", "high")]), 16.0);
+    assert_eq!(node.metric("fraudmesh_audit_findings", &[("severity", "medium")]), 4.0);
     node.stop();
     let log = node.log();
     assert!(log.contains("audit done"), "{log}");

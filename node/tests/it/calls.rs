@@ -130,7 +130,7 @@ fn premium_numbers_limits_and_locks_through_the_api() {
         "limit-calls-per-hour",
         "the hour still counts"
     );
-    assert!(n.metric("fraudmesh_call_decisions_total{rule=\"locked\"}") >= 1.0);
+    assert!(n.metric("fraudmesh_call_decisions_total", &[("rule", "locked")]) >= 1.0);
 }
 
 #[test]

@@ -164,7 +164,12 @@ fn a_followed_log_is_read_across_absence_rotation_and_truncation() {
         n.is_blocked("203.0.113.73").then_some(())
     });
     assert!(!n.is_blocked("198.51.100.9"), "a never-reported address was blocked");
-    assert!(n.metric("fraudmesh_detect_events_total{kind=\"auth-failure\",verdict=\"never_report\"}") >= 5.0);
+    assert!(
+        n.metric(
+            "fraudmesh_detect_events_total",
+            &[("kind", "auth-failure"), ("verdict", "never_report")]
+        ) >= 5.0
+    );
     assert!(n.log().contains("detected an attacker"));
 }
 

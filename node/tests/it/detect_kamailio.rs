@@ -19,9 +19,7 @@ const THRESHOLD: u32 = 3;
 
 /// A's count of detection events of `kind` with `verdict`.
 fn events(n: &Node, kind: &str, verdict: &str) -> f64 {
-    n.metric(&format!(
-        "fraudmesh_detect_events_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}"
-    ))
+    n.metric("fraudmesh_detect_events_total", &[("kind", kind), ("verdict", verdict)])
 }
 
 #[test]

@@ -78,7 +78,13 @@ min_interval = "0s"
     let bad = enforcer(&st, "late/list.txt");
     assert_eq!(bad["state"], "retrying", "{bad}");
     assert!(bad["last_error"].as_str().unwrap().contains("late/list.txt"), "{bad}");
-    assert!(n.metric("fraudmesh_enforce_applies_total{enforcer=\"file:") > 0.0);
+    let file_applies: f64 = n
+        .scrape()
+        .samples("fraudmesh_enforce_applies_total")
+        .filter(|s| s.label("enforcer").is_some_and(|e| e.starts_with("file:")))
+        .map(|s| s.value)
+        .sum();
+    assert!(file_applies > 0.0);
 
     n.report(&["192.0.2.10", "2001:db8::/48", "+4190066"]);
     wait_for("the plain list to hold both entries", DEADLINE, || {

@@ -62,8 +62,8 @@ fn report_spreads_from_one_node_and_retraction_unblocks_everywhere() {
 
     let peers = cli_json(&c.dir, &["peers", "--json"]);
     assert!(peers["peers"].as_array().map(Vec::len).unwrap_or(0) >= 1, "{peers}");
-    assert!(c.metric("fraudmesh_sightings_accepted_total{source=\"gossip\"}") >= 3.0);
-    assert!(c.metric("fraudmesh_propagation_delay_seconds_count") >= 3.0);
+    assert!(c.metric("fraudmesh_sightings_accepted_total", &[("source", "gossip")]) >= 3.0);
+    assert!(c.metric("fraudmesh_propagation_delay_seconds_count", &[]) >= 3.0);
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn scanners_on_the_decoy_ports_are_reported_and_blocked() {
         .unwrap();
     assert!(garbage.success());
     wait_for("the garbage counted", DEADLINE, || {
-        (n.metric("fraudmesh_sensor_garbage_total") >= 1.0).then_some(())
+        (n.metric("fraudmesh_sensor_garbage_total", &[]) >= 1.0).then_some(())
     });
     assert!(!n.is_blocked(&udp_scanner));
 
@@ -117,7 +117,10 @@ fn scanners_on_the_decoy_ports_are_reported_and_blocked() {
 
     assert!(n.log().contains("known SIP scanner"), "{}", n.log());
     assert_eq!(
-        n.metric("fraudmesh_detect_events_total{kind=\"scanner\",verdict=\"detected\"}"),
+        n.metric(
+            "fraudmesh_detect_events_total",
+            &[("kind", "scanner"), ("verdict", "detected")]
+        ),
         2.0
     );
     let c = n.check(&udp_scanner);

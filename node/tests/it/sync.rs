@@ -50,7 +50,7 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
         c.is_blocked("10.100.0.7"),
         "C trusts A, so A's caught-up sightings block"
     );
-    assert!(c.metric("fraudmesh_sync_records_fetched_total") >= 4000.0);
+    assert!(c.metric("fraudmesh_sync_records_fetched_total", &[]) >= 4000.0);
 
     // (b) C is down while 1000 more arrive; on restart it fetches about those 1000.
     assert!(c.stop().success());
@@ -63,8 +63,8 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
     wait_for("C to catch up to 6000 records", DEADLINE, || {
         (c.status()["records"] == 6000).then_some(())
     });
-    let fetched = c.metric("fraudmesh_sync_records_fetched_total");
-    let received = c.metric("fraudmesh_sync_bytes_received_total");
+    let fetched = c.metric("fraudmesh_sync_records_fetched_total", &[]);
+    let received = c.metric("fraudmesh_sync_bytes_received_total", &[]);
     eprintln!("restarted C fetched {fetched} records and read {received} bytes through sync");
     assert!(
         (1.0..=1100.0).contains(&fetched),
@@ -268,12 +268,15 @@ async fn peers_answering_garbage_or_giving_forgeries_are_cut_off() {
         let node = garbage_seed(answer).await;
         tokio::task::spawn_blocking(move || {
             assert_eq!(
-                node.metric("fraudmesh_sync_misbehaving_peers_total"),
+                node.metric("fraudmesh_sync_misbehaving_peers_total", &[]),
                 1.0,
                 "{}",
                 node.log()
             );
-            assert_eq!(node.metric("fraudmesh_sync_sessions_total{result=\"misbehaved\"}"), 1.0);
+            assert_eq!(
+                node.metric("fraudmesh_sync_sessions_total", &[("result", "misbehaved")]),
+                1.0
+            );
             assert_eq!(node.status()["records"], 0, "nothing was merged from the bad seed");
         })
         .await
@@ -291,11 +294,16 @@ async fn peers_answering_garbage_or_giving_forgeries_are_cut_off() {
     .unwrap();
     forging_peer(n.addr().parse().unwrap()).await;
     tokio::task::spawn_blocking(move || {
-        assert_eq!(n.metric("fraudmesh_sync_misbehaving_peers_total"), 1.0, "{}", n.log());
+        assert_eq!(
+            n.metric("fraudmesh_sync_misbehaving_peers_total", &[]),
+            1.0,
+            "{}",
+            n.log()
+        );
         assert_eq!(n.status()["records"], 1, "nothing was merged from the forger");
         assert_eq!(n.check("198.51.100.200")["reporters"], serde_json::json!([]));
         assert_eq!(
-            n.metric("fraudmesh_sightings_rejected_total{reason=\"invalid_signature\"}"),
+            n.metric("fraudmesh_sightings_rejected_total", &[("reason", "invalid_signature")]),
             1.0
         );
     })

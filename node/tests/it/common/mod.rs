@@ -1,11 +1,10 @@
 //! Test harness: real `fraudmesh` processes on 127.0.0.1, each with its own directory,
 //! driven through the CLI exactly as an operator would. Every wait polls with a deadline.
 
-#![allow(dead_code)]
-
 pub mod kamailio;
 pub mod netns;
 
+use fraudmesh_node::metrics::Scrape;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -199,13 +198,15 @@ impl Node {
         });
     }
 
-    /// A metric's value from `/metrics` (sum over matching lines), 0 when absent.
-    pub fn metric(&self, name_and_labels: &str) -> f64 {
-        let body = http_get(&self.api(), "/metrics");
-        body.lines()
-            .filter(|l| l.starts_with(name_and_labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+    /// The running node's `/metrics`, parsed.
+    pub fn scrape(&self) -> Scrape {
+        Scrape::parse(&http_get(&self.api(), "/metrics"))
+    }
+
+    /// A metric of the running node: the sum of the samples named `name` that carry every
+    /// `(label, value)` of `labels` (every label set with `&[]`), 0 when there is none.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.scrape().value(name, labels).unwrap_or(0.0)
     }
 
     /// SIGKILL, no chance to flush anything.
