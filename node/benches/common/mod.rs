@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+/// Network namespaces the benches create and remove (the integration tests' harness).
+#[path = "../../tests/it/common/netns.rs"]
+pub mod netns;
+
 use fraudmesh::identity::{Identity, PublicKey};
 use fraudmesh::policy::{Policy, TrustConfig, FULL};
 use fraudmesh::proto;
@@ -168,4 +172,10 @@ pub fn metric(dir: &Path, name: &str) -> f64 {
     let _ = s.read_to_string(&mut response);
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Scrape::parse(body).sum(name)
+}
+
+/// The value at fraction `p` (0.5 = median) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }

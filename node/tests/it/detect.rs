@@ -8,17 +8,15 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/logs")
-        .join(name)
+fn log_fixture(name: &str) -> PathBuf {
+    fixture(&format!("logs/{name}"))
 }
 
 /// `detect test --json` with no node directory at all.
 fn replay(name: &str, extra: &[&str]) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("none");
-    let path = fixture(name);
+    let path = log_fixture(name);
     let mut args = vec!["detect", "test", path.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     cli_json(&dir, &args)
@@ -97,7 +95,7 @@ fn freeswitch_and_kamailio_logs() {
 fn detect_test_refuses_bad_arguments_and_prints_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let path = fixture("asterisk.log");
+    let path = log_fixture("asterisk.log");
     let bad = cli(dir, &["detect", "test", path.to_str().unwrap(), "--format", "yate"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));

@@ -30,7 +30,7 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
     let mut a = Node::init(&[]);
     a.start();
     // Bulk records from a stranger are rate-limited by design: B and C trust A.
-    let mut b = Node::init(&["--seed", &a.addr(), "--trust", &a.peer_id]);
+    let mut b = Node::trusting(&a);
     b.start();
     b.wait_gossip_peers(1);
     let file = a.dir.join("t.txt");
@@ -41,7 +41,7 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
     });
 
     // (a) C joins after the attack: only sync can bring it what happened before.
-    let mut c = Node::init(&["--seed", &a.addr(), "--trust", &a.peer_id]);
+    let mut c = Node::trusting(&a);
     c.start();
     wait_for("C to catch up 5000 records", DEADLINE, || {
         (c.status()["records"] == 5000).then_some(())

@@ -95,6 +95,11 @@ impl Node {
         }
     }
 
+    /// `fraudmesh init` seeded with the running node `peer` and trusting it.
+    pub fn trusting(peer: &Node) -> Self {
+        Self::init(&["--seed", &peer.addr(), "--trust", &peer.peer_id])
+    }
+
     /// Appends TOML to the node's config.toml (written by `init`).
     pub fn append_config(&self, toml: &str) {
         use std::io::Write;
@@ -185,6 +190,11 @@ impl Node {
             .collect()
     }
 
+    /// The entry of `enforce status --json` for the enforcer named `name`.
+    pub fn enforcer(&self, name: &str) -> Value {
+        enforcer(&cli_json(&self.dir, &["enforce", "status", "--json"]), name).clone()
+    }
+
     pub fn report(&self, args: &[&str]) {
         let mut a = vec!["report"];
         a.extend_from_slice(args);
@@ -232,6 +242,22 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The entry for the enforcer named `name` (`nftables`, `kamailio`, `file:PATH`) in the
+/// output of `enforce status --json`.
+pub fn enforcer<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["enforcers"]
+        .as_array()
+        .expect("enforcers array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no enforcer named {name}: {status}"))
+}
+
+/// The path of a file under `node/tests/fixtures/`.
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }
 
 /// A minimal HTTP/1.1 request over a TcpStream (so tests can send exactly the bytes
