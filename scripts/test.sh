@@ -76,7 +76,7 @@ need_pkg ipset ipset
 need_pkg nft nftables
 need_pkg sipp sip-tester
 need_pkg kamailio kamailio
-# scripts/kamailio/fraudmesh-calls.cfg (node/tests/calls_kamailio.rs) asks the node over
+# scripts/kamailio/fraudmesh-calls.cfg (node/tests/it/calls_kamailio.rs) asks the node over
 # HTTP and reads its JSON answer.
 need_kamailio_module http_client kamailio-utils-modules
 need_kamailio_module jansson kamailio-extra-modules

@@ -22,11 +22,6 @@ const NUMBERS: [&str; 5] = [
     "+41 79 123 45 67",
 ];
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 async fn drive(api: &str, rate: u64, seconds: u64, offset: u64) -> anyhow::Result<Vec<f64>> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let url = Arc::new(format!("http://{api}/v1/calls/authorize"));
@@ -110,8 +105,8 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{rate:>5}/s for {secs:>2}s: {:>6} requests  p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>7.3} ms",
                 ms.len(),
-                percentile(&ms, 0.5),
-                percentile(&ms, 0.99),
+                common::percentile(&ms, 0.5),
+                common::percentile(&ms, 0.99),
                 ms[ms.len() - 1]
             );
         }

@@ -59,10 +59,10 @@ fn main() {
     let mut fresh = start(&c);
     let done = wait_records(&c, n as u64, Duration::from_secs(120));
     let total = started.elapsed();
-    let rounds = common::metric(BIN, &c, "fraudmesh_sync_rounds_total");
-    let read = common::metric(BIN, &c, "fraudmesh_sync_bytes_received_total");
-    let sent = common::metric(BIN, &c, "fraudmesh_sync_bytes_sent_total");
-    let fetched = common::metric(BIN, &c, "fraudmesh_sync_records_fetched_total");
+    let rounds = common::metric(&c, "fraudmesh_sync_rounds_total");
+    let read = common::metric(&c, "fraudmesh_sync_bytes_received_total");
+    let sent = common::metric(&c, "fraudmesh_sync_bytes_sent_total");
+    let fetched = common::metric(&c, "fraudmesh_sync_records_fetched_total");
     let _ = fresh.kill();
     let _ = source.kill();
     let _ = fresh.wait();

@@ -11,6 +11,9 @@
 //!
 //! Run: `cargo bench -p fraudmesh-node --bench enforce_latency`. Prints p50/p99/max.
 
+mod common;
+
+use common::netns::{self, Netns};
 use fraudmesh::identity::Identity;
 use fraudmesh::sighting::{Draft, Evidence, Kind};
 use fraudmesh::target::Target;
@@ -91,11 +94,6 @@ fn draft(i: usize) -> Draft {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 async fn measure<E: Enforcer>(name: &str, enforcer: E, offset: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut c = Config::default();
@@ -135,38 +133,11 @@ async fn measure<E: Enforcer>(name: &str, enforcer: E, offset: usize) -> anyhow:
     ms.sort_by(f64::total_cmp);
     println!(
         "{name:<10} reports {REPORTS:>4}  p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms",
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
+        common::percentile(&ms, 0.5),
+        common::percentile(&ms, 0.99),
         ms[ms.len() - 1]
     );
     Ok(())
-}
-
-/// A network namespace of the bench's own (never the host's firewall), deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Option<Self> {
-        let name = format!("fm-latency-{}", std::process::id());
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let ns = ok.then(|| Self(name))?;
-        let nft = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.0, "nft", "list", "tables"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        nft.then_some(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .output();
-    }
 }
 
 fn file_enforcer(dir: &std::path::Path) -> FilesEnforcer {
@@ -199,15 +170,17 @@ fn main() -> anyhow::Result<()> {
             tempfile::tempdir()?
         };
         measure("file", file_enforcer(tmp.path()), 1).await?;
-        match Netns::new() {
-            Some(ns) => {
+        // In a network namespace of its own, never the host's firewall.
+        match netns::missing(&["ip", "nft"]) {
+            None => {
+                let ns = Netns::new("latency");
                 let config = NftablesConfig {
-                    command: vec!["ip".into(), "netns".into(), "exec".into(), ns.0.clone(), "nft".into()],
+                    command: ns.prefix().into_iter().chain(["nft".to_string()]).collect(),
                     ..NftablesConfig::default()
                 };
                 measure("nftables", NftablesEnforcer::new(config), 2).await?;
             }
-            None => println!("nftables   skipped: needs root, ip and nft (a network namespace of its own)"),
+            Some(why) => println!("nftables   skipped: {why}"),
         }
         anyhow::Ok(())
     })

@@ -6,11 +6,12 @@
 //!
 //! Run: `cargo bench -p fraudmesh-node --bench kamailio`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use common::kamailio::RpcKamailio;
-use common::netns::{self, Netns};
+use common::netns::{self, Lan};
 use fraudmesh_node::enforce::kamailio::{KamailioConfig, KamailioEnforcer};
 use fraudmesh_node::enforce::{Enforcer, NetBlock};
 use std::time::Instant;
@@ -20,12 +21,10 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     netns::require(&["ip", "kamailio"]);
-    let net = netns::subnet();
-    let (me, kam_addr) = (format!("{net}.1"), format!("{net}.2"));
-    let ns = Netns::new("kbench");
-    netns::veth(None, &me, &ns, &kam_addr);
+    let lan = Lan::new("kbench");
+    let kam_addr = lan.far();
     let tmp = tempfile::tempdir()?;
-    let mut kam = RpcKamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
+    let mut kam = RpcKamailio::new(&lan, &tmp.path().join("kamailio"));
     kam.start_with_memory("256", "128");
     let enforcer = || {
         KamailioEnforcer::new(KamailioConfig {

@@ -8,44 +8,24 @@
 //!
 //! Medians of several runs. Run: `cargo bench -p fraudmesh-node --bench nftables`.
 
+mod common;
+
+use common::netns::{self, Netns};
 use fraudmesh_node::enforce::nftables::{NftablesConfig, NftablesEnforcer};
 use fraudmesh_node::enforce::{Enforcer, NetBlock, Removed};
 use fraudmesh_node::now_ms;
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
 
 const RUNS: usize = 5;
 const BIG: u32 = 500_000;
 
-/// A network namespace deleted on drop.
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Raw `nft -f FILE` in the namespace; returns its wall time.
-fn raw_nft(ns: &str, path: &std::path::Path) -> Duration {
+fn raw_nft(ns: &Netns, path: &Path) -> Duration {
     let t = Instant::now();
-    run(
-        "ip",
-        &["netns", "exec", ns, "nft", "-f", path.to_str().expect("utf-8 path")],
-    );
+    ns.exec("nft", &["-f", path.to_str().expect("utf-8 path")]);
     t.elapsed()
 }
 
@@ -90,62 +70,91 @@ fn raw_elements(entries: &[NetBlock]) -> String {
     format!("add element inet rawbench hosts4 {{ {} }}\n", list.join(", "))
 }
 
-fn main() {
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this benchmark creates a network namespace and needs root"
-    );
-    let ns = Ns(format!("fm-bench-{}", std::process::id()));
-    run("ip", &["netns", "add", &ns.0]);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+/// What every step works on: the enforcer writing into a namespace of the bench's own.
+struct Bench {
+    ns: Netns,
+    rt: Runtime,
+    enforcer: NftablesEnforcer,
+    tmp: tempfile::TempDir,
+    now: u64,
+    /// When the entries' blocks end (an hour from `now`).
+    until: u64,
+    /// The first host address of the entries (10.0.0.0).
+    base: u32,
+}
+
+/// The namespace, a runtime and the enforcer (root needed).
+fn set_up() -> Bench {
+    netns::require(&["ip", "nft"]);
+    let ns = Netns::new("nftbench");
     let config = NftablesConfig {
-        command: vec!["ip".into(), "netns".into(), "exec".into(), ns.0.clone(), "nft".into()],
+        command: ns.prefix().into_iter().chain(["nft".to_string()]).collect(),
         ..NftablesConfig::default()
     };
-    let mut e = NftablesEnforcer::new(config);
     let now = now_ms();
-    let until = now + 3_600_000;
-    let base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
-    let entries = hosts(base, 100_000, until);
+    Bench {
+        ns,
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+        enforcer: NftablesEnforcer::new(config),
+        tmp: tempfile::tempdir().expect("tempdir"),
+        now,
+        until: now + 3_600_000,
+        base: u32::from(Ipv4Addr::new(10, 0, 0, 0)),
+    }
+}
 
-    // 100,000 additions: raw, ours as one diff into an empty table, ours as a replace.
-    let table_file = tmp.path().join("table.nft");
-    let elements_file = tmp.path().join("elements.nft");
-    let full_file = tmp.path().join("full.nft");
+/// Wall times of one kind of load, one per run.
+#[derive(Default)]
+struct Additions {
+    raw_add: Vec<Duration>,
+    raw_full: Vec<Duration>,
+    ours_diff: Vec<Duration>,
+    ours_replace: Vec<Duration>,
+}
+
+/// 100,000 additions, `RUNS` times each: raw into an existing table and as a whole table,
+/// ours as one diff into an empty table and as a replace.
+fn measure_additions(b: &mut Bench) -> Additions {
+    let entries = hosts(b.base, 100_000, b.until);
+    let table_file = b.tmp.path().join("table.nft");
+    let elements_file = b.tmp.path().join("elements.nft");
+    let full_file = b.tmp.path().join("full.nft");
     std::fs::write(&table_file, RAW_TABLE).expect("write");
     std::fs::write(&elements_file, raw_elements(&entries)).expect("write");
     std::fs::write(&full_file, format!("{RAW_TABLE}{}", raw_elements(&entries))).expect("write");
-    let (mut raw_add, mut raw_full, mut ours_diff, mut ours_replace) = (vec![], vec![], vec![], vec![]);
+    let mut t = Additions::default();
     for _ in 0..RUNS {
-        raw_nft(&ns.0, &table_file);
-        raw_add.push(raw_nft(&ns.0, &elements_file));
-        run("ip", &["netns", "exec", &ns.0, "nft", "delete table inet rawbench"]);
-        raw_full.push(raw_nft(&ns.0, &full_file));
-        run("ip", &["netns", "exec", &ns.0, "nft", "delete table inet rawbench"]);
+        raw_nft(&b.ns, &table_file);
+        t.raw_add.push(raw_nft(&b.ns, &elements_file));
+        b.ns.exec("nft", &["delete table inet rawbench"]);
+        t.raw_full.push(raw_nft(&b.ns, &full_file));
+        b.ns.exec("nft", &["delete table inet rawbench"]);
 
-        rt.block_on(async {
+        let (e, now) = (&mut b.enforcer, b.now);
+        b.rt.block_on(async {
             e.remove().await.expect("remove");
             e.replace(&[], now).await.expect("empty table");
-            let t = Instant::now();
+            let start = Instant::now();
             e.apply(&entries, &[], now).await.expect("apply 100k");
-            ours_diff.push(t.elapsed());
+            t.ours_diff.push(start.elapsed());
             e.remove().await.expect("remove");
-            let t = Instant::now();
+            let start = Instant::now();
             e.replace(&entries, now).await.expect("replace 100k");
-            ours_replace.push(t.elapsed());
+            t.ours_replace.push(start.elapsed());
         });
     }
+    t
+}
+
+fn print_additions(t: Additions) {
     let (ra, rf, od, or) = (
-        median(raw_add),
-        median(raw_full),
-        median(ours_diff),
-        median(ours_replace),
+        median(t.raw_add),
+        median(t.raw_full),
+        median(t.ours_diff),
+        median(t.ours_replace),
     );
     println!("100,000 additions, median of {RUNS}:");
     println!(
@@ -160,11 +169,15 @@ fn main() {
         ms(or),
         or.as_secs_f64() / rf.as_secs_f64()
     );
+}
 
-    // 1,000 changes on 500,000 hosts.
+/// Fills the sets with `BIG` hosts, then `RUNS` times 1,000 changes as one diff; prints
+/// the fill and the median diff.
+fn measure_changes_on_big_sets(b: &mut Bench) {
+    let (base, until) = (b.base, b.until);
     let big = hosts(base, BIG, until);
     let t = Instant::now();
-    rt.block_on(e.replace(&big, now)).expect("replace 500k");
+    b.rt.block_on(b.enforcer.replace(&big, b.now)).expect("replace 500k");
     println!("replace with {BIG} hosts: {}", ms(t.elapsed()));
     let mut diffs = vec![];
     let fresh = u32::from(Ipv4Addr::new(172, 16, 0, 0));
@@ -180,12 +193,20 @@ fn main() {
             .collect();
         let set: Vec<NetBlock> = added.into_iter().chain(renewed).collect();
         let t = Instant::now();
-        rt.block_on(e.apply(&set, &gone, now_ms())).expect("1000 changes");
+        b.rt.block_on(b.enforcer.apply(&set, &gone, now_ms()))
+            .expect("1000 changes");
         diffs.push(t.elapsed());
     }
     println!(
         "1,000 changes (500 added, 250 renewed, 250 lifted) on {BIG} hosts, median of {RUNS}: {} (goal < 100 ms)",
         ms(median(diffs))
     );
-    rt.block_on(e.remove()).expect("remove");
+}
+
+fn main() {
+    let mut b = set_up();
+    let additions = measure_additions(&mut b);
+    print_additions(additions);
+    measure_changes_on_big_sets(&mut b);
+    b.rt.block_on(b.enforcer.remove()).expect("remove");
 }

@@ -249,3 +249,185 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// One sample line of the text exposition: `name{label="value",…} value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series name as exposed (with `_total`, `_bucket`, `_count`, … suffixes).
+    pub name: String,
+    /// The labels in the order written, values unescaped.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `key`, if the sample has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A parsed `GET /metrics` answer, for the node's tests, its benches and the testnet.
+/// Comments (`# HELP`, `# TYPE`, `# EOF`) and lines that are not samples are skipped.
+#[derive(Clone, Debug, Default)]
+pub struct Scrape {
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    /// Parses the text exposition format.
+    pub fn parse(text: &str) -> Self {
+        Self {
+            samples: text.lines().filter_map(parse_sample).collect(),
+        }
+    }
+
+    /// The samples named exactly `name`, whatever their labels.
+    pub fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| s.name == name)
+    }
+
+    /// The sum of every sample named `name` over all its label sets; 0 when there is none.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples(name).map(|s| s.value).sum()
+    }
+
+    /// The sum of the samples named `name` that carry every `(label, value)` of `labels`
+    /// (other labels may differ), or `None` when no sample does. With every label of the
+    /// series given, that is the one sample's value.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples(name)
+            .filter(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+            .map(|s| s.value)
+            .reduce(|a, b| a + b)
+    }
+}
+
+/// One sample line, or `None` for comments, blank lines and anything malformed.
+fn parse_sample(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let name = &line[..name_end];
+    let valid_name = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !valid_name {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner;
+        loop {
+            rest = rest.trim_start_matches([' ', ',']);
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after) = rest.split_once('=')?;
+            let mut chars = after.strip_prefix('"')?.char_indices();
+            let mut value = String::new();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((key.trim().to_string(), value));
+            rest = &after[1 + end + 1..];
+        }
+    }
+    // The value, then an optional timestamp and (OpenMetrics) an exemplar: ignored.
+    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod scrape_tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP fraudmesh_gossip_messages Gossip messages by verdict.\n\
+        # TYPE fraudmesh_gossip_messages counter\n\
+        fraudmesh_gossip_messages_total{verdict=\"accept\"} 5\n\
+        fraudmesh_gossip_messages_total{verdict=\"reject\"} 2\n\
+        fraudmesh_gossip_messages_total_extra 100\n\
+        fraudmesh_enforce_applies_total{enforcer=\"file:/tmp/a \\\"b\\\",c}\",result=\"ok\"} 3\n\
+        fraudmesh_enforce_applies_total{enforcer=\"file:/tmp/x\",result=\"error\"} 1\n\
+        fraudmesh_enforce_applies_total{enforcer=\"nftables\",result=\"ok\"} 4\n\
+        fraudmesh_propagation_delay_seconds_bucket{le=\"+Inf\"} 9\n\
+        fraudmesh_propagation_delay_seconds_count 9\n\
+        fraudmesh_peers 3 1700000000000\n\
+        fraudmesh_records 1.5e3\n\
+        not a sample\n\
+        # EOF\n";
+
+    #[test]
+    fn sums_over_label_sets_of_the_exact_name_only() {
+        let s = Scrape::parse(TEXT);
+        assert_eq!(s.sum("fraudmesh_gossip_messages_total"), 7.0);
+        assert_eq!(s.sum("fraudmesh_enforce_applies_total"), 8.0);
+        assert_eq!(s.sum("fraudmesh_propagation_delay_seconds_count"), 9.0);
+        assert_eq!(s.sum("fraudmesh_peers"), 3.0, "a timestamp is not the value");
+        assert_eq!(s.sum("fraudmesh_records"), 1500.0);
+        assert_eq!(s.sum("fraudmesh_nothing"), 0.0);
+        assert_eq!(s.sum("fraudmesh_gossip"), 0.0, "names are not prefixes");
+    }
+
+    #[test]
+    fn value_matches_the_given_labels_and_says_when_nothing_does() {
+        let s = Scrape::parse(TEXT);
+        let m = "fraudmesh_gossip_messages_total";
+        assert_eq!(s.value(m, &[("verdict", "reject")]), Some(2.0));
+        assert_eq!(s.value(m, &[("verdict", "ignore")]), None);
+        assert_eq!(s.value(m, &[]), Some(7.0));
+        assert_eq!(s.value("fraudmesh_nothing", &[]), None);
+        let applies = "fraudmesh_enforce_applies_total";
+        assert_eq!(s.value(applies, &[("result", "ok")]), Some(7.0));
+        assert_eq!(
+            s.value(applies, &[("enforcer", "nftables"), ("result", "ok")]),
+            Some(4.0)
+        );
+        assert_eq!(s.value(applies, &[("enforcer", "nftables"), ("result", "error")]), None);
+        assert_eq!(
+            s.value("fraudmesh_propagation_delay_seconds_bucket", &[("le", "+Inf")]),
+            Some(9.0)
+        );
+    }
+
+    #[test]
+    fn label_values_are_unescaped_and_samples_can_be_filtered() {
+        let s = Scrape::parse(TEXT);
+        let files: Vec<&str> = s
+            .samples("fraudmesh_enforce_applies_total")
+            .filter_map(|x| x.label("enforcer"))
+            .filter(|e| e.starts_with("file:"))
+            .collect();
+        assert_eq!(files, ["file:/tmp/a \"b\",c}", "file:/tmp/x"]);
+        assert_eq!(s.samples("fraudmesh_gossip_messages_total_extra").count(), 1);
+    }
+
+    #[test]
+    fn the_nodes_own_exposition_parses() {
+        let m = Metrics::new();
+        m.reject("invalid_signature");
+        m.reject("invalid_signature");
+        m.reject("envelope_decode");
+        let s = Scrape::parse(&m.encode());
+        let r = "fraudmesh_sightings_rejected_total";
+        assert_eq!(s.value(r, &[("reason", "invalid_signature")]), Some(2.0));
+        assert_eq!(s.sum(r), 3.0);
+    }
+}

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+/// Network namespaces the benches create and remove (the integration tests' harness).
+#[path = "../../tests/it/common/netns.rs"]
+pub mod netns;
+
 use fraudmesh::identity::{Identity, PublicKey};
 use fraudmesh::policy::{Policy, TrustConfig, FULL};
 use fraudmesh::proto;
@@ -11,7 +15,7 @@ use fraudmesh::target::Target;
 use fraudmesh_node::engine::store::{SledStore, Store};
 use fraudmesh_node::engine::GossipVerdict;
 use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds};
-use fraudmesh_node::metrics::Metrics;
+use fraudmesh_node::metrics::{Metrics, Scrape};
 use prost::Message;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -149,25 +153,29 @@ pub fn status(bin: &str, dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// A metric of a running node, 0 when absent.
-pub fn metric(bin: &str, dir: &Path, name: &str) -> f64 {
+/// A metric of a running node, summed over its label sets; 0 when absent or the node
+/// does not answer.
+pub fn metric(dir: &Path, name: &str) -> f64 {
     let Some(rt) = std::fs::read(dir.join("node.json")).ok() else {
         return 0.0;
     };
     let Ok(rt) = serde_json::from_slice::<serde_json::Value>(&rt) else {
         return 0.0;
     };
-    let _ = bin;
     let api = rt["api"].as_str().unwrap_or("").to_string();
     let Ok(mut s) = std::net::TcpStream::connect(&api) else {
         return 0.0;
     };
     use std::io::{Read, Write};
     let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Scrape::parse(body).sum(name)
+}
+
+/// The value at fraction `p` (0.5 = median) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }

@@ -6,20 +6,14 @@
 //! listeners on 127.0.0.1, and a running node serving the scheduled result — with no
 //! secret from the fixtures in any output or log.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh_node::audit::{self, Options};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit")
-}
 
 /// Secrets written in the fixtures that no output may show. Short all-digit PINs are
 /// left out: they could match a timestamp or a port by chance. A secret equal to its
@@ -121,7 +115,7 @@ fn errors(v: &Value, root: &Path) -> BTreeSet<(String, Option<u64>)> {
 
 #[test]
 fn asterisk_tree_gives_each_weakness_with_file_and_line_and_nothing_on_strong_entries() {
-    let root = fixtures().join("asterisk");
+    let root = fixture("audit/asterisk");
     let (v, code) = audit_json(&["--asterisk", root.to_str().unwrap()]);
     assert_eq!(code, Some(2), "a high finding gates: {v:#}");
     // Exactly these: the strong entries (105-auth, 200-auth from a strong template in
@@ -186,7 +180,7 @@ fn asterisk_tree_gives_each_weakness_with_file_and_line_and_nothing_on_strong_en
 
 #[test]
 fn freeswitch_tree_resolves_preprocessor_variables_and_reports_the_event_socket() {
-    let root = fixtures().join("freeswitch");
+    let root = fixture("audit/freeswitch");
     let (v, code) = audit_json(&["--freeswitch", root.to_str().unwrap()]);
     assert_eq!(code, Some(2));
     // 1001 is strong: nothing; 1009 is in a malformed file: an error, not a finding.
@@ -227,7 +221,7 @@ fn freeswitch_tree_resolves_preprocessor_variables_and_reports_the_event_socket(
 
 #[test]
 fn strong_trees_pass_with_exit_zero_and_a_missing_directory_is_an_error_not_a_stop() {
-    let strong = fixtures().join("strong");
+    let strong = fixture("audit/strong");
     let a = strong.join("asterisk");
     let f = strong.join("freeswitch");
     let (v, code) = audit_json(&["--asterisk", a.to_str().unwrap(), "--freeswitch", f.to_str().unwrap()]);
@@ -249,8 +243,8 @@ fn strong_trees_pass_with_exit_zero_and_a_missing_directory_is_an_error_not_a_st
 
 #[test]
 fn human_output_is_grouped_by_severity_and_shows_no_secret() {
-    let a = fixtures().join("asterisk");
-    let f = fixtures().join("freeswitch");
+    let a = fixture("audit/asterisk");
+    let f = fixture("audit/freeswitch");
     let out = audit_cli(&["--asterisk", a.to_str().unwrap(), "--freeswitch", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -318,8 +312,8 @@ fn probe_reports_the_listeners_it_finds_on_loopback() {
 #[test]
 fn node_runs_the_audit_on_its_schedule_and_serves_the_last_result() {
     let mut node = Node::init(&[]);
-    let a = fixtures().join("asterisk");
-    let f = fixtures().join("freeswitch");
+    let a = fixture("audit/asterisk");
+    let f = fixture("audit/freeswitch");
     node.append_config(&format!(
         "[audit]\ninterval = \"1s\"\nasterisk = {:?}\nfreeswitch = {:?}\n",
         a.to_str().unwrap(),
@@ -345,8 +339,8 @@ fn node_runs_the_audit_on_its_schedule_and_serves_the_last_result() {
         .iter()
         .any(|x| x["rule"] == "default-secret" && x["subject"] == "event socket"));
     assert_no_secret("GET /v1/audit", &v.to_string(), false);
-    assert_eq!(node.metric("fraudmesh_audit_findings{severity=\"high\"}"), 16.0);
-    assert_eq!(node.metric("fraudmesh_audit_findings{severity=\"medium\"}"), 4.0);
+    assert_eq!(node.metric("fraudmesh_audit_findings", &[("severity", "high")]), 16.0);
+    assert_eq!(node.metric("fraudmesh_audit_findings", &[("severity", "medium")]), 4.0);
     node.stop();
     let log = node.log();
     assert!(log.contains("audit done"), "{log}");

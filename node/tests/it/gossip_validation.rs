@@ -2,9 +2,7 @@
 //! with a bad signature is rejected, not forwarded, and changes nothing; a crowd of
 //! freshly minted stranger keys is forwarded and held but never blocks anything.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh::identity::Identity;
 use fraudmesh::proto;
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind};
@@ -140,17 +138,20 @@ async fn forged_sightings_are_not_forwarded_and_strangers_never_block() {
             assert!(!forged_check["blocked"].as_bool().unwrap());
         }
         assert_eq!(
-            a.metric("fraudmesh_sightings_rejected_total{reason=\"invalid_signature\"}"),
+            a.metric("fraudmesh_sightings_rejected_total", &[("reason", "invalid_signature")]),
             1.0
         );
         assert_eq!(
-            a.metric("fraudmesh_sightings_rejected_total{reason=\"envelope_decode\"}"),
+            a.metric("fraudmesh_sightings_rejected_total", &[("reason", "envelope_decode")]),
             1.0
         );
-        assert!(a.metric("fraudmesh_gossip_messages_total{verdict=\"reject\"}") >= 2.0);
+        assert!(a.metric("fraudmesh_gossip_messages_total", &[("verdict", "reject")]) >= 2.0);
         // A never forwarded the rejected messages, so B never saw them.
-        assert_eq!(b.metric("fraudmesh_sightings_rejected_total"), 0.0);
-        assert_eq!(b.metric("fraudmesh_gossip_messages_total{verdict=\"reject\"}"), 0.0);
+        assert_eq!(b.metric("fraudmesh_sightings_rejected_total", &[]), 0.0);
+        assert_eq!(
+            b.metric("fraudmesh_gossip_messages_total", &[("verdict", "reject")]),
+            0.0
+        );
         assert_eq!(a.status()["records"], 20);
         assert_eq!(b.status()["records"], 20);
     })

@@ -3,9 +3,7 @@
 //! ended to free concurrency, `calls check` that explains without counting, bad requests,
 //! and a fraud number reported on one node denied on another that trusts it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn authorize(api: &str, body: &Value) -> (u16, Value) {
@@ -19,6 +17,17 @@ fn authorize(api: &str, body: &Value) -> (u16, Value) {
     (
         code,
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+/// POSTs a form-encoded body (what Asterisk's CURL() and FreeSWITCH's curl send).
+fn authorize_form(api: &str, body: &str) -> (u16, String) {
+    http(
+        api,
+        "POST",
+        "/v1/calls/authorize",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body,
     )
 }
 
@@ -40,6 +49,7 @@ fn account<'a>(list: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no account {name}: {list}"))
 }
 
+/// One story: the hour's count and the locks carry across every step, kill -9 included.
 #[test]
 fn premium_numbers_limits_and_locks_through_the_api() {
     let n = Node::init(&[]);
@@ -132,7 +142,7 @@ fn premium_numbers_limits_and_locks_through_the_api() {
         "limit-calls-per-hour",
         "the hour still counts"
     );
-    assert!(n.metric("fraudmesh_call_decisions_total{rule=\"locked\"}") >= 1.0);
+    assert!(n.metric("fraudmesh_call_decisions_total", &[("rule", "locked")]) >= 1.0);
 }
 
 #[test]
@@ -158,31 +168,13 @@ fn bad_requests_get_clear_errors_and_garbage_numbers_a_reason() {
         assert!(text.contains(needle), "{body}: {text}");
     }
     // Form-encoded bodies (Asterisk CURL(), FreeSWITCH curl) work like JSON.
-    let (code, text) = http(
-        &api,
-        "POST",
-        "/v1/calls/authorize",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        "account=1001&to=0900%20123%20456&call_id=form-1",
-    );
+    let (code, text) = authorize_form(&api, "account=1001&to=0900%20123%20456&call_id=form-1");
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("\"rule\":\"premium-rate\""), "{text}");
-    let (code, text) = http(
-        &api,
-        "POST",
-        "/v1/calls/authorize",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        "to=0441234567",
-    );
+    let (code, text) = authorize_form(&api, "to=0441234567");
     assert_eq!(code, 400, "{text}");
     // JSON labelled as a form (what `curl -d '{...}'` sends) is read as JSON.
-    let (code, text) = http(
-        &api,
-        "POST",
-        "/v1/calls/authorize",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        "{\"account\": \"1001\", \"to\": \"0900123456\"}",
-    );
+    let (code, text) = authorize_form(&api, "{\"account\": \"1001\", \"to\": \"0900123456\"}");
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("\"rule\":\"premium-rate\""), "{text}");
     for to in ["*97", "sip:bob@example.com", "1001", ""] {
@@ -206,7 +198,7 @@ fn bad_requests_get_clear_errors_and_garbage_numbers_a_reason() {
 fn a_fraud_number_reported_on_one_node_is_denied_on_a_node_that_trusts_it() {
     let mut b = Node::init(&[]);
     b.start();
-    let mut a = Node::init(&["--seed", &b.addr(), "--trust", &b.peer_id]);
+    let mut a = Node::trusting(&b);
     a.start();
     a.wait_gossip_peers(1);
     let api = a.api();

@@ -3,7 +3,7 @@
 //! the test's own, and sipp scenarios sent to it from addresses on the test's side of
 //! the veth pair.
 
-use super::netns::Netns;
+use super::netns::{Lan, Netns};
 use super::{wait_for, DEADLINE};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -141,7 +141,8 @@ impl Drop for Kamailio {
     }
 }
 
-/// A Kamailio running example-pbx.cfg inside a namespace, SIP on `addr`:5060.
+/// A Kamailio running example-pbx.cfg in a [`Lan`]'s namespace, SIP on `addr`:5060 (the
+/// namespace's end of the pair).
 pub struct Pbx {
     pub addr: String,
     kamailio: Kamailio,
@@ -150,21 +151,19 @@ pub struct Pbx {
 impl Pbx {
     /// Writes the config (example-pbx.cfg with this test's `defines`, each
     /// `NAME value`), checks it with `kamailio -c`, starts it and waits until it answers
-    /// OPTIONS from `probe_from`.
-    pub fn start(ns: &Netns, addr: &str, defines: &[(&str, &str)], dir: &Path, probe_from: &str) -> Self {
+    /// OPTIONS from the test's end of the pair.
+    pub fn start(lan: &Lan, defines: &[(&str, &str)], dir: &Path) -> Self {
+        let (addr, probe_from) = (lan.far(), lan.near());
         let mut cfg = format!("#!KAMAILIO\n#!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n");
         for (name, value) in defines {
             cfg.push_str(&format!("#!define {name} {value}\n"));
         }
         cfg.push_str(&format!("include_file \"{EXAMPLE_PBX_CFG}\"\n"));
-        let mut kamailio = Kamailio::new(ns, &cfg, dir);
+        let mut kamailio = Kamailio::new(&lan.ns, &cfg, dir);
         kamailio.start("64", "16", "Kamailio to answer OPTIONS", || {
-            options_answered(probe_from, addr)
+            options_answered(&probe_from, &addr)
         });
-        Self {
-            addr: addr.to_string(),
-            kamailio,
-        }
+        Self { addr, kamailio }
     }
 
     /// The log file Kamailio writes (for `[[detect.logs]] path`).
@@ -370,8 +369,8 @@ pub fn sipp(dir: &Path, scenario: &str, from: &str, to: &str, user: &str, passwo
     }
 }
 
-/// A Kamailio running example.cfg inside a namespace, SIP on `addr`:5060 and JSON-RPC on
-/// `addr`:5071.
+/// A Kamailio running example.cfg in a [`Lan`]'s namespace, SIP on `addr`:5060 and
+/// JSON-RPC on `addr`:5071 (the namespace's end of the pair), open to RPC from the /24.
 pub struct RpcKamailio {
     addr: String,
     kamailio: Kamailio,
@@ -379,7 +378,8 @@ pub struct RpcKamailio {
 
 impl RpcKamailio {
     /// Writes the config (example.cfg with this test's addresses) and checks it.
-    pub fn new(ns: &Netns, addr: &str, rpc_clients: &str, dir: &Path) -> Self {
+    pub fn new(lan: &Lan, dir: &Path) -> Self {
+        let (addr, rpc_clients) = (lan.far(), lan.cidr());
         let cfg = format!(
             "#!KAMAILIO\n\
              #!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n\
@@ -388,8 +388,8 @@ impl RpcKamailio {
              include_file \"{EXAMPLE_CFG}\"\n"
         );
         Self {
-            addr: addr.to_string(),
-            kamailio: Kamailio::new(ns, &cfg, dir),
+            kamailio: Kamailio::new(&lan.ns, &cfg, dir),
+            addr,
         }
     }
 

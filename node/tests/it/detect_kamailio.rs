@@ -9,11 +9,10 @@
 //!   (`registered` within detect.registered_grace);
 //! - a trunk listed in `detect.never_report` is not reported.
 
-mod common;
-
-use common::kamailio::{register_scenario, sipp, Pbx, PASS_1001};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{register_scenario, sipp, Pbx, PASS_1001};
+use crate::common::netns::{self, Lan};
+use crate::common::*;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Auth failures from one source that make a detection (the default is 5).
@@ -21,36 +20,12 @@ const THRESHOLD: u32 = 3;
 
 /// A's count of detection events of `kind` with `verdict`.
 fn events(n: &Node, kind: &str, verdict: &str) -> f64 {
-    n.metric(&format!(
-        "fraudmesh_detect_events_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}"
-    ))
+    n.metric("fraudmesh_detect_events_total", &[("kind", kind), ("verdict", verdict)])
 }
 
-#[test]
-fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
-    netns::require(&["ip", "kamailio", "sipp"]);
-    let started = Instant::now();
-    let net = netns::subnet();
-    // The test's side: .1 (probes), .3 attacker, .4 phone, .9 trunk; Kamailio on .2.
-    let (me, kam_addr, attacker, phone, trunk) = (
-        format!("{net}.1"),
-        format!("{net}.2"),
-        format!("{net}.3"),
-        format!("{net}.4"),
-        format!("{net}.9"),
-    );
-    let ns = Netns::new("kdet");
-    netns::veth(None, &me, &ns, &kam_addr);
-    for a in [&attacker, &phone, &trunk] {
-        netns::add_addr(&me, a);
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let work = tmp.path().to_path_buf();
-    let pbx = Pbx::start(&ns, &kam_addr, &[], &work.join("kamailio"), &me);
-
-    // A follows Kamailio's log. Never reported: exactly the trunk (.9) listed here, plus
-    // the node's implicit ones (loopback, its own and its seeds' addresses); the
-    // attacker (.3) and the phone (.4) are not listed.
+/// Node A following Kamailio's log, with never-report set to exactly `trunk` (plus the
+/// node's implicit ones: loopback, its own and its seeds' addresses); running.
+fn node_following(pbx: &Pbx, trunk: &str) -> Node {
     let mut a = Node::init(&[]);
     a.append_config(&format!(
         "[detect]\n\
@@ -64,7 +39,34 @@ fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
     ));
     cli_ok(&a.dir, &["check-config"]);
     a.start();
-    let mut b = Node::init(&["--seed", &a.addr(), "--trust", &a.peer_id]);
+    a
+}
+
+/// `times` REGISTERs from `from` as 1001 with `password`, each answered 401 (the
+/// scenario's expectation), as `who` (for the failure message).
+fn fail_to_register(work: &Path, pbx: &Pbx, from: &str, password: &str, times: u32, who: &str) {
+    let run = sipp(work, &register_scenario(401), from, &pbx.addr, "1001", password, times);
+    assert!(run.ok, "{who}'s wrong REGISTERs: {}\n{}", run.stderr, run.messages);
+}
+
+/// One story: A's verdict on each source depends on what it saw before (registration,
+/// never-report), and B's block on A's report.
+#[test]
+fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
+    let _exclusive = exclusive();
+    netns::require(&["ip", "kamailio", "sipp"]);
+    let started = Instant::now();
+    // The test's side: .1 (probes), .3 attacker, .4 phone, .9 trunk; Kamailio on .2.
+    let lan = Lan::new("kdet");
+    let (attacker, phone, trunk) = (lan.add_near(3), lan.add_near(4), lan.add_near(9));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().to_path_buf();
+    let pbx = Pbx::start(&lan, &[], &work.join("kamailio"));
+
+    // A follows Kamailio's log; the trunk is never reported, the attacker and the phone
+    // are not listed.
+    let a = node_following(&pbx, &trunk);
+    let mut b = Node::trusting(&a);
     b.start();
     a.wait_gossip_peers(1);
     b.wait_gossip_peers(1);
@@ -73,7 +75,7 @@ fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
     // existed at start from its end, so register until A has seen a registration.
     let ok = register_scenario(200);
     wait_for("A to see the phone's registration", DEADLINE, || {
-        let run = sipp(&work, &ok, &phone, &kam_addr, "1001", PASS_1001, 1);
+        let run = sipp(&work, &ok, &phone, &pbx.addr, "1001", PASS_1001, 1);
         assert!(run.ok, "the phone's REGISTER failed: {}\n{}", run.stderr, run.messages);
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
@@ -93,23 +95,19 @@ fn kamailio_auth_failures_are_reported_and_blocked_across_the_mesh() {
     );
 
     // Then the phone fails (its password changed): counted as recently registered.
-    let wrong = register_scenario(401);
-    let run = sipp(&work, &wrong, &phone, &kam_addr, "1001", "wrong", THRESHOLD);
-    assert!(run.ok, "the phone's wrong REGISTERs: {}\n{}", run.stderr, run.messages);
+    fail_to_register(&work, &pbx, &phone, "wrong", THRESHOLD, "the phone");
     wait_for("the phone's failures seen as recently registered", DEADLINE, || {
         (events(&a, "auth-failure", "recently_registered") >= f64::from(THRESHOLD)).then_some(())
     });
 
     // The trunk fails as often: never reported.
-    let run = sipp(&work, &wrong, &trunk, &kam_addr, "1001", "wrong", THRESHOLD);
-    assert!(run.ok, "the trunk's wrong REGISTERs: {}\n{}", run.stderr, run.messages);
+    fail_to_register(&work, &pbx, &trunk, "wrong", THRESHOLD, "the trunk");
     wait_for("the trunk's failures seen as never-report", DEADLINE, || {
         (events(&a, "auth-failure", "never_report") >= f64::from(THRESHOLD)).then_some(())
     });
 
     // The attacker guesses passwords: A reports it, B blocks it.
-    let run = sipp(&work, &wrong, &attacker, &kam_addr, "1001", "guess", THRESHOLD);
-    assert!(run.ok, "the attacker's REGISTERs: {}\n{}", run.stderr, run.messages);
+    fail_to_register(&work, &pbx, &attacker, "guess", THRESHOLD, "the attacker");
     assert!(
         std::fs::read_to_string(pbx.log_path())
             .unwrap_or_default()

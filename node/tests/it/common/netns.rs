@@ -23,21 +23,31 @@ pub fn run(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Why a test cannot create namespaces and run `programs` here (not root, a program not
+/// on PATH), or `None` when it can.
+pub fn missing(programs: &[&str]) -> Option<String> {
+    let uid = run("id", &["-u"]);
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some(
+            "this test creates network namespaces and needs root: run scripts/test.sh as root (CI does)".into(),
+        );
+    }
+    programs
+        .iter()
+        .find(|p| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .map(|p| format!("{p} is missing: scripts/test.sh installs it (apt-get)"))
+}
+
 /// Panics unless the test runs as root with every program in `programs` on PATH.
 pub fn require(programs: &[&str]) {
-    let uid = run("id", &["-u"]);
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this test creates network namespaces and needs root: run scripts/test.sh as root (CI does)"
-    );
-    for p in programs {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(found, "{p} is missing: scripts/test.sh installs it (apt-get)");
+    if let Some(why) = missing(programs) {
+        panic!("{why}");
     }
 }
 
@@ -129,4 +139,50 @@ pub fn add_addr(on_same_link_as: &str, addr: &str) {
         .unwrap_or_else(|| panic!("no link holds {on_same_link_as}"))
         .to_string();
     run("ip", &["addr", "add", &format!("{addr}/32"), "dev", &dev]);
+}
+
+/// A namespace of the test's own joined to the test by a veth pair on a private /24
+/// (see [`subnet`]): the test's end is `.1`, the namespace's `.2`.
+pub struct Lan {
+    /// The namespace.
+    pub ns: Netns,
+    /// The /24's first three octets, `10.X.Y`.
+    pub net: String,
+}
+
+impl Lan {
+    /// A new namespace (`tag` makes its name readable) and the veth pair to it.
+    pub fn new(tag: &str) -> Self {
+        let net = subnet();
+        let ns = Netns::new(tag);
+        veth(None, &format!("{net}.1"), &ns, &format!("{net}.2"));
+        Self { ns, net }
+    }
+
+    /// `10.X.Y.host`.
+    pub fn addr(&self, host: u8) -> String {
+        format!("{}.{host}", self.net)
+    }
+
+    /// The test's end of the pair (`.1`).
+    pub fn near(&self) -> String {
+        self.addr(1)
+    }
+
+    /// The namespace's end of the pair (`.2`).
+    pub fn far(&self) -> String {
+        self.addr(2)
+    }
+
+    /// The whole /24, `10.X.Y.0/24`.
+    pub fn cidr(&self) -> String {
+        format!("{}.0/24", self.net)
+    }
+
+    /// Adds `.host` to the test's end (another source on the test's side); returns it.
+    pub fn add_near(&self, host: u8) -> String {
+        let addr = self.addr(host);
+        add_addr(&self.near(), &addr);
+        addr
+    }
 }

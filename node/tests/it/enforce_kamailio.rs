@@ -9,42 +9,28 @@
 //! own, joined to the test by a veth pair: it listens on 10.X.Y.2 and SIP comes from
 //! 10.X.Y.1 and 10.X.Y.3 on the test's side.
 
-mod common;
-
-use common::kamailio::{options_answered, RpcKamailio};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{options_answered, RpcKamailio};
+use crate::common::netns::{self, Lan};
+use crate::common::*;
 use serde_json::{json, Value};
 
 use std::time::{Duration, Instant};
 
 fn kamailio_status(n: &Node) -> Value {
-    let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
-    st["enforcers"]
-        .as_array()
-        .expect("enforcers array")
-        .iter()
-        .find(|e| e["name"] == "kamailio")
-        .cloned()
-        .unwrap_or_else(|| panic!("no kamailio enforcer: {st}"))
+    n.enforcer("kamailio")
 }
 
+/// One story: each step starts from the table the one before left (report, retraction,
+/// Kamailio's restart, --remove).
 #[test]
 fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "kamailio"]);
     let started = Instant::now();
-    let net = netns::subnet();
-    let (me, kam_addr, other, pike) = (
-        format!("{net}.1"),
-        format!("{net}.2"),
-        format!("{net}.3"),
-        format!("{net}.77"),
-    );
-    let ns = Netns::new("kam");
-    netns::veth(None, &me, &ns, &kam_addr);
-    netns::add_addr(&me, &other);
+    let lan = Lan::new("kam");
+    let (me, kam_addr, other, pike) = (lan.near(), lan.far(), lan.add_near(3), lan.addr(77));
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut kam = RpcKamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
+    let mut kam = RpcKamailio::new(&lan, &tmp.path().join("kamailio"));
     kam.start();
     assert!(
         options_answered(&me, &kam_addr) && options_answered(&other, &kam_addr),
@@ -54,7 +40,7 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
     let r = kam.rpc("htable.seti", json!(["ipban", pike, 1]));
     assert!(r.get("result").is_some(), "{r}");
     // One an earlier run of the node left (value 2) for an address no longer listed.
-    let leftover = format!("{net}.55");
+    let leftover = lan.addr(55);
     kam.rpc("htable.seti", json!(["ipban", leftover, 2]));
 
     let mut n = Node::init(&[]);
@@ -149,12 +135,10 @@ fn kamailio_drops_blocked_sources_and_gets_its_table_back_after_a_restart() {
 #[test]
 fn unreachable_kamailio_is_retried_and_gets_the_full_list() {
     netns::require(&["ip", "kamailio"]);
-    let net = netns::subnet();
-    let (me, kam_addr) = (format!("{net}.1"), format!("{net}.2"));
-    let ns = Netns::new("kam");
-    netns::veth(None, &me, &ns, &kam_addr);
+    let lan = Lan::new("kam");
+    let kam_addr = lan.far();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut kam = RpcKamailio::new(&ns, &kam_addr, &format!("{net}.0/24"), &tmp.path().join("kamailio"));
+    let mut kam = RpcKamailio::new(&lan, &tmp.path().join("kamailio"));
 
     let mut n = Node::init(&[]);
     n.append_config(&format!(

@@ -2,11 +2,8 @@
 //! probes the node's decoy UDP and TCP ports over veth pairs; the node reports each
 //! source (kind scan) and blocks it. Garbage on the port is counted, never reported.
 
-mod common;
-
-use common::netns::{self, Netns};
-use common::*;
-use std::process::Command;
+use crate::common::netns::{self, Lan};
+use crate::common::*;
 
 const OPTIONS_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="probe">
@@ -37,17 +34,21 @@ fn free_port(ip: &str) -> u16 {
     port
 }
 
-fn probe(ns: &Netns, scenario: &std::path::Path, from: &str, to: &str, transport: &str) {
-    let out = ns
+/// One OPTIONS from the scanner (`lan`'s namespace) to the decoy `port` on the test's
+/// end, over sipp's `transport` (`u1`, `t1`).
+fn probe(lan: &Lan, scenario: &std::path::Path, port: u16, transport: &str) {
+    let to = format!("{}:{port}", lan.near());
+    let out = lan
+        .ns
         .command("sipp")
         .args([
-            to,
+            &to,
             "-sf",
             scenario.to_str().unwrap(),
             "-m",
             "1",
             "-i",
-            from,
+            &lan.far(),
             "-t",
             transport,
         ])
@@ -65,12 +66,10 @@ fn probe(ns: &Netns, scenario: &std::path::Path, from: &str, to: &str, transport
 #[test]
 fn scanners_on_the_decoy_ports_are_reported_and_blocked() {
     netns::require(&["ip", "sipp"]);
-    let (udp_net, tcp_net) = (netns::subnet(), netns::subnet());
-    let (udp_ns, tcp_ns) = (Netns::new("sensu"), Netns::new("senst"));
-    let (udp_host, udp_scanner) = (format!("{udp_net}.1"), format!("{udp_net}.2"));
-    let (tcp_host, tcp_scanner) = (format!("{tcp_net}.1"), format!("{tcp_net}.2"));
-    netns::veth(None, &udp_host, &udp_ns, &udp_scanner);
-    netns::veth(None, &tcp_host, &tcp_ns, &tcp_scanner);
+    // The node's decoys on the test's ends, a scanner in each namespace.
+    let (udp, tcp) = (Lan::new("sensu"), Lan::new("senst"));
+    let (udp_host, udp_scanner) = (udp.near(), udp.far());
+    let tcp_host = tcp.near();
     let (udp_port, tcp_port) = (free_port(&udp_host), free_port(&tcp_host));
 
     let n = Node::init(&[]);
@@ -83,8 +82,10 @@ fn scanners_on_the_decoy_ports_are_reported_and_blocked() {
     std::fs::write(&scenario, OPTIONS_SCENARIO).unwrap();
 
     // Garbage first: counted, nothing reported.
-    let garbage = Command::new("ip")
-        .args(["netns", "exec", &udp_ns.name, "bash", "-c"])
+    let garbage = udp
+        .ns
+        .command("bash")
+        .arg("-c")
         .arg(format!(
             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' > /dev/udp/{udp_host}/{udp_port}"
         ))
@@ -92,34 +93,23 @@ fn scanners_on_the_decoy_ports_are_reported_and_blocked() {
         .unwrap();
     assert!(garbage.success());
     wait_for("the garbage counted", DEADLINE, || {
-        (n.metric("fraudmesh_sensor_garbage_total") >= 1.0).then_some(())
+        (n.metric("fraudmesh_sensor_garbage_total", &[]) >= 1.0).then_some(())
     });
     assert!(!n.is_blocked(&udp_scanner));
 
-    probe(
-        &udp_ns,
-        &scenario,
-        &udp_scanner,
-        &format!("{udp_host}:{udp_port}"),
-        "u1",
-    );
-    wait_for("the UDP scanner blocked", DEADLINE, || {
-        n.is_blocked(&udp_scanner).then_some(())
-    });
-    probe(
-        &tcp_ns,
-        &scenario,
-        &tcp_scanner,
-        &format!("{tcp_host}:{tcp_port}"),
-        "t1",
-    );
-    wait_for("the TCP scanner blocked", DEADLINE, || {
-        n.is_blocked(&tcp_scanner).then_some(())
-    });
+    for (lan, port, transport) in [(&udp, udp_port, "u1"), (&tcp, tcp_port, "t1")] {
+        probe(lan, &scenario, port, transport);
+        wait_for(&format!("the scanner over {transport} blocked"), DEADLINE, || {
+            n.is_blocked(&lan.far()).then_some(())
+        });
+    }
 
     assert!(n.log().contains("known SIP scanner"), "{}", n.log());
     assert_eq!(
-        n.metric("fraudmesh_detect_events_total{kind=\"scanner\",verdict=\"detected\"}"),
+        n.metric(
+            "fraudmesh_detect_events_total",
+            &[("kind", "scanner"), ("verdict", "detected")]
+        ),
         2.0
     );
     let c = n.check(&udp_scanner);

@@ -2,9 +2,7 @@
 //! it: a key from `fraudmesh bouncers add` in the URL, `/banned` then `/banned/{ID}`
 //! until `"no new bans"`, starting from the clients' default ID `100`, and `check`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 

@@ -1,9 +1,7 @@
 //! Bad input gets a clear error and changes nothing: config files, CLI arguments,
 //! targets, API requests, tokens.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -5,10 +5,8 @@
 //! the table put back after a `nft flush ruleset`; other tables left alone; `fraudmesh
 //! enforce --remove`; and 100,000 addresses applied in one diff.
 
-mod common;
-
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::netns::{self, Netns};
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -78,14 +76,7 @@ fn try_nft(ns: &Netns, args: &str) -> Option<String> {
 }
 
 fn nftables_status(n: &Node) -> Value {
-    let st = cli_json(&n.dir, &["enforce", "status", "--json"]);
-    st["enforcers"]
-        .as_array()
-        .expect("enforcers array")
-        .iter()
-        .find(|e| e["name"] == "nftables")
-        .unwrap_or_else(|| panic!("no nftables enforcer: {st}"))
-        .clone()
+    n.enforcer("nftables")
 }
 
 fn node_with_nftables(pbx: &Netns) -> Node {
@@ -121,42 +112,79 @@ fn answered(sender: &Netns, dir: &Path, from: &str, to: &str) -> bool {
     }
 }
 
+/// A SIP sender and a PBX, each in a namespace of the test's own, joined by a veth pair;
+/// a sipp responder in the PBX's answers OPTIONS with 200.
+struct SipPair {
+    // Dropped in this order: the responder, its directory, the namespaces.
+    _uas: Killed,
+    work: tempfile::TempDir,
+    sender: Netns,
+    pbx: Netns,
+    from: String,
+    to: String,
+}
+
+impl SipPair {
+    /// Sets it up and waits until the responder answers.
+    fn new() -> Self {
+        let sender = Netns::new("sip-tx");
+        let pbx = Netns::new("sip-pbx");
+        let net = netns::subnet();
+        let (from, to) = (format!("{net}.1"), format!("{net}.2"));
+        netns::veth(Some(&sender), &from, &pbx, &to);
+        let work = tempfile::tempdir().expect("tempdir");
+        std::fs::write(work.path().join("uac.xml"), UAC).expect("uac.xml");
+        std::fs::write(work.path().join("uas.xml"), UAS).expect("uas.xml");
+        let uas = Killed(
+            pbx.command("sipp")
+                .args(["-sf", "uas.xml", "-i", &to, "-p", "5060", "-nostdin"])
+                .current_dir(work.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the sipp responder"),
+        );
+        let pair = Self {
+            _uas: uas,
+            work,
+            sender,
+            pbx,
+            from,
+            to,
+        };
+        wait_for("the responder to answer OPTIONS", DEADLINE, || {
+            pair.probe().then_some(())
+        });
+        pair
+    }
+
+    /// Whether one OPTIONS from the sender gets its 200.
+    fn probe(&self) -> bool {
+        answered(&self.sender, self.work.path(), &self.from, &self.to)
+    }
+}
+
+/// One story: each step starts from the firewall state the one before left (blocked,
+/// retracted, expired, flushed, removed).
 #[test]
 fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
     netns::require(&["ip", "nft", "sipp"]);
-    let sender = Netns::new("sip-tx");
-    let pbx = Netns::new("sip-pbx");
-    let net = netns::subnet();
-    let (from, to) = (format!("{net}.1"), format!("{net}.2"));
-    netns::veth(Some(&sender), &from, &pbx, &to);
+    let sip = SipPair::new();
+    let (pbx, from) = (&sip.pbx, &sip.from);
+    let probe = || sip.probe();
     // Someone else's table in the PBX namespace, which the enforcer must leave alone.
     let keep = "add table inet keepme; add chain inet keepme c { type filter hook input priority 0; policy accept; }";
-    nft(&pbx, keep);
+    nft(pbx, keep);
 
-    let work = tempfile::tempdir().expect("tempdir");
-    std::fs::write(work.path().join("uac.xml"), UAC).expect("uac.xml");
-    std::fs::write(work.path().join("uas.xml"), UAS).expect("uas.xml");
-    let _uas = Killed(
-        pbx.command("sipp")
-            .args(["-sf", "uas.xml", "-i", &to, "-p", "5060", "-nostdin"])
-            .current_dir(work.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the sipp responder"),
-    );
-    let probe = || answered(&sender, work.path(), &from, &to);
-    wait_for("the responder to answer OPTIONS", DEADLINE, || probe().then_some(()));
-
-    let mut n = node_with_nftables(&pbx);
+    let mut n = node_with_nftables(pbx);
     n.start();
     let st = wait_for("the empty table loaded", DEADLINE, || {
         let st = nftables_status(&n);
         (st["state"] == "ok").then_some(st)
     });
     assert_eq!(st["entries"], 0, "{st}");
-    let tables = nft(&pbx, "list tables");
+    let tables = nft(pbx, "list tables");
     assert!(
         tables.contains("table inet fraudmesh") && tables.contains("table inet keepme"),
         "{tables}"
@@ -164,9 +192,9 @@ fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
     assert!(probe(), "nothing blocked yet");
 
     // Reported: the element appears and OPTIONS go unanswered.
-    n.report(&[&from]);
-    let in_set = |addr: &str| try_nft(&pbx, "list set inet fraudmesh hosts4").is_some_and(|s| s.contains(addr));
-    wait_for("the sender in hosts4", DEADLINE, || in_set(&from).then_some(()));
+    n.report(&[from]);
+    let in_set = |addr: &str| try_nft(pbx, "list set inet fraudmesh hosts4").is_some_and(|s| s.contains(addr));
+    wait_for("the sender in hosts4", DEADLINE, || in_set(from).then_some(()));
     assert!(!probe(), "OPTIONS from a blocked sender must be dropped");
     let st = nftables_status(&n);
     assert_eq!(
@@ -176,15 +204,15 @@ fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
     );
 
     // Retracted: answered again.
-    cli_ok(&n.dir, &["retract", &from]);
+    cli_ok(&n.dir, &["retract", from]);
     wait_for("OPTIONS answered after the retraction", DEADLINE, || {
         probe().then_some(())
     });
-    assert!(!in_set(&from));
+    assert!(!in_set(from));
 
     // A short TTL: blocked, then free again by the element's own timeout.
-    n.report(&["--ttl", "4s", &from]);
-    wait_for("the short block in hosts4", DEADLINE, || in_set(&from).then_some(()));
+    n.report(&["--ttl", "4s", from]);
+    wait_for("the short block in hosts4", DEADLINE, || in_set(from).then_some(()));
     assert!(!probe(), "dropped while the short block lasts");
     wait_for("OPTIONS answered after the TTL", DEADLINE, || probe().then_some(()));
 
@@ -193,22 +221,22 @@ fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
     wait_for("two entries", DEADLINE, || {
         (nftables_status(&n)["entries"] == 2).then_some(())
     });
-    nft(&pbx, "flush ruleset");
+    nft(pbx, "flush ruleset");
     wait_for("the table put back after a flush", DEADLINE, || {
         in_set("203.0.113.9").then_some(())
     });
-    let nets = nft(&pbx, "list set inet fraudmesh nets4_24");
+    let nets = nft(pbx, "list set inet fraudmesh nets4_24");
     assert!(nets.contains("198.51.100.0/24"), "{nets}");
     let st = nftables_status(&n);
     assert!(st["full_syncs"].as_u64() >= Some(2), "{st}");
     assert_eq!(st["entries"], 2, "{st}");
 
     // --remove (node stopped) deletes our table and nothing else.
-    nft(&pbx, keep);
+    nft(pbx, keep);
     assert!(n.stop().success());
     let removed = cli_ok(&n.dir, &["enforce", "--remove"]);
     assert!(removed.contains("nftables: removed"), "{removed}");
-    let tables = nft(&pbx, "list tables");
+    let tables = nft(pbx, "list tables");
     assert!(
         !tables.contains("fraudmesh") && tables.contains("table inet keepme"),
         "{tables}"
@@ -219,6 +247,7 @@ fn sip_from_a_blocked_sender_is_dropped_until_retracted_or_expired() {
 
 #[test]
 fn a_hundred_thousand_addresses_are_applied_in_one_diff() {
+    let _exclusive = exclusive();
     netns::require(&["ip", "nft"]);
     const N: u32 = 100_000;
     let pbx = Netns::new("nft100k");

@@ -3,24 +3,20 @@
 //! the Kamailio example cfg, with crafted lines that try to smuggle another address; a
 //! node following a log file that does not exist at start, is rotated and truncated.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/logs")
-        .join(name)
+fn log_fixture(name: &str) -> PathBuf {
+    fixture(&format!("logs/{name}"))
 }
 
 /// `detect test --json` with no node directory at all.
 fn replay(name: &str, extra: &[&str]) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("none");
-    let path = fixture(name);
+    let path = log_fixture(name);
     let mut args = vec!["detect", "test", path.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     cli_json(&dir, &args)
@@ -99,7 +95,7 @@ fn freeswitch_and_kamailio_logs() {
 fn detect_test_refuses_bad_arguments_and_prints_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let path = fixture("asterisk.log");
+    let path = log_fixture("asterisk.log");
     let bad = cli(dir, &["detect", "test", path.to_str().unwrap(), "--format", "yate"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
@@ -166,7 +162,12 @@ fn a_followed_log_is_read_across_absence_rotation_and_truncation() {
         n.is_blocked("203.0.113.73").then_some(())
     });
     assert!(!n.is_blocked("198.51.100.9"), "a never-reported address was blocked");
-    assert!(n.metric("fraudmesh_detect_events_total{kind=\"auth-failure\",verdict=\"never_report\"}") >= 5.0);
+    assert!(
+        n.metric(
+            "fraudmesh_detect_events_total",
+            &[("kind", "auth-failure"), ("verdict", "never_report")]
+        ) >= 5.0
+    );
     assert!(n.log().contains("detected an attacker"));
 }
 

@@ -2,9 +2,7 @@
 //! restarted node fetches only what it missed, and peers that answer garbage or give
 //! forged records are cut off with nothing merged.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fraudmesh::identity::Identity;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use fraudmesh::sighting::{sign, Draft, Evidence, Kind};
@@ -28,10 +26,11 @@ fn targets(from: usize, n: usize) -> String {
 
 #[test]
 fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
+    let _exclusive = exclusive();
     let mut a = Node::init(&[]);
     a.start();
     // Bulk records from a stranger are rate-limited by design: B and C trust A.
-    let mut b = Node::init(&["--seed", &a.addr(), "--trust", &a.peer_id]);
+    let mut b = Node::trusting(&a);
     b.start();
     b.wait_gossip_peers(1);
     let file = a.dir.join("t.txt");
@@ -42,7 +41,7 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
     });
 
     // (a) C joins after the attack: only sync can bring it what happened before.
-    let mut c = Node::init(&["--seed", &a.addr(), "--trust", &a.peer_id]);
+    let mut c = Node::trusting(&a);
     c.start();
     wait_for("C to catch up 5000 records", DEADLINE, || {
         (c.status()["records"] == 5000).then_some(())
@@ -51,7 +50,7 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
         c.is_blocked("10.100.0.7"),
         "C trusts A, so A's caught-up sightings block"
     );
-    assert!(c.metric("fraudmesh_sync_records_fetched_total") >= 4000.0);
+    assert!(c.metric("fraudmesh_sync_records_fetched_total", &[]) >= 4000.0);
 
     // (b) C is down while 1000 more arrive; on restart it fetches about those 1000.
     assert!(c.stop().success());
@@ -64,8 +63,8 @@ fn late_joiners_converge_and_restarts_fetch_only_what_they_missed() {
     wait_for("C to catch up to 6000 records", DEADLINE, || {
         (c.status()["records"] == 6000).then_some(())
     });
-    let fetched = c.metric("fraudmesh_sync_records_fetched_total");
-    let received = c.metric("fraudmesh_sync_bytes_received_total");
+    let fetched = c.metric("fraudmesh_sync_records_fetched_total", &[]);
+    let received = c.metric("fraudmesh_sync_bytes_received_total", &[]);
     eprintln!("restarted C fetched {fetched} records and read {received} bytes through sync");
     assert!(
         (1.0..=1100.0).contains(&fetched),
@@ -269,12 +268,15 @@ async fn peers_answering_garbage_or_giving_forgeries_are_cut_off() {
         let node = garbage_seed(answer).await;
         tokio::task::spawn_blocking(move || {
             assert_eq!(
-                node.metric("fraudmesh_sync_misbehaving_peers_total"),
+                node.metric("fraudmesh_sync_misbehaving_peers_total", &[]),
                 1.0,
                 "{}",
                 node.log()
             );
-            assert_eq!(node.metric("fraudmesh_sync_sessions_total{result=\"misbehaved\"}"), 1.0);
+            assert_eq!(
+                node.metric("fraudmesh_sync_sessions_total", &[("result", "misbehaved")]),
+                1.0
+            );
             assert_eq!(node.status()["records"], 0, "nothing was merged from the bad seed");
         })
         .await
@@ -292,11 +294,16 @@ async fn peers_answering_garbage_or_giving_forgeries_are_cut_off() {
     .unwrap();
     forging_peer(n.addr().parse().unwrap()).await;
     tokio::task::spawn_blocking(move || {
-        assert_eq!(n.metric("fraudmesh_sync_misbehaving_peers_total"), 1.0, "{}", n.log());
+        assert_eq!(
+            n.metric("fraudmesh_sync_misbehaving_peers_total", &[]),
+            1.0,
+            "{}",
+            n.log()
+        );
         assert_eq!(n.status()["records"], 1, "nothing was merged from the forger");
         assert_eq!(n.check("198.51.100.200")["reporters"], serde_json::json!([]));
         assert_eq!(
-            n.metric("fraudmesh_sightings_rejected_total{reason=\"invalid_signature\"}"),
+            n.metric("fraudmesh_sightings_rejected_total", &[("reason", "invalid_signature")]),
             1.0
         );
     })

@@ -2,9 +2,7 @@
 //! it: keys from `fraudmesh bouncers add`, `X-Api-Key`, the stream with startup and
 //! deltas, deletions, and `GET /v1/decisions?ip=`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn get(api: &str, path: &str, key: Option<&str>) -> (u16, Value) {

@@ -10,11 +10,9 @@
 //! - with `calls_per_hour = 2` the third allowed-looking call gets 403 and locks the
 //!   account.
 
-mod common;
-
-use common::kamailio::{invite_scenario, sipp, Pbx, PASS_1001};
-use common::netns::{self, Netns};
-use common::*;
+use crate::common::kamailio::{invite_scenario, sipp, Pbx, PASS_1001};
+use crate::common::netns::{self, Lan};
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -53,23 +51,14 @@ fn account(a: &Node, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no account {name}: {v}"))
 }
 
-#[test]
-fn kamailio_asks_the_node_before_each_call() {
-    netns::require(&["ip", "kamailio", "sipp"]);
-    let started = Instant::now();
-    let net = netns::subnet();
-    // The test's side: .1 (node A's API, probes), .3 the phone; Kamailio on .2.
-    let (me, kam_addr, phone) = (format!("{net}.1"), format!("{net}.2"), format!("{net}.3"));
-    let ns = Netns::new("kcall");
-    netns::veth(None, &me, &ns, &kam_addr);
-    netns::add_addr(&me, &phone);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let work = tmp.path().to_path_buf();
-
+/// Node B, and node A trusting B with the call rules of this story and its API on the
+/// test's end of `lan` (where Kamailio, in its namespace, reaches it); both running and
+/// gossiping.
+fn nodes(lan: &Lan) -> (Node, Node) {
+    let me = lan.near();
     let mut b = Node::init(&[]);
     b.start();
-    let mut a = Node::init(&["--seed", &b.addr(), "--trust", &b.peer_id]);
-    // Kamailio, in its namespace, reaches A's API on the veth address.
+    let mut a = Node::trusting(&b);
     let config = a.dir.join("config.toml");
     let text = std::fs::read_to_string(&config).expect("config.toml");
     assert!(text.contains("api = \"127.0.0.1:0\""), "{text}");
@@ -81,17 +70,29 @@ fn kamailio_asks_the_node_before_each_call() {
     a.append_config("[calls]\nhome_country = \"CH\"\ndeny_premium = true\n[calls.limits]\ncalls_per_hour = 2\n");
     cli_ok(&a.dir, &["check-config"]);
     a.start();
-    let api = a.api();
-    assert!(api.starts_with(&me), "{api}");
+    assert!(a.api().starts_with(&me), "{}", a.api());
     a.wait_gossip_peers(1);
     b.wait_gossip_peers(1);
+    (a, b)
+}
 
+/// One story: each call's answer depends on the calls before it (counted, ended, locked).
+#[test]
+fn kamailio_asks_the_node_before_each_call() {
+    let _exclusive = exclusive();
+    netns::require(&["ip", "kamailio", "sipp"]);
+    let started = Instant::now();
+    // The test's side: .1 (node A's API, probes), .3 the phone; Kamailio on .2.
+    let lan = Lan::new("kcall");
+    let phone = lan.add_near(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().to_path_buf();
+    let (a, b) = nodes(&lan);
+    let api = a.api();
     let pbx = Pbx::start(
-        &ns,
-        &kam_addr,
+        &lan,
         &[("FRAUDMESH_CALLS_URL", &format!("\"http://{api}/v1/calls\""))],
         &work.join("kamailio"),
-        &me,
     );
 
     // B reports a London number range; A trusts B.
