@@ -39,29 +39,3 @@ pub async fn report_scan(api: &Api, target: &str) -> anyhow::Result<()> {
     };
     api.report(&request).await.map(drop)
 }
-
-/// Sum of the values of every sample line of `/metrics` text starting with `prefix`
-/// (a metric name, optionally with the opening of its labels).
-pub fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_sum_adds_matching_samples_only() {
-        let text = "# HELP x\nfraudmesh_gossip_messages_total{verdict=\"accept\"} 5\n\
-                    fraudmesh_gossip_messages_total{verdict=\"reject\"} 2\nfraudmesh_peers 3\n";
-        assert_eq!(metric_sum(text, "fraudmesh_gossip_messages_total"), 7.0);
-        assert_eq!(
-            metric_sum(text, "fraudmesh_gossip_messages_total{verdict=\"reject\"}"),
-            2.0
-        );
-        assert_eq!(metric_sum(text, "fraudmesh_nothing"), 0.0);
-    }
-}

@@ -3,9 +3,10 @@
 //! latencies behind its plots.
 
 use super::wave::Sent;
-use super::{Blocked, Coverage, Ctx, Outcome, REJECTED};
-use crate::client::{metric_sum, Api};
+use super::{rejected_messages, Blocked, Coverage, Ctx, Outcome};
+use crate::client::Api;
 use crate::report::{NodeReport, Percentiles, Report};
+use fraudmesh_node::metrics::Scrape;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -125,11 +126,10 @@ async fn node_reports(ctx: &Ctx, per_lat: &[Vec<f64>], blocked: &Blocked) -> any
 
 /// A node's gossip messages, bytes received (gossip and sync) and rejected messages.
 async fn traffic(api: &Api) -> anyhow::Result<(u64, u64, u64)> {
-    let text = api.metrics().await?;
+    let m = Scrape::parse(&api.metrics().await?);
     Ok((
-        metric_sum(&text, "fraudmesh_gossip_messages_total") as u64,
-        (metric_sum(&text, "fraudmesh_gossip_bytes_received_total")
-            + metric_sum(&text, "fraudmesh_sync_bytes_received_total")) as u64,
-        metric_sum(&text, REJECTED) as u64,
+        m.sum("fraudmesh_gossip_messages_total") as u64,
+        (m.sum("fraudmesh_gossip_bytes_received_total") + m.sum("fraudmesh_sync_bytes_received_total")) as u64,
+        rejected_messages(&m),
     ))
 }

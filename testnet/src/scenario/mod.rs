@@ -25,6 +25,7 @@ use crate::cluster::Cluster;
 use crate::plot;
 use crate::report::{Expectation, Report};
 use anyhow::{bail, Context};
+use fraudmesh_node::metrics::Scrape;
 use indicatif::{ProgressBar, ProgressStyle};
 use measure::Finished;
 use rand::rngs::StdRng;
@@ -190,8 +191,12 @@ impl Coverage {
     }
 }
 
-/// The metric prefix of the gossip messages a node rejected.
-const REJECTED: &str = "fraudmesh_gossip_messages_total{verdict=\"reject\"";
+/// Gossip messages the node rejected (`fraudmesh_gossip_messages_total{verdict="reject"}`),
+/// from its `/metrics` text.
+fn rejected_messages(metrics: &Scrape) -> u64 {
+    let labels = [("verdict", "reject")];
+    metrics.value("fraudmesh_gossip_messages_total", &labels).unwrap_or(0.0) as u64
+}
 
 /// The state of a run.
 struct Ctx {

@@ -3,11 +3,11 @@
 //! wave; no node may block the victim, invalid messages must be rejected where they
 //! enter, and honest traffic must still reach every node.
 
-use super::{Coverage, Ctx, Outcome, CONVERGE_DEADLINE, MESH_DEADLINE, POLL, REJECTED};
-use crate::client::metric_sum;
+use super::{rejected_messages, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, MESH_DEADLINE, POLL};
 use crate::rogue::{self, Rogue};
 use anyhow::Context;
 use fraudmesh::identity::Identity;
+use fraudmesh_node::metrics::Scrape;
 use fraudmesh_node::now_ms;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,7 +144,7 @@ async fn victim_blocked(ctx: &Ctx) -> anyhow::Result<usize> {
 async fn rejected(ctx: &Ctx, via_flood: usize) -> anyhow::Result<(u64, u64)> {
     let (mut at_entry, mut elsewhere) = (0, 0);
     for i in ctx.all() {
-        let r = metric_sum(&ctx.api(i)?.metrics().await?, REJECTED) as u64;
+        let r = rejected_messages(&Scrape::parse(&ctx.api(i)?.metrics().await?));
         if i == via_flood {
             at_entry = r;
         } else {
