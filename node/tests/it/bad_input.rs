@@ -79,7 +79,7 @@ fn init_refuses_to_overwrite_and_bad_init_flags_write_nothing() {
 }
 
 #[test]
-fn bad_targets_and_bad_requests_change_nothing() {
+fn bad_reports_on_the_command_line_change_nothing() {
     let mut n = Node::init(&[]);
     n.start();
     let records = |n: &Node| n.status()["records"].as_u64().unwrap();
@@ -115,7 +115,13 @@ fn bad_targets_and_bad_requests_change_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("999.1.1.1"));
     assert_eq!(records(&n), 0);
+}
 
+#[test]
+fn bad_api_requests_change_nothing() {
+    let mut n = Node::init(&[]);
+    n.start();
+    let records = |n: &Node| n.status()["records"].as_u64().unwrap();
     let api = n.api();
     let token = n.token();
     let bearer = format!("Bearer {token}");
