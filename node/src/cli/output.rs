@@ -141,13 +141,14 @@ pub fn enforcers(v: &Enforcers) {
             None => "never".to_string(),
             Some(at) => format!("{} ({:.1} ms)", time(Some(at)), e.last_apply_ms.unwrap_or(0.0)),
         };
-        let state = serde_json::to_value(e.state)
-            .ok()
-            .and_then(|s| s.as_str().map(str::to_string))
-            .unwrap_or_default();
         println!(
-            "{}: {state}, {} entries, last apply {last}, {} applies ({} full), {} errors",
-            e.name, e.entries, e.applies, e.full_syncs, e.errors,
+            "{}: {}, {} entries, last apply {last}, {} applies ({} full), {} errors",
+            e.name,
+            e.state.as_str(),
+            e.entries,
+            e.applies,
+            e.full_syncs,
+            e.errors,
         );
         if let Some(err) = &e.last_error {
             println!("  last error {}: {err}", time(e.last_error_at));

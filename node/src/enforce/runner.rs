@@ -39,6 +39,17 @@ pub enum State {
     Retrying,
 }
 
+impl State {
+    /// Its name in the API and the CLI (`starting`, `ok`, `retrying`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ok => "ok",
+            Self::Retrying => "retrying",
+        }
+    }
+}
+
 /// One enforcer's state, as `fraudmesh enforce status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnforcerStatus {
@@ -381,5 +392,17 @@ async fn within_timeout(call: impl std::future::Future<Output = anyhow::Result<(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failed(format!("{e:#}"))),
         Err(_) => Err(Failed(format!("gave no answer within {}s", CALL_TIMEOUT.as_secs()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_are_the_json_names() {
+        for s in [State::Starting, State::Ok, State::Retrying] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }
