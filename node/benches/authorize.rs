@@ -87,8 +87,9 @@ fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let api = loop {
         if let Some(api) = common::status(BIN, &dir).and_then(|_| {
-            let rt: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("node.json")).ok()?).ok()?;
-            rt["api"].as_str().map(str::to_string)
+            fraudmesh_node::daemon::dir::NodeDir::new(&dir)
+                .read_runtime()
+                .map(|rt| rt.api)
         }) {
             break api;
         }

@@ -28,11 +28,6 @@ impl Backoff {
         delay
     }
 
-    /// The delay [`next_delay`](Self::next_delay) would return, without advancing.
-    pub fn peek(&self) -> Duration {
-        self.current
-    }
-
     /// After a success: the next failure waits `min` again.
     pub fn reset(&mut self) {
         self.current = self.min;
@@ -51,6 +46,6 @@ mod tests {
         assert_eq!(waits, [ms(500), ms(1000), ms(2000), ms(3000), ms(3000)]);
         b.reset();
         assert_eq!(b.next_delay(), ms(500));
-        assert_eq!(b.peek(), ms(1000));
+        assert_eq!(b.next_delay(), ms(1000));
     }
 }

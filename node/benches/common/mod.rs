@@ -156,13 +156,12 @@ pub fn status(bin: &str, dir: &Path) -> Option<serde_json::Value> {
 /// A metric of a running node, summed over its label sets; 0 when absent or the node
 /// does not answer.
 pub fn metric(dir: &Path, name: &str) -> f64 {
-    let Some(rt) = std::fs::read(dir.join("node.json")).ok() else {
+    let Some(api) = fraudmesh_node::daemon::dir::NodeDir::new(dir)
+        .read_runtime()
+        .map(|rt| rt.api)
+    else {
         return 0.0;
     };
-    let Ok(rt) = serde_json::from_slice::<serde_json::Value>(&rt) else {
-        return 0.0;
-    };
-    let api = rt["api"].as_str().unwrap_or("").to_string();
     let Ok(mut s) = std::net::TcpStream::connect(&api) else {
         return 0.0;
     };

@@ -30,7 +30,7 @@ pub fn load(dir: &NodeDir) -> anyhow::Result<Config> {
 }
 
 /// Where [`load`] takes the config from, as error messages name it.
-pub fn source(dir: &NodeDir) -> String {
+fn source(dir: &NodeDir) -> String {
     if dir.config().exists() {
         dir.config().display().to_string()
     } else {

@@ -192,7 +192,9 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         audit,
     };
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async {
+            terminated().await;
+        })
         .await
         .context("serving the API")?;
 
@@ -209,7 +211,8 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming the signal.
+pub async fn terminated() -> &'static str {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -219,7 +222,7 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term => "SIGTERM",
     }
 }

@@ -25,7 +25,7 @@ pub struct Bouncers {
 }
 
 /// Hex SHA-256 of a key.
-pub fn hash_key(key: &str) -> String {
+fn hash_key(key: &str) -> String {
     hex::encode(super::hash_secret(key))
 }
 

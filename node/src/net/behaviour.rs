@@ -7,13 +7,16 @@ use super::{Transport, ID_PROTOCOL, KAD_PROTOCOL, MAX_INBOUND_SYNC, SYNC_TIMEOUT
 use crate::engine::MAX_ENVELOPE_BYTES;
 use crate::metrics::Metrics;
 use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, MemoryTransport};
+use libp2p::core::{upgrade::Version, Transport as _};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::ping;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identity::Keypair, noise, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{identity::Keypair, noise, tcp, yamux, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +40,18 @@ pub(super) struct Behaviour {
     pub(super) sync: request_response::Behaviour<SyncCodec>,
 }
 
-type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
+/// What building a transport or a behaviour can fail with.
+pub type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The in-process transport under noise + yamux: what `Transport::Memory` runs on, and
+/// the testnet's bare-gossipsub baseline too, so both are measured over the same stack.
+pub fn memory_transport(key: &Keypair) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BehaviourError> {
+    Ok(MemoryTransport::default()
+        .upgrade(Version::V1)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .boxed())
+}
 
 /// The swarm over `transport`, with the node's behaviours.
 pub(super) fn build_swarm(
@@ -59,14 +73,7 @@ pub(super) fn build_swarm(
             .with_swarm_config(idle)
             .build(),
         Transport::Memory => builder
-            .with_other_transport(|key| -> Result<_, BehaviourError> {
-                use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport as _};
-                Ok(MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .boxed())
-            })?
+            .with_other_transport(memory_transport)?
             .with_behaviour(|key| behaviour(key, metrics))?
             .with_swarm_config(idle)
             .build(),

@@ -12,6 +12,8 @@
 //! that drives it in `event_loop`, the catch-up protocol in [`sync`].
 
 mod behaviour;
+
+pub use behaviour::memory_transport;
 mod event_loop;
 pub mod sync;
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, yamux, Multiaddr};
+use libp2p::Multiaddr;
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,14 +112,7 @@ fn bare_swarms(n: usize, edges: &[(usize, usize)]) -> anyhow::Result<Vec<libp2p:
 fn bare_swarm() -> anyhow::Result<libp2p::Swarm<gossipsub::Behaviour>> {
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-            use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport as _};
-            Ok(MemoryTransport::default()
-                .upgrade(Version::V1)
-                .authenticate(noise::Config::new(key)?)
-                .multiplex(yamux::Config::default())
-                .boxed())
-        })?
+        .with_other_transport(fraudmesh_node::net::memory_transport)?
         .with_behaviour(|key| {
             let cfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_initial_delay(Duration::from_millis(100))

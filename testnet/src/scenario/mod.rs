@@ -25,6 +25,7 @@ use crate::cluster::Cluster;
 use crate::plot;
 use crate::report::{Expectation, Report};
 use anyhow::{bail, Context};
+use fraudmesh_node::daemon::terminated;
 use fraudmesh_node::metrics::Scrape;
 use indicatif::{ProgressBar, ProgressStyle};
 use measure::Finished;
@@ -419,7 +420,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     // Ctrl-C or SIGTERM stops the scenario; every node started is stopped either way.
     let result = tokio::select! {
         r = scenario(&mut ctx) => r,
-        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+        s = terminated() => Err(anyhow::anyhow!("interrupted by {s}")),
     };
     ctx.bar.finish_and_clear();
     let written = match result {
@@ -430,7 +431,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         if let Ok(report) = &written {
             print!("{}", report.table());
             hold(&ctx.cluster);
-            interrupted().await;
+            terminated().await;
         }
     }
     let killed = ctx.cluster.stop_all().await;
@@ -489,22 +490,6 @@ fn write_outputs(out: &std::path::Path, mut finished: Finished) -> anyhow::Resul
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(finished.report)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term => "SIGTERM",
-    }
 }
 
 /// Tells how to poke the running mesh.
