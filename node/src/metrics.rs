@@ -55,6 +55,17 @@ pub struct DetectLabel {
     pub verdict: &'static str,
 }
 
+/// Label set of a request on the sensor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SensorLabel {
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// What became of it: `proven` (reported: a nonce echoed, or over TCP), `challenged`
+    /// (answered with a nonce), `limited` (over a rate or size bound: dropped),
+    /// `unanswerable` (an ACK without a valid nonce, or headers a response needs missing).
+    pub outcome: &'static str,
+}
+
 /// Label set of a call decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
@@ -143,6 +154,8 @@ pub struct Metrics {
     pub detect_dropped: Counter,
     /// Datagrams and connections on the sensor that were not SIP requests.
     pub sensor_garbage: Counter,
+    /// SIP requests on the sensor by transport and outcome.
+    pub sensor_requests: Family<SensorLabel, Counter>,
     /// Call authorisations by the rule that decided.
     pub call_decisions: Family<RuleLabel, Counter>,
     /// Findings of the last scheduled audit, by severity.
@@ -219,6 +232,10 @@ impl Metrics {
             sensor_garbage: r.add(
                 "sensor_garbage",
                 "Sensor datagrams and connections that were not SIP requests",
+            ),
+            sensor_requests: r.add(
+                "sensor_requests",
+                "SIP requests on the sensor by transport and outcome (proven, challenged, limited, unanswerable)",
             ),
             // Calls and audits.
             call_decisions: r.add("call_decisions", "Call authorisations by the rule that decided"),
