@@ -8,19 +8,22 @@
 # Defaults: 8 nodes, scenario attack-wave. Useful flags (all of `fraudmesh-testnet run
 # --help`):
 #   --nodes N            how many node processes (50 fit this 2-core machine)
-#   --scenario NAME      attack-wave | late-join | churn | partition | poison
+#   --scenario NAME      attack-wave | late-join | churn | partition | poison | spoof
+#                        (spoof: as root, at least 4 nodes, in network namespaces it
+#                        makes and removes)
 #   --out DIR            where node directories, report.json and plots go
 #   --hold               keep the mesh running after the scenario until Ctrl-C
 #
 # Exit status: 0 when every expectation of the scenario held, 1 when one failed, 2 on
-# errors. Uses only 127.0.0.1. Needs the Rust toolchain for the build (rustup.rs), unless
-# FRAUDMESH_BIN and FRAUDMESH_TESTNET_BIN point at built binaries.
+# errors. Uses only 127.0.0.1 (spoof: only the namespaces it makes). Needs the Rust
+# toolchain for the build (rustup.rs), unless FRAUDMESH_BIN and FRAUDMESH_TESTNET_BIN
+# point at built binaries.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 

@@ -1,13 +1,15 @@
-//! A cluster of real `fraudmesh` processes on 127.0.0.1: each with its own directory,
-//! a fixed libp2p port chosen free up front (so a restarted node comes back where its
-//! peers expect it), the API on a port the OS picks (read from `node.json`). Every
-//! process is started with `kill_on_drop`, so none outlives the testnet, whatever
+//! A cluster of real `fraudmesh` processes, on 127.0.0.1 unless placed elsewhere
+//! ([`Placement`]: an address, and a network namespace for `spoof`): each with its own
+//! directory, a fixed libp2p port chosen free up front (so a restarted node comes back
+//! where its peers expect it), the API on a port the OS picks (read from `node.json`).
+//! Every process is started with `kill_on_drop`, so none outlives the testnet, whatever
 //! happens to it.
 
 use crate::client::Api;
 use anyhow::{bail, Context};
 use fraudmesh_node::daemon::config::{Config, TrustedPeer};
 use fraudmesh_node::daemon::dir::NodeDir;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,6 +20,28 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Where a node runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// Its libp2p address.
+    pub host: Ipv4Addr,
+    /// Its API address (the port is the OS's choice).
+    pub api: Ipv4Addr,
+    /// The network namespace it runs in (`ip netns exec`); `None`: the testnet's own.
+    pub netns: Option<String>,
+}
+
+impl Default for Placement {
+    /// 127.0.0.1 in the testnet's own namespace.
+    fn default() -> Self {
+        Self {
+            host: Ipv4Addr::LOCALHOST,
+            api: Ipv4Addr::LOCALHOST,
+            netns: None,
+        }
+    }
+}
+
 /// One node of the cluster.
 pub struct Member {
     /// Position in the cluster (0-based; the first `seeds` are the seed peers).
@@ -26,8 +50,10 @@ pub struct Member {
     pub dir: PathBuf,
     /// Its peer id.
     pub peer_id: String,
-    /// Its libp2p port on 127.0.0.1.
+    /// Its libp2p port (on its placement's host).
     pub port: u16,
+    /// Where it runs.
+    pub placement: Placement,
     /// Its API client while running.
     pub api: Option<Api>,
     /// How many times it was started.
@@ -39,7 +65,7 @@ pub struct Member {
 impl Member {
     /// The full dialable address.
     pub fn addr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, self.peer_id)
+        format!("/ip4/{}/tcp/{}/p2p/{}", self.placement.host, self.port, self.peer_id)
     }
 
     /// The API of a running node.
@@ -111,7 +137,13 @@ impl Cluster {
     /// Creates `n` node directories under `root` (which must not hold nodes yet): the
     /// first `seeds` are everyone's seed peers, and every node trusts every other one.
     pub fn create(bin: &Path, root: &Path, n: usize, seeds: usize) -> anyhow::Result<Self> {
+        Self::create_placed(bin, root, &vec![Placement::default(); n], seeds)
+    }
+
+    /// [`Cluster::create`] with one node per placement.
+    pub fn create_placed(bin: &Path, root: &Path, placements: &[Placement], seeds: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let n = placements.len();
         let ports = free_ports(n)?;
         let mut members = Vec::with_capacity(n);
         for (index, port) in ports.into_iter().enumerate() {
@@ -127,6 +159,7 @@ impl Cluster {
                 dir,
                 peer_id: identity.public().peer_id(),
                 port,
+                placement: placements[index].clone(),
                 api: None,
                 starts: 0,
                 child: None,
@@ -135,8 +168,8 @@ impl Cluster {
         }
         for m in &members {
             let mut c = Config::default();
-            c.node.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", m.port)];
-            c.node.api = "127.0.0.1:0".into();
+            c.node.listen = vec![format!("/ip4/{}/tcp/{}", m.placement.host, m.port)];
+            c.node.api = format!("{}:0", m.placement.api);
             c.node.seeds = members
                 .iter()
                 .take(seeds)
@@ -169,6 +202,15 @@ impl Cluster {
         })
     }
 
+    /// Changes node `i`'s config file (takes effect at its next start).
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+        let path = NodeDir::new(&self.members[i].dir).config();
+        let mut c = Config::load(&path)?;
+        edit(&mut c);
+        let text = toml::to_string(&c).context("writing a node config")?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Spawns node `i`; [`Cluster::wait_started`] waits for its API.
     pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let m = &mut self.members[i];
@@ -182,7 +224,16 @@ impl Cluster {
             .append(true)
             .open(m.dir.join("node.log"))
             .context("opening the node log")?;
-        let child = Command::new(&self.bin)
+        let mut command = match &m.placement.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the node: the child's pid is the node's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("--dir")
             .arg(&m.dir)
             .arg("run")

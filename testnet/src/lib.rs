@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod inproc;
+pub mod netns;
 pub mod plot;
 pub mod report;
 pub mod rogue;

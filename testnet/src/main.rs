@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Start N real `fraudmesh` processes on 127.0.0.1, run a scenario, check its
     /// expectations (exit status 1 when one fails) and write DIR/report.json and plots.
+    /// Scenarios: attack-wave, late-join, churn, partition, poison, and spoof (needs root:
+    /// the nodes and an attacker run in network namespaces it makes and removes).
     Run {
         /// Nodes to start.
         #[arg(long, default_value_t = 8)]
@@ -174,7 +176,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Sim(c) = &cli.command {
         return sim(c);
     }
-    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = || tokio::runtime::Runtime::new().context("starting the runtime");
     match cli.command {
         Command::Sim(_) => unreachable!("handled above"),
         Command::Inproc(c) => {
@@ -186,7 +188,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 degree: c.degree,
                 seed: c.seed,
             };
-            let report = rt.block_on(fraudmesh_testnet::inproc::run(&args))?;
+            let report = runtime()?.block_on(fraudmesh_testnet::inproc::run(&args))?;
             output(&report, report.table(), c.out.as_deref(), "inproc.json", c.json)?;
             Ok(true)
         }
@@ -207,7 +209,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 let secs = fraudmesh_node::now_ms() / 1000;
                 PathBuf::from(format!("testnet-{}-{secs}", scenario.name()))
             });
-            let args = RunArgs {
+            let mut args = RunArgs {
                 nodes,
                 seeds: seeds.min(nodes),
                 scenario,
@@ -219,8 +221,14 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 reporters,
                 progress: !quiet && std::io::stderr().is_terminal(),
                 hold,
+                lab: None,
             };
             args.validate()?;
+            // Before the runtime: its threads start in the namespaces `spoof` runs in. The
+            // namespaces go when `lab` is dropped, after the runtime (declared later).
+            let lab = scenario::isolate(&args)?;
+            args.lab = lab.clone();
+            let rt = runtime()?;
             let report = rt.block_on(scenario::run(args))?;
             if !hold {
                 print!("{}", report.table());

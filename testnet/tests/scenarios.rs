@@ -1,16 +1,18 @@
 //! Every scenario of `fraudmesh-testnet run` at a small size (8 real node processes on
-//! 127.0.0.1), driven through the command line exactly as a user runs it; the test holds
-//! when the run exits 0 and `report.json` shows every expectation passed.
+//! 127.0.0.1; `spoof` 4, in network namespaces it makes), driven through the command line
+//! exactly as a user runs it; the test holds when the run exits 0 and `report.json` shows
+//! every expectation passed.
 //!
 //! Needs the `fraudmesh` binary beside `fraudmesh-testnet` (target/debug), which
-//! `cargo test --workspace` builds.
+//! `cargo test --workspace` builds; `spoof` needs root (scripts/test.sh and CI run as
+//! root) and fails with a clear message without it.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-/// One scenario at a time: each starts 8 processes, and two cores are all there is.
+/// One scenario at a time: each starts several processes, and two cores are all there is.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn testnet() -> PathBuf {
@@ -43,11 +45,25 @@ fn run(args: &[&str], out: &Path) -> Output {
 /// Runs a scenario with 8 nodes and returns its report after checking what every
 /// scenario must show.
 fn scenario(name: &str) -> Value {
+    scenario_with(name, 8)
+}
+
+/// [`scenario`] with `nodes` nodes.
+fn scenario_with(name: &str, nodes: usize) -> Value {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = run(
-        &["--nodes", "8", "--scenario", name, "--seed", "7", "--targets", "120"],
+        &[
+            "--nodes",
+            &nodes.to_string(),
+            "--scenario",
+            name,
+            "--seed",
+            "7",
+            "--targets",
+            "120",
+        ],
         &out,
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -55,7 +71,7 @@ fn scenario(name: &str) -> Value {
     assert!(o.status.success(), "{name} failed ({}):\n{stdout}\n{stderr}", o.status);
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["scenario"], name);
-    assert_eq!(report["nodes"], 8);
+    assert_eq!(report["nodes"], nodes);
     assert_eq!(report["seed"], 7);
     assert_eq!(report["converged"], true, "{report}");
     let exps = report["expectations"].as_array().unwrap();
@@ -128,6 +144,33 @@ fn poison_blocks_no_victim_and_forwards_no_invalid_message() {
 }
 
 #[test]
+fn spoof_blocks_no_forged_or_logged_source_but_every_proven_scanner() {
+    let r = scenario_with("spoof", 4);
+    assert_eq!(r["targets"], 2, "the UDP scanner that echoed its nonce and the TCP one");
+    assert_eq!(r["figures"]["forged_datagrams"], 20);
+    assert_eq!(r["figures"]["crafted_log_lines"], 40);
+    let sensor = &r["figures"]["node0_sensor_requests"];
+    assert_eq!(
+        (&sensor["udp_proven"], &sensor["tcp_proven"]),
+        (&1.into(), &1.into()),
+        "{sensor}"
+    );
+    // The run's namespaces went with it (those of runs still going have a live pid).
+    let left: Vec<String> = std::fs::read_dir("/var/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let orphaned = left.iter().filter(|name| {
+        let pid = name.strip_prefix("fm-spoof-").and_then(|r| r.split('-').next());
+        pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists())
+    });
+    assert_eq!(orphaned.count(), 0, "network namespaces left behind: {left:?}");
+}
+
+#[test]
 fn bad_arguments_are_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -136,6 +179,7 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--nodes", "8", "--seeds", "0"][..], "--seeds"),
         (&["--rate=0"][..], "--rate"),
         (&["--scenario", "partition", "--nodes", "3"][..], "partition"),
+        (&["--scenario", "spoof", "--nodes", "3"][..], "spoof"),
     ] {
         let o = run(args, &out);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -11,6 +11,10 @@
 //! the mesh, attack, converge) and small helpers. Each scenario lives in its own module
 //! named after it; `wave` sends the attack wave, `measure` turns what a scenario found
 //! into the report.
+//!
+//! `spoof` runs inside network namespaces ([`crate::netns::Lab`]): [`isolate`] makes them
+//! and moves the calling thread into them, and must run before the async runtime starts
+//! (its threads then start inside too).
 
 mod attack_wave;
 mod churn;
@@ -18,10 +22,12 @@ mod late_join;
 mod measure;
 mod partition;
 mod poison;
+mod spoof;
 mod wave;
 
 use crate::client::{blocked_since, Api};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Placement};
+use crate::netns::{self, Lab};
 use crate::plot;
 use crate::report::{Expectation, Report};
 use anyhow::{bail, Context};
@@ -35,6 +41,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wave::Sent;
 
@@ -60,6 +67,10 @@ pub enum Scenario {
     Partition,
     /// Stranger identities report a victim and a peer floods invalid messages.
     Poison,
+    /// Forged-source datagrams and crafted log lines against node 0's sensor and log
+    /// block nothing; scanners that prove their address are blocked everywhere (root:
+    /// runs in network namespaces).
+    Spoof,
 }
 
 impl Scenario {
@@ -71,6 +82,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
             Scenario::Poison => "poison",
+            Scenario::Spoof => "spoof",
         }
     }
 }
@@ -100,6 +112,8 @@ pub struct RunArgs {
     pub progress: bool,
     /// After the scenario, keep the nodes running until Ctrl-C.
     pub hold: bool,
+    /// The network namespaces the run is in (`spoof`; see [`isolate`]).
+    pub lab: Option<Arc<Lab>>,
 }
 
 impl RunArgs {
@@ -131,6 +145,9 @@ impl RunArgs {
         }
         if self.scenario == Scenario::LateJoin && self.nodes < 3 {
             bail!("late-join needs at least 3 nodes");
+        }
+        if self.scenario == Scenario::Spoof && (self.nodes < 4 || self.seeds < 2) {
+            bail!("spoof needs at least 4 nodes and 2 seeds (node 0 with its sensor, another seed, a peer per attack)");
         }
         Ok(())
     }
@@ -397,6 +414,25 @@ fn missing(blocked: &Blocked, nodes: &[usize], targets: &[&str]) -> usize {
         .sum()
 }
 
+/// For `spoof`: makes the network namespaces of [`Lab`] (after removing those of runs
+/// that were killed) and moves the calling thread into its `lab` namespace, where the
+/// testnet then runs and starts its nodes; `None` for every other scenario. Call it
+/// before the async runtime starts, and keep the `Lab` until the run is over: dropping it
+/// removes the namespaces. Fails clearly without root.
+pub fn isolate(args: &RunArgs) -> anyhow::Result<Option<Arc<Lab>>> {
+    if args.scenario != Scenario::Spoof {
+        return Ok(None);
+    }
+    netns::require_root("the spoof scenario")?;
+    let stale = netns::remove_stale();
+    if stale > 0 {
+        tracing::info!(stale, "removed network namespaces of killed runs");
+    }
+    let lab = Lab::create(args.nodes)?;
+    lab.lab.enter()?;
+    Ok(Some(Arc::new(lab)))
+}
+
 /// Runs one scenario end to end and writes `report.json` and the plots into `out`.
 pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     args.validate()?;
@@ -406,8 +442,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
             args.bin.display()
         );
     }
+    if args.scenario == Scenario::Spoof && args.lab.is_none() {
+        bail!("spoof runs in network namespaces: call scenario::isolate before the runtime starts");
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let cluster = Cluster::create(&args.bin, &args.out.join("nodes"), args.nodes, args.seeds)?;
+    let placements: Vec<Placement> = match &args.lab {
+        Some(lab) => (0..args.nodes).map(|i| lab.placement(i)).collect(),
+        None => vec![Placement::default(); args.nodes],
+    };
+    let cluster = Cluster::create_placed(&args.bin, &args.out.join("nodes"), &placements, args.seeds)?;
     let mut ctx = Ctx {
         rng: StdRng::seed_from_u64(args.seed),
         rss_max: vec![0; args.nodes],
@@ -430,7 +473,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     if ctx.args.hold {
         if let Ok(report) = &written {
             print!("{}", report.table());
-            hold(&ctx.cluster);
+            hold(&ctx.cluster, ctx.args.lab.as_deref());
             terminated().await;
         }
     }
@@ -466,6 +509,7 @@ async fn scenario(ctx: &mut Ctx) -> anyhow::Result<Finished> {
         Scenario::Churn => churn::run(ctx, &targets).await?,
         Scenario::Partition => partition::run(ctx, &targets).await?,
         Scenario::Poison => poison::run(ctx, &targets).await?,
+        Scenario::Spoof => spoof::run(ctx).await?,
     };
     measure::finish(ctx, started, &outcome).await
 }
@@ -493,7 +537,7 @@ fn write_outputs(out: &std::path::Path, mut finished: Finished) -> anyhow::Resul
 }
 
 /// Tells how to poke the running mesh.
-fn hold(cluster: &Cluster) {
+fn hold(cluster: &Cluster, lab: Option<&Lab>) {
     let bin = cluster.bin().display().to_string();
     let first = &cluster.members[0];
     let last = &cluster.members[cluster.members.len() - 1];
@@ -506,4 +550,10 @@ fn hold(cluster: &Cluster) {
     eprintln!("  {bin} --dir {} status", last.dir.display());
     eprintln!("  {bin} --dir {} peers\n", last.dir.display());
     eprintln!("Every node trusts every other one; logs are node.log in each directory.");
+    if let Some(lab) = lab {
+        eprintln!(
+            "The nodes run in network namespaces: prefix each command with `ip netns exec {}`.",
+            lab.lab.name
+        );
+    }
 }
