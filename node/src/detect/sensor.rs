@@ -13,7 +13,8 @@
 //!   (the ACK of a challenged INVITE, any in-dialog request) ([`Proof::NonceEcho`]).
 //!   Nonces are stateless cookies ([`Cookie`]): an HMAC-SHA256 of (address, port, issue
 //!   time) under a random per-listener secret, valid for [`NONCE_TTL_S`], so a flood of
-//!   forged sources costs no memory. A request carrying a nonce that does not verify is
+//!   forged sources costs no memory. Only the To tag and the first two credentials are
+//!   checked (each check is an HMAC); a request carrying no nonce that verifies is
 //!   challenged like any other.
 //!
 //! The sensor must not become a reflector for forged sources: an answer is at most
@@ -58,6 +59,9 @@ pub const SOURCE_SLOTS: usize = 4096;
 pub const ANSWER_BYTES_BURST: f64 = 64.0 * 1024.0;
 /// Answer bytes per second after the burst, all sources together.
 pub const ANSWER_BYTES_RATE: f64 = 32.0 * 1024.0;
+/// Credentials headers of a request whose nonce is checked (each check is an HMAC: a
+/// request stuffed with headers must not cost more).
+const MAX_CREDENTIALS: usize = 2;
 /// Hex digits of a nonce's MAC (96 bits).
 const MAC_HEX: usize = 24;
 /// Hex digits of a nonce's issue time.
@@ -322,7 +326,7 @@ struct Head<'a> {
     to: Option<&'a str>,
     call_id: Option<&'a str>,
     cseq: Option<&'a str>,
-    /// `Authorization` and `Proxy-Authorization` values.
+    /// The first [`MAX_CREDENTIALS`] `Authorization` and `Proxy-Authorization` values.
     auth: Vec<&'a str>,
 }
 
@@ -348,7 +352,9 @@ impl<'a> Head<'a> {
                 "call-id" | "i" => &mut head.call_id,
                 "cseq" => &mut head.cseq,
                 "authorization" | "proxy-authorization" => {
-                    head.auth.push(value);
+                    if head.auth.len() < MAX_CREDENTIALS {
+                        head.auth.push(value);
+                    }
                     continue;
                 }
                 _ => continue,
@@ -708,6 +714,23 @@ mod tests {
         );
         let invite = challenge(&mut s, &request("INVITE", ""), "198.51.100.8:5060", 700);
         assert!(invite.starts_with(b"SIP/2.0 401 Unauthorized\r\n"));
+    }
+
+    #[test]
+    fn only_the_first_credentials_are_checked() {
+        let mut s = UdpSensor::new(Cookie::new([6; 32]), "x");
+        let nonce = nonce_of(&challenge(&mut s, &request("REGISTER", ""), SCANNER, 0));
+        let cred = |n: &str| format!("Authorization: Digest nonce=\"{n}\"\r\n");
+        let stuffed = format!("{}{}", cred(&"0".repeat(32)).repeat(MAX_CREDENTIALS), cred(&nonce));
+        assert!(matches!(
+            s.handle(&request("REGISTER", &stuffed), addr(SCANNER), 10),
+            Udp::Challenge(_)
+        ));
+        let second = format!("{}{}", cred(&"0".repeat(32)), cred(&nonce));
+        assert!(matches!(
+            s.handle(&request("REGISTER", &second), addr(SCANNER), 20),
+            Udp::Proven(_)
+        ));
     }
 
     #[test]
