@@ -257,6 +257,23 @@ impl Pipeline {
         self.never.contains(canonical(ip))
     }
 
+    /// Whether reporting `net` would cover a never-reported address (a peer that
+    /// connected, or an address that came up, after its events were grouped).
+    pub fn covers_never_reported(&self, net: IpNet) -> bool {
+        match net {
+            IpNet::V6(n) if n.prefix_len() < 128 => {
+                self.never.overlaps(n)
+                    || self
+                        .never
+                        .local
+                        .iter()
+                        .chain(&self.never.peers)
+                        .any(|ip| net.contains(ip))
+            }
+            _ => self.never.contains(net.addr()),
+        }
+    }
+
     /// The group an address counts in and is reported as: an IPv4 address itself; an
     /// IPv6 address's /64, or the address itself when that /64 holds a never-reported
     /// address or the IPv4-mapped range (`::/64`).
@@ -463,6 +480,10 @@ mod tests {
         p.set_local([ip("2001:db8:2::10")]);
         assert_eq!(p.group(ip("2001:db8:1::11")), net("2001:db8:1::11/128"));
         assert_eq!(p.group(ip("2001:db8:2::11")), net("2001:db8:2::11/128"));
+        // A /64 formed before a peer in it was known is not reported.
+        assert!(p.covers_never_reported(net("2001:db8:1::/64")));
+        assert!(!p.covers_never_reported(net("2001:db8:bad::/64")));
+        assert!(p.covers_never_reported(net("192.0.2.1/32")) && !p.covers_never_reported(net("203.0.113.1/32")));
         let mut r = rules();
         r.never.push(net("2001:db8:3::5/128"));
         r.never.push(net("2001:db8::/48"));

@@ -36,6 +36,7 @@ pub fn observe(bytes: &[u8], source: IpAddr, listener: &str) -> Option<Observed>
         method: Some(req.method),
         user_agent: req.user_agent,
         via: format!("sensor {listener}{flagged}"),
+        proof: super::Proof::None { reason: "sensor-udp" },
     })
 }
 
@@ -110,7 +111,11 @@ pub fn spawn_tcp(addr: SocketAddr, sink: Sink, mut shutdown: watch::Receiver<boo
                     std::io::Result::Ok(())
                 };
                 if tokio::time::timeout(TCP_READ, read).await.is_ok() && !buf.is_empty() {
-                    pass(&sink, observe(&buf, from.ip(), &name));
+                    let proven = |ev| Observed {
+                        proof: super::Proof::Handshake,
+                        ..ev
+                    };
+                    pass(&sink, observe(&buf, from.ip(), &name).map(proven));
                 }
             });
         }
