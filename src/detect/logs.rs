@@ -22,7 +22,9 @@
 //!   one whose `",LocalAddress="…",RemoteAddress="…"` pair is followed by nothing but the
 //!   event's known trailing fields up to the end of the line, whose values hold no
 //!   unescaped quote — copies smuggled into `AccountID`/`SessionID` are always followed by
-//!   the real `SessionID`/`LocalAddress`, so they never qualify.
+//!   the real `SessionID`/`LocalAddress`, so they never qualify. A trailing field this
+//!   module does not know makes the line ambiguous (it fails closed until the patterns'
+//!   version adds it).
 //! - Where the stack writes the address last (FreeSWITCH, Kamailio), the whole line is
 //!   matched up to its end; text before the address cannot move it.
 //! - Elsewhere (PJSIP and chan_sip notices) the address field must appear exactly once; a

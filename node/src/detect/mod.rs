@@ -8,7 +8,7 @@
 //! list is the config's (allowlist, loopback, seeds, own listen addresses, interface
 //! addresses when listening on an unspecified address, `detect.never_report`) plus what
 //! changes while the node runs: the addresses libp2p listens on and the fraudmesh peers
-//! it is connected to, refreshed every [`REFRESH`] and again before each report.
+//! it is connected to, refreshed every `REFRESH` (10 s) and again before each report.
 //!
 //! Configured under `[detect]` ([`config`]); nothing is followed or listened on by default.
 
