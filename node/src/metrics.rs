@@ -50,8 +50,8 @@ pub struct EnforcerResultLabel {
 pub struct DetectLabel {
     /// The event kind (`auth-failure`, `scanner`, …).
     pub kind: &'static str,
-    /// What became of it: `detected`, `counted`, `never_report`, `recently_registered`,
-    /// `registered`, `ignored`.
+    /// What became of it: `detected`, `counted`, `unproven`, `never_report`,
+    /// `recently_registered`, `registered`, `ignored`, `capped`.
     pub verdict: &'static str,
 }
 
@@ -64,6 +64,16 @@ pub struct SensorLabel {
     /// (answered with a nonce), `limited` (over a rate or size bound: dropped),
     /// `unanswerable` (an ACK without a valid nonce, or headers a response needs missing).
     pub outcome: &'static str,
+}
+
+/// Label set of a detector event without proof of return routability.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnprovenLabel {
+    /// The event kind (`auth-failure`, `scanner`, …).
+    pub kind: &'static str,
+    /// Why it is unproven (`udp`, `no-transport`, `nonce-not-sent`, `nonce-not-bound`,
+    /// `legacy-line`, …; see `fraudmesh::detect::logs`).
+    pub reason: &'static str,
 }
 
 /// Label set of a call decision.
@@ -148,6 +158,11 @@ pub struct Metrics {
     pub enforce_latency: LatencyFamily,
     /// Detector events by kind and verdict.
     pub detect_events: Family<DetectLabel, Counter>,
+    /// Detector events that prove nothing about their source (it may be forged): counted
+    /// here, never reported.
+    pub detect_unproven: Family<UnprovenLabel, Counter>,
+    /// Detections held because the node reached `detect.max_reports_per_minute`.
+    pub detect_reports_capped: Counter,
     /// Log lines whose address field appeared more than once (crafted): ignored.
     pub detect_ambiguous: Counter,
     /// Events dropped because the detector's queue was full.
@@ -220,6 +235,14 @@ impl Metrics {
             detect_events: r.add(
                 "detect_events",
                 "Detector events (log lines, sensor hits) by kind and verdict",
+            ),
+            detect_unproven: r.add(
+                "detect_unproven_events",
+                "Detector events without proof that the source receives packets at its address (never reported), by kind and reason",
+            ),
+            detect_reports_capped: r.add(
+                "detect_reports_capped",
+                "Detections held because the node reached detect.max_reports_per_minute",
             ),
             detect_ambiguous: r.add(
                 "detect_ambiguous_lines",

@@ -119,7 +119,8 @@ pub enum DetectCommand {
     Test {
         /// The log file.
         file: PathBuf,
-        /// Whose log it is; default: recognised line by line.
+        /// Whose log it is; default: the format of DIR's [[detect.logs]] entry for FILE,
+        /// else the one whose patterns recognise most of its lines.
         #[arg(long, value_name = "NAME")]
         format: Option<LogFormat>,
         /// Print one JSON document.
@@ -291,6 +292,8 @@ pub enum LogFormat {
     Freeswitch,
     /// Kamailio's syslog lines from fraudmesh's cfg.
     Kamailio,
+    /// Only the operator's [[detect.patterns]].
+    Custom,
 }
 
 impl LogFormat {
@@ -300,6 +303,7 @@ impl LogFormat {
             Self::Asterisk => Format::Asterisk,
             Self::Freeswitch => Format::FreeSwitch,
             Self::Kamailio => Format::Kamailio,
+            Self::Custom => Format::Custom,
         }
     }
 }

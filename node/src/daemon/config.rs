@@ -457,12 +457,25 @@ pub fn parse_seed(s: &str) -> anyhow::Result<(libp2p::PeerId, Multiaddr)> {
     }
 }
 
-/// Loopback, the node's own specific listen addresses and the seeds' addresses.
+/// Loopback, the node's own listen addresses — every interface's address when one of them
+/// is unspecified (`0.0.0.0`, `::`): the node can be reached, and reports itself, at any of
+/// them — and the seeds' addresses.
 fn implicit_allowlist(listen: &[Multiaddr], seeds: &[(libp2p::PeerId, Multiaddr)]) -> Vec<IpNet> {
+    implicit_allowlist_with(listen, seeds, interface_addresses)
+}
+
+/// [`implicit_allowlist`] with the interface addresses from `interfaces` (asked only when
+/// a listen address is unspecified).
+fn implicit_allowlist_with(
+    listen: &[Multiaddr],
+    seeds: &[(libp2p::PeerId, Multiaddr)],
+    interfaces: impl FnOnce() -> Vec<IpAddr>,
+) -> Vec<IpNet> {
     let mut out: Vec<IpNet> = vec![
         "127.0.0.0/8".parse().expect("constant"),
         "::1/128".parse().expect("constant"),
     ];
+    let mut unspecified = false;
     let addrs = listen.iter().chain(seeds.iter().map(|(_, a)| a));
     for a in addrs {
         for p in a.iter() {
@@ -471,12 +484,30 @@ fn implicit_allowlist(listen: &[Multiaddr], seeds: &[(libp2p::PeerId, Multiaddr)
                 Protocol::Ip6(ip) => IpAddr::V6(ip),
                 _ => continue,
             };
-            if !ip.is_unspecified() {
+            if ip.is_unspecified() {
+                unspecified = true;
+            } else {
                 out.push(IpNet::from(ip));
             }
         }
     }
+    if unspecified {
+        out.extend(interfaces().into_iter().map(IpNet::from));
+    }
+    out.sort();
+    out.dedup();
     out
+}
+
+/// This host's interface addresses (none, with a warning, when they cannot be read).
+fn interface_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.iter().map(|i| i.ip()).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the interface addresses (to never block or report them) failed");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -524,6 +555,38 @@ mod tests {
         assert!(unknown.contains("unknown field"), "{unknown}");
         let typo = format!("{:#}", Config::parse("[trust]\nthreshold = \"high\"").unwrap_err());
         assert!(typo.contains("threshold"), "{typo}");
+    }
+
+    #[test]
+    fn own_addresses_are_allowlisted_also_when_listening_on_every_interface() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let listen = |a: &str| vec![a.parse::<Multiaddr>().unwrap()];
+        let seed = parse_seed(&format!(
+            "/ip4/198.51.100.7/tcp/7710/p2p/{}",
+            libp2p::identity::Keypair::generate_ed25519().public().to_peer_id()
+        ))
+        .unwrap();
+        let fake = || vec![ip("203.0.113.9"), ip("2001:db8::9")];
+        // Unspecified (IPv4 or IPv6): every interface address, plus loopback and seeds.
+        for any in ["/ip4/0.0.0.0/tcp/7710", "/ip6/::/tcp/7710"] {
+            let nets = implicit_allowlist_with(&listen(any), std::slice::from_ref(&seed), fake);
+            for a in ["203.0.113.9", "2001:db8::9", "127.0.0.1", "::1", "198.51.100.7"] {
+                assert!(nets.iter().any(|n| n.contains(&ip(a))), "{any}: {a} not allowlisted");
+            }
+        }
+        // A specific address: that one, and the interfaces are not asked.
+        let nets = implicit_allowlist_with(&listen("/ip4/192.0.2.1/tcp/7710"), &[], || panic!("asked"));
+        assert!(nets.iter().any(|n| n.contains(&ip("192.0.2.1"))));
+        // The default config (0.0.0.0) allowlists every address of this host.
+        let s = Config::default().settings(local()).unwrap();
+        let own = interface_addresses();
+        assert!(!own.is_empty(), "this host has interface addresses");
+        for a in own {
+            assert!(
+                s.policy.is_allowlisted_ip(a),
+                "{a} is not allowlisted with the default listen address"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The `[detect]` section: which logs are followed, the operator's patterns, threshold
-//! overrides, the never-report list and the sensor's listeners, and their validation
-//! into a [`Detect`] with errors that name the key.
+//! The `[detect]` section: which logs are followed (each with its format: one SIP stack's
+//! patterns read its log, nothing else does), the operator's patterns (with what a match
+//! proves), threshold overrides, the never-report list, the report cap and the sensor's
+//! listeners, and their validation into a [`Detect`] with errors that name the key.
 
 use super::{Detect, Source};
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::detect::logs::{CustomPattern, EventKind, Format};
 use fraudmesh::detect::pipeline::Rules;
 use fraudmesh::detect::window::Threshold;
+use fraudmesh::detect::Proof;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +39,9 @@ pub struct DetectConfig {
     /// A source that registered successfully is never reported for this long.
     #[serde(with = "humantime_serde")]
     pub registered_grace: Duration,
+    /// Most detections this node reports in any minute; beyond it they are held (and
+    /// counted in `fraudmesh_detect_reports_capped_total`). Default 60.
+    pub max_reports_per_minute: u32,
     /// `[detect.sensor]`: decoy SIP listeners.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor: Option<SensorConfig>,
@@ -50,6 +55,7 @@ impl Default for DetectConfig {
             thresholds: BTreeMap::new(),
             never_report: Vec::new(),
             registered_grace: Duration::from_secs(30 * 60),
+            max_reports_per_minute: Rules::DEFAULT_MAX_REPORTS_PER_MINUTE,
             sensor: None,
         }
     }
@@ -65,7 +71,8 @@ pub struct LogSource {
     /// Or a systemd unit whose journal is followed (`journalctl -f -u UNIT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
-    /// `asterisk`, `freeswitch` or `kamailio`; default: any (recognised line by line).
+    /// Whose log it is: `asterisk`, `freeswitch`, `kamailio` (that stack's patterns) or
+    /// `custom` (only `[[detect.patterns]]`). Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
 }
@@ -81,6 +88,16 @@ pub struct PatternConfig {
     pub kind: String,
     /// A regex with a named group `addr` (and optionally `user`); anchor it.
     pub regex: String,
+    /// What a matching line proves about its source, as the operator knows the stack:
+    /// `handshake` (written only for TCP/TLS connections), `nonce-echo` (only after the
+    /// source answered a challenge sent to its address) or `none` (counted, never
+    /// reported). Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    /// The format of the logs it reads (`asterisk`, `freeswitch`, `kamailio`, `custom`);
+    /// default: every followed log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// Threshold overrides of one kind.
@@ -128,12 +145,19 @@ impl DetectConfig {
         let thresholds = self.thresholds()?;
         let never = self.never_report(implicit)?;
         let (sensor_udp, sensor_tcp) = self.sensor_addrs()?;
+        if self.max_reports_per_minute == 0 {
+            bail!(
+                "detect.max_reports_per_minute: must be at least 1 (turn a kind off with \
+                 [detect.thresholds.KIND] enabled = false)"
+            );
+        }
         Ok(Detect {
             rules: Rules {
                 thresholds,
                 never,
                 registered_grace_ms: self.registered_grace.as_millis() as u64,
                 max_windows: MAX_WINDOWS,
+                max_reports_per_minute: self.max_reports_per_minute,
             },
             sources,
             custom,
@@ -143,16 +167,22 @@ impl DetectConfig {
     }
 
     /// `[[detect.logs]]`: each a file or a journal unit, with its format.
-    fn sources(&self) -> anyhow::Result<Vec<(Source, Option<Format>)>> {
+    fn sources(&self) -> anyhow::Result<Vec<(Source, Format)>> {
         let mut sources = Vec::new();
         for (i, l) in self.logs.iter().enumerate() {
             let key = format!("detect.logs[{i}]");
+            let name = match (&l.path, &l.journal) {
+                (Some(p), _) => format!(" ({})", p.display()),
+                (None, Some(u)) => format!(" (journal {u})"),
+                (None, None) => String::new(),
+            };
             let format = match &l.format {
-                None => None,
-                Some(f) => Some(
-                    Format::parse(f)
-                        .ok_or_else(|| anyhow!("{key}.format: {f:?} is not one of asterisk, freeswitch, kamailio"))?,
+                None => bail!(
+                    "{key}{name}: format is required: one of {} (only that SIP stack's patterns read \
+                     the log; `custom` for a log only [[detect.patterns]] read)",
+                    formats()
                 ),
+                Some(f) => format_named(f).with_context(|| format!("{key}{name}.format"))?,
             };
             let source = match (&l.path, &l.journal) {
                 (Some(p), None) if !p.as_os_str().is_empty() => Source::File(p.clone()),
@@ -169,9 +199,25 @@ impl DetectConfig {
     fn custom_patterns(&self) -> anyhow::Result<Vec<CustomPattern>> {
         let mut custom = Vec::new();
         for (i, p) in self.patterns.iter().enumerate() {
-            let kind = kind(&p.kind).with_context(|| format!("detect.patterns[{i}].kind"))?;
+            let key = format!("detect.patterns[{i}]");
+            let kind = kind(&p.kind).with_context(|| format!("{key}.kind"))?;
+            let proof = match p.proof.as_deref() {
+                Some("handshake") => Proof::Handshake,
+                Some("nonce-echo") => Proof::NonceEcho,
+                Some("none") => Proof::None { reason: "custom" },
+                Some(other) => bail!("{key}.proof: {other:?} is not one of handshake, nonce-echo, none"),
+                None => bail!(
+                    "{key}.proof is required: what a matching line proves about its source — handshake \
+                     (the stack writes it only for TCP/TLS connections), nonce-echo (only after the source \
+                     answered a challenge sent to its address) or none (counted, never reported)"
+                ),
+            };
+            let format = match &p.format {
+                None => None,
+                Some(f) => Some(format_named(f).with_context(|| format!("{key}.format"))?),
+            };
             custom.push(
-                CustomPattern::new(&p.name, kind, &p.regex).with_context(|| format!("detect.patterns[{i}].regex"))?,
+                CustomPattern::new(&p.name, kind, &p.regex, proof, format).with_context(|| format!("{key}.regex"))?,
             );
         }
         Ok(custom)
@@ -252,6 +298,16 @@ fn valid_unit(u: &str) -> bool {
     !u.is_empty() && u.len() <= 256 && u.chars().all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
 }
 
+/// The formats' names, for errors.
+fn formats() -> String {
+    let all: Vec<&str> = Format::ALL.iter().map(|f| f.label()).collect();
+    all.join(", ")
+}
+
+fn format_named(name: &str) -> anyhow::Result<Format> {
+    Format::parse(name).ok_or_else(|| anyhow!("{name:?} is not one of {}", formats()))
+}
+
 fn kind(name: &str) -> anyhow::Result<EventKind> {
     EventKind::parse(name).ok_or_else(|| {
         let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.label()).collect();
@@ -262,7 +318,7 @@ fn kind(name: &str) -> anyhow::Result<EventKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fraudmesh::detect::logs::Outcome;
+    use fraudmesh::detect::logs::{Outcome, Reader};
 
     fn compile(text: &str) -> anyhow::Result<Detect> {
         let c: DetectConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
@@ -272,20 +328,41 @@ mod tests {
     #[test]
     fn config_errors_name_the_key() {
         for (text, needle) in [
-            ("[[logs]]\npath = \"/x\"\nformat = \"yate\"", "detect.logs[0].format"),
+            ("[[logs]]\npath = \"/x\"\nformat = \"yate\"", "detect.logs[0] (/x).format"),
             (
-                "[[logs]]\npath = \"/x\"\njournal = \"k\"",
+                "[[logs]]\npath = \"/var/log/syslog\"",
+                "detect.logs[0] (/var/log/syslog): format is required",
+            ),
+            ("[[logs]]\njournal = \"kamailio\"", "detect.logs[0] (journal kamailio): format"),
+            (
+                "[[logs]]\npath = \"/x\"\njournal = \"k\"\nformat = \"kamailio\"",
                 "exactly one of path or journal",
             ),
-            ("[[logs]]\njournal = \"bad unit;rm\"", "detect.logs[0].journal"),
             (
-                "[[patterns]]\nname = \"x\"\nkind = \"auth-failure\"\nregex = \"no addr\"",
+                "[[logs]]\njournal = \"bad unit;rm\"\nformat = \"kamailio\"",
+                "detect.logs[0].journal",
+            ),
+            (
+                "[[patterns]]\nname = \"x\"\nkind = \"auth-failure\"\nregex = \"no addr\"\nproof = \"none\"",
                 "detect.patterns[0].regex",
             ),
             (
-                "[[patterns]]\nname = \"x\"\nkind = \"hacking\"\nregex = \"(?P<addr>.*)\"",
+                "[[patterns]]\nname = \"x\"\nkind = \"hacking\"\nregex = \"(?P<addr>.*)\"\nproof = \"none\"",
                 "detect.patterns[0].kind",
             ),
+            (
+                "[[patterns]]\nname = \"x\"\nkind = \"scanner\"\nregex = \"(?P<addr>.*)\"",
+                "detect.patterns[0].proof is required",
+            ),
+            (
+                "[[patterns]]\nname = \"x\"\nkind = \"scanner\"\nregex = \"(?P<addr>.*)\"\nproof = \"trust-me\"",
+                "detect.patterns[0].proof",
+            ),
+            (
+                "[[patterns]]\nname = \"x\"\nkind = \"scanner\"\nregex = \"(?P<addr>.*)\"\nproof = \"none\"\nformat = \"yate\"",
+                "detect.patterns[0].format",
+            ),
+            ("max_reports_per_minute = 0", "detect.max_reports_per_minute"),
             ("[thresholds.auth-failure]\ncount = 0", "count and window"),
             ("[thresholds.registered]\ncount = 1", "never reported"),
             ("never_report = [\"trunk\"]", "detect.never_report[0]"),
@@ -306,18 +383,48 @@ mod tests {
     }
 
     #[test]
-    fn custom_patterns_come_after_the_builtins() {
+    fn custom_patterns_come_after_the_builtins_and_read_their_format_only() {
         let d = compile(
-            "[[patterns]]\nname = \"gw\"\nkind = \"auth-failure\"\nregex = '^gw: bad login (?P<user>\\S+) from (?P<addr>\\S+)$'",
+            "[[patterns]]\nname = \"gw\"\nkind = \"auth-failure\"\nproof = \"handshake\"\nformat = \"custom\"\nregex = '^gw: bad login (?P<user>\\S+) from (?P<addr>\\S+)$'\n\
+             [[patterns]]\nname = \"any\"\nkind = \"scanner\"\nproof = \"none\"\nregex = '^probe from (?P<addr>\\S+)$'",
         )
         .unwrap();
-        let Outcome::Event(e) = d.interpret("gw: bad login bob from 203.0.113.4", None) else {
+        let mut custom = Reader::new(Format::Custom);
+        let Outcome::Event(e) = d.interpret(&mut custom, "gw: bad login bob from 203.0.113.4", 0) else {
             panic!("custom pattern did not match");
         };
         assert_eq!(
-            (e.source.to_string(), e.username.as_deref()),
-            ("203.0.113.4".into(), Some("bob"))
+            (e.source.to_string(), e.username.as_deref(), e.proof),
+            ("203.0.113.4".into(), Some("bob"), Proof::Handshake)
         );
-        assert_eq!(d.interpret("unrelated", None), Outcome::Unknown);
+        assert_eq!(d.interpret(&mut custom, "unrelated", 0), Outcome::Unknown);
+        // A pattern with a format reads only logs of it; one without reads every log.
+        let mut asterisk = Reader::new(Format::Asterisk);
+        assert_eq!(
+            d.interpret(&mut asterisk, "gw: bad login bob from 203.0.113.4", 0),
+            Outcome::Unknown
+        );
+        let Outcome::Event(e) = d.interpret(&mut asterisk, "probe from 203.0.113.5", 0) else {
+            panic!("a pattern without format did not read an Asterisk log");
+        };
+        assert_eq!(e.proof, Proof::None { reason: "custom" });
+    }
+
+    #[test]
+    fn every_log_has_its_format_and_the_report_cap_a_default() {
+        let d = compile(
+            "max_reports_per_minute = 7\n[[logs]]\npath = \"/var/log/asterisk/security\"\nformat = \"asterisk\"\n\
+             [[logs]]\njournal = \"kamailio\"\nformat = \"kamailio\"",
+        )
+        .unwrap();
+        assert_eq!(
+            d.sources,
+            vec![
+                (Source::File("/var/log/asterisk/security".into()), Format::Asterisk),
+                (Source::Journal("kamailio".into()), Format::Kamailio)
+            ]
+        );
+        assert_eq!(d.rules.max_reports_per_minute, 7);
+        assert_eq!(compile("").unwrap().rules.max_reports_per_minute, 60);
     }
 }

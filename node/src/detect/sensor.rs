@@ -23,7 +23,7 @@
 //! dropped unanswered. An ACK is never answered. Garbage is counted and dropped, never
 //! answered; sizes are bounded by the core's strict parser.
 
-use super::{Observed, Sink};
+use super::{Observed, Proof, Sink};
 use crate::metrics::SensorLabel;
 use anyhow::Context;
 use fraudmesh::detect::logs::EventKind;
@@ -67,28 +67,8 @@ const MAC_HEX: usize = 24;
 /// Hex digits of a nonce's issue time.
 const TIME_HEX: usize = 8;
 
-/// How a request proved that its source receives packets at its address. It maps 1:1 onto
-/// the proof a detection event carries (handshake / nonce echo); an unproven request never
-/// becomes an event here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proof {
-    /// It came over a completed TCP handshake.
-    Handshake,
-    /// It echoed a nonce this sensor sent to that address and port.
-    NonceEcho,
-}
-
-impl Proof {
-    /// How the event's `via` names it.
-    fn label(self) -> &'static str {
-        match self {
-            Proof::Handshake => "handshake completed",
-            Proof::NonceEcho => "nonce echoed",
-        }
-    }
-}
-
 /// The event of a proven request from `source`.
+/// Only the sensor's two proofs reach here: an unproven request never becomes an event.
 pub fn observe(req: sip::Request, source: IpAddr, listener: &str, proof: Proof) -> Observed {
     let ua = req.user_agent.clone().unwrap_or_default();
     let tool = sip::scanner(&ua);
@@ -103,6 +83,7 @@ pub fn observe(req: sip::Request, source: IpAddr, listener: &str, proof: Proof) 
         method: Some(req.method),
         user_agent: req.user_agent,
         via: format!("sensor {listener}, {}{flagged}", proof.label()),
+        proof,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Following logs: a file across rotation (rename + new file), truncation (copytruncate,
 //! noticed by its size or by its first bytes changing) and its absence (it may appear
-//! later), or a systemd unit's journal through `journalctl --follow`. Each complete line goes through the detector's patterns.
+//! later), or a systemd unit's journal through `journalctl --follow`. Each complete line goes
+//! through the patterns of the log's format (one [`Reader`] per log, which remembers what
+//! later lines are judged by), then the operator's patterns for that format.
 //!
 //! A file that exists when the node starts is read from its end (old attacks were dealt
 //! with before the restart); a file that appears later, or replaces a rotated one, is
@@ -9,7 +11,7 @@
 
 use super::{Detect, Observed, Sink, Source};
 use crate::backoff::Backoff;
-use fraudmesh::detect::logs::{Format, Outcome, MAX_LINE};
+use fraudmesh::detect::logs::{Format, Outcome, Reader, MAX_LINE};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -72,15 +74,29 @@ impl Lines {
     }
 }
 
+/// File names that syslog daemons write for every local program: any local user can put
+/// lines there (`logger`), forged as any program's.
+const SHARED_SYSLOG: &[&str] = &["syslog", "messages", "user.log", "daemon.log"];
+
 /// Starts following; lines become [`Observed`] events on `tx`.
 pub fn spawn(
     follower: Follower,
-    format: Option<Format>,
+    format: Format,
     detect: Detect,
     sink: Sink,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let handle = move |line: &str| match detect.interpret(line, format) {
+    if let Source::File(path) = &follower.source {
+        if path.file_name().is_some_and(|n| SHARED_SYSLOG.iter().any(|s| n == *s)) {
+            tracing::warn!(
+                path = %path.display(), format = format.label(),
+                "following a syslog file every local program writes to: any local user can forge its lines \
+                 (logger); prefer the stack's own log file or `journal = \"UNIT\"`"
+            );
+        }
+    }
+    let mut reader = Reader::new(format);
+    let handle = move |line: &str| match detect.interpret(&mut reader, line, crate::now_ms()) {
         Outcome::Event(e) => {
             let ev = Observed {
                 kind: e.kind,
@@ -89,6 +105,7 @@ pub fn spawn(
                 method: None,
                 user_agent: None,
                 via: e.pattern.to_string(),
+                proof: e.proof,
             };
             sink.send(ev);
         }
@@ -97,7 +114,7 @@ pub fn spawn(
             tracing::debug!(
                 pattern,
                 line,
-                "a log line with its address field more than once: ignored"
+                "a log line whose address field cannot be located unambiguously: ignored"
             );
         }
         Outcome::Unknown => {}

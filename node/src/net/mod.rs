@@ -26,6 +26,8 @@ use fraudmesh::proto::{SyncRequest, SyncResponse};
 use libp2p::gossipsub::IdentTopic;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use sync::SessionError;
@@ -127,6 +129,10 @@ pub struct NetHandle {
     tx: mpsc::Sender<NetCommand>,
     /// The swarm's listen addresses, as the task reports them.
     listen: watch::Receiver<Vec<Multiaddr>>,
+    /// The IP addresses of open connections' remote ends, with how many use each.
+    peer_ips: watch::Receiver<HashMap<IpAddr, usize>>,
+    /// The seeds' IP addresses (from their multiaddrs).
+    seed_ips: Arc<[IpAddr]>,
 }
 
 impl NetHandle {
@@ -155,6 +161,14 @@ impl NetHandle {
     /// The addresses the swarm listens on (without `/p2p`).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen.borrow().clone()
+    }
+
+    /// The IP addresses of the fraudmesh peers this node knows: the remote ends of its
+    /// open connections and its seeds (read-only; for the detectors' never-report set).
+    pub fn peer_addresses(&self) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self.peer_ips.borrow().keys().copied().collect();
+        ips.extend(self.seed_ips.iter().copied());
+        ips
     }
 
     /// Waits until the swarm listens on at least `n` addresses, or `timeout` passes.
@@ -211,12 +225,15 @@ pub fn start(
     }
     let (cmd_tx, commands) = mpsc::channel(64);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let (peer_ips_tx, peer_ips) = watch::channel(HashMap::new());
+    let seed_ips: Arc<[IpAddr]> = cfg.seeds.iter().filter_map(|(_, a)| event_loop::ip_of(a)).collect();
     let channels = Channels {
         commands,
         sessions: cmd_tx.clone(),
         publish,
         shutdown,
         listen: listen_tx,
+        peer_ips: peer_ips_tx,
     };
     let seeds = cfg.seeds;
     // The loop is made inside the task: its timers start when the task does.
@@ -225,6 +242,8 @@ pub fn start(
         NetHandle {
             tx: cmd_tx,
             listen: listen_rx,
+            peer_ips,
+            seed_ips,
         },
         task,
     ))

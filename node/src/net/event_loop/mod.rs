@@ -67,6 +67,8 @@ pub(super) struct Channels {
     pub(super) shutdown: watch::Receiver<bool>,
     /// The swarm's listen addresses, as the handles read them.
     pub(super) listen: watch::Sender<Vec<Multiaddr>>,
+    /// The IP addresses of open connections' remote ends, with how many use each.
+    pub(super) peer_ips: watch::Sender<HashMap<std::net::IpAddr, usize>>,
 }
 
 /// The swarm and the network's state, driven by [`EventLoop::run`].
@@ -312,6 +314,7 @@ impl EventLoop {
     // ---- swarm events ----
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.track_peer_ip(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -346,6 +349,29 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
             _ => {}
         }
+    }
+
+    /// Keeps the remote IP addresses of open connections (every connection, banned
+    /// peers' too: each that opens also closes) for [`NetHandle::peer_addresses`](super::NetHandle::peer_addresses).
+    fn track_peer_ip(&self, event: &SwarmEvent<BehaviourEvent>) {
+        let (endpoint, opened) = match event {
+            SwarmEvent::ConnectionEstablished { endpoint, .. } => (endpoint, true),
+            SwarmEvent::ConnectionClosed { endpoint, .. } => (endpoint, false),
+            _ => return,
+        };
+        let Some(ip) = ip_of(endpoint.get_remote_address()) else {
+            return;
+        };
+        self.channels.peer_ips.send_modify(|ips| {
+            if opened {
+                *ips.entry(ip).or_default() += 1;
+            } else if let Some(n) = ips.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    ips.remove(&ip);
+                }
+            }
+        });
     }
 
     /// A connection to a peer that is not banned.
@@ -475,5 +501,14 @@ fn is_dialable(addr: &Multiaddr) -> bool {
         Protocol::Ip4(ip) => ip.is_unspecified(),
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
+    })
+}
+
+/// The IP address a multiaddr starts with, if any.
+pub(super) fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
     })
 }
