@@ -124,9 +124,9 @@ pub struct TrustedPeer {
 pub struct TrustSection {
     /// Block threshold. Default 1.0.
     pub threshold: f64,
-    /// Weight of strangers. Default 0.1.
+    /// Weight shown for strangers (never counted toward a block). Default 0.1.
     pub stranger_weight: f64,
-    /// Cap of all strangers of one target. Default 0.5.
+    /// Cap of all strangers of one target, as shown. Default 0.5.
     pub stranger_cap: f64,
     /// Trusted peers. Default none.
     #[serde(default)]
