@@ -14,9 +14,10 @@
 //!    key is a canonical point of prime order: no torsion component, not of small order
 //!    (see [`crate::identity`]).
 //! 2. *`R`* (signature stage, after dedup and rate limits): it decompresses to a curve
-//!    point that is not of small order. With 1 this makes `R`'s encoding canonical: the
-//!    only other non-canonical form, x = 0 with the sign bit set, belongs to small-order
-//!    points.
+//!    point (else the signature is simply invalid) that is not of small order. With 1
+//!    this makes `R`'s encoding canonical: the only other non-canonical form, x = 0 with
+//!    the sign bit set, belongs to small-order points. A member refused here gets that
+//!    verdict and stays out of any batch.
 //! 3. *The equation*, cofactored: `[8]([s]B − [k]A − R) = 0` with
 //!    `k = SHA-512(R ‖ A ‖ len(DOMAIN) ‖ DOMAIN ‖ payload) mod l`.
 //!
@@ -36,8 +37,10 @@
 //! nor cofactored. With a torsion-free key, the two still disagree on signatures whose `R`
 //! carries a torsion component `T` (`R = [r]B + T`, `s = r + k·a`, which any key holder can
 //! make): strict always refuses them, the batch accepts them whenever `zᵢ·T = 0`, i.e.
-//! for about one batch in 8 — deterministically per batch, so it differs between a gossip
-//! message and a sync chunk (a test below shows it). Refusing such `R` outright would need
+//! for about one batch in 2, 4 or 8 (by the order of `T`) — deterministically per batch,
+//! so the verdict differs between a gossip message and a sync chunk (the test
+//! `ed25519_dalek_batch_and_strict_disagree_on_signer_made_torsion_r` in
+//! `sighting/tests/torsion.rs` shows it). Refusing such `R` outright would need
 //! a subgroup check per signature (a scalar multiplication by `l`), which costs more than
 //! the batch saves. The cofactored equation accepts them everywhere, alone and in every
 //! batch. It agrees with `verify_strict` on every signature whose `R` is torsion-free —
