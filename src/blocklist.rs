@@ -25,11 +25,17 @@
 //!   top 16 bits (256 KiB) that narrows the search to the ranges starting in
 //!   the address's /16: a plain binary search over 50k ranges cost ~1.5-2x a
 //!   `HashSet<IpAddr>` lookup in the benchmark, the indexed one ~1x.
-//! * **IPv4-mapped IPv6** (`::ffff:a.b.c.d`) and plain IPv4 `a.b.c.d` are the
-//!   same endpoint. Hosts and prefixes that lie inside `::ffff:0:0/96` are
-//!   stored as IPv4, and an IPv6 prefix that covers the whole mapped range
-//!   (e.g. `::/0`) also blocks all of IPv4. A lookup therefore needs exactly
-//!   one family: mapped addresses are looked up as IPv4.
+//! * **IPv4-mapped IPv6**: a *query* for `::ffff:a.b.c.d` is a query for the
+//!   IPv4 address `a.b.c.d` (that is how a dual-stack socket shows an IPv4
+//!   peer), and [`BlocklistBuilder::insert_host`] stores a mapped address as
+//!   IPv4. But an IPv4 query only ever consults IPv4 entries: no IPv6 *entry*
+//!   blocks an IPv4 address, not `::/0`, not `::fffe:0:0/95`, not an IPv6
+//!   net inside `::ffff:0:0/96`. Such entries cannot come from targets (the
+//!   protocol refuses IPv6 prefixes overlapping the mapped range, and turns
+//!   mapped addresses into IPv4 before they are signed: see
+//!   [`crate::target`]); if a caller inserts one anyway, it blocks only the
+//!   non-mapped IPv6 addresses it contains. An IPv6 accusation therefore never
+//!   reaches IPv4, and a lookup needs exactly one family.
 //! * **Number prefixes** (E.164 digits, no `+`, at most 15) sit in a hash set;
 //!   a lookup tries each prefix length of the input from the longest down,
 //!   skipping lengths for which nothing was inserted.
@@ -54,9 +60,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 /// Longest E.164 number (and so longest number prefix), in digits.
 pub const MAX_NUMBER_DIGITS: usize = 15;
 
-/// `::ffff:0:0/96`, the IPv4-mapped IPv6 range, as `u128` bounds.
+/// `::ffff:0:0/96`, the IPv4-mapped IPv6 range, as `u128` bounds (tests only: the
+/// lookup turns mapped queries into IPv4 with `to_ipv4_mapped`).
+#[cfg(test)]
 const MAPPED_START: u128 = 0xffff_u128 << 32;
-const MAPPED_END: u128 = MAPPED_START | u32::MAX as u128;
 
 /// Why a number prefix was refused by [`BlocklistBuilder::try_insert_number_prefix`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +136,8 @@ impl BlocklistBuilder {
     /// Adds a blocked IPv4/IPv6 host or prefix. A /32 (v4) or /128 (v6) is a host.
     ///
     /// Host bits below the prefix length are ignored (`10.1.2.3/8` is
-    /// `10.0.0.0/8`). IPv6 hosts and prefixes inside `::ffff:0:0/96` are
-    /// stored as the IPv4 hosts and prefixes they map.
+    /// `10.0.0.0/8`). An IPv6 net stays IPv6 and never blocks an IPv4 address
+    /// (see the module doc), even one inside or over `::ffff:0:0/96`.
     pub fn insert_net(&mut self, net: IpNet) {
         match net {
             IpNet::V4(n) => self.insert_v4(n),
@@ -138,7 +145,8 @@ impl BlocklistBuilder {
         }
     }
 
-    /// Adds a single blocked host (same as inserting a /32 or /128).
+    /// Adds a single blocked host (same as inserting a /32 or /128), except that an
+    /// IPv4-mapped IPv6 address is the IPv4 address it maps.
     pub fn insert_host(&mut self, ip: IpAddr) {
         match canonical(ip) {
             IpAddr::V4(a) => {
@@ -161,15 +169,6 @@ impl BlocklistBuilder {
     fn insert_v6(&mut self, net: Ipv6Net) {
         let net = net.trunc();
         let bits = u128::from(net.network());
-        if net.prefix_len() >= 96 && (MAPPED_START..=MAPPED_END).contains(&bits) {
-            // Entirely inside ::ffff:0:0/96: it is an IPv4 host or prefix.
-            // `bits as u32` keeps the low 32 bits, the mapped IPv4 address.
-            let v4 = Ipv4Addr::from(bits as u32);
-            if let Ok(n) = Ipv4Net::new(v4, net.prefix_len() - 96) {
-                self.insert_v4(n);
-                return;
-            }
-        }
         if net.prefix_len() == 128 {
             self.v6_hosts.insert(bits);
         } else {
@@ -211,21 +210,15 @@ impl BlocklistBuilder {
         v6_nets.sort_unstable();
         v6_nets.dedup();
 
-        let mut v4_ranges: Vec<(u32, u32)> = v4_nets
+        let v4_ranges: Vec<(u32, u32)> = v4_nets
             .iter()
             .map(|n| (u32::from(n.network()), u32::from(n.broadcast())))
             .collect();
-        let mut v6_ranges: Vec<(u128, u128)> = Vec::with_capacity(v6_nets.len());
-        for n in &v6_nets {
-            let range = (u128::from(n.network()), u128::from(n.broadcast()));
-            // A prefix that reaches into ::ffff:0:0/96 without lying inside it
-            // (those became IPv4 on insert) covers all of it: all of IPv4 is
-            // blocked too, since mapped addresses are looked up as IPv4.
-            if range.0 <= MAPPED_START && MAPPED_END <= range.1 {
-                v4_ranges.push((0, u32::MAX));
-            }
-            v6_ranges.push(range);
-        }
+        // IPv6 ranges never become IPv4 ones, whatever part of ::ffff:0:0/96 they cover.
+        let v6_ranges: Vec<(u128, u128)> = v6_nets
+            .iter()
+            .map(|n| (u128::from(n.network()), u128::from(n.broadcast())))
+            .collect();
 
         let number_len_mask = numbers.iter().fold(0u16, |m, p| m | (1 << p.len()));
         v4_hosts.shrink_to_fit();
@@ -391,7 +384,7 @@ pub struct Blocklist {
     v4_ranges: V4Ranges,
     /// Sorted, disjoint, non-adjacent inclusive ranges.
     v6_ranges: Vec<(u128, u128)>,
-    /// Distinct prefixes as inserted (after truncation, mapping and dedup).
+    /// Distinct prefixes as inserted (after truncation and dedup).
     prefix_count: usize,
     numbers: HashSet<Box<str>>,
     /// Bit `n` is set when some number prefix has `n` digits.
@@ -406,7 +399,8 @@ impl Blocklist {
 
     /// Whether `ip` is blocked, by a host entry or by a prefix. The hot path.
     ///
-    /// `::ffff:a.b.c.d` is treated exactly as `a.b.c.d`.
+    /// `::ffff:a.b.c.d` is treated exactly as `a.b.c.d`; an IPv4 address is only
+    /// ever blocked by IPv4 entries.
     #[inline]
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         match ip {
@@ -415,7 +409,7 @@ impl Blocklist {
         }
     }
 
-    /// [`is_blocked`](Self::is_blocked) for an IPv4 address.
+    /// [`is_blocked`](Self::is_blocked) for an IPv4 address: IPv4 hosts and ranges only.
     #[inline]
     pub fn is_blocked_v4(&self, ip: Ipv4Addr) -> bool {
         let x = u32::from(ip);
@@ -423,7 +417,7 @@ impl Blocklist {
     }
 
     /// [`is_blocked`](Self::is_blocked) for an IPv6 address (IPv4-mapped
-    /// addresses are looked up as IPv4).
+    /// addresses are looked up as IPv4, in IPv4 entries only).
     #[inline]
     pub fn is_blocked_v6(&self, ip: Ipv6Addr) -> bool {
         if let Some(v4) = ip.to_ipv4_mapped() {
@@ -451,7 +445,8 @@ impl Blocklist {
             .map(|p| &**p)
     }
 
-    /// Distinct single hosts (IPv4 /32 and IPv6 /128; mapped ones count as IPv4).
+    /// Distinct single hosts (IPv4 /32 and IPv6 /128; mapped addresses given to
+    /// [`BlocklistBuilder::insert_host`] count as IPv4).
     pub fn host_count(&self) -> usize {
         self.v4_hosts.len() + self.v6_hosts.len()
     }
@@ -472,8 +467,7 @@ impl Blocklist {
         self.host_count() == 0 && self.prefix_count == 0 && self.numbers.is_empty()
     }
 
-    /// Number of merged lookup ranges, IPv4 + IPv6 (at most `prefix_count`,
-    /// plus one when an IPv6 prefix spans the IPv4-mapped range).
+    /// Number of merged lookup ranges, IPv4 + IPv6 (at most `prefix_count`).
     pub fn range_count(&self) -> usize {
         self.v4_ranges.len() + self.v6_ranges.len()
     }
@@ -648,30 +642,48 @@ mod tests {
     }
 
     #[test]
-    fn v6_slash_zero_blocks_everything() {
-        // ::/0 contains ::ffff:0:0/96, and mapped addresses are the IPv4 ones.
+    fn v6_slash_zero_blocks_all_v6_but_no_v4() {
+        // ::/0 contains ::ffff:0:0/96, but an IPv6 entry never blocks IPv4, and a mapped
+        // address is looked up as IPv4.
         let bl = build(&["::/0"]);
         assert_eq!(bl.prefix_count(), 1);
         for a in [
             "::",
             "2001:db8::1",
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            "1.2.3.4",
-            "::ffff:1.2.3.4",
+            "::fffe:1.2.3.4",
         ] {
             assert!(bl.is_blocked(ip(a)), "{a}");
+        }
+        for a in ["1.2.3.4", "::ffff:1.2.3.4", "0.0.0.0", "255.255.255.255"] {
+            assert!(!bl.is_blocked(ip(a)), "{a}");
         }
     }
 
     #[test]
-    fn v6_prefix_spanning_the_mapped_range_blocks_v4() {
+    fn v6_entries_over_the_mapped_range_never_block_v4() {
+        // Issue 14, item 8: ::fffe:0:0/95 passed the /32 bound and blocked all of IPv4.
+        for nets in [
+            &["::fffe:0:0/95"][..],
+            &["::ffff:0:0/96"],
+            &["::ffff:1.2.3.4/128"],
+            &["::ffff:1.2.3.0/120"],
+            &["::/64"],
+            &["::/16"],
+        ] {
+            let bl = build(nets);
+            for a in ["1.2.3.4", "::ffff:1.2.3.4", "9.9.9.9", "0.0.0.0", "255.255.255.255"] {
+                assert!(!bl.is_blocked(ip(a)), "{nets:?} blocks {a}");
+            }
+            assert_eq!(bl.range_count() + bl.host_count(), 1, "{nets:?}: one IPv6 entry");
+        }
+        // The non-mapped IPv6 addresses they contain are blocked.
+        let bl = build(&["::fffe:0:0/95"]);
+        assert!(bl.is_blocked(ip("::fffe:1.2.3.4")));
+        assert!(!bl.is_blocked(ip("::fffd:ffff:ffff")));
         let bl = build(&["::/64"]);
-        assert!(bl.is_blocked(ip("9.9.9.9")));
         assert!(bl.is_blocked(ip("::1")));
         assert!(!bl.is_blocked(ip("2001:db8::1")));
-        let bl = build(&["::/97"]);
-        assert!(!bl.is_blocked(ip("9.9.9.9")), "::/97 stops below ::ffff:0:0");
-        assert!(bl.is_blocked(ip("::1")));
     }
 
     #[test]
@@ -708,28 +720,14 @@ mod tests {
         assert!(bl.is_blocked(ip("::ffff:198.51.100.77")));
         assert!(!bl.is_blocked(ip("::ffff:192.0.2.2")));
 
-        // A mapped /128 is stored as a v4 host, a mapped prefix as a v4 prefix.
-        let bl = build(&["::ffff:203.0.113.5/128", "::ffff:10.0.0.0/104", "::ffff:0:0/96"]);
-        assert_eq!(bl.host_count(), 1);
-        assert_eq!(bl.prefix_count(), 2);
-        assert!(bl.is_blocked(ip("203.0.113.5")));
-        assert!(bl.is_blocked(ip("10.200.0.1")));
-        assert!(bl.is_blocked(ip("::ffff:10.200.0.1")));
-        let bl = build(&["::ffff:203.0.113.5/128", "::ffff:10.0.0.0/104"]);
-        assert!(bl.is_blocked(ip("203.0.113.5")));
-        assert!(!bl.is_blocked(ip("203.0.113.6")));
-        assert!(bl.is_blocked(ip("10.0.0.0")));
-        assert!(bl.is_blocked(ip("10.255.255.255")));
-        assert!(!bl.is_blocked(ip("11.0.0.0")));
-        assert!(!bl.is_blocked(ip("::ffff:11.0.0.0")));
-
-        // The same host given in both forms is one host.
-        let bl = build(&["203.0.113.5/32", "::ffff:203.0.113.5/128"]);
-        assert_eq!(bl.host_count(), 1);
+        // A mapped address inserted as a host is the IPv4 host: one host in both forms.
         let mut b = BlocklistBuilder::new();
         b.insert_host(ip("::ffff:203.0.113.9"));
         b.insert_host(ip("203.0.113.9"));
-        assert_eq!(b.build().host_count(), 1);
+        let bl = b.build();
+        assert_eq!(bl.host_count(), 1);
+        assert!(bl.is_blocked(ip("203.0.113.9")));
+        assert!(bl.is_blocked(ip("::ffff:203.0.113.9")));
     }
 
     #[test]
@@ -818,15 +816,16 @@ mod tests {
 
     // ---- property tests against a naive reference ----
 
-    /// Naive reference: an address is blocked when any inserted net contains
-    /// it or its other form (`a.b.c.d` <-> `::ffff:a.b.c.d`).
+    /// Naive reference: the query is IPv4 when mapped (`::ffff:a.b.c.d` is
+    /// `a.b.c.d`); it is blocked when an inserted net of its own family contains
+    /// it. (IPv6 nets are never consulted for an IPv4 query.)
     fn naive_is_blocked(nets: &[IpNet], ip: IpAddr) -> bool {
-        let other = match ip {
-            IpAddr::V4(a) => Some(IpAddr::V6(a.to_ipv6_mapped())),
-            IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4),
-        };
-        nets.iter()
-            .any(|n| n.contains(&ip) || other.is_some_and(|o| n.contains(&o)))
+        let query = canonical(ip);
+        nets.iter().any(|n| match (n, query) {
+            (IpNet::V4(n), IpAddr::V4(a)) => n.contains(&a),
+            (IpNet::V6(n), IpAddr::V6(a)) => n.contains(&a),
+            _ => false,
+        })
     }
 
     fn arb_v4_addr() -> impl Strategy<Value = u32> {
@@ -937,12 +936,16 @@ mod tests {
                 let a = probe_addr(&nets, spec);
                 prop_assert_eq!(bl.is_blocked(a), naive_is_blocked(&nets, a), "probe {} ({:?})", a, spec);
             }
-            // Every inserted net's first and last address is blocked.
+            // Every inserted net's first and last address is blocked (unless it is an
+            // IPv4-mapped address, which is an IPv4 query).
             for n in &nets {
-                prop_assert!(bl.is_blocked(n.network()), "{} network", n);
-                prop_assert!(bl.is_blocked(n.broadcast()), "{} broadcast", n);
+                for a in [n.network(), n.broadcast()] {
+                    if canonical(a) == a {
+                        prop_assert!(bl.is_blocked(a), "{} {}", n, a);
+                    }
+                }
             }
-            prop_assert!(bl.range_count() <= bl.prefix_count() + 1);
+            prop_assert!(bl.range_count() <= bl.prefix_count());
         }
 
         #[test]
@@ -970,17 +973,8 @@ mod tests {
         #[test]
         fn counts_match_naive_dedup(nets in prop::collection::vec(arb_net(), 0..40)) {
             let bl = nets.iter().copied().collect::<BlocklistBuilder>().build();
-            // Canonical form: truncated, mapped IPv6 turned into IPv4.
-            let canon = |n: &IpNet| -> IpNet {
-                match n.trunc() {
-                    IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-                        Some(a) => IpNet::V4(Ipv4Net::new(a, v6.prefix_len() - 96).expect("len <= 32")),
-                        None => IpNet::V6(v6),
-                    },
-                    other => other,
-                }
-            };
-            let set: std::collections::BTreeSet<IpNet> = nets.iter().map(canon).collect();
+            // Nets are kept as given, truncated (IPv6 stays IPv6).
+            let set: std::collections::BTreeSet<IpNet> = nets.iter().map(IpNet::trunc).collect();
             let hosts = set.iter().filter(|n| n.prefix_len() == n.max_prefix_len()).count();
             prop_assert_eq!(bl.host_count(), hosts);
             prop_assert_eq!(bl.prefix_count(), set.len() - hosts);

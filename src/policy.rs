@@ -2,12 +2,16 @@
 //! blocked.
 //!
 //! Anyone can join the gossip; only trust turns sightings into a block. A target is
-//! blocked while the trust weight of the distinct reporters holding an active,
-//! non-retracted sighting of it reaches the threshold and the target is not allowlisted.
-//! The node itself and explicitly trusted peers count their configured weight; every
-//! other reporter (a *stranger*) counts a small weight, and all strangers of a target
-//! together count at most a cap that is required to be below the threshold — so no
-//! number of freshly minted keys can block anything on their own.
+//! blocked while the summed weight of the distinct *trusted* reporters holding an
+//! active, non-retracted sighting of it reaches the threshold, and the target is not
+//! allowlisted. Trusted are the node itself (its own reports and the operator's manual
+//! bans, [`FULL`]) and the configured peers (their configured weight). Every other
+//! reporter is a *stranger*: its sightings are stored, shown and relayed, and their
+//! weight (`stranger_weight` each, `stranger_cap` together) is reported as
+//! [`Verdict::stranger_score`], but it never counts toward a block — not alone, and not
+//! added to trusted weight. So no number of freshly minted keys changes any decision,
+//! whatever trusted weights are present (a peer trusted at 0.5 plus five strangers does
+//! not block).
 //!
 //! Weights are integers in thousandths ([`Weight`]) so every node sums them exactly and
 //! decides the same thing from the same records. The weight of a reporter is one
@@ -37,8 +41,10 @@ pub enum Error {
     /// The threshold must be positive.
     #[error("threshold must be above 0")]
     ZeroThreshold,
-    /// Strangers together must stay below the threshold.
-    #[error("stranger cap ({cap}) must be below the threshold ({threshold}), or strangers alone could block")]
+    /// The stranger cap must stay below the threshold. Strangers no longer count toward a
+    /// block at all; the rule is kept so that the configurations accepted stay the same,
+    /// and so the reported stranger score never reaches the threshold.
+    #[error("stranger cap ({cap}) must be below the threshold ({threshold})")]
     CapNotBelowThreshold {
         /// The configured `stranger_cap`, thousandths.
         cap: Weight,
@@ -63,9 +69,10 @@ pub struct TrustConfig {
     pub local: PublicKey,
     /// Explicitly trusted peers and their weights.
     pub trusted: HashMap<PublicKey, Weight>,
-    /// Weight of any reporter neither local nor trusted, thousandths.
+    /// Weight shown for any reporter neither local nor trusted, thousandths (never
+    /// counted toward a block).
     pub stranger_weight: Weight,
-    /// Most that all strangers of one target count together; must be below `threshold`.
+    /// Most that all strangers of one target show together; must be below `threshold`.
     pub stranger_cap: Weight,
     /// Summed weight at which a target is blocked.
     pub threshold: Weight,
@@ -74,11 +81,14 @@ pub struct TrustConfig {
 /// The decision for one target at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// Whether the target is blocked at this instant (score reached the threshold and
+    /// Whether the target is blocked at this instant (`score` reached the threshold and
     /// not allowlisted).
     pub blocked: bool,
-    /// The summed, capped weight of active accusations.
+    /// The summed weight of trusted reporters' active accusations: what decides.
     pub score: Weight,
+    /// The summed weight of strangers' active accusations, capped at `stranger_cap`:
+    /// shown, never counted toward a block.
+    pub stranger_score: Weight,
     /// Reporters with an active, non-retracted sighting (trusted or not), sorted.
     pub reporters: Vec<PublicKey>,
     /// While nothing new arrives, the block lasts until this instant (exclusive).
@@ -121,7 +131,8 @@ impl Policy {
         &self.trust
     }
 
-    /// The weight of a reporter, and whether it is a stranger.
+    /// The weight of a reporter, and whether it is a stranger (whose weight is only
+    /// shown, never counted toward a block).
     pub fn weight(&self, reporter: &PublicKey) -> (Weight, bool) {
         if *reporter == self.trust.local {
             return (FULL, false);
@@ -149,51 +160,48 @@ impl Policy {
         self.is_allowlisted(&Target::host(ip))
     }
 
-    /// Decides one target from its records at `now`.
+    /// Decides one target from its records at `now`: blocked iff the trusted weight
+    /// reaches the threshold (and not allowlisted); strangers only add to
+    /// [`Verdict::stranger_score`] and [`Verdict::reporters`].
     pub fn decide<'a>(
         &self,
         target: &Target,
         records: impl IntoIterator<Item = &'a RecordSummary>,
         now: Millis,
     ) -> Verdict {
-        // (expiry, weight, stranger) of each active accusation.
-        let mut active: Vec<(Millis, Weight, bool)> = Vec::new();
+        // (expiry, weight) of each trusted active accusation.
+        let mut trusted: Vec<(Millis, Weight)> = Vec::new();
+        let mut strangers: Weight = 0;
         let mut reporters = Vec::new();
         for r in records {
             if r.kind() == Kind::Retract || !r.is_active(now) {
                 continue;
             }
-            let (w, stranger) = self.weight(r.reporter());
-            active.push((r.expires_at(), w, stranger));
+            match self.weight(r.reporter()) {
+                (w, true) => strangers = strangers.saturating_add(w),
+                (w, false) => trusted.push((r.expires_at(), w)),
+            }
             reporters.push(*r.reporter());
         }
         reporters.sort();
-        let score_of = |items: &[(Millis, Weight, bool)]| -> Weight {
-            let (mut trusted, mut strangers) = (0u32, 0u32);
-            for &(_, w, s) in items {
-                if s {
-                    strangers = strangers.saturating_add(w);
-                } else {
-                    trusted = trusted.saturating_add(w);
-                }
-            }
-            trusted.saturating_add(strangers.min(self.trust.stranger_cap))
-        };
-        let score = score_of(&active);
+        let score_of =
+            |items: &[(Millis, Weight)]| -> Weight { items.iter().fold(0, |sum, &(_, w)| sum.saturating_add(w)) };
+        let score = score_of(&trusted);
         let allowlisted = self.is_allowlisted(target);
         let blocked = score >= self.trust.threshold && !allowlisted;
         let until = blocked.then(|| {
             // Latest-expiring first: the block ends at the expiry of the accusation whose
             // departure takes the score below the threshold.
-            active.sort_by_key(|a| std::cmp::Reverse(a.0));
-            (1..=active.len())
-                .find(|&n| score_of(&active[..n]) >= self.trust.threshold)
-                .map(|n| active[n - 1].0)
+            trusted.sort_by_key(|a| std::cmp::Reverse(a.0));
+            (1..=trusted.len())
+                .find(|&n| score_of(&trusted[..n]) >= self.trust.threshold)
+                .map(|n| trusted[n - 1].0)
                 .unwrap_or(now)
         });
         Verdict {
             blocked,
             score,
+            stranger_score: strangers.min(self.trust.stranger_cap),
             reporters,
             until,
             allowlisted,
@@ -292,19 +300,26 @@ mod tests {
     }
 
     #[test]
-    fn strangers_alone_never_block() {
+    fn strangers_never_count_toward_a_block() {
         let strangers: Vec<_> = (10..=200u8)
             .map(|n| rec(&id(n), "1.2.3.4", Kind::Scan, 1000, 60))
             .collect();
         let d = policy().decide(&t("1.2.3.4"), strangers.iter(), 2000);
         assert!(!d.blocked);
-        assert_eq!(d.score, 500);
+        assert_eq!((d.score, d.stranger_score), (0, 500));
         assert_eq!(d.reporters.len(), strangers.len());
-        // But they add to a trusted peer's weight, up to the cap.
+        // Nor do they complete a trusted peer's weight (issue 14, item 7: a peer trusted
+        // at 0.6 plus strangers used to reach the threshold).
         let a = rec(&id(2), "1.2.3.4", Kind::Scan, 1000, 60);
         let d = policy().decide(&t("1.2.3.4"), strangers.iter().chain([&a]), 2000);
+        assert!(!d.blocked);
+        assert_eq!((d.score, d.stranger_score), (600, 500));
+        assert_eq!(d.reporters.len(), strangers.len() + 1);
+        // A second trusted peer does.
+        let b = rec(&id(3), "1.2.3.4", Kind::Scan, 1000, 30);
+        let d = policy().decide(&t("1.2.3.4"), strangers.iter().chain([&a, &b]), 2000);
         assert!(d.blocked);
-        assert_eq!(d.score, 1100);
+        assert_eq!((d.score, d.until), (1200, Some(31_000)));
     }
 
     #[test]
@@ -348,6 +363,48 @@ mod tests {
     }
 
     proptest! {
+        /// For any trusted weights and threshold, any trusted accusations and any set of
+        /// strangers (any stranger weight and cap): the decision, its score and its end
+        /// are those without the strangers.
+        #[test]
+        fn strangers_never_change_a_decision(
+            weights in prop::collection::vec(0u32..=FULL, 3),
+            threshold in 1u32..=FULL,
+            stranger_weight in 0u32..=FULL,
+            cap_fraction in 0u32..1000,
+            trusted in prop::collection::vec((0usize..4, 1u32..100), 0..6),
+            strangers in prop::collection::vec((10u8..60, 1u32..100), 0..12),
+            now in 1000u64..100_000,
+        ) {
+            let mut peers = HashMap::new();
+            for (n, w) in weights.iter().enumerate() {
+                peers.insert(id(n as u8 + 2).public(), *w);
+            }
+            let p = Policy::new(
+                TrustConfig {
+                    local: id(1).public(),
+                    trusted: peers,
+                    stranger_weight,
+                    stranger_cap: threshold * cap_fraction / 1000,
+                    threshold,
+                },
+                vec![],
+            )
+            .unwrap();
+            // Reporter 0 is this node, 1..=3 the peers.
+            let trusted: Vec<RecordSummary> =
+                trusted.iter().map(|&(who, ttl)| rec(&id(who as u8 + 1), "1.2.3.4", Kind::Scan, 1000, ttl)).collect();
+            let strangers: Vec<RecordSummary> =
+                strangers.iter().map(|&(who, ttl)| rec(&id(who), "1.2.3.4", Kind::Scan, 1000, ttl)).collect();
+            let without = p.decide(&t("1.2.3.4"), trusted.iter(), now);
+            let with = p.decide(&t("1.2.3.4"), trusted.iter().chain(&strangers), now);
+            prop_assert_eq!(with.blocked, without.blocked);
+            prop_assert_eq!(with.score, without.score);
+            prop_assert_eq!(with.until, without.until);
+            prop_assert_eq!(without.stranger_score, 0);
+            prop_assert!(with.stranger_score < threshold);
+        }
+
         /// N replicas receiving the same records in random orders, with duplicates, decide
         /// the same blocklist.
         #[test]

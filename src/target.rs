@@ -3,8 +3,24 @@
 //!
 //! Two nodes must agree byte for byte on what a target is, or the ledger would hold the
 //! same accusation under two keys. So every target is canonicalised before signing
-//! (host bits cleared, IPv4-mapped IPv6 turned into IPv4, numbers as bare digits) and a
-//! non-canonical target on the wire is rejected rather than repaired.
+//! (host bits cleared, an IPv4-mapped IPv6 address turned into IPv4, numbers as bare
+//! digits) and a non-canonical target on the wire is rejected rather than repaired.
+//!
+//! # IPv4-mapped IPv6
+//!
+//! `::ffff:a.b.c.d` is how a dual-stack socket shows the IPv4 address `a.b.c.d`. A single
+//! mapped address is the IPv4 address: [`Target::parse`] and [`Target::host`] turn it
+//! into IPv4, and on the wire it must be sent as IPv4. An IPv6 *prefix* overlapping
+//! `::ffff:0:0/96` (`::ffff:10.0.0.0/104`, `::ffff:0:0/96`, `::fffe:0:0/95`, `::/0`, …) is
+//! refused everywhere ([`Error::MappedRange`]): it would either be an IPv4 prefix in
+//! disguise or accuse IPv4 addresses by the back door (an IPv6 accusation must never
+//! block IPv4). The blocklist holds the same line from the other side: an IPv4 lookup
+//! never consults IPv6 entries.
+//!
+//! # Breadth
+//!
+//! [`PROTOCOL_BOUNDS`] is the broadest any node may accept (invalid on the wire beyond
+//! it); each node's own [`Bounds`] may only be narrower (`sighting::AcceptLimits`).
 
 use crate::proto;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -14,8 +30,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Longest E.164 number (ITU-T E.164: at most 15 digits).
 pub const MAX_NUMBER_DIGITS: usize = 15;
 
-/// Why a target was refused: unparsable, the unspecified address, too broad, not in
-/// canonical form, or a malformed number.
+/// The broadest prefixes the protocol allows: IPv4 /8, IPv6 /16. Broader is invalid for
+/// every receiver; a node's own bounds may only be narrower.
+pub const PROTOCOL_BOUNDS: Bounds = Bounds {
+    min_v4_len: 8,
+    min_v6_len: 16,
+};
+
+/// `::ffff:0:0/96`, the IPv4-mapped IPv6 range.
+const MAPPED: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
+
+/// Why a target was refused: unparsable, the unspecified address, too broad, an IPv6
+/// prefix overlapping the IPv4-mapped range, not in canonical form, or a malformed number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Not an IP address, an IP prefix or a `+digits` number.
@@ -32,7 +58,11 @@ pub enum Error {
         /// The shortest prefix length allowed for its family.
         min_len: u8,
     },
-    /// On the wire: host bits set, IPv4-mapped IPv6, or a number with non-digits.
+    /// An IPv6 prefix overlapping `::ffff:0:0/96` (see the module doc). Refused wherever
+    /// it comes from: from people (write the IPv4 prefix instead) and on the wire.
+    #[error("IPv6 prefix {0} overlaps the IPv4-mapped range ::ffff:0:0/96: write IPv4 addresses and prefixes as IPv4")]
+    MappedRange(Ipv6Net),
+    /// On the wire: host bits set, an IPv4-mapped IPv6 address, or a number with non-digits.
     #[error("target is not in canonical form: {0}")]
     NotCanonical(String),
     /// A number prefix that is empty or longer than 15 digits.
@@ -41,6 +71,7 @@ pub enum Error {
 }
 
 /// How broad a prefix a node accepts (a /8 accusation would cut off millions of people).
+/// Never broader than [`PROTOCOL_BOUNDS`] for received sightings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     /// Shortest IPv4 prefix length accepted. Default 16.
@@ -69,8 +100,10 @@ pub enum Target {
 
 impl Target {
     /// Parses what a person or a log line writes: `1.2.3.4`, `2001:db8::1`, `10.0.0.0/24`,
-    /// `+41900123`, `tel:+41900`. Host bits of a prefix are cleared and IPv4-mapped IPv6
-    /// becomes IPv4; the result is then checked against `bounds`.
+    /// `+41900123`, `tel:+41900`. Host bits of a prefix are cleared and a single
+    /// IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, also as `/128`) becomes IPv4; the result
+    /// is then checked: IPv6 prefixes overlapping the mapped range are refused, and
+    /// breadth against `bounds`.
     pub fn parse(text: &str, bounds: Bounds) -> Result<Self, Error> {
         let t = text.trim();
         let target = if let Some(digits) = t.strip_prefix("tel:+").or_else(|| t.strip_prefix('+')) {
@@ -99,7 +132,7 @@ impl Target {
         Self::Ip(canonical_net(IpNet::from(addr)))
     }
 
-    /// Checks breadth and the unspecified address.
+    /// Checks the unspecified address, the IPv4-mapped range and breadth (in that order).
     pub fn check(&self, bounds: Bounds) -> Result<(), Error> {
         let Self::Ip(net) = self else { return Ok(()) };
         let (min_len, max_len) = match net {
@@ -108,6 +141,11 @@ impl Target {
         };
         if net.prefix_len() == max_len && net.addr().is_unspecified() {
             return Err(Error::Unspecified(net.addr()));
+        }
+        if let IpNet::V6(v6) = net {
+            if v6.contains(&MAPPED) || MAPPED.contains(v6) {
+                return Err(Error::MappedRange(*v6));
+            }
         }
         if net.prefix_len() < min_len {
             return Err(Error::TooBroad { net: *net, min_len });
@@ -157,7 +195,9 @@ impl Target {
         proto::Target { target: Some(target) }
     }
 
-    /// Reads the wire form, refusing anything not canonical or out of `bounds`.
+    /// Reads the wire form, refusing anything not canonical (host bits set, a mapped IPv6
+    /// address, an IPv6 prefix overlapping the mapped range) or out of `bounds`. Receivers
+    /// pass [`PROTOCOL_BOUNDS`] here and apply their own bounds separately.
     pub fn from_proto(p: &proto::Target, bounds: Bounds) -> Result<Self, Error> {
         let target = match &p.target {
             None => return Err(Error::NotCanonical("no target set".into())),
@@ -189,18 +229,14 @@ impl Target {
     }
 }
 
-/// Clears host bits and turns IPv4-mapped IPv6 (`::ffff:a.b.c.d/len≥96`) into IPv4.
+/// Clears host bits and turns a single IPv4-mapped IPv6 address (`::ffff:a.b.c.d/128`)
+/// into IPv4. Mapped *prefixes* stay IPv6, for [`Target::check`] to refuse.
 fn canonical_net(net: IpNet) -> IpNet {
     match net {
-        IpNet::V6(v6) => {
-            if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
-                // Lengths ≥ 96 map to 0..=32, always valid.
-                if let Ok(n) = Ipv4Net::new(v4, v6.prefix_len() - 96) {
-                    return IpNet::V4(n.trunc());
-                }
-            }
-            IpNet::V6(v6.trunc())
-        }
+        IpNet::V6(v6) => match (v6.prefix_len(), v6.addr().to_ipv4_mapped()) {
+            (128, Some(v4)) => IpNet::V4(Ipv4Net::from(v4)),
+            _ => IpNet::V6(v6.trunc()),
+        },
         IpNet::V4(v4) => IpNet::V4(v4.trunc()),
     }
 }
@@ -263,6 +299,66 @@ mod tests {
     }
 
     #[test]
+    fn mapped_addresses_become_ipv4_and_mapped_prefixes_are_refused() {
+        // A single mapped address is the IPv4 address, however it is written.
+        for s in [
+            "::ffff:1.2.3.4",
+            "::ffff:1.2.3.4/128",
+            "::FFFF:102:304",
+            " ::ffff:1.2.3.4 ",
+        ] {
+            assert_eq!(p(s), p("1.2.3.4"), "{s}");
+        }
+        assert_eq!(Target::host("::ffff:1.2.3.4".parse().unwrap()), p("1.2.3.4").unwrap());
+        // Any IPv6 prefix overlapping ::ffff:0:0/96 is refused, whatever the bounds.
+        let any = Bounds {
+            min_v4_len: 0,
+            min_v6_len: 0,
+        };
+        for s in [
+            "::fffe:0:0/95",
+            "::ffff:0:0/96",
+            "::ffff:10.0.0.0/104",
+            "::ffff:1.2.3.0/120",
+            "::ffff:1.2.3.4/127",
+            "::/0",
+            "::/16",
+            "::/80",
+        ] {
+            assert!(matches!(Target::parse(s, any), Err(Error::MappedRange(_))), "{s}");
+        }
+        // Neighbours that do not overlap stay IPv6.
+        for s in [
+            "::fffe:0:0/96",
+            "::1:0:0:0/96",
+            "::1/128",
+            "::ffff:0:0:0/96",
+            "64:ff9b::/96",
+        ] {
+            assert!(matches!(Target::parse(s, any), Ok(Target::Ip(IpNet::V6(_)))), "{s}");
+        }
+        assert!(Error::MappedRange("::fffe:0:0/95".parse().unwrap())
+            .to_string()
+            .contains("write IPv4"));
+    }
+
+    #[test]
+    fn protocol_bounds_are_the_broadest_any_node_accepts() {
+        assert!(Bounds::default().min_v4_len >= PROTOCOL_BOUNDS.min_v4_len);
+        assert!(Bounds::default().min_v6_len >= PROTOCOL_BOUNDS.min_v6_len);
+        assert!(Target::parse("10.0.0.0/8", PROTOCOL_BOUNDS).is_ok());
+        assert!(matches!(
+            Target::parse("10.0.0.0/7", PROTOCOL_BOUNDS),
+            Err(Error::TooBroad { min_len: 8, .. })
+        ));
+        assert!(Target::parse("2001::/16", PROTOCOL_BOUNDS).is_ok());
+        assert!(matches!(
+            Target::parse("2000::/15", PROTOCOL_BOUNDS),
+            Err(Error::TooBroad { min_len: 16, .. })
+        ));
+    }
+
+    #[test]
     fn wire_round_trip_and_non_canonical_rejected() {
         for s in ["1.2.3.4", "10.1.0.0/16", "2001:db8::/32", "+41900"] {
             let t = p(s).unwrap();
@@ -285,6 +381,23 @@ mod tests {
                 Target::from_proto(&wire, Bounds::default()),
                 Err(Error::NotCanonical(_))
             ));
+        }
+        // IPv6 prefixes over the mapped range are invalid on the wire, whatever the bounds.
+        for (s, len) in [("::fffe:0:0", 95u32), ("::ffff:0:0", 96), ("::ffff:10.0.0.0", 104)] {
+            let wire = proto::Target {
+                target: Some(proto::target::Target::Ip(proto::IpPrefix {
+                    address: s.parse::<Ipv6Addr>().unwrap().octets().to_vec().into(),
+                    prefix_len: len,
+                })),
+            };
+            let any = Bounds {
+                min_v4_len: 0,
+                min_v6_len: 0,
+            };
+            assert!(
+                matches!(Target::from_proto(&wire, any), Err(Error::MappedRange(_))),
+                "{s}/{len}"
+            );
         }
     }
 }

@@ -5,8 +5,22 @@
 //! signature over `len(DOMAIN) || DOMAIN || payload` (see `proto/fraudmesh/v1/sighting.proto`).
 //! Receivers check the signature over the bytes they received and never re-encode; the
 //! record id is SHA-256(payload || signature). Checks run cheapest first (size, decoding,
-//! bounds, clock window) so a flood of junk costs little; the signature comes last, and
-//! in bulk it is checked in batches with a fallback to single checks to name the culprit.
+//! protocol bounds, clock window) so a flood of junk costs little; the signature comes
+//! last, and in bulk it is checked in batches with a fallback to single checks to name
+//! the culprit.
+//!
+//! The rules, in one place each:
+//! - what blames the sender: [`Error::blames_sender`] — only what is invalid for every
+//!   receiver; the clock window and this node's own limits never blame;
+//! - protocol bounds versus local limits: `limits.rs` ([`PROTOCOL_MAX_TTL_S`],
+//!   [`crate::target::PROTOCOL_BOUNDS`], [`AcceptLimits`]); retractions are never outside
+//!   local limits;
+//! - one verdict per signature, batch or single, on every node: `verify.rs`.
+//!
+//! A receiver that relays runs [`Pending::check_wire_cached`] (blaming errors and the clock
+//! window), dedups by [`Pending::id`], verifies ([`verify_batch`]), then asks
+//! [`AcceptLimits::admit`] whether to store; [`Pending::check_cached`] does the wire checks
+//! and `admit` at once, for callers that do not relay.
 //!
 //! Layout: this file holds the model (kinds, evidence, the decoded sighting, drafts);
 //! `error.rs` every reason for refusal; `limits.rs` the acceptance bounds; `record.rs`
@@ -21,8 +35,8 @@ mod verify;
 
 pub use error::Error;
 pub use limits::{
-    AcceptLimits, MAX_METHOD_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_USERNAMES, MAX_USERNAME_BYTES,
-    MAX_USER_AGENT_BYTES,
+    AcceptLimits, LimitsError, LocalLimit, MAX_METHOD_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_USERNAMES,
+    MAX_USERNAME_BYTES, MAX_USER_AGENT_BYTES, PROTOCOL_MAX_TTL_S,
 };
 pub use record::{wire_id, Record};
 pub use sign::sign;
@@ -198,8 +212,9 @@ pub struct Draft {
     pub kind: Kind,
     /// When it was seen, ms since the epoch (the caller's clock).
     pub observed_at: Millis,
-    /// How long the sighting stays active from `observed_at`, seconds (receivers refuse
-    /// more than their [`AcceptLimits::max_ttl_s`], default 7 days).
+    /// How long the sighting stays active from `observed_at`, seconds: 1 to
+    /// [`PROTOCOL_MAX_TTL_S`]; receivers do not store accusations longer than their own
+    /// [`AcceptLimits::max_ttl_s`] (default 7 days), retractions whatever their TTL.
     pub ttl_s: u32,
     /// Events summarised (at least 1).
     pub count: u32,

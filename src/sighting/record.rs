@@ -2,7 +2,7 @@
 //! its wire and storage encodings.
 
 use super::verify::Pending;
-use super::{AcceptLimits, Error, Evidence, RecordId, Sighting};
+use super::{Error, Evidence, RecordId, Sighting};
 use crate::identity::KeyCache;
 use crate::proto;
 use crate::target::Bounds;
@@ -73,18 +73,16 @@ impl Record {
     }
 
     /// Decodes a record this node stored itself after verifying it. The signature is not
-    /// checked again (the store is trusted), the structure is, and the id is recomputed.
+    /// checked again (the store is trusted), the structure and encodings are (a record of
+    /// a key refused since is refused), bounds are not (limits may have changed since),
+    /// and the id is recomputed.
     pub fn decode_stored(bytes: &[u8], keys: &mut KeyCache) -> Result<Self, Error> {
         let signed = proto::SignedSighting::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        let limits = AcceptLimits {
-            bounds: Bounds {
-                min_v4_len: 0,
-                min_v6_len: 0,
-            },
-            max_ttl_s: u32::MAX,
-            max_future_skew_ms: u64::MAX,
+        let any_breadth = Bounds {
+            min_v4_len: 0,
+            min_v6_len: 0,
         };
-        let pending = Pending::check_fields(&signed, &limits, Some(keys))?;
+        let pending = Pending::check_fields(&signed, any_breadth, u32::MAX, keys)?;
         Ok(pending.into_record())
     }
 }
@@ -95,7 +93,7 @@ pub fn wire_id(signed: &proto::SignedSighting) -> RecordId {
     record_id(&signed.payload, &signed.signature)
 }
 
-fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
+pub(super) fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
     let mut h = Sha256::new();
     h.update(payload);
     h.update(signature);

@@ -4,6 +4,8 @@ use super::sign::{sign_in_domain, signed_message};
 use super::*;
 use crate::identity::{Identity, KeyCache};
 use crate::target::Bounds;
+
+mod torsion;
 use ed25519_dalek::Signer;
 use prost::Message;
 
@@ -66,8 +68,9 @@ fn sign_verify_round_trip() {
 fn batch_verification_names_only_the_bad_ones() {
     let good: Vec<_> = (0..10).map(|i| sign(&alice(), draft(&format!("10.0.0.{i}")))).collect();
     let mut wire: Vec<_> = good.iter().map(Record::to_proto).collect();
+    // A bit of `s` (low bytes: it stays below the group order).
     let mut sig = wire[3].signature.to_vec();
-    sig[0] ^= 1;
+    sig[32] ^= 1;
     wire[3].signature = sig.into();
     let pending: Vec<_> = wire
         .iter()
@@ -92,9 +95,21 @@ fn batch_verification_names_only_the_bad_ones() {
 fn bad_signature() {
     let mut w = sign(&alice(), draft("1.2.3.4")).to_proto();
     let mut sig = w.signature.to_vec();
-    sig[10] ^= 0x40;
+    sig[40] ^= 0x40;
     w.signature = sig.into();
     assert_eq!(verify(&w, NOW, &AcceptLimits::default()), Err(Error::InvalidSignature));
+    // Any bit of R: either not a point any more, or the wrong point; invalid either way.
+    for bit in 0..255 {
+        let mut r_flipped = sign(&alice(), draft("1.2.3.4")).to_proto();
+        let mut sig = r_flipped.signature.to_vec();
+        sig[bit / 8] ^= 1 << (bit % 8);
+        r_flipped.signature = sig.into();
+        assert_eq!(
+            verify(&r_flipped, NOW, &AcceptLimits::default()),
+            Err(Error::InvalidSignature),
+            "bit {bit}"
+        );
+    }
     w.signature = vec![0u8; 63].into();
     assert_eq!(
         verify(&w, NOW, &AcceptLimits::default()),
@@ -188,37 +203,231 @@ fn already_expired() {
         .blames_sender());
 }
 
+fn ip_target(address: Vec<u8>, prefix_len: u32) -> Option<proto::Target> {
+    Some(proto::Target {
+        target: Some(proto::target::Target::Ip(proto::IpPrefix {
+            address: address.into(),
+            prefix_len,
+        })),
+    })
+}
+
 #[test]
 fn over_broad_prefix() {
+    // Beyond the protocol's /8: invalid everywhere, blames.
+    for len in [0, 7] {
+        let mut p = base_payload(&alice());
+        p.target = ip_target(vec![0, 0, 0, 0], len);
+        let err = verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()).unwrap_err();
+        assert!(matches!(err, Error::OverBroad { min_len: 8, .. }), "{err}");
+        assert!(err.blames_sender());
+    }
     let mut p = base_payload(&alice());
-    p.target = Some(proto::Target {
-        target: Some(proto::target::Target::Ip(proto::IpPrefix {
-            address: vec![0, 0, 0, 0].into(),
-            prefix_len: 0,
-        })),
-    });
-    let w = signed_raw(&alice(), p);
+    p.target = ip_target(vec![0x20, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 15);
     assert!(matches!(
-        verify(&w, NOW, &AcceptLimits::default()),
+        verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()),
         Err(Error::OverBroad { min_len: 16, .. })
     ));
 }
 
 #[test]
+fn prefixes_within_the_protocol_but_beyond_local_bounds_do_not_blame() {
+    let limits = AcceptLimits::default(); // /16 and /32
+    for (address, len) in [(vec![10, 0, 0, 0], 8u32), (vec![10, 16, 0, 0], 12)] {
+        let mut p = base_payload(&alice());
+        p.target = ip_target(address, len);
+        let w = signed_raw(&alice(), p);
+        let err = verify(&w, NOW, &limits).unwrap_err();
+        assert!(
+            matches!(err, Error::OutsideLocalLimits(LocalLimit::Prefix { min_len: 16, .. })),
+            "{err}"
+        );
+        assert!(!err.blames_sender());
+        assert_eq!(err.label(), "outside_local_limits");
+        // Valid on the wire: a relay verifies it, and a node with looser bounds stores it.
+        let pending = Pending::check_wire(&w, NOW, &limits).unwrap();
+        assert_eq!(limits.admit(pending.sighting()), Err(err));
+        assert!(pending.verify().is_ok());
+        let loose = AcceptLimits {
+            bounds: Bounds {
+                min_v4_len: 8,
+                min_v6_len: 16,
+            },
+            ..limits
+        };
+        assert!(verify(&w, NOW, &loose).is_ok());
+    }
+    // A retraction of such a prefix is stored anyway: it never blocks.
+    let mut p = base_payload(&alice());
+    p.target = ip_target(vec![10, 16, 0, 0], 12);
+    p.kind = proto::Kind::Retract as i32;
+    assert!(verify(&signed_raw(&alice(), p), NOW, &limits).is_ok());
+}
+
+#[test]
 fn ttl_bounds_rejected_not_clamped() {
+    // Above the protocol's 30 days or zero: invalid everywhere, blames.
+    for ttl_s in [0, PROTOCOL_MAX_TTL_S + 1] {
+        let mut d = draft("1.2.3.4");
+        d.ttl_s = ttl_s;
+        let err = verify(&sign(&alice(), d).to_proto(), NOW, &AcceptLimits::default()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::BadTtl {
+                ttl_s,
+                max_s: PROTOCOL_MAX_TTL_S
+            }
+        );
+        assert!(err.blames_sender());
+    }
+    // Above this node's 7 days but within the protocol: skipped, not blamed, not clamped.
+    for ttl_s in [7 * 24 * 3600 + 1, PROTOCOL_MAX_TTL_S] {
+        let mut d = draft("1.2.3.4");
+        d.ttl_s = ttl_s;
+        let w = sign(&alice(), d).to_proto();
+        let err = verify(&w, NOW, &AcceptLimits::default()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::OutsideLocalLimits(LocalLimit::Ttl {
+                ttl_s,
+                max_s: 7 * 24 * 3600
+            })
+        );
+        assert!(!err.blames_sender());
+        assert!(Pending::check_wire(&w, NOW, &AcceptLimits::default()).is_ok());
+    }
+}
+
+#[test]
+fn retractions_ignore_the_local_max_ttl() {
+    // A node with max_ttl = 1 day still takes a sender's 7-day (or 30-day) retraction.
+    let short = AcceptLimits {
+        max_ttl_s: 24 * 3600,
+        ..AcceptLimits::default()
+    };
+    for ttl_s in [7 * 24 * 3600, PROTOCOL_MAX_TTL_S] {
+        let mut d = draft("1.2.3.4");
+        d.kind = Kind::Retract;
+        d.ttl_s = ttl_s;
+        let rec = sign(&alice(), d);
+        assert_eq!(verify(&rec.to_proto(), NOW, &short), Ok(rec));
+    }
+    // The protocol's maximum still applies to retractions.
     let mut d = draft("1.2.3.4");
-    d.ttl_s = 7 * 24 * 3600 + 1;
-    let w = sign(&alice(), d).to_proto();
+    d.kind = Kind::Retract;
+    d.ttl_s = PROTOCOL_MAX_TTL_S + 1;
     assert!(matches!(
-        verify(&w, NOW, &AcceptLimits::default()),
+        verify(&sign(&alice(), d).to_proto(), NOW, &short),
         Err(Error::BadTtl { .. })
     ));
-    let mut d = draft("1.2.3.4");
-    d.ttl_s = 0;
+}
+
+#[test]
+fn ipv6_prefixes_over_the_mapped_range_are_invalid_on_the_wire() {
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
+    for (address, len) in [
+        (v6("::fffe:0:0"), 95u32),
+        (v6("::ffff:0:0"), 96),
+        (v6("::ffff:10.0.0.0"), 104),
+        (v6("::ffff:1.2.3.4"), 128),
+    ] {
+        let mut p = base_payload(&alice());
+        p.target = ip_target(address, len);
+        let err = verify(&signed_raw(&alice(), p), NOW, &AcceptLimits::default()).unwrap_err();
+        assert!(matches!(err, Error::BadTarget(_)), "/{len}: {err}");
+        assert!(err.blames_sender());
+    }
+}
+
+#[test]
+fn local_limits_looser_than_the_protocol_are_refused() {
+    let ok = AcceptLimits::default();
+    assert_eq!(ok.validate(), Ok(()));
+    let at_protocol = AcceptLimits {
+        bounds: crate::target::PROTOCOL_BOUNDS,
+        max_ttl_s: PROTOCOL_MAX_TTL_S,
+        ..ok
+    };
+    assert_eq!(at_protocol.validate(), Ok(()));
+    let with = |v4: u8, v6: u8, ttl: u32| AcceptLimits {
+        bounds: Bounds {
+            min_v4_len: v4,
+            min_v6_len: v6,
+        },
+        max_ttl_s: ttl,
+        ..ok
+    };
     assert!(matches!(
-        verify(&sign(&alice(), d).to_proto(), NOW, &AcceptLimits::default()),
-        Err(Error::BadTtl { .. })
+        with(7, 32, 3600).validate(),
+        Err(LimitsError::Ipv4TooBroad {
+            min_len: 7,
+            protocol: 8
+        })
     ));
+    assert!(matches!(
+        with(16, 15, 3600).validate(),
+        Err(LimitsError::Ipv6TooBroad {
+            min_len: 15,
+            protocol: 16
+        })
+    ));
+    assert!(matches!(
+        with(33, 32, 3600).validate(),
+        Err(LimitsError::PrefixTooLong(33))
+    ));
+    assert!(matches!(
+        with(16, 129, 3600).validate(),
+        Err(LimitsError::PrefixTooLong(129))
+    ));
+    assert!(matches!(
+        with(16, 32, PROTOCOL_MAX_TTL_S + 1).validate(),
+        Err(LimitsError::TtlTooLong { .. })
+    ));
+    assert_eq!(with(16, 32, 0).validate(), Err(LimitsError::ZeroTtl));
+}
+
+#[test]
+fn weak_signature_encodings_blame() {
+    let rec = sign(&alice(), draft("1.2.3.4"));
+    let with_sig = |sig: &[u8]| proto::SignedSighting {
+        payload: rec.payload().to_vec().into(),
+        signature: sig.to_vec().into(),
+    };
+    // s + l: the same equation, a second encoding; refused before any curve work.
+    let s = &rec.signature()[32..];
+    let l: [u8; 32] = {
+        // l = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        let mut l = [0u8; 32];
+        l[..16].copy_from_slice(&0x14def9dea2f79cd65812631a5cf5d3edu128.to_le_bytes());
+        l[31] = 0x10;
+        l
+    };
+    let mut sum = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(s[i]) + u16::from(l[i]) + carry;
+        sum[i] = v as u8;
+        carry = v >> 8;
+    }
+    let mut sig = rec.signature().to_vec();
+    sig[32..].copy_from_slice(&sum);
+    let err = verify(&with_sig(&sig), NOW, &AcceptLimits::default()).unwrap_err();
+    assert_eq!(err, Error::WeakSignature("s is not below the group order"));
+    assert!(err.blames_sender());
+    // R = the identity (small order), and R not canonically encoded.
+    let mut sig = rec.signature().to_vec();
+    let mut identity = [0u8; 32];
+    identity[0] = 1; // y = 1, x = 0
+    sig[..32].copy_from_slice(&identity);
+    assert_eq!(
+        verify(&with_sig(&sig), NOW, &AcceptLimits::default()),
+        Err(Error::WeakSignature("R has small order"))
+    );
+    sig[..32].copy_from_slice(&[0xff; 32]);
+    assert_eq!(
+        verify(&with_sig(&sig), NOW, &AcceptLimits::default()),
+        Err(Error::WeakSignature("R is not canonically encoded"))
+    );
 }
 
 #[test]

@@ -1,30 +1,95 @@
-//! Receiving: the cheap checks (size, decoding, bounds, clock window) that make a
-//! [`Pending`], then the signature, one at a time or in batches.
+//! Receiving: the cheap checks (size, decoding, protocol bounds, the clock window and this
+//! node's own limits) that make a [`Pending`], then the signature, one at a time or in
+//! batches.
+//!
+//! # One verdict per signature, everywhere
+//!
+//! A signature must get the same verdict on every node and in every context (alone from
+//! gossip, or in a sync batch of strangers' records), or one node accepts and relays what
+//! another refuses and blames on the relay. So the verdict is a function of the signature
+//! alone, and batches are only a faster way to compute it:
+//!
+//! 1. *Encodings* (cheap checks, before the signature stage): the signature is 64 bytes,
+//!    `s` is below the group order `l`, `R`'s y-coordinate is canonical (below `p`). The
+//!    key is a canonical point of prime order: no torsion component, not of small order
+//!    (see [`crate::identity`]).
+//! 2. *`R`* (signature stage, after dedup and rate limits): it decompresses to a curve
+//!    point (else the signature is simply invalid) that is not of small order. With 1
+//!    this makes `R`'s encoding canonical: the only other non-canonical form, x = 0 with
+//!    the sign bit set, belongs to small-order points. A member refused here gets that
+//!    verdict and stays out of any batch.
+//! 3. *The equation*, cofactored: `[8]([s]B − [k]A − R) = 0` with
+//!    `k = SHA-512(R ‖ A ‖ len(DOMAIN) ‖ DOMAIN ‖ payload) mod l`.
+//!
+//! A batch of n checks `[8](Σ zᵢRᵢ + Σ (zᵢkᵢ)Aᵢ − (Σ zᵢsᵢ)B) = 0`, with 128-bit `zᵢ` derived
+//! from SHA-512 over every member's `(SHA-512(Rᵢ‖Aᵢ‖Mᵢ), sᵢ)`. Write `Dᵢ = Rᵢ + kᵢAᵢ − sᵢB`. Each
+//! single check is `[8]Dᵢ = 0`; the batch is `Σ zᵢ[8]Dᵢ = 0`, and every `[8]Dᵢ` lies in the
+//! prime-order subgroup. If every member passes alone, the batch passes. If some member
+//! fails alone, its `[8]Dⱼ ≠ 0` has order `l`, so for any choice of the other multipliers
+//! exactly one value of `zⱼ` mod `l` makes the sum vanish: probability at most 2⁻¹²⁸, and
+//! since the `zᵢ` are a hash of all inputs, an attacker can only search for such a batch,
+//! at 2¹²⁸ work. A batch that fails is checked member by member, so its verdicts are the
+//! single verdicts. Hence batch ≡ single for every input; the result never depends on a
+//! batch's other members or on randomness (the core stays deterministic).
+//!
+//! Why not ed25519-dalek's `verify_strict` and `verify_batch`: `verify_strict` is
+//! cofactorless (`R = [s]B − [k]A` exactly) while `verify_batch` is neither cofactorless
+//! nor cofactored. With a torsion-free key, the two still disagree on signatures whose `R`
+//! carries a torsion component `T` (`R = [r]B + T`, `s = r + k·a`, which any key holder can
+//! make): strict always refuses them, the batch accepts them whenever `zᵢ·T = 0`, i.e.
+//! for about one batch in 2, 4 or 8 (by the order of `T`) — deterministically per batch,
+//! so the verdict differs between a gossip message and a sync chunk (the test
+//! `ed25519_dalek_batch_and_strict_disagree_on_signer_made_torsion_r` in
+//! `sighting/tests/torsion.rs` shows it). Refusing such `R` outright would need
+//! a subgroup check per signature (a scalar multiplication by `l`), which costs more than
+//! the batch saves. The cofactored equation accepts them everywhere, alone and in every
+//! batch. It agrees with `verify_strict` on every signature whose `R` is torsion-free —
+//! every signature an RFC 8032 signer makes — and is still strongly unforgeable: `k`
+//! binds the exact `R` bytes and `A` has prime order, so nobody without the secret key
+//! can turn one valid signature into another (the record id, which hashes the signature,
+//! cannot be changed by a relay).
 
 use super::record::record_of;
 use super::sign::signed_message;
-use super::{AcceptLimits, Error, Evidence, Kind, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES};
+use super::{
+    AcceptLimits, Error, Evidence, Kind, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES,
+    PROTOCOL_MAX_TTL_S,
+};
 use crate::identity::KeyCache;
 use crate::proto;
-use crate::target::{self, Target};
+use crate::target::{self, Bounds, Target, PROTOCOL_BOUNDS};
 use crate::Millis;
-use ed25519_dalek::{Signature, VerifyingKey};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use prost::Message;
+use sha2::{Digest, Sha512};
+use std::collections::HashMap;
+
+/// Domain of the batch multipliers' transcript (never a signing domain).
+const BATCH_LABEL: &[u8] = b"fraudmesh/v1/batch-verification";
 
 /// A sighting that passed every check but the signature.
 #[derive(Debug, Clone)]
 pub struct Pending {
     sighting: Sighting,
     payload: Vec<u8>,
-    signature: Signature,
-    key: VerifyingKey,
+    /// `R ‖ s`, as received.
+    signature: [u8; 64],
+    /// `s`, checked to be below `l`.
+    s: Scalar,
+    /// The reporter key `A`, checked to be a canonical point of prime order.
+    key: EdwardsPoint,
 }
 
 impl Pending {
-    /// The cheap checks: size, structure, bounds and the clock window. `now` is the
-    /// receiver's clock.
+    /// Every check but the signature: [`Pending::check_wire`], then this node's own limits
+    /// ([`AcceptLimits::admit`]). `now` is the receiver's clock.
     pub fn check(signed: &proto::SignedSighting, now: Millis, limits: &AcceptLimits) -> Result<Self, Error> {
-        Self::check_inner(signed, now, limits, None)
+        let pending = Self::check_wire(signed, now, limits)?;
+        limits.admit(&pending.sighting)?;
+        Ok(pending)
     }
 
     /// [`Pending::check`] with reporters' keys taken from (and added to) `keys`.
@@ -34,16 +99,37 @@ impl Pending {
         limits: &AcceptLimits,
         keys: &mut KeyCache,
     ) -> Result<Self, Error> {
-        Self::check_inner(signed, now, limits, Some(keys))
+        let pending = Self::check_wire_cached(signed, now, limits, keys)?;
+        limits.admit(&pending.sighting)?;
+        Ok(pending)
     }
 
-    fn check_inner(
+    /// The checks a relay needs: size, structure, encodings and the protocol's bounds
+    /// (errors that blame the sender), then the clock window against `now` and
+    /// `limits.max_future_skew_ms` (which does not). This node's prefix and TTL limits are
+    /// *not* applied: a record outside them may still be verified and relayed, and
+    /// [`AcceptLimits::admit`] then says whether to store it.
+    pub fn check_wire(signed: &proto::SignedSighting, now: Millis, limits: &AcceptLimits) -> Result<Self, Error> {
+        Self::check_wire_inner(signed, now, limits, &mut KeyCache::new(1))
+    }
+
+    /// [`Pending::check_wire`] with reporters' keys taken from (and added to) `keys`.
+    pub fn check_wire_cached(
         signed: &proto::SignedSighting,
         now: Millis,
         limits: &AcceptLimits,
-        keys: Option<&mut KeyCache>,
+        keys: &mut KeyCache,
     ) -> Result<Self, Error> {
-        let pending = Self::check_fields(signed, limits, keys)?;
+        Self::check_wire_inner(signed, now, limits, keys)
+    }
+
+    fn check_wire_inner(
+        signed: &proto::SignedSighting,
+        now: Millis,
+        limits: &AcceptLimits,
+        keys: &mut KeyCache,
+    ) -> Result<Self, Error> {
+        let pending = Self::check_fields(signed, PROTOCOL_BOUNDS, PROTOCOL_MAX_TTL_S, keys)?;
         let s = &pending.sighting;
         if s.observed_at > now.saturating_add(limits.max_future_skew_ms) {
             return Err(Error::FutureDated {
@@ -60,10 +146,13 @@ impl Pending {
         Ok(pending)
     }
 
+    /// Size, signature encodings, decoding, key, kind, target (canonical, within
+    /// `bounds`), evidence, count and a TTL within `1..=max_ttl_s`.
     pub(super) fn check_fields(
         signed: &proto::SignedSighting,
-        limits: &AcceptLimits,
-        keys: Option<&mut KeyCache>,
+        bounds: Bounds,
+        max_ttl_s: u32,
+        keys: &mut KeyCache,
     ) -> Result<Self, Error> {
         let payload = &signed.payload;
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -72,22 +161,20 @@ impl Pending {
                 max: MAX_PAYLOAD_BYTES,
             });
         }
-        let sig: [u8; 64] = signed
+        let signature: [u8; 64] = signed
             .signature
             .as_ref()
             .try_into()
             .map_err(|_| Error::MalformedSignature(signed.signature.len()))?;
+        let s = signature_scalar(&signature)?;
         let p = proto::Sighting::decode(payload.as_ref()).map_err(|e| Error::Decode(e.to_string()))?;
-        let (reporter, key) = match keys {
-            Some(cache) => cache.get(&p.reporter)?,
-            None => KeyCache::new(1).get(&p.reporter)?,
-        };
+        let (reporter, key) = keys.get(&p.reporter)?;
         let kind = Kind::from_proto(p.kind)?;
         let target = Target::from_proto(
             p.target
                 .as_ref()
                 .ok_or(Error::BadTarget(target::Error::NotCanonical("no target".into())))?,
-            limits.bounds,
+            bounds,
         )?;
         let e = p.evidence.unwrap_or_default();
         let evidence = Evidence::from_proto(e);
@@ -95,10 +182,10 @@ impl Pending {
         if p.count == 0 {
             return Err(Error::ZeroCount);
         }
-        if p.ttl_s == 0 || p.ttl_s > limits.max_ttl_s {
+        if p.ttl_s == 0 || p.ttl_s > max_ttl_s {
             return Err(Error::BadTtl {
                 ttl_s: p.ttl_s,
-                max_s: limits.max_ttl_s,
+                max_s: max_ttl_s,
             });
         }
         Ok(Self {
@@ -111,62 +198,171 @@ impl Pending {
                 count: p.count,
             },
             payload: payload.to_vec(),
-            signature: Signature::from_bytes(&sig),
+            signature,
+            s,
             key,
         })
     }
 
-    /// The decoded (not yet authenticated) sighting, for rate limits by reporter.
+    /// The decoded (not yet authenticated) sighting, for dedup, rate limits by reporter
+    /// and [`AcceptLimits::admit`].
     pub fn sighting(&self) -> &Sighting {
         &self.sighting
     }
 
-    fn key(&self) -> &VerifyingKey {
-        &self.key
+    /// The id the record will have once verified (SHA-256(payload ‖ signature)), for
+    /// dedup before the signature is checked.
+    pub fn id(&self) -> super::RecordId {
+        super::record::record_id(&self.payload, &self.signature)
     }
 
-    /// Checks the signature strictly.
+    /// Checks the signature alone (see the module doc for what is checked).
     pub fn verify(self) -> Result<Record, Error> {
-        let key = self.key();
-        if key
-            .verify_strict(&signed_message(DOMAIN, &self.payload), &self.signature)
-            .is_ok()
-        {
+        let r = r_point(&self.signature)?;
+        self.verify_with(&r)
+    }
+
+    /// The single check with `R` already decompressed and checked; names the wrong
+    /// domain when the signature is one made for endorsements.
+    fn verify_with(self, r: &EdwardsPoint) -> Result<Record, Error> {
+        if self.equation_holds(r, DOMAIN) {
             return Ok(self.into_record());
         }
-        if key
-            .verify_strict(&signed_message(ENDORSEMENT_DOMAIN, &self.payload), &self.signature)
-            .is_ok()
-        {
+        if self.equation_holds(r, ENDORSEMENT_DOMAIN) {
             return Err(Error::WrongDomain);
         }
         Err(Error::InvalidSignature)
     }
 
+    /// `SHA-512(R ‖ A ‖ len(domain) ‖ domain ‖ payload)`: the challenge before reduction.
+    fn challenge_hash(&self, domain: &[u8]) -> [u8; 64] {
+        let mut h = Sha512::new();
+        h.update(&self.signature[..32]);
+        h.update(self.sighting.reporter.as_bytes());
+        h.update(signed_message(domain, &self.payload));
+        h.finalize().into()
+    }
+
+    /// `[8]([s]B − [k]A − R) = 0`.
+    fn equation_holds(&self, r: &EdwardsPoint, domain: &[u8]) -> bool {
+        let k = Scalar::from_bytes_mod_order_wide(&self.challenge_hash(domain));
+        let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&-k, &self.key, &self.s);
+        (sb_minus_ka - r).mul_by_cofactor().is_identity()
+    }
+
     pub(super) fn into_record(self) -> Record {
-        record_of(self.sighting, self.payload, &self.signature.to_bytes())
+        record_of(self.sighting, self.payload, &self.signature)
     }
 }
 
-/// Verifies many signatures at once (about 2.7× faster per signature than one by one).
-/// When the batch fails, each is checked alone so only the bad ones are refused.
+/// The cheap half of the encoding checks: `R`'s y-coordinate below `p`, and `s` below the
+/// group order (so `s` and `s + l` are not two signatures of one record). Returns `s`.
+fn signature_scalar(signature: &[u8; 64]) -> Result<Scalar, Error> {
+    let (r, s) = signature.split_at(32);
+    if !y_is_canonical(r) {
+        return Err(Error::WeakSignature("R is not canonically encoded"));
+    }
+    let mut s_bytes = [0u8; 32];
+    s_bytes.copy_from_slice(s);
+    Option::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(Error::WeakSignature("s is not below the group order"))
+}
+
+/// `R` from a signature whose y passed [`signature_scalar`]: a curve point (else the
+/// signature is simply invalid, as any corruption of `R` usually makes it), not of small
+/// order.
+fn r_point(signature: &[u8; 64]) -> Result<EdwardsPoint, Error> {
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&signature[..32]);
+    let r = CompressedEdwardsY(bytes).decompress().ok_or(Error::InvalidSignature)?;
+    // Also refuses the one other non-canonical form: x = 0 with the sign bit set, which
+    // only the identity and the point of order 2 have.
+    if r.is_small_order() {
+        return Err(Error::WeakSignature("R has small order"));
+    }
+    Ok(r)
+}
+
+/// Whether the 255-bit y-coordinate of an encoded point (32 bytes) is below `p = 2²⁵⁵ − 19`.
+fn y_is_canonical(bytes: &[u8]) -> bool {
+    // y ≥ p exactly when the top byte (sign bit masked) is 0x7f, the 30 bytes below it
+    // are 0xff, and the lowest byte is at least 0xed.
+    !(bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
+}
+
+/// Verifies many signatures at once (about twice as fast per signature as one by one),
+/// with exactly the verdicts [`Pending::verify`] gives each (see the module doc). When the
+/// batch equation fails, each member is checked alone so only the bad ones are refused.
 /// Results are in input order.
 pub fn verify_batch(pending: Vec<Pending>) -> Vec<Result<Record, Error>> {
-    if pending.is_empty() {
-        return Vec::new();
+    let mut results: Vec<Option<Result<Record, Error>>> = Vec::with_capacity(pending.len());
+    let mut members: Vec<(usize, Pending, EdwardsPoint)> = Vec::with_capacity(pending.len());
+    for (i, p) in pending.into_iter().enumerate() {
+        match r_point(&p.signature) {
+            Ok(r) => {
+                members.push((i, p, r));
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
     }
-    let messages: Vec<Vec<u8>> = pending.iter().map(|p| signed_message(DOMAIN, &p.payload)).collect();
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let sigs: Vec<Signature> = pending.iter().map(|p| p.signature).collect();
-    let keys: Vec<VerifyingKey> = pending.iter().map(|p| *p.key()).collect();
-    if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
-        pending.into_iter().map(|p| Ok(p.into_record())).collect()
-    } else {
-        pending.into_iter().map(Pending::verify).collect()
+    let all_hold = members.len() >= 2 && batch_holds(&members);
+    for (i, p, r) in members {
+        results[i] = Some(if all_hold {
+            Ok(p.into_record())
+        } else {
+            p.verify_with(&r)
+        });
     }
+    results.into_iter().flatten().collect()
 }
 
-/// Checks and verifies one received sighting.
+/// The batch equation over members whose `R` passed [`r_point`].
+fn batch_holds(members: &[(usize, Pending, EdwardsPoint)]) -> bool {
+    let hashes: Vec<[u8; 64]> = members.iter().map(|(_, p, _)| p.challenge_hash(DOMAIN)).collect();
+    // The multipliers depend on every input: each challenge hash binds R, A and the
+    // message; s is added on its own.
+    let mut transcript = Sha512::new();
+    transcript.update(BATCH_LABEL);
+    transcript.update((members.len() as u64).to_le_bytes());
+    for ((_, p, _), h) in members.iter().zip(&hashes) {
+        transcript.update(h);
+        transcript.update(&p.signature[32..]);
+    }
+    let seed: [u8; 64] = transcript.finalize().into();
+
+    // Points: B, then each R, then each distinct key once (a reporter's records share it).
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(2 * members.len() + 1);
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(2 * members.len() + 1);
+    scalars.push(Scalar::ZERO);
+    points.push(ED25519_BASEPOINT_POINT);
+    let mut key_slot: HashMap<[u8; 32], usize> = HashMap::with_capacity(members.len());
+    let mut b_coefficient = Scalar::ZERO;
+    for (n, ((_, p, r), h)) in members.iter().zip(&hashes).enumerate() {
+        let mut zh = Sha512::new();
+        zh.update(seed);
+        zh.update((n as u64).to_le_bytes());
+        let z_bytes: [u8; 64] = zh.finalize().into();
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&z_bytes[..16]);
+        let z = Scalar::from(u128::from_le_bytes(low));
+        let k = Scalar::from_bytes_mod_order_wide(h);
+        b_coefficient += z * p.s;
+        scalars.push(z);
+        points.push(*r);
+        let slot = *key_slot.entry(*p.sighting.reporter.as_bytes()).or_insert_with(|| {
+            scalars.push(Scalar::ZERO);
+            points.push(p.key);
+            points.len() - 1
+        });
+        scalars[slot] += z * k;
+    }
+    scalars[0] = -b_coefficient;
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// Checks and verifies one received sighting (all checks, local limits included).
 pub fn verify(signed: &proto::SignedSighting, now: Millis, limits: &AcceptLimits) -> Result<Record, Error> {
     Pending::check(signed, now, limits)?.verify()
 }

@@ -47,10 +47,17 @@ pub fn check(v: &CheckAnswer) {
     }
     for m in &v.matches {
         let note = if m.allowlisted { " (allowlisted)" } else { "" };
+        // Strangers' weight is shown apart: it never counts toward a block.
+        let strangers = if m.stranger_score > 0.0 {
+            format!(" (+{} from strangers, not counted)", number(m.stranger_score))
+        } else {
+            String::new()
+        };
         println!(
-            "  {} score {}{} reporters: {}",
+            "  {} score {}{}{} reporters: {}",
             m.target,
             number(m.score),
+            strangers,
             note,
             m.reporters.join(", ")
         );

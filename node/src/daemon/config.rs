@@ -6,7 +6,7 @@ use super::dir::NodeDir;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::identity::PublicKey;
 use fraudmesh::policy::{Policy, TrustConfig, Weight};
-use fraudmesh::sighting::AcceptLimits;
+use fraudmesh::sighting::{AcceptLimits, LimitsError};
 use fraudmesh::target::{Bounds, Target};
 use ipnet::IpNet;
 use libp2p::multiaddr::Protocol;
@@ -124,9 +124,9 @@ pub struct TrustedPeer {
 pub struct TrustSection {
     /// Block threshold. Default 1.0.
     pub threshold: f64,
-    /// Weight of strangers. Default 0.1.
+    /// Weight shown for strangers (never counted toward a block). Default 0.1.
     pub stranger_weight: f64,
-    /// Cap of all strangers of one target. Default 0.5.
+    /// Cap of all strangers of one target, as shown. Default 0.5.
     pub stranger_cap: f64,
     /// Trusted peers. Default none.
     #[serde(default)]
@@ -143,15 +143,18 @@ pub struct PolicySection {
     /// Default TTL of local reports. Default 24h.
     #[serde(with = "humantime_serde")]
     pub default_ttl: Duration,
-    /// Maximum TTL accepted. Default 7d.
+    /// Longest TTL of the sightings this node stores (retractions excepted). Default 7d; at
+    /// most 30d, the protocol's bound.
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
     /// Allowed clock skew. Default 5m.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
-    /// Broadest IPv4 prefix. Default 16.
+    /// Broadest IPv4 prefix this node stores. Default 16; 8 at the broadest (the
+    /// protocol's bound).
     pub min_ipv4_prefix: u8,
-    /// Broadest IPv6 prefix. Default 32.
+    /// Broadest IPv6 prefix this node stores. Default 32; 16 at the broadest (the
+    /// protocol's bound).
     pub min_ipv6_prefix: u8,
 }
 
@@ -400,6 +403,17 @@ impl PolicySection {
             max_ttl_s,
             max_future_skew_ms: self.max_clock_skew.as_millis().min(u128::from(u64::MAX)) as u64,
         };
+        // Local limits may be stricter than the protocol's bounds, never looser: peers
+        // refuse (and blame) what lies beyond the protocol's.
+        limits.validate().map_err(|e| {
+            let key = match e {
+                LimitsError::Ipv4TooBroad { .. } => "policy.min_ipv4_prefix",
+                LimitsError::Ipv6TooBroad { .. } => "policy.min_ipv6_prefix",
+                LimitsError::PrefixTooLong(_) => "policy.min_ipv4_prefix / policy.min_ipv6_prefix",
+                LimitsError::TtlTooLong { .. } | LimitsError::ZeroTtl => "policy.max_ttl",
+            };
+            anyhow!("{key}: {e}")
+        })?;
         Ok((limits, default_ttl_s))
     }
 
@@ -545,6 +559,10 @@ mod tests {
             ("[trust]\nthreshold = 1.0\nstranger_weight = 0.1\nstranger_cap = 0.5\n[[trust.peers]]\npeer_id = \"bob\"", "trust.peers[0].peer_id"),
             ("[policy]\nallowlist = [\"999.1.1.1\"]\ndefault_ttl = \"1h\"\nmax_ttl = \"7d\"\nmax_clock_skew = \"5m\"\nmin_ipv4_prefix = 16\nmin_ipv6_prefix = 32", "policy.allowlist[0]"),
             ("[policy]\ndefault_ttl = \"8d\"\nmax_ttl = \"7d\"\nmax_clock_skew = \"5m\"\nmin_ipv4_prefix = 16\nmin_ipv6_prefix = 32", "default_ttl"),
+            // Looser than the protocol's bounds (/8, /16, 30 days).
+            ("[policy]\nmin_ipv4_prefix = 7", "policy.min_ipv4_prefix: an IPv4 bound of /7 is broader than the protocol allows (/8 at most)"),
+            ("[policy]\nmin_ipv6_prefix = 12", "policy.min_ipv6_prefix: an IPv6 bound of /12"),
+            ("[policy]\nmax_ttl = \"31d\"", "policy.max_ttl: a max ttl of 2678400s is longer than the protocol allows"),
         ];
         for (text, needle) in cases {
             let err = Config::parse(text).and_then(|c| c.settings(local()).map(|_| ()));

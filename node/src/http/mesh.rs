@@ -28,6 +28,7 @@ fn block(t: &Target, d: &Verdict, since: Option<u64>) -> TargetVerdict {
         target: t.to_string(),
         blocked: d.blocked,
         score: f64::from(d.score) / 1000.0,
+        stranger_score: f64::from(d.stranger_score) / 1000.0,
         reporters: engine::peer_ids(&d.reporters),
         until: d.until,
         allowlisted: d.allowlisted,

@@ -48,8 +48,13 @@ pub struct TargetVerdict {
     pub target: String,
     /// Whether it is blocked.
     pub blocked: bool,
-    /// Summed trust weight of its reporters (1.0 = the default threshold).
+    /// Summed trust weight of its trusted reporters (this node and configured peers),
+    /// which decides (1.0 = the default threshold).
     pub score: f64,
+    /// Summed weight of its strangers' sightings (capped): shown, never counted toward a
+    /// block.
+    #[serde(default)]
+    pub stranger_score: f64,
     /// Peer ids of the reporters with an active sighting.
     pub reporters: Vec<String>,
     /// When the block ends, if blocked.
