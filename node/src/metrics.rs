@@ -29,6 +29,23 @@ pub struct VerdictLabel {
     pub verdict: &'static str,
 }
 
+/// Label set naming a connection's direction.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `in` (the peer dialled) or `out` (this node dialled).
+    pub direction: &'static str,
+}
+
+/// Label set of a connection a bound denied.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabel {
+    /// `in` or `out`.
+    pub direction: &'static str,
+    /// The bound: `pending_incoming`, `pending_outgoing`, `incoming`, `outgoing`,
+    /// `per_peer`, `total`, `per_ip`, `memory`, `refused` (fault injection) or `other`.
+    pub reason: &'static str,
+}
+
 /// Label set naming an enforcer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnforcerLabel {
@@ -150,6 +167,19 @@ pub struct Metrics {
     pub sync_duration: Histogram,
     /// Peers cut off for breaking the sync protocol or sending invalid records.
     pub sync_misbehaving: Counter,
+    /// Inbound sync requests dropped unanswered, by reason (`busy`: the peer already has
+    /// one in work or all answer slots are taken; `rate`: over the peer's budget).
+    pub sync_requests_refused: Family<ReasonLabel, Counter>,
+    /// Established connections, by direction.
+    pub connections: Family<DirectionLabel, Gauge>,
+    /// Connections in their handshake (incoming) or being dialled (outgoing).
+    pub connections_pending: Family<DirectionLabel, Gauge>,
+    /// Connections a bound denied, by direction and bound.
+    pub connections_denied: Family<DeniedLabel, Counter>,
+    /// Connections of idle strangers closed because the node had more peers than it wants.
+    pub idle_closed: Counter,
+    /// Addresses learned from peers (identify, Kademlia) that the dial policy dropped.
+    pub dial_addresses_filtered: Counter,
     /// Enforcer attempts (diffs and full replaces), by enforcer and result.
     pub enforce_applies: Family<EnforcerResultLabel, Counter>,
     /// Entries each enforcer holds in its system.
@@ -220,6 +250,28 @@ impl Metrics {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             ),
             sync_misbehaving: r.add("sync_misbehaving_peers", "Peers cut off for breaking the sync protocol"),
+            sync_requests_refused: r.add(
+                "sync_requests_refused",
+                "Inbound sync requests dropped unanswered, by reason (busy, rate)",
+            ),
+            // Connections.
+            connections: r.add("connections", "Established connections, by direction"),
+            connections_pending: r.add(
+                "connections_pending",
+                "Connections in their handshake (in) or being dialled (out)",
+            ),
+            connections_denied: r.add(
+                "connections_denied",
+                "Connections denied by a connection bound, by direction and bound",
+            ),
+            idle_closed: r.add(
+                "idle_connections_closed",
+                "Connections of idle strangers closed while the node had more peers than it wants",
+            ),
+            dial_addresses_filtered: r.add(
+                "dial_addresses_filtered",
+                "Addresses learned from peers that the dial policy dropped (private, loopback, ...)",
+            ),
             // Enforcers.
             enforce_applies: r.add(
                 "enforce_applies",

@@ -64,6 +64,9 @@ pub struct Config {
     /// Networking and API.
     #[serde(default)]
     pub node: NodeSection,
+    /// Connection and sync bounds.
+    #[serde(default)]
+    pub net: NetSection,
     /// Trust weights.
     #[serde(default)]
     pub trust: TrustSection,
@@ -105,6 +108,45 @@ pub struct NodeSection {
     pub seeds: Vec<String>,
     /// HTTP API address. Default `127.0.0.1:7711`.
     pub api: String,
+}
+
+/// `[net]`: the network's bounds (see [`crate::net::Limits`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// Established incoming connections. Default 256.
+    pub max_incoming: u32,
+    /// Established outgoing connections. Default 64.
+    pub max_outgoing: u32,
+    /// Established connections both ways. Default 300.
+    pub max_connections: u32,
+    /// Established connections per peer. Default 2.
+    pub max_per_peer: u32,
+    /// Incoming connections in their handshake. Default 32.
+    pub max_pending_incoming: u32,
+    /// Outgoing connections being dialled. Default 32.
+    pub max_pending_outgoing: u32,
+    /// Established incoming connections per source IP (IPv6: per /64); seeds and trusted
+    /// peers are not counted. Default 8.
+    pub max_incoming_per_ip: u32,
+    /// Refuse new connections while the node's resident memory is above this share of
+    /// the host's RAM, percent; 0 = off. Default 50.
+    pub max_memory_percent: u8,
+    /// Longest handshake of a new connection. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Idle connections close after this. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Sync streams per connection. Default 4.
+    pub sync_streams: usize,
+    /// Longest sync request. Default 15s.
+    #[serde(with = "humantime_serde")]
+    pub sync_timeout: Duration,
+    /// Sync requests answered per peer and minute. Default 300.
+    pub sync_requests_per_minute: u32,
+    /// Dial loopback, private and link-local addresses learned from peers. Default false.
+    pub dial_private: bool,
 }
 
 /// One trusted peer.
@@ -198,6 +240,28 @@ impl Default for NodeSection {
     }
 }
 
+impl Default for NetSection {
+    fn default() -> Self {
+        let l = crate::net::Limits::default();
+        Self {
+            max_incoming: l.max_incoming,
+            max_outgoing: l.max_outgoing,
+            max_connections: l.max_connections,
+            max_per_peer: l.max_per_peer,
+            max_pending_incoming: l.max_pending_incoming,
+            max_pending_outgoing: l.max_pending_outgoing,
+            max_incoming_per_ip: l.max_incoming_per_ip,
+            max_memory_percent: l.max_memory_percent,
+            handshake_timeout: l.handshake_timeout,
+            idle_timeout: l.idle_timeout,
+            sync_streams: l.sync_streams,
+            sync_timeout: l.sync_timeout,
+            sync_requests_per_minute: l.sync_requests_per_minute,
+            dial_private: l.dial_private,
+        }
+    }
+}
+
 impl Default for TrustSection {
     fn default() -> Self {
         Self {
@@ -264,6 +328,10 @@ pub struct Settings {
     pub cache_bytes: u64,
     /// Whether the API offers fault injection.
     pub fault_injection: bool,
+    /// The network's bounds.
+    pub net: crate::net::Limits,
+    /// The trusted peers' ids (they bypass the connection bounds).
+    pub trusted_peers: Vec<libp2p::PeerId>,
     /// The enforcers.
     pub enforce: crate::enforce::EnforceConfig,
     /// The detectors, compiled.
@@ -302,6 +370,8 @@ impl Config {
         self.enforce.validate()?;
         self.audit.validate()?;
         let strangers = self.limits.strangers()?;
+        let net = self.net.limits()?;
+        let trusted_peers = self.trust.peer_ids()?;
         Ok(Settings {
             listen,
             seeds,
@@ -312,6 +382,8 @@ impl Config {
             strangers,
             cache_bytes: self.store.cache_mb.saturating_mul(1024 * 1024),
             fault_injection: self.debug.fault_injection,
+            net,
+            trusted_peers,
             enforce: self.enforce.clone(),
             detect,
             calls: self.calls.compile()?,
@@ -357,6 +429,61 @@ impl NodeSection {
     }
 }
 
+impl NetSection {
+    /// The validated bounds.
+    fn limits(&self) -> anyhow::Result<crate::net::Limits> {
+        let counts = [
+            ("net.max_incoming", self.max_incoming),
+            ("net.max_outgoing", self.max_outgoing),
+            ("net.max_connections", self.max_connections),
+            ("net.max_per_peer", self.max_per_peer),
+            ("net.max_pending_incoming", self.max_pending_incoming),
+            ("net.max_pending_outgoing", self.max_pending_outgoing),
+            ("net.max_incoming_per_ip", self.max_incoming_per_ip),
+            ("net.sync_requests_per_minute", self.sync_requests_per_minute),
+        ];
+        for (key, v) in counts {
+            if v == 0 {
+                bail!("{key}: must be at least 1");
+            }
+        }
+        if !(1..=16).contains(&self.sync_streams) {
+            bail!("net.sync_streams: must be 1..=16, got {}", self.sync_streams);
+        }
+        if self.max_memory_percent > 100 {
+            bail!(
+                "net.max_memory_percent: must be 0..=100 (0 = off), got {}",
+                self.max_memory_percent
+            );
+        }
+        for (key, d) in [
+            ("net.handshake_timeout", self.handshake_timeout),
+            ("net.idle_timeout", self.idle_timeout),
+            ("net.sync_timeout", self.sync_timeout),
+        ] {
+            if d < Duration::from_secs(1) {
+                bail!("{key}: must be at least 1s");
+            }
+        }
+        Ok(crate::net::Limits {
+            max_incoming: self.max_incoming,
+            max_outgoing: self.max_outgoing,
+            max_connections: self.max_connections,
+            max_per_peer: self.max_per_peer,
+            max_pending_incoming: self.max_pending_incoming,
+            max_pending_outgoing: self.max_pending_outgoing,
+            max_incoming_per_ip: self.max_incoming_per_ip,
+            max_memory_percent: self.max_memory_percent,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            sync_streams: self.sync_streams,
+            sync_timeout: self.sync_timeout,
+            sync_requests_per_minute: self.sync_requests_per_minute,
+            dial_private: self.dial_private,
+        })
+    }
+}
+
 /// A trust weight from its decimal form in the config; errors start with `key`.
 fn weight(key: &str, v: f64) -> anyhow::Result<Weight> {
     if !(0.0..=1000.0).contains(&v) || !v.is_finite() {
@@ -380,6 +507,21 @@ impl TrustSection {
             stranger_cap: weight("trust.stranger_cap", self.stranger_cap)?,
             threshold: weight("trust.threshold", self.threshold)?,
         })
+    }
+}
+
+impl TrustSection {
+    /// The trusted peers' libp2p ids.
+    fn peer_ids(&self) -> anyhow::Result<Vec<libp2p::PeerId>> {
+        self.peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.peer_id
+                    .parse()
+                    .with_context(|| format!("trust.peers[{i}].peer_id: not a peer id"))
+            })
+            .collect()
     }
 }
 
@@ -547,6 +689,42 @@ mod tests {
         assert_eq!(s.limits.max_ttl_s, 7 * 24 * 3600);
         assert_eq!(s.default_ttl_s, 24 * 3600);
         assert!(s.policy.is_allowlisted_ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(s.net, crate::net::Limits::default());
+        assert!(s.trusted_peers.is_empty());
+    }
+
+    #[test]
+    fn net_bounds_parse_validate_and_name_their_key() {
+        let c = Config::parse(
+            "[net]\nmax_incoming = 10\nmax_incoming_per_ip = 3\nidle_timeout = \"2m\"\nsync_timeout = \"5s\"\ndial_private = true",
+        )
+        .unwrap();
+        let s = c.settings(local()).unwrap();
+        assert_eq!(s.net.max_incoming, 10);
+        assert_eq!(s.net.max_incoming_per_ip, 3);
+        assert_eq!(s.net.idle_timeout, Duration::from_secs(120));
+        assert_eq!(s.net.sync_timeout, Duration::from_secs(5));
+        assert!(s.net.dial_private);
+        assert_eq!(s.net.max_outgoing, 64, "the others keep their defaults");
+        for (text, key) in [
+            ("[net]\nmax_per_peer = 0", "net.max_per_peer"),
+            ("[net]\nsync_streams = 17", "net.sync_streams"),
+            ("[net]\nmax_memory_percent = 101", "net.max_memory_percent"),
+            ("[net]\nidle_timeout = \"10ms\"", "net.idle_timeout"),
+        ] {
+            let err = format!("{:#}", Config::parse(text).unwrap().settings(local()).unwrap_err());
+            assert!(err.contains(key), "{text} → {err}");
+        }
+        let trusting = format!(
+            "[[trust.peers]]\npeer_id = \"{}\"",
+            Identity::from_secret([9; 32]).public().peer_id()
+        );
+        let s = Config::parse(&trusting).unwrap().settings(local()).unwrap();
+        assert_eq!(s.trusted_peers.len(), 1);
+        assert_eq!(
+            s.trusted_peers[0].to_string(),
+            Identity::from_secret([9; 32]).public().peer_id()
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ impl Stack {
                 keypair,
                 listen: settings.listen.clone(),
                 seeds: settings.seeds.clone(),
+                trusted: settings.trusted_peers.clone(),
+                limits: settings.net.clone(),
                 transport,
             },
             engine.clone(),

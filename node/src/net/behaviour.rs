@@ -1,37 +1,60 @@
-//! The swarm and its behaviours: the transports under noise + yamux, and one
-//! configuration of gossipsub, Kademlia, identify, ping, sync and the refused-peer list,
-//! whatever the transport. Nothing here runs; the event loop drives what this builds.
+//! The swarm and its behaviours: the transports under noise + yamux (with a handshake
+//! timeout), the connection bounds, and one configuration of gossipsub, Kademlia,
+//! identify, ping, sync and the refused-peer list, whatever the transport. Nothing here
+//! runs; the event loop drives what this builds.
 
+use super::dial::{self, DialFilter, DialPolicy};
 use super::sync::{self, SyncCodec};
-use super::{Transport, ID_PROTOCOL, KAD_PROTOCOL, MAX_INBOUND_SYNC, SYNC_TIMEOUT, TOPIC};
+use super::{guard, Limits, NetConfig, Transport, ID_PROTOCOL, KAD_PROTOCOL, TOPIC};
 use crate::engine::MAX_ENVELOPE_BYTES;
 use crate::metrics::Metrics;
 use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::{upgrade::Version, Transport as _};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
+use libp2p::memory_connection_limits;
 use libp2p::ping;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identity::Keypair, noise, tcp, yamux, PeerId, StreamProtocol, Swarm};
+use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The combined behaviour.
+/// Gossipsub's IP-colocation penalty: each peer beyond
+/// [`IP_COLOCATION_THRESHOLD`] on one IP costs every peer there `weight × excess²`, so
+/// a dozen sybils on one address score below the gossip threshold (-10) and leave the
+/// mesh, and a few more are graylisted (-80).
+const IP_COLOCATION_WEIGHT: f64 = -5.0;
+/// Peers on one IP before the colocation penalty starts.
+const IP_COLOCATION_THRESHOLD: f64 = 10.0;
+
+/// The combined behaviour. The derived behaviour asks its fields in order and stops at
+/// the first that denies a connection, so the bounds come first: a connection they deny
+/// is never seen by the protocols.
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
-    /// Peers refused by fault injection (testnets split the mesh with it). First, so
-    /// that a refused connection is denied before any other behaviour records it (the
-    /// derived behaviour asks its fields in order and stops at the first denial).
+    /// Peers refused by fault injection (testnets split the mesh with it).
     pub(super) refused: allow_block_list::Behaviour<BlockedPeers>,
+    /// Established and pending connection counts (seeds and trusted peers bypass).
+    pub(super) limits: connection_limits::Behaviour,
+    /// No new connections while the process uses too much memory (off on the memory
+    /// transport, where many nodes share one process).
+    pub(super) memory: Toggle<memory_connection_limits::Behaviour>,
+    /// Established incoming connections per source IP.
+    pub(super) per_ip: guard::Behaviour,
     /// Sightings gossip, validated by the engine before anything is forwarded.
     pub(super) gossipsub: gossipsub::Behaviour,
-    /// Peer discovery over our own DHT.
-    pub(super) kad: kad::Behaviour<MemoryStore>,
+    /// Peer discovery over our own DHT; addresses learned from others pass the dial
+    /// policy before they are dialled.
+    pub(super) kad: DialFilter<kad::Behaviour<MemoryStore>>,
     /// Agent, protocols and listen addresses of each peer (feeds Kademlia).
     pub(super) identify: identify::Behaviour,
     /// Liveness and round-trip times.
@@ -43,47 +66,101 @@ pub(super) struct Behaviour {
 /// What building a transport or a behaviour can fail with.
 pub type BehaviourError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The default handshake timeout of [`memory_transport`].
+const MEMORY_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The in-process transport under noise + yamux: what `Transport::Memory` runs on, and
 /// the testnet's bare-gossipsub baseline too, so both are measured over the same stack.
 pub fn memory_transport(key: &Keypair) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BehaviourError> {
+    memory_transport_with(key, MEMORY_HANDSHAKE_TIMEOUT)
+}
+
+/// [`memory_transport`] with the given handshake timeout.
+fn memory_transport_with(
+    key: &Keypair,
+    handshake: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BehaviourError> {
     Ok(MemoryTransport::default()
         .upgrade(Version::V1)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
+        .timeout(handshake)
         .boxed())
 }
 
-/// The swarm over `transport`, with the node's behaviours.
-pub(super) fn build_swarm(
-    keypair: Keypair,
-    transport: Transport,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<Swarm<Behaviour>> {
-    // Connections are the mesh: keep them while both sides are up.
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
-    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
-    let swarm = match transport {
+/// TCP under noise + yamux. A connection that has not finished its handshake within
+/// `handshake` is dropped: without it (`SwarmBuilder::with_tcp` sets none) a silent
+/// socket holds a pending-connection slot forever, and 32 of them lock everyone out.
+fn tcp_transport(key: &Keypair, handshake: Duration) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BehaviourError> {
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .timeout(handshake)
+        .boxed())
+}
+
+/// The swarm over the configured transport, with the node's behaviours.
+pub(super) fn build_swarm(cfg: &NetConfig, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<Behaviour>> {
+    let limits = &cfg.limits;
+    // Connections without streams go after the idle timeout; gossipsub's streams keep
+    // gossip peers' connections, and the event loop closes idle strangers beyond the
+    // peers the node wants.
+    let idle_timeout = limits.idle_timeout;
+    let idle = move |c: libp2p::swarm::Config| c.with_idle_connection_timeout(idle_timeout);
+    let handshake = limits.handshake_timeout;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
+    let swarm = match cfg.transport {
         Transport::Tcp => builder
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|key| behaviour(key, metrics))?
+            .with_other_transport(|key| tcp_transport(key, handshake))?
+            .with_behaviour(|key| behaviour(key, cfg, metrics))?
             .with_swarm_config(idle)
             .build(),
         Transport::Memory => builder
-            .with_other_transport(memory_transport)?
-            .with_behaviour(|key| behaviour(key, metrics))?
+            .with_other_transport(|key| memory_transport_with(key, handshake))?
+            .with_behaviour(|key| behaviour(key, cfg, metrics))?
             .with_swarm_config(idle)
             .build(),
     };
     Ok(swarm)
 }
 
+/// The connection bounds of `limits`; `bypass` (seeds, trusted peers) is not bounded.
+fn connection_limits(limits: &Limits, bypass: &HashSet<PeerId>) -> connection_limits::Behaviour {
+    let mut b = connection_limits::Behaviour::new(
+        ConnectionLimits::default()
+            .with_max_established_incoming(Some(limits.max_incoming))
+            .with_max_established_outgoing(Some(limits.max_outgoing))
+            .with_max_established(Some(limits.max_connections))
+            .with_max_established_per_peer(Some(limits.max_per_peer))
+            .with_max_pending_incoming(Some(limits.max_pending_incoming))
+            .with_max_pending_outgoing(Some(limits.max_pending_outgoing)),
+    );
+    for peer in bypass {
+        b.bypass_peer_id(peer);
+    }
+    b
+}
+
 /// The node's behaviours, one configuration whatever the transport.
-fn behaviour(key: &Keypair, metrics: Arc<Metrics>) -> Result<Behaviour, BehaviourError> {
+fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Behaviour, BehaviourError> {
     let peer_id = key.public().to_peer_id();
+    let limits = &cfg.limits;
+    let bypass: HashSet<PeerId> = cfg
+        .seeds
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(cfg.trusted.iter().copied())
+        .collect();
+    let memory = (cfg.transport == Transport::Tcp && limits.max_memory_percent > 0).then(|| {
+        memory_connection_limits::Behaviour::with_max_percentage(f64::from(limits.max_memory_percent) / 100.0)
+    });
+    let seed_addrs: Vec<&Multiaddr> = cfg.seeds.iter().map(|(_, a)| a).collect();
+    let policy = Arc::new(DialPolicy::new(
+        &cfg.listen,
+        seed_addrs.iter().copied(),
+        limits.dial_private,
+    ));
     let gs_config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
@@ -93,7 +170,10 @@ fn behaviour(key: &Keypair, metrics: Arc<Metrics>) -> Result<Behaviour, Behaviou
         .heartbeat_interval(Duration::from_secs(1))
         .build()?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gs_config)?;
-    gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
+    gossipsub.with_peer_score(
+        score_params(colocation_whitelist(&cfg.listen, &seed_addrs)),
+        gossipsub::PeerScoreThresholds::default(),
+    )?;
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(Duration::from_secs(30));
     // Bootstrapping is driven by the event loop's discovery timer (quietly, once there is
@@ -102,31 +182,53 @@ fn behaviour(key: &Keypair, metrics: Arc<Metrics>) -> Result<Behaviour, Behaviou
     let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
     // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
     kad.set_mode(Some(kad::Mode::Server));
+    // No address cache: identify would hand every address a peer announced to the
+    // swarm for dials, around the dial policy. The event loop gives Kademlia the ones
+    // the policy allows.
     let identify = identify::Behaviour::new(
         identify::Config::new(ID_PROTOCOL.into(), key.public())
-            .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION"))),
+            .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION")))
+            .with_cache_size(0),
     );
     let sync = request_response::Behaviour::with_codec(
-        SyncCodec::new(metrics),
+        SyncCodec::new(metrics.clone()),
         [(sync::PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default()
-            .with_request_timeout(SYNC_TIMEOUT)
-            .with_max_concurrent_streams(MAX_INBOUND_SYNC * 2),
+            .with_request_timeout(limits.sync_timeout)
+            .with_max_concurrent_streams(limits.sync_streams),
     );
     Ok(Behaviour {
         refused: allow_block_list::Behaviour::default(),
+        limits: connection_limits(limits, &bypass),
+        memory: memory.into(),
+        per_ip: guard::Behaviour::new(limits.max_incoming_per_ip, bypass),
         gossipsub,
-        kad,
+        kad: DialFilter::new(kad, policy, metrics),
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
         sync,
     })
 }
 
+/// IPs exempt from the colocation penalty: loopback (a testnet runs every node on
+/// 127.0.0.1), the node's own specific listen IPs and the seeds' IPs (operators put a
+/// provider's PBXs behind one NAT there). The whitelist holds single IPs, not ranges.
+fn colocation_whitelist(listen: &[Multiaddr], seeds: &[&Multiaddr]) -> HashSet<IpAddr> {
+    let mut out: HashSet<IpAddr> = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into();
+    out.extend(
+        listen
+            .iter()
+            .chain(seeds.iter().copied())
+            .filter_map(dial::ip_of)
+            .filter(|ip| !ip.is_unspecified()),
+    );
+    out
+}
+
 /// Peer scoring: penalise invalid messages hard; no penalty for quiet mesh peers (a
-/// quiet mesh is the normal state) or for many peers behind one address (a testnet, a
-/// provider's NAT).
-fn score_params() -> gossipsub::PeerScoreParams {
+/// quiet mesh is the normal state); many peers behind one address are penalised (see
+/// [`IP_COLOCATION_WEIGHT`]) unless it is on the `whitelist`.
+fn score_params(whitelist: HashSet<IpAddr>) -> gossipsub::PeerScoreParams {
     let topic = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
         mesh_message_deliveries_weight: 0.0,
@@ -136,7 +238,9 @@ fn score_params() -> gossipsub::PeerScoreParams {
         ..Default::default()
     };
     let mut params = gossipsub::PeerScoreParams {
-        ip_colocation_factor_weight: 0.0,
+        ip_colocation_factor_weight: IP_COLOCATION_WEIGHT,
+        ip_colocation_factor_threshold: IP_COLOCATION_THRESHOLD,
+        ip_colocation_factor_whitelist: whitelist,
         ..Default::default()
     };
     params.topics.insert(IdentTopic::new(TOPIC).hash(), topic);

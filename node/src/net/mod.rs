@@ -7,6 +7,17 @@
 //! so any libp2p implementation following `proto/` can join. The node's libp2p key is
 //! its sighting key: reporter and sending peer have the same name.
 //!
+//! Everything a remote can make the node hold is bounded ([`Limits`], the `[net]`
+//! config section): connections (libp2p's `connection_limits` for established
+//! incoming/outgoing/total/per-peer and pending ones, a per-source-IP bound in
+//! [`guard`], `memory_connection_limits` on the process's resident memory), the
+//! handshake time of a new connection, how long a connection without streams lives,
+//! how long a peer outside the gossip mesh keeps its connection while the node has more
+//! than it wants, and sync work (streams per connection, time and rate of requests per
+//! peer, frame sizes read as they arrive). Configured seeds and trusted peers bypass the
+//! connection bounds. Addresses learned from other peers are dialled only as
+//! [`dial`] allows.
+//!
 //! This module is the public face: the limits, [`NetConfig`], the [`NetHandle`] and the
 //! commands it sends, and [`start`]. The swarm's make-up is in `behaviour`, the task
 //! that drives it in `event_loop`, the catch-up protocol in [`sync`].
@@ -14,7 +25,9 @@
 mod behaviour;
 
 pub use behaviour::memory_transport;
+pub mod dial;
 mod event_loop;
+pub mod guard;
 pub mod sync;
 
 use crate::engine::EngineHandle;
@@ -58,8 +71,77 @@ const SYNC_PEER_GAP: Duration = Duration::from_secs(10);
 const MAX_INBOUND_SYNC: usize = 8;
 /// How long a peer that misbehaved is refused.
 const BAN: Duration = Duration::from_secs(600);
-/// A sync request without an answer after this is a failure.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the sync bookkeeping of a disconnected peer (last session, request budget)
+/// is kept: longer than [`SYNC_PEER_GAP`] and than a request budget takes to refill, so
+/// reconnecting gains a peer nothing.
+const SYNC_PEER_RETAIN: Duration = Duration::from_secs(120);
+/// Most peers whose sync bookkeeping is kept; beyond it the least recently active
+/// entry goes.
+const MAX_SYNC_PEERS: usize = 1024;
+
+/// The network's bounds: the `[net]` config section, validated (defaults in
+/// [`Limits::default`], fit for a PBX sidecar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Established incoming connections (`net.max_incoming`, 256).
+    pub max_incoming: u32,
+    /// Established outgoing connections (`net.max_outgoing`, 64).
+    pub max_outgoing: u32,
+    /// Established connections both ways (`net.max_connections`, 300).
+    pub max_connections: u32,
+    /// Established connections per peer (`net.max_per_peer`, 2: a simultaneous dial
+    /// from both sides).
+    pub max_per_peer: u32,
+    /// Incoming connections still in their handshake (`net.max_pending_incoming`, 32).
+    pub max_pending_incoming: u32,
+    /// Outgoing connections still being dialled (`net.max_pending_outgoing`, 32).
+    pub max_pending_outgoing: u32,
+    /// Established incoming connections per source IP, IPv6 per /64
+    /// (`net.max_incoming_per_ip`, 8; see [`guard`]).
+    pub max_incoming_per_ip: u32,
+    /// New connections are refused while the process's resident memory exceeds this
+    /// share of the host's RAM, percent (`net.max_memory_percent`, 50; 0 = off; always
+    /// off on the memory transport, where many nodes share one process).
+    pub max_memory_percent: u8,
+    /// Longest noise + yamux handshake of a new connection (`net.handshake_timeout`, 10 s).
+    pub handshake_timeout: Duration,
+    /// A connection with no open stream is closed after this; and a stranger outside the
+    /// gossip mesh (not syncing) is disconnected after this long while the node has more
+    /// than it wants (`net.idle_timeout`, 60 s).
+    pub idle_timeout: Duration,
+    /// Sync streams open at once per connection, both directions (`net.sync_streams`, 4).
+    pub sync_streams: usize,
+    /// Longest one sync request may take, sending to answer (`net.sync_timeout`, 15 s).
+    pub sync_timeout: Duration,
+    /// Sync requests answered per peer and minute, as a budget refilled continuously
+    /// (`net.sync_requests_per_minute`, 300: a catch-up of a million records takes
+    /// about 260).
+    pub sync_requests_per_minute: u32,
+    /// Dial learned loopback, private and link-local addresses too (`net.dial_private`,
+    /// false; see [`dial`]).
+    pub dial_private: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_incoming: 256,
+            max_outgoing: 64,
+            max_connections: 300,
+            max_per_peer: 2,
+            max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+            max_incoming_per_ip: 8,
+            max_memory_percent: 50,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            sync_streams: 4,
+            sync_timeout: Duration::from_secs(15),
+            sync_requests_per_minute: 300,
+            dial_private: false,
+        }
+    }
+}
 
 /// A connected peer, as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,6 +268,11 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Seed peers.
     pub seeds: Vec<(PeerId, Multiaddr)>,
+    /// Trusted peers: like the seeds, they bypass the connection bounds and keep their
+    /// connections outside the gossip mesh.
+    pub trusted: Vec<PeerId>,
+    /// The bounds.
+    pub limits: Limits,
     /// The transport.
     pub transport: Transport,
 }
@@ -210,7 +297,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
-    let mut swarm = build_swarm(cfg.keypair, cfg.transport, metrics.clone())?;
+    let mut swarm = build_swarm(&cfg, metrics.clone())?;
     swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(TOPIC))?;
     for addr in &cfg.listen {
         swarm
@@ -226,7 +313,7 @@ pub fn start(
     let (cmd_tx, commands) = mpsc::channel(64);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let (peer_ips_tx, peer_ips) = watch::channel(HashMap::new());
-    let seed_ips: Arc<[IpAddr]> = cfg.seeds.iter().filter_map(|(_, a)| event_loop::ip_of(a)).collect();
+    let seed_ips: Arc<[IpAddr]> = cfg.seeds.iter().filter_map(|(_, a)| dial::ip_of(a)).collect();
     let channels = Channels {
         commands,
         sessions: cmd_tx.clone(),
@@ -235,9 +322,13 @@ pub fn start(
         listen: listen_tx,
         peer_ips: peer_ips_tx,
     };
-    let seeds = cfg.seeds;
+    let peers = event_loop::Known {
+        seeds: cfg.seeds,
+        keep: cfg.trusted.into_iter().collect(),
+        limits: cfg.limits,
+    };
     // The loop is made inside the task: its timers start when the task does.
-    let task = tokio::spawn(async move { EventLoop::new(swarm, seeds, engine, metrics, channels).run().await });
+    let task = tokio::spawn(async move { EventLoop::new(swarm, peers, engine, metrics, channels).run().await });
     Ok((
         NetHandle {
             tx: cmd_tx,

@@ -4,8 +4,12 @@
 //! The reconciliation itself is the core's (`fraudmesh::sync`, pure); this module moves
 //! its messages over libp2p request-response and hands every received record to the
 //! engine, which validates it exactly like gossip. Work is bounded everywhere: message
-//! size, rounds per session, ids and records per request; a peer that sends something
-//! malformed or invalid is reported as [`Misbehaved`] and the network cuts it off.
+//! size (read as the bytes arrive, so a peer announcing a large frame and sending it
+//! slowly holds only what it sent), rounds per session, ids and records per request;
+//! streams per connection, time per request and requests per peer are bounded by the
+//! network (`net.sync_*`). A peer that sends something malformed, or records the engine
+//! rejects (`Reject`: invalid for every receiver), is reported as [`Misbehaved`] and the
+//! network cuts it off; records merely outside this node's own limits are not its fault.
 
 use crate::engine::{EngineHandle, GossipVerdict, MAX_FETCH};
 use crate::metrics::Metrics;
@@ -27,6 +31,8 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fraudmesh/sync/1");
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Negentropy frame limit (the core's largest message).
 pub const FRAME_LIMIT: u64 = fraudmesh::sync::MAX_MESSAGE_BYTES as u64;
+/// The buffer a message is first read into; it grows only as bytes arrive.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a session ended early.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +82,16 @@ impl SyncCodec {
                 format!("sync message of {n} bytes"),
             ));
         }
-        let mut buf = vec![0u8; n];
-        io.read_exact(&mut buf).await?;
-        self.metrics.sync_bytes_received.inc_by(4 + n as u64);
+        // Not `vec![0; n]`: memory follows the bytes that arrived, not the bytes announced.
+        let mut buf = Vec::with_capacity(n.min(READ_CHUNK));
+        (&mut *io).take(n as u64).read_to_end(&mut buf).await?;
+        self.metrics.sync_bytes_received.inc_by(4 + buf.len() as u64);
+        if buf.len() < n {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("sync message cut off after {} of {n} bytes", buf.len()),
+            ));
+        }
         M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
@@ -252,4 +265,60 @@ pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<Sy
         resp.records = records;
     }
     Ok(Some(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    fn frame(len: u32, body: &[u8]) -> Cursor<Vec<u8>> {
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        Cursor::new(bytes)
+    }
+
+    #[test]
+    fn frames_are_read_as_they_arrive_within_the_bound() {
+        let metrics = Arc::new(Metrics::new());
+        let codec = SyncCodec::new(metrics.clone());
+        futures::executor::block_on(async {
+            let msg = SyncResponse {
+                reconcile: vec![7; 40_000].into(),
+                records: vec![],
+            };
+            let body = msg.encode_to_vec();
+            let got: SyncResponse = codec.read(&mut frame(body.len() as u32, &body)).await.unwrap();
+            assert_eq!(got, msg);
+
+            // A frame that announces the bound but stops short: an error once the
+            // stream ends (and only what arrived was ever held).
+            let short = codec
+                .read::<_, SyncResponse>(&mut frame(MAX_MESSAGE_BYTES as u32, b"only a few bytes"))
+                .await
+                .unwrap_err();
+            assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof, "{short}");
+
+            // Over the bound: refused before anything is read, as the peer's fault.
+            let over = codec
+                .read::<_, SyncResponse>(&mut frame(MAX_MESSAGE_BYTES as u32 + 1, b""))
+                .await
+                .unwrap_err();
+            assert_eq!(over.kind(), io::ErrorKind::InvalidData, "{over}");
+
+            // Well framed, not a message: the peer's fault too.
+            let junk = codec
+                .read::<_, SyncResponse>(&mut frame(4, b"\xff\xff\xff\xff"))
+                .await
+                .unwrap_err();
+            assert_eq!(junk.kind(), io::ErrorKind::InvalidData, "{junk}");
+        });
+        // Counted: what arrived of the three frames read (the one over the bound was not).
+        let first = SyncResponse {
+            reconcile: vec![7; 40_000].into(),
+            records: vec![],
+        }
+        .encoded_len();
+        assert_eq!(metrics.sync_bytes_received.get(), (4 + first + 4 + 16 + 4 + 4) as u64);
+    }
 }

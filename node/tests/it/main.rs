@@ -21,6 +21,7 @@ mod detect_kamailio;
 mod enforce_files;
 mod enforce_kamailio;
 mod enforce_nftables;
+mod flood;
 mod gossip_validation;
 mod mesh;
 mod sensor;

@@ -2,25 +2,30 @@
 //! only code that touches either. It reacts to four kinds of input, one `select!` away
 //! each: commands (from [`NetHandle`](super::NetHandle)s and sync sessions), local
 //! envelopes to publish, work it started finishing (gossip verdicts, sync answers), and
-//! swarm events; plus three timers (sync, discovery, publish retry).
+//! swarm events; plus three timers (sync, discovery, publish retry). The discovery timer
+//! also closes the connections of idle strangers beyond the peers the node wants (see
+//! [`EventLoop::close_idle`]).
 //!
 //! Nothing here awaits: every handler is a plain function that changes state and asks
 //! the swarm for something, and slow work (the engine's verdicts and answers, whole
 //! sync sessions) runs in futures or tasks whose results come back as input.
 //!
 //! The loop's side of catch-up sync (starting sessions, answering requests) is in
-//! [`sessions`].
+//! [`sessions`], its per-peer bookkeeping in [`sync_peers`].
 
 mod sessions;
+mod sync_peers;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::guard::PerIpExceeded;
+use super::dial::ip_of;
 use super::sync::{Misbehaved, SessionError};
 use super::{
-    NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_UNSENT, SYNC_INTERVAL, TOPIC,
-    UNSENT_TTL, WANTED_PEERS,
+    Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
+    MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_RETAIN, TOPIC, UNSENT_TTL, WANTED_PEERS,
 };
 use crate::engine::{EngineHandle, GossipVerdict};
-use crate::metrics::Metrics;
+use crate::metrics::{DeniedLabel, DirectionLabel, Metrics};
 use fraudmesh::proto::SyncResponse;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -29,15 +34,16 @@ use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::identify;
 use libp2p::kad;
-use libp2p::multiaddr::Protocol;
 use libp2p::ping;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionDenied, DialError, ListenError, SwarmEvent};
+use libp2p::{allow_block_list, connection_limits, memory_connection_limits};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_peers::SyncPeers;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
 
@@ -54,6 +60,16 @@ type Answer = (
 
 /// Where a pending outbound sync request's response goes (the session waiting for it).
 type SyncReply = oneshot::Sender<Result<SyncResponse, SessionError>>;
+
+/// The peers the loop knows from the config, and the bounds it applies.
+pub(super) struct Known {
+    /// Seed peers, redialled by discovery while the node has few peers.
+    pub(super) seeds: Vec<(PeerId, Multiaddr)>,
+    /// Trusted peers: never closed for idleness (nor are the seeds).
+    pub(super) keep: HashSet<PeerId>,
+    /// The network's bounds.
+    pub(super) limits: Limits,
+}
 
 /// The channels the loop talks to the rest of the node through.
 pub(super) struct Channels {
@@ -79,6 +95,14 @@ pub(super) struct EventLoop {
     topic: IdentTopic,
     /// Seed peers, redialled by discovery while the node has few peers.
     seeds: Vec<(PeerId, Multiaddr)>,
+    /// Seeds and trusted peers: never closed for idleness.
+    keep: HashSet<PeerId>,
+    /// How long a stranger may stay outside the mesh, not syncing, before its
+    /// connection is closed while the node has more peers than it wants.
+    idle_timeout: Duration,
+    /// Since when each connected peer has been idle (outside the mesh, not syncing);
+    /// entries go with the peer's connection.
+    idle_since: HashMap<PeerId, Instant>,
     /// Gives gossip messages and sync requests their verdicts and answers.
     engine: EngineHandle,
     /// Network metrics (peers, rejects, gossip bytes, sync sessions).
@@ -115,8 +139,9 @@ pub(super) struct EventLoop {
     /// The peer of the running session (one at a time: that bounds the work and keeps
     /// two peers from sending the same records).
     syncing: HashSet<PeerId>,
-    /// When the last session with each peer started (see [`SYNC_PEER_GAP`](super::SYNC_PEER_GAP)).
-    last_sync: HashMap<PeerId, Instant>,
+    /// When the last session with each peer started (see [`SYNC_PEER_GAP`](super::SYNC_PEER_GAP))
+    /// and its budget of inbound requests; bounded, pruned on the sync timer.
+    sync_peers: SyncPeers,
     /// Peers whose session waits for the running one to end: only peers this node
     /// stopped refusing (they hold what the partition kept from it). Any other dial that
     /// finds a session running skips its own: one session catches a node up, and
@@ -132,7 +157,7 @@ impl EventLoop {
     /// now (each first ticks at once), so make it inside the task that runs it.
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
-        seeds: Vec<(PeerId, Multiaddr)>,
+        known: Known,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
         channels: Channels,
@@ -140,10 +165,15 @@ impl EventLoop {
         let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let sync_timer = tokio::time::interval(SYNC_INTERVAL);
         let retry = tokio::time::interval(Duration::from_millis(500));
+        let mut keep = known.keep;
+        keep.extend(known.seeds.iter().map(|(p, _)| *p));
         Self {
             swarm,
             topic: IdentTopic::new(TOPIC),
-            seeds,
+            seeds: known.seeds,
+            keep,
+            idle_timeout: known.limits.idle_timeout,
+            idle_since: HashMap::new(),
             engine,
             metrics,
             channels,
@@ -159,7 +189,7 @@ impl EventLoop {
             answers: FuturesUnordered::new(),
             answering: HashSet::new(),
             syncing: HashSet::new(),
-            last_sync: HashMap::new(),
+            sync_peers: SyncPeers::new(known.limits.sync_requests_per_minute, SYNC_PEER_RETAIN, MAX_SYNC_PEERS),
             queued: VecDeque::new(),
             resync: HashSet::new(),
         }
@@ -287,8 +317,9 @@ impl EventLoop {
     // ---- discovery ----
 
     /// Every [`DISCOVERY_INTERVAL`], while below [`WANTED_PEERS`]: redial the seeds and
-    /// walk the DHT.
+    /// walk the DHT; above it, close idle strangers.
     fn discover(&mut self) {
+        self.close_idle();
         if self.swarm.connected_peers().count() < WANTED_PEERS {
             for (peer, addr) in &self.seeds {
                 if !self.swarm.is_connected(peer) {
@@ -298,6 +329,39 @@ impl EventLoop {
             // Errors only mean nobody is known yet; the seeds are redialled above.
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
             self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    /// Closes the connections of strangers that have been outside the gossip mesh and
+    /// not syncing for [`Limits::idle_timeout`], longest idle first, while the node has
+    /// more than [`WANTED_PEERS`] peers. Gossipsub's streams keep every gossip peer's
+    /// connection open, so the swarm's own idle timeout never closes these; without this
+    /// a seed would hold every node that ever dialled it, and a flood of subscribing
+    /// strangers would keep its connection slots.
+    fn close_idle(&mut self) {
+        let now = Instant::now();
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
+        self.idle_since.retain(|p, _| connected.contains(p));
+        let mut idle = Vec::new();
+        for peer in &connected {
+            let busy = self.keep.contains(peer)
+                || mesh.contains(peer)
+                || self.syncing.contains(peer)
+                || self.answering.contains(peer);
+            let since = self.idle_since.entry(*peer).or_insert(now);
+            if busy {
+                *since = now;
+            } else if now.saturating_duration_since(*since) >= self.idle_timeout {
+                idle.push((*since, *peer));
+            }
+        }
+        idle.sort();
+        for (_, peer) in idle.into_iter().take(connected.len().saturating_sub(WANTED_PEERS)) {
+            tracing::debug!(%peer, "closing an idle stranger's connection");
+            self.metrics.idle_closed.inc();
+            self.idle_since.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -315,6 +379,51 @@ impl EventLoop {
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.track_peer_ip(&event);
+        let connections_changed = matches!(
+            event,
+            SwarmEvent::IncomingConnection { .. }
+                | SwarmEvent::IncomingConnectionError { .. }
+                | SwarmEvent::ConnectionEstablished { .. }
+                | SwarmEvent::ConnectionClosed { .. }
+                | SwarmEvent::Dialing { .. }
+                | SwarmEvent::OutgoingConnectionError { .. }
+        );
+        self.dispatch(event);
+        if connections_changed {
+            self.count_connections();
+        }
+    }
+
+    /// The connection gauges, from the swarm's own counters.
+    fn count_connections(&self) {
+        let c = self.swarm.network_info().connection_counters().clone();
+        let m = &self.metrics;
+        let dir = |direction| DirectionLabel { direction };
+        m.connections
+            .get_or_create(&dir("in"))
+            .set(i64::from(c.num_established_incoming()));
+        m.connections
+            .get_or_create(&dir("out"))
+            .set(i64::from(c.num_established_outgoing()));
+        m.connections_pending
+            .get_or_create(&dir("in"))
+            .set(i64::from(c.num_pending_incoming()));
+        m.connections_pending
+            .get_or_create(&dir("out"))
+            .set(i64::from(c.num_pending_outgoing()));
+    }
+
+    /// Counts a connection a bound denied.
+    fn count_denied(&self, direction: &'static str, cause: &ConnectionDenied) {
+        let reason = denial_reason(cause);
+        tracing::debug!(direction, reason, %cause, "connection denied");
+        self.metrics
+            .connections_denied
+            .get_or_create(&DeniedLabel { direction, reason })
+            .inc();
+    }
+
+    fn dispatch(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -339,6 +448,14 @@ impl EventLoop {
                 self.peers.remove(&peer_id);
                 self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
             }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                ..
+            } => self.count_denied("in", &cause),
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                ..
+            } => self.count_denied("out", &cause),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, %error, "dial failed");
             }
@@ -451,10 +568,14 @@ impl EventLoop {
             p.agent = Some(info.agent_version.clone());
         }
         if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-            for addr in info.listen_addrs {
-                if is_dialable(&addr) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
+            let policy = self.swarm.behaviour().kad.policy();
+            let (dialable, filtered): (Vec<_>, Vec<_>) = info.listen_addrs.into_iter().partition(|a| policy.allows(a));
+            if !filtered.is_empty() {
+                tracing::debug!(%peer_id, ?filtered, "announced addresses not kept (dial policy)");
+                self.metrics.dial_addresses_filtered.inc_by(filtered.len() as u64);
+            }
+            for addr in dialable {
+                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             }
         }
     }
@@ -495,20 +616,77 @@ fn wants_more_peers(swarm: &Swarm<Behaviour>) -> bool {
     swarm.connected_peers().count() + pending < WANTED_PEERS
 }
 
-/// Unspecified addresses (0.0.0.0) are not dialable by others.
-fn is_dialable(addr: &Multiaddr) -> bool {
-    !addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
+/// The `reason` label of a denied connection: which bound denied it.
+fn denial_reason(cause: &ConnectionDenied) -> &'static str {
+    if let Some(e) = cause.downcast_ref::<connection_limits::Exceeded>() {
+        // `Exceeded` names its kind only in its message.
+        let text = e.to_string();
+        [
+            ("pending incoming", "pending_incoming"),
+            ("pending outgoing", "pending_outgoing"),
+            ("established incoming", "incoming"),
+            ("established outgoing", "outgoing"),
+            ("per peer", "per_peer"),
+        ]
+        .into_iter()
+        .find(|(needle, _)| text.contains(needle))
+        .map_or("total", |(_, reason)| reason)
+    } else if cause.downcast_ref::<PerIpExceeded>().is_some() {
+        "per_ip"
+    } else if cause
+        .downcast_ref::<memory_connection_limits::MemoryUsageLimitExceeded>()
+        .is_some()
+    {
+        "memory"
+    } else if cause.downcast_ref::<allow_block_list::Blocked>().is_some() {
+        "refused"
+    } else {
+        "other"
+    }
 }
 
-/// The IP address a multiaddr starts with, if any.
-pub(super) fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::connection_limits::ConnectionLimits;
+    use libp2p::core::transport::PortUse;
+    use libp2p::core::Endpoint;
+    use libp2p::swarm::{ConnectionId, NetworkBehaviour};
+
+    #[test]
+    fn each_bound_that_denies_a_connection_is_named() {
+        let id = ConnectionId::new_unchecked(1);
+        let (peer, addr) = (PeerId::random(), "/ip4/192.0.2.1/tcp/1".parse::<Multiaddr>().unwrap());
+        let bounded = |l: ConnectionLimits| connection_limits::Behaviour::new(l);
+        let none = ConnectionLimits::default;
+        let e = bounded(none().with_max_pending_incoming(Some(0)))
+            .handle_pending_inbound_connection(id, &addr, &addr)
+            .unwrap_err();
+        assert_eq!(denial_reason(&e), "pending_incoming");
+        let e = bounded(none().with_max_pending_outgoing(Some(0)))
+            .handle_pending_outbound_connection(id, Some(peer), &[], Endpoint::Dialer)
+            .unwrap_err();
+        assert_eq!(denial_reason(&e), "pending_outgoing");
+        for (limits, want) in [
+            (none().with_max_established_incoming(Some(0)), "incoming"),
+            (none().with_max_established_per_peer(Some(0)), "per_peer"),
+            (none().with_max_established(Some(0)), "total"),
+        ] {
+            let e = bounded(limits)
+                .handle_established_inbound_connection(id, peer, &addr, &addr)
+                .err()
+                .unwrap();
+            assert_eq!(denial_reason(&e), want);
+        }
+        let e = bounded(none().with_max_established_outgoing(Some(0)))
+            .handle_established_outbound_connection(id, peer, &addr, Endpoint::Dialer, PortUse::New)
+            .err()
+            .unwrap();
+        assert_eq!(denial_reason(&e), "outgoing");
+        let e = super::super::guard::Behaviour::new(0, [])
+            .handle_established_inbound_connection(id, peer, &addr, &addr)
+            .err()
+            .unwrap();
+        assert_eq!(denial_reason(&e), "per_ip");
+    }
 }

@@ -1,12 +1,12 @@
 //! The loop's side of catch-up sync: sessions this node starts (one at a time, to one
 //! peer, not again with the same peer within [`SYNC_PEER_GAP`]), the periodic sync timer,
-//! answering other peers' requests through the engine, and the request-response events
-//! that carry both.
+//! answering other peers' requests through the engine (one at a time per peer, within
+//! the peer's request budget), and the request-response events that carry both.
 
 use super::super::sync::{self, Misbehaved, SessionError};
 use super::super::{NetCommand, NetRequester, BAN, MAX_INBOUND_SYNC, SYNC_PEER_GAP, WANTED_PEERS};
 use super::EventLoop;
-use crate::metrics::ResultLabel;
+use crate::metrics::{ReasonLabel, ResultLabel};
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use futures::FutureExt;
 use libp2p::request_response::{self, ResponseChannel};
@@ -17,7 +17,7 @@ impl EventLoop {
     /// Starts a session with `peer`, unless one ran moments ago with it. One runs at a
     /// time: while one runs, `peer` is queued if `queue_if_busy`, else skipped.
     pub(super) fn start_session(&mut self, peer: PeerId, queue_if_busy: bool) {
-        if self.last_sync.get(&peer).is_some_and(|t| t.elapsed() < SYNC_PEER_GAP) {
+        if self.sync_peers.synced_within(&peer, SYNC_PEER_GAP, Instant::now()) {
             return;
         }
         if !self.syncing.is_empty() {
@@ -27,7 +27,7 @@ impl EventLoop {
             return;
         }
         self.syncing.insert(peer);
-        self.last_sync.insert(peer, Instant::now());
+        self.sync_peers.session_started(peer, Instant::now());
         let (engine, metrics, tx) = (
             self.engine.clone(),
             self.metrics.clone(),
@@ -69,8 +69,9 @@ impl EventLoop {
         }
     }
 
-    /// Every [`SYNC_INTERVAL`](super::super::SYNC_INTERVAL): a session with a random connected peer; bans that have
-    /// run their time are lifted.
+    /// Every [`SYNC_INTERVAL`](super::super::SYNC_INTERVAL): a session with a random
+    /// connected peer; bans that have run their time are lifted; the sync bookkeeping of
+    /// peers long gone is dropped.
     pub(super) fn on_sync_timer(&mut self) {
         let candidates: Vec<PeerId> = self
             .swarm
@@ -82,6 +83,8 @@ impl EventLoop {
             let pick = candidates[rand::random::<usize>() % candidates.len()];
             self.start_session(pick, false);
         }
+        let swarm = &self.swarm;
+        self.sync_peers.prune(Instant::now(), |p| swarm.is_connected(p));
         let swarm = &mut self.swarm;
         self.banned.retain(|peer, since| {
             let keep = since.elapsed() < BAN;
@@ -102,12 +105,26 @@ impl EventLoop {
         channel: ResponseChannel<SyncResponse>,
     ) {
         // Sessions ask one thing at a time: a peer gets one answer in work, and all
-        // peers together MAX_INBOUND_SYNC.
-        if self.answers.len() >= MAX_INBOUND_SYNC || !self.answering.insert(peer) {
-            tracing::debug!(%peer, "sync request beyond the bounds; dropped");
+        // peers together MAX_INBOUND_SYNC; each peer within its request budget. A
+        // dropped request fails the peer's session (the stream closes unanswered), not
+        // its standing: the next session goes on from what was merged.
+        let refused = if self.answers.len() >= MAX_INBOUND_SYNC || self.answering.contains(&peer) {
             self.metrics.reject("sync_request_dropped");
+            Some("busy")
+        } else if !self.sync_peers.take_request(peer, Instant::now()) {
+            Some("rate")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            tracing::debug!(%peer, reason, "sync request beyond the bounds; dropped");
+            self.metrics
+                .sync_requests_refused
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
             return;
         }
+        self.answering.insert(peer);
         let engine = self.engine.clone();
         self.answers.push(
             async move {
