@@ -779,10 +779,7 @@ mod tests {
         assert_eq!(ev.method.as_deref(), Some("REGISTER"));
         assert_eq!(ev.user_agent.as_deref(), Some("sipcli/v1.8"));
         assert_eq!(ev.username.as_deref(), Some("100"));
-        assert_eq!(
-            ev.via,
-            "sensor tcp 0.0.0.0:5062, handshake, known scanner sipcli"
-        );
+        assert_eq!(ev.via, "sensor tcp 0.0.0.0:5062, handshake, known scanner sipcli");
     }
 
     #[test]

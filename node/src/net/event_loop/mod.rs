@@ -17,8 +17,8 @@ mod sessions;
 mod sync_peers;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::guard::PerIpExceeded;
 use super::dial::ip_of;
+use super::guard::PerIpExceeded;
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
