@@ -14,16 +14,18 @@
 
 mod attack_wave;
 mod churn;
+mod flood;
 mod late_join;
 mod measure;
 mod partition;
 mod poison;
+mod policy_split;
 mod wave;
 
-use crate::client::{blocked_since, Api};
-use crate::cluster::Cluster;
+use crate::client::{blocked_since, peer_ids, Api};
+use crate::cluster::{Cluster, NodeSpec};
 use crate::plot;
-use crate::report::{Expectation, Report};
+use crate::report::{Expectation, Report, Resources};
 use anyhow::{bail, Context};
 use fraudmesh_node::daemon::terminated;
 use fraudmesh_node::metrics::Scrape;
@@ -60,6 +62,12 @@ pub enum Scenario {
     Partition,
     /// Stranger identities report a victim and a peer floods invalid messages.
     Poison,
+    /// 1,000 fresh stranger keys at full burst while trusted reporters report, some
+    /// nodes reaching them only through relays that do not trust them.
+    Flood,
+    /// Half the nodes with a shorter max_ttl and a narrower minimum prefix; long and
+    /// broad reports, then retractions.
+    PolicySplit,
 }
 
 impl Scenario {
@@ -71,6 +79,18 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
             Scenario::Poison => "poison",
+            Scenario::Flood => "flood",
+            Scenario::PolicySplit => "policy-split",
+        }
+    }
+
+    /// How the scenario lays the cluster out (by default: everyone dials the seeds and
+    /// trusts everyone).
+    fn layout(self, args: &RunArgs) -> Vec<NodeSpec> {
+        match self {
+            Scenario::Flood => flood::layout(args),
+            Scenario::PolicySplit => policy_split::layout(args),
+            _ => vec![NodeSpec::default(); args.nodes],
         }
     }
 }
@@ -100,6 +120,8 @@ pub struct RunArgs {
     pub progress: bool,
     /// After the scenario, keep the nodes running until Ctrl-C.
     pub hold: bool,
+    /// `flood`: fresh stranger keys, each publishing a full burst of records.
+    pub flood_keys: usize,
 }
 
 impl RunArgs {
@@ -132,6 +154,15 @@ impl RunArgs {
         if self.scenario == Scenario::LateJoin && self.nodes < 3 {
             bail!("late-join needs at least 3 nodes");
         }
+        if self.scenario == Scenario::Flood {
+            flood::validate(self)?;
+        }
+        if self.scenario == Scenario::PolicySplit && self.nodes < 4 {
+            bail!("policy-split needs at least 4 nodes (two strict, two default)");
+        }
+        if self.scenario == Scenario::PolicySplit && self.targets < 4 {
+            bail!("policy-split needs at least 4 targets (ordinary, 3-day, /20 and its envelope-mate)");
+        }
         Ok(())
     }
 }
@@ -151,6 +182,8 @@ struct Outcome {
     blocked: Blocked,
     /// Target → side of its reporter, when only pairs on that side count for latency.
     sides: Option<HashMap<String, usize>>,
+    /// The nodes that must block every acknowledged target (`None`: every node).
+    blockers: Option<Vec<usize>>,
 }
 
 impl Outcome {
@@ -162,7 +195,13 @@ impl Outcome {
             sent,
             blocked,
             sides: None,
+            blockers: None,
         }
+    }
+
+    /// The nodes that must block every acknowledged target.
+    fn blockers(&self, all: &[usize]) -> Vec<usize> {
+        self.blockers.clone().unwrap_or_else(|| all.to_vec())
     }
 }
 
@@ -192,6 +231,37 @@ impl Coverage {
     }
 }
 
+/// Peers the node cut off or penalised, from its `/metrics` text: gossip messages it
+/// rejected (each one a peer-score penalty for the peer that sent it), sync sessions that
+/// ended with the peer misbehaving, and peers cut off by sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+struct Blame {
+    gossip_rejects: u64,
+    sync_misbehaved: u64,
+    sync_cut_off: u64,
+}
+
+impl Blame {
+    fn of(metrics: &Scrape) -> Self {
+        let v = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
+        Self {
+            gossip_rejects: rejected_messages(metrics),
+            sync_misbehaved: v("fraudmesh_sync_sessions_total", &[("result", "misbehaved")]),
+            sync_cut_off: v("fraudmesh_sync_misbehaving_peers_total", &[]),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.gossip_rejects + self.sync_misbehaved + self.sync_cut_off
+    }
+
+    fn add(&mut self, other: Blame) {
+        self.gossip_rejects += other.gossip_rejects;
+        self.sync_misbehaved += other.sync_misbehaved;
+        self.sync_cut_off += other.sync_cut_off;
+    }
+}
+
 /// Gossip messages the node rejected (`fraudmesh_gossip_messages_total{verdict="reject"}`),
 /// from its `/metrics` text.
 fn rejected_messages(metrics: &Scrape) -> u64 {
@@ -206,6 +276,8 @@ struct Ctx {
     rng: StdRng,
     bar: ProgressBar,
     rss_max: Vec<u64>,
+    /// What each node spent on the scenario's load, when the scenario measures it.
+    resources: Vec<Option<Resources>>,
     figures: serde_json::Map<String, serde_json::Value>,
     expectations: Vec<Expectation>,
 }
@@ -278,12 +350,17 @@ impl Ctx {
         self.wait_mesh(nodes).await
     }
 
-    /// Waits until every node in `nodes` has enough gossip peers and the connections
-    /// have settled (no node's peer count changed for [`SETTLED`]): right after start,
-    /// discovery dials and identify/Kademlia exchanges keep a big mesh busy, and an
-    /// attack then would measure the start-up rather than the mesh.
+    /// Waits until every node in `nodes` has enough gossip peers (three, or every node
+    /// its links allow when fewer) and the connections have settled (no node's peer
+    /// count changed for [`SETTLED`]): right after start, discovery dials and
+    /// identify/Kademlia exchanges keep a big mesh busy, and an attack then would measure
+    /// the start-up rather than the mesh.
     async fn wait_mesh(&mut self, nodes: &[usize]) -> anyhow::Result<()> {
-        let want = (nodes.len() - 1).min(3) as u64;
+        let live = nodes.len().saturating_sub(1);
+        let want: Vec<usize> = nodes
+            .iter()
+            .map(|&i| live.min(self.cluster.possible_peers(i)).min(3))
+            .collect();
         self.phase("forming the mesh", nodes.len() as u64);
         let apis = self.apis(nodes)?;
         let deadline = Instant::now() + MESH_DEADLINE;
@@ -292,9 +369,9 @@ impl Ctx {
         loop {
             let mut ready = 0;
             let mut counts = Vec::with_capacity(apis.len());
-            for (_, api) in &apis {
+            for ((_, api), &w) in apis.iter().zip(&want) {
                 let st = api.status().await?;
-                if st.gossip_peers as u64 >= want {
+                if st.gossip_peers >= w {
                     ready += 1;
                 }
                 counts.push(st.peers as u64);
@@ -309,13 +386,43 @@ impl Ctx {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the mesh did not form within {MESH_DEADLINE:?}: {ready}/{} nodes have {want} gossip peers",
+                    "the mesh did not form within {MESH_DEADLINE:?}: {ready}/{} nodes have their gossip peers",
                     apis.len()
                 );
             }
             self.sample_rss();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Makes every running node refuse the peers its links exclude (the cluster's
+    /// graph), waits until no connection breaks the graph, then until the mesh settles.
+    async fn apply_links(&mut self) -> anyhow::Result<()> {
+        let running = self.cluster.running();
+        self.phase("shaping the graph", running.len() as u64);
+        let refusals: Vec<(usize, Vec<String>)> = running.iter().map(|&i| (i, self.cluster.refusals(i))).collect();
+        for (i, refused) in &refusals {
+            if !refused.is_empty() {
+                self.api(*i)?.refuse(refused).await?;
+            }
+            self.bar.inc(1);
+        }
+        let deadline = Instant::now() + MESH_DEADLINE;
+        loop {
+            let mut breaking = 0;
+            for (i, refused) in &refusals {
+                let peers = peer_ids(self.api(*i)?).await?;
+                breaking += peers.iter().filter(|p| refused.contains(p)).count();
+            }
+            if breaking == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{breaking} connections still break the cluster's graph after {MESH_DEADLINE:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        self.wait_mesh(&running).await
     }
 
     /// Waits until every node blocks every acknowledged target (or the deadline).
@@ -407,10 +514,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         );
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let cluster = Cluster::create(&args.bin, &args.out.join("nodes"), args.nodes, args.seeds)?;
+    let layout = args.scenario.layout(&args);
+    let cluster = Cluster::create_laid_out(&args.bin, &args.out.join("nodes"), args.seeds, layout)?;
     let mut ctx = Ctx {
         rng: StdRng::seed_from_u64(args.seed),
         rss_max: vec![0; args.nodes],
+        resources: vec![None; args.nodes],
         cluster,
         bar: progress_bar(args.progress)?,
         figures: Default::default(),
@@ -466,6 +575,8 @@ async fn scenario(ctx: &mut Ctx) -> anyhow::Result<Finished> {
         Scenario::Churn => churn::run(ctx, &targets).await?,
         Scenario::Partition => partition::run(ctx, &targets).await?,
         Scenario::Poison => poison::run(ctx, &targets).await?,
+        Scenario::Flood => flood::run(ctx, &targets).await?,
+        Scenario::PolicySplit => policy_split::run(ctx, &targets).await?,
     };
     measure::finish(ctx, started, &outcome).await
 }
@@ -505,5 +616,8 @@ fn hold(cluster: &Cluster) {
     eprintln!("  {bin} --dir {} check 198.51.100.7", last.dir.display());
     eprintln!("  {bin} --dir {} status", last.dir.display());
     eprintln!("  {bin} --dir {} peers\n", last.dir.display());
-    eprintln!("Every node trusts every other one; logs are node.log in each directory.");
+    eprintln!(
+        "Every node trusts every other one unless the scenario laid the cluster out otherwise (see each \
+         config.toml); logs are node.log in each directory."
+    );
 }
