@@ -42,8 +42,12 @@ const HALF: f64 = 0.5;
 const FLOOD_TTL_S: u32 = 7 * 24 * 3600;
 /// Time between two flood envelopes (each one key's burst): 20,000 records/s.
 const FLOOD_PACE: Duration = Duration::from_millis(5);
-/// Share of the stranger store a relay must hold before the trusted reports start.
-const FULL: f64 = 0.9;
+/// How long the flood may go without any node's record count moving before a wait for
+/// it gives up (a full-size flood keeps a small machine busy for minutes, so the waits
+/// go on while it makes progress).
+const STALLED: Duration = Duration::from_secs(60);
+/// The longest any flood phase may take, progress or not.
+const FLOOD_DEADLINE: Duration = Duration::from_secs(900);
 
 /// Records each stranger key may publish at once: the node's default stranger burst.
 fn burst() -> usize {
@@ -200,6 +204,8 @@ pub(super) async fn run(ctx: &mut Ctx, targets: &[String]) -> anyhow::Result<Out
     report_scan(ctx.api(plan.half)?, VICTIM)
         .await
         .context("the half-trusted node's report")?;
+    // Every node holds the half-trusted report before the flood: it is the baseline.
+    wait_victim_known(ctx).await?;
     let before = usage(ctx).await?;
     let envelopes = sign_flood(ctx.args.flood_keys, ctx.rng.gen()).await?;
     let sent_envelopes = envelopes.len();
@@ -351,12 +357,13 @@ async fn sign_flood(keys: usize, seed: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     .context("the signing task failed")?
 }
 
-/// Waits until every relay holds at least [`FULL`] of `cap` records (all strangers'
-/// to a relay) or the deadline; returns whether they did and what each holds.
+/// Waits until every relay holds `cap` records (all strangers' to a relay: its stranger
+/// store is full), or until the relays' records stall; returns whether they filled and
+/// what each holds.
 async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize) -> anyhow::Result<(bool, Vec<usize>)> {
     ctx.phase("flooding", relays.len() as u64);
-    let want = (cap as f64 * FULL) as usize;
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let want = cap;
+    let mut progress = Progress::new();
     loop {
         let mut held = Vec::with_capacity(relays.len());
         for &i in relays {
@@ -367,7 +374,7 @@ async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize) -> anyhow::Res
         if full == relays.len() {
             return Ok((true, held));
         }
-        if Instant::now() > deadline {
+        if progress.stalled(&held) {
             return Ok((false, held));
         }
         ctx.sample_rss();
@@ -376,11 +383,12 @@ async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize) -> anyhow::Res
 }
 
 /// Waits until no node's record count changed for [`SETTLED`] (the flood has been
-/// taken in or refused everywhere), or the deadline; returns whether it settled.
+/// taken in or refused everywhere), or until it stalls without settling; returns whether
+/// it settled.
 async fn settle(ctx: &mut Ctx) -> anyhow::Result<bool> {
     ctx.phase("flood settling", ctx.args.nodes as u64);
     let apis = ctx.apis(&ctx.all())?;
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let mut progress = Progress::new();
     let mut last = Vec::new();
     let mut since = Instant::now();
     loop {
@@ -389,17 +397,69 @@ async fn settle(ctx: &mut Ctx) -> anyhow::Result<bool> {
             counts.push(api.status().await?.records);
         }
         if counts != last {
-            last = counts;
+            last = counts.clone();
             since = Instant::now();
         }
         if since.elapsed() >= SETTLED {
             return Ok(true);
         }
-        if Instant::now() > deadline {
+        if progress.stalled(&counts) {
             return Ok(false);
         }
         ctx.sample_rss();
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A deadline that moves while the flood makes progress: [`STALLED`] after the last
+/// change of the figures watched, and never beyond [`FLOOD_DEADLINE`].
+struct Progress {
+    start: Instant,
+    last_change: Instant,
+    last: Vec<usize>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_change: Instant::now(),
+            last: Vec::new(),
+        }
+    }
+
+    /// Notes the figures now; whether the wait should give up.
+    fn stalled(&mut self, now: &[usize]) -> bool {
+        if now != self.last.as_slice() {
+            self.last = now.to_vec();
+            self.last_change = Instant::now();
+        }
+        self.last_change.elapsed() > STALLED || self.start.elapsed() > FLOOD_DEADLINE
+    }
+}
+
+/// Waits until every node holds the half-trusted node's report of the victim.
+async fn wait_victim_known(ctx: &mut Ctx) -> anyhow::Result<()> {
+    ctx.phase("victim reported", ctx.args.nodes as u64);
+    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    loop {
+        let mut known = 0;
+        for i in ctx.all() {
+            if !ctx.api(i)?.check(VICTIM).await?.reporters.is_empty() {
+                known += 1;
+            }
+        }
+        ctx.bar.set_position(known as u64);
+        if known == ctx.args.nodes {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the half-trusted report of {VICTIM} reached only {known}/{} nodes",
+                ctx.args.nodes
+            );
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
