@@ -8,9 +8,10 @@
 //!
 //! This module owns the runner: the arguments, [`run`] (cluster, progress bar, signals,
 //! outputs), the run's state `Ctx` with the steps every scenario shares (start, form
-//! the mesh, attack, converge) and small helpers. Each scenario lives in its own module
-//! named after it; `wave` sends the attack wave, `measure` turns what a scenario found
-//! into the report.
+//! the mesh, shape the cluster's graph, attack, converge), which layout each scenario
+//! gives the cluster, and small helpers. Each scenario lives in its own module named
+//! after it; `wave` sends the attack wave, `measure` turns what a scenario found into the
+//! report.
 
 mod attack_wave;
 mod churn;
@@ -228,37 +229,6 @@ impl Coverage {
     /// "blocked/all pairs".
     fn figure(&self) -> String {
         format!("{}/{} pairs", self.pairs - self.missing, self.pairs)
-    }
-}
-
-/// Peers the node cut off or penalised, from its `/metrics` text: gossip messages it
-/// rejected (each one a peer-score penalty for the peer that sent it), sync sessions that
-/// ended with the peer misbehaving, and peers cut off by sync.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-struct Blame {
-    gossip_rejects: u64,
-    sync_misbehaved: u64,
-    sync_cut_off: u64,
-}
-
-impl Blame {
-    fn of(metrics: &Scrape) -> Self {
-        let v = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
-        Self {
-            gossip_rejects: rejected_messages(metrics),
-            sync_misbehaved: v("fraudmesh_sync_sessions_total", &[("result", "misbehaved")]),
-            sync_cut_off: v("fraudmesh_sync_misbehaving_peers_total", &[]),
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.gossip_rejects + self.sync_misbehaved + self.sync_cut_off
-    }
-
-    fn add(&mut self, other: Blame) {
-        self.gossip_rejects += other.gossip_rejects;
-        self.sync_misbehaved += other.sync_misbehaved;
-        self.sync_cut_off += other.sync_cut_off;
     }
 }
 

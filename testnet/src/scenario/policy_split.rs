@@ -11,7 +11,7 @@
 //! retraction lands (afterwards no node blocks anything).
 
 use super::wave::Sent;
-use super::{Blame, Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, POLL};
+use super::{rejected_messages, Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, POLL};
 use crate::client::blocked_since;
 use crate::cluster::{NodeSpec, Tweak};
 use anyhow::Context;
@@ -34,6 +34,37 @@ const SHORT_TTL: &str = "1h";
 /// The /20 prefixes reported lie in 100.64.0.0/10 (shared address space), away from the
 /// hosts (198.18.0.0/15).
 const PREFIX_NET: u32 = 0x6440_0000;
+
+/// Peers the node cut off or penalised, from its `/metrics` text: gossip messages it
+/// rejected (each one a peer-score penalty for the peer that sent it), sync sessions that
+/// ended with the peer misbehaving, and peers cut off by sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+struct Blame {
+    gossip_rejects: u64,
+    sync_misbehaved: u64,
+    sync_cut_off: u64,
+}
+
+impl Blame {
+    fn of(metrics: &Scrape) -> Self {
+        let v = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0) as u64;
+        Self {
+            gossip_rejects: rejected_messages(metrics),
+            sync_misbehaved: v("fraudmesh_sync_sessions_total", &[("result", "misbehaved")]),
+            sync_cut_off: v("fraudmesh_sync_misbehaving_peers_total", &[]),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.gossip_rejects + self.sync_misbehaved + self.sync_cut_off
+    }
+
+    fn add(&mut self, other: Blame) {
+        self.gossip_rejects += other.gossip_rejects;
+        self.sync_misbehaved += other.sync_misbehaved;
+        self.sync_cut_off += other.sync_cut_off;
+    }
+}
 
 /// What a reported target is, for the expectations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
