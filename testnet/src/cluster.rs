@@ -114,14 +114,18 @@ impl Member {
     /// `/proc/<pid>/stat`.
     pub fn cpu_ms(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may hold spaces) in parentheses: state is
-        // field 3, utime 14 and stime 15, in clock ticks.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks * 1000 / USER_HZ)
+        cpu_ms_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
     }
+}
+
+/// User + system CPU time, ms, from the text of `/proc/<pid>/stat`.
+fn cpu_ms_of(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may hold spaces and parentheses): state is
+    // field 3, utime 14 and stime 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1000 / USER_HZ)
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux
@@ -394,5 +398,69 @@ impl Cluster {
             .filter(|m| m.is_running())
             .map(|m| m.index)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_from_proc_stat() {
+        let stat = "4242 (fraud (mesh) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(cpu_ms_of(stat), Some(3250));
+        assert_eq!(cpu_ms_of("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn a_laid_out_cluster_writes_its_graph_trust_and_tweaks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaf = NodeSpec {
+            dials: Some(vec![2]),
+            links: Some(vec![2]),
+            trusts: Some(vec![(0, 0.5)]),
+            tweak: Some(Arc::new(|c: &mut Config| c.limits.max_stranger_records = 7)),
+            role: Some("leaf"),
+        };
+        let relay = NodeSpec {
+            trusts: Some(Vec::new()),
+            ..NodeSpec::default()
+        };
+        let specs = vec![NodeSpec::default(), NodeSpec::default(), relay, leaf];
+        let c = Cluster::create_laid_out(Path::new("/bin/true"), tmp.path(), 2, specs).unwrap();
+        let id = |i: usize| c.members[i].peer_id.clone();
+        // The leaf and every node but its relay refuse each other.
+        assert_eq!(c.refusals(3), vec![id(0), id(1)]);
+        assert_eq!(c.refusals(0), vec![id(3)]);
+        assert!(c.refusals(2).is_empty());
+        assert_eq!(
+            (c.possible_peers(3), c.possible_peers(2), c.possible_peers(0)),
+            (1, 3, 2)
+        );
+        assert!(c.trusts(0, 2) && c.trusts(3, 0) && c.trusts(3, 3));
+        assert!(!c.trusts(2, 0) && !c.trusts(3, 1));
+        let config = |i: usize| Config::load(&NodeDir::new(&c.members[i].dir).config()).unwrap();
+        let leaf = config(3);
+        assert_eq!(leaf.node.seeds, vec![c.members[2].addr()]);
+        assert_eq!(leaf.limits.max_stranger_records, 7);
+        assert_eq!(leaf.trust.peers.len(), 1);
+        assert_eq!(leaf.trust.peers[0].weight, 0.5);
+        assert!(config(2).trust.peers.is_empty());
+        let first = config(0);
+        assert_eq!(first.node.seeds, vec![c.members[1].addr()]);
+        assert_eq!(first.trust.peers.len(), 3);
+        assert_eq!(
+            first.limits.max_stranger_records,
+            Config::default().limits.max_stranger_records
+        );
+        // A layout naming a node outside the cluster is refused.
+        let bad = vec![
+            NodeSpec::default(),
+            NodeSpec {
+                links: Some(vec![5]),
+                ..NodeSpec::default()
+            },
+        ];
+        assert!(Cluster::create_laid_out(Path::new("/bin/true"), &tmp.path().join("bad"), 1, bad).is_err());
     }
 }
