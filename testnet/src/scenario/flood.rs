@@ -1,7 +1,7 @@
 //! `flood`: fresh stranger keys (1,000 by default), each publishing a full stranger burst
-//! of records (100), flood the mesh through a rogue gossip peer while trusted reporters
-//! report, on a graph where some nodes reach the reporters only through relays that do
-//! not trust them.
+//! of records (100), flood the mesh through a rogue gossip peer connected to every node
+//! but the leaves while trusted reporters report, on a graph where some nodes reach the
+//! reporters only through relays that do not trust them.
 //!
 //! The graph: the last quarter of the nodes are *leaves*, each linked only to one
 //! *relay* (the quarter before them). Relays trust nobody, so to them the reporters are
@@ -212,9 +212,16 @@ pub(super) async fn run(ctx: &mut Ctx, targets: &[String]) -> anyhow::Result<Out
     let before = usage(ctx).await?;
     let envelopes = sign_flood(ctx.args.flood_keys, ctx.rng.gen()).await?;
     let sent_envelopes = envelopes.len();
-    let addr: libp2p::Multiaddr = ctx.cluster.members[0].addr().parse().context("node address")?;
-    let mut rogue = Rogue::start(&[addr])?;
-    rogue.wait_subscribed(1, MESH_DEADLINE).await?;
+    // The rogue peer connects to every node but the leaves, as a flooder would: each
+    // takes the whole flood first-hand, whatever gossip forwards under the load.
+    let entries: Vec<libp2p::Multiaddr> = plan
+        .core
+        .iter()
+        .chain(&plan.relays)
+        .map(|&i| ctx.cluster.members[i].addr().parse().context("node address"))
+        .collect::<anyhow::Result<_>>()?;
+    let mut rogue = Rogue::start(&entries)?;
+    rogue.wait_subscribed(entries.len(), MESH_DEADLINE).await?;
     let flood_start = Instant::now();
     let publisher = tokio::spawn(async move {
         for env in envelopes {
