@@ -231,13 +231,14 @@ pub(super) async fn run(ctx: &mut Ctx, targets: &[String]) -> anyhow::Result<Out
         anyhow::Ok(rogue)
     });
     // The trusted reports start once the flood has filled the relays' stranger stores.
-    let relay_records = wait_filled(ctx, &plan.relays, cap).await?;
+    let mut watch = ApiWatch::default();
+    let relay_records = wait_filled(ctx, &plan.relays, cap, &mut watch).await?;
     let filled = relay_records.iter().all(|&h| h as f64 >= cap as f64 * FULL);
     let wave_after_ms = flood_start.elapsed().as_millis() as u64;
     let (wave_start, sent) = ctx.steady_wave(targets, &plan.reporters).await?;
     let rogue = publisher.await.context("the flood task failed")??;
     let published = rogue.wait_published(sent_envelopes, MESH_DEADLINE).await?;
-    let settled = settle(ctx).await?;
+    let settled = settle(ctx, &mut watch).await?;
     let flood_ms = flood_start.elapsed().as_millis() as u64;
     let (_, mut blocked) = ctx
         .wait_blocked(&trusting, &super::want_all(&trusting, sent.len()), CONVERGE_DEADLINE)
@@ -258,6 +259,8 @@ pub(super) async fn run(ctx: &mut Ctx, targets: &[String]) -> anyhow::Result<Out
     ctx.figure("leaves", plan.leaves.clone());
     ctx.figure("half_trusted", plan.half);
     ctx.figure("reports_start_after_flood_ms", wave_after_ms);
+    ctx.figure("api_status_slowest_ms_during_flood", watch.slowest_ms);
+    ctx.figure("api_status_unanswered_during_flood", watch.unanswered);
     ctx.figure("flood_settled_ms", if settled { Some(flood_ms) } else { None });
     summary_figures(ctx);
     ctx.expect(
@@ -368,15 +371,43 @@ async fn sign_flood(keys: usize, seed: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     .context("the signing task failed")?
 }
 
+/// How the nodes' APIs answered `GET /v1/status` while the flood ran.
+#[derive(Debug, Default)]
+struct ApiWatch {
+    /// Slowest answer, ms.
+    slowest_ms: u64,
+    /// Requests that got no answer (the client gives up after 30 s).
+    unanswered: usize,
+}
+
+impl ApiWatch {
+    /// Node `i`'s record count, or `None` when its API did not answer.
+    async fn records(&mut self, ctx: &Ctx, i: usize) -> anyhow::Result<Option<usize>> {
+        let t = Instant::now();
+        let answer = ctx.api(i)?.status().await;
+        self.slowest_ms = self.slowest_ms.max(t.elapsed().as_millis() as u64);
+        match answer {
+            Ok(st) => Ok(Some(st.records)),
+            Err(e) => {
+                tracing::warn!(node = i, error = %e, "no status answer during the flood");
+                self.unanswered += 1;
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Waits until every relay holds `cap` records (all strangers' to a relay: its stranger
 /// store is full), or until the relays' records stall; returns what each holds.
-async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize) -> anyhow::Result<Vec<usize>> {
+async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize, watch: &mut ApiWatch) -> anyhow::Result<Vec<usize>> {
     ctx.phase("flooding", relays.len() as u64);
     let mut progress = Progress::new();
+    let mut held = vec![0; relays.len()];
     loop {
-        let mut held = Vec::with_capacity(relays.len());
-        for &i in relays {
-            held.push(ctx.api(i)?.status().await?.records);
+        for (k, &i) in relays.iter().enumerate() {
+            if let Some(r) = watch.records(ctx, i).await? {
+                held[k] = r;
+            }
         }
         let full = held.iter().filter(|&&h| h >= cap).count();
         ctx.bar.set_position(full as u64);
@@ -388,28 +419,28 @@ async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize) -> anyhow::Res
     }
 }
 
-/// Waits until no node's record count changed for [`SETTLED`] (the flood has been
-/// taken in or refused everywhere), or until it stalls without settling; returns whether
-/// it settled.
-async fn settle(ctx: &mut Ctx) -> anyhow::Result<bool> {
+/// Waits until every node answered with the same record count for [`SETTLED`] (the
+/// flood has been taken in or refused everywhere), or until it stalls without settling;
+/// returns whether it settled.
+async fn settle(ctx: &mut Ctx, watch: &mut ApiWatch) -> anyhow::Result<bool> {
     ctx.phase("flood settling", ctx.args.nodes as u64);
-    let apis = ctx.apis(&ctx.all())?;
     let mut progress = Progress::new();
     let mut last = Vec::new();
     let mut since = Instant::now();
     loop {
-        let mut counts = Vec::with_capacity(apis.len());
-        for (_, api) in &apis {
-            counts.push(api.status().await?.records);
+        let mut counts = Vec::with_capacity(ctx.args.nodes);
+        for i in ctx.all() {
+            counts.push(watch.records(ctx, i).await?);
         }
-        if counts != last {
+        if counts != last || counts.contains(&None) {
             last = counts.clone();
             since = Instant::now();
         }
         if since.elapsed() >= SETTLED {
             return Ok(true);
         }
-        if progress.stalled(&counts) {
+        let known: Vec<usize> = counts.iter().map(|c| c.unwrap_or(0)).collect();
+        if progress.stalled(&known) {
             return Ok(false);
         }
         ctx.sample_rss();
