@@ -302,8 +302,9 @@ pub(super) async fn run(ctx: &mut Ctx, targets: &[String]) -> anyhow::Result<Out
         victim.is_empty(),
         format!("{VICTIM} blocked on nodes {victim:?} ({VICTIM_KEYS} stranger keys + weight {HALF})"),
     );
-    // To a relay every record is a stranger's; the others also hold the honest ones.
-    let honest = acked + 1;
+    // To a relay every record is a stranger's; the others also hold the honest ones (a
+    // report whose answer timed out may be held too).
+    let honest = targets.len() + 1;
     let bound = |i: usize| (if plan.relays.contains(&i) { cap } else { cap + honest }) as u64;
     let over: Vec<(usize, u64)> = all
         .iter()
@@ -404,14 +405,15 @@ async fn wait_filled(ctx: &mut Ctx, relays: &[usize], cap: usize, watch: &mut Ap
     let mut progress = Progress::new();
     let mut held = vec![0; relays.len()];
     loop {
+        let mut now = Vec::with_capacity(relays.len());
         for (k, &i) in relays.iter().enumerate() {
-            if let Some(r) = watch.records(ctx, i).await? {
-                held[k] = r;
-            }
+            let r = watch.records(ctx, i).await?;
+            held[k] = r.unwrap_or(held[k]);
+            now.push(r);
         }
         let full = held.iter().filter(|&&h| h >= cap).count();
         ctx.bar.set_position(full as u64);
-        if full == relays.len() || progress.stalled(&held) {
+        if full == relays.len() || progress.stalled(&now) {
             return Ok(held);
         }
         ctx.sample_rss();
@@ -439,8 +441,7 @@ async fn settle(ctx: &mut Ctx, watch: &mut ApiWatch) -> anyhow::Result<bool> {
         if since.elapsed() >= SETTLED {
             return Ok(true);
         }
-        let known: Vec<usize> = counts.iter().map(|c| c.unwrap_or(0)).collect();
-        if progress.stalled(&known) {
+        if progress.stalled(&counts) {
             return Ok(false);
         }
         ctx.sample_rss();
@@ -449,11 +450,12 @@ async fn settle(ctx: &mut Ctx, watch: &mut ApiWatch) -> anyhow::Result<bool> {
 }
 
 /// A deadline that moves while the flood makes progress: [`STALLED`] after the last
-/// change of the figures watched, and never beyond [`FLOOD_DEADLINE`].
+/// change of the figures watched (a node too busy to answer counts as progress), and
+/// never beyond [`FLOOD_DEADLINE`].
 struct Progress {
     start: Instant,
     last_change: Instant,
-    last: Vec<usize>,
+    last: Vec<Option<usize>>,
 }
 
 impl Progress {
@@ -465,9 +467,9 @@ impl Progress {
         }
     }
 
-    /// Notes the figures now; whether the wait should give up.
-    fn stalled(&mut self, now: &[usize]) -> bool {
-        if now != self.last.as_slice() {
+    /// Notes the figures now (`None`: no answer); whether the wait should give up.
+    fn stalled(&mut self, now: &[Option<usize>]) -> bool {
+        if now != self.last.as_slice() || now.contains(&None) {
             self.last = now.to_vec();
             self.last_change = Instant::now();
         }
