@@ -8,9 +8,11 @@
 # Defaults: 8 nodes, scenario attack-wave. Useful flags (all of `fraudmesh-testnet run
 # --help`):
 #   --nodes N            how many node processes (50 fit this 2-core machine)
-#   --scenario NAME      attack-wave | late-join | churn | partition | poison | spoof
+#   --scenario NAME      attack-wave | late-join | churn | partition | poison |
+#                        flood | policy-split | spoof
 #                        (spoof: as root, at least 4 nodes, in network namespaces it
 #                        makes and removes)
+#   --flood-keys N       flood: fresh stranger keys, 100 records each (default 1000)
 #   --out DIR            where node directories, report.json and plots go
 #   --hold               keep the mesh running after the scenario until Ctrl-C
 #
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 

@@ -4,6 +4,13 @@
 //! where its peers expect it), the API on a port the OS picks (read from `node.json`).
 //! Every process is started with `kill_on_drop`, so none outlives the testnet, whatever
 //! happens to it.
+//!
+//! By default every node dials the first `seeds` nodes and trusts every other node at
+//! 1.0. A scenario can lay the cluster out otherwise, node by node ([`NodeSpec`]): whom it
+//! dials at start, whom it trusts and how much, the only nodes it may connect to (a graph
+//! rather than a full mesh; [`Cluster::refusals`] says whom each node must refuse, applied
+//! through the fault-injection API once the nodes run) and any change to its config
+//! (local policy, limits).
 
 use crate::client::Api;
 use anyhow::{bail, Context};
@@ -12,6 +19,7 @@ use fraudmesh_node::daemon::dir::NodeDir;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
@@ -42,6 +50,42 @@ impl Default for Placement {
     }
 }
 
+/// A change to one node's config, applied after the layout's own settings.
+pub type Tweak = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
+/// One node's place in a cluster laid out by a scenario. A field left `None` takes the
+/// uniform layout: dial the seeds, trust every other node at 1.0, connect to anyone,
+/// default config.
+#[derive(Clone, Default)]
+pub struct NodeSpec {
+    /// The nodes it dials at start (its configured seeds).
+    pub dials: Option<Vec<usize>>,
+    /// The nodes it trusts, with their weights (`[[trust.peers]]`).
+    pub trusts: Option<Vec<(usize, f64)>>,
+    /// The only nodes it may be connected to; every other node refuses it and it refuses
+    /// them (see [`Cluster::refusals`]).
+    pub links: Option<Vec<usize>>,
+    /// A change to its config (e.g. `[policy]` or `[limits]`).
+    pub tweak: Option<Tweak>,
+    /// What it is in the scenario (`relay`, `strict`, …), for the report.
+    pub role: Option<&'static str>,
+    /// Where it runs (default: 127.0.0.1 in the testnet's own namespace).
+    pub placement: Placement,
+}
+
+impl std::fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSpec")
+            .field("dials", &self.dials)
+            .field("trusts", &self.trusts)
+            .field("links", &self.links)
+            .field("tweak", &self.tweak.as_ref().map(|_| "…"))
+            .field("role", &self.role)
+            .field("placement", &self.placement)
+            .finish()
+    }
+}
+
 /// One node of the cluster.
 pub struct Member {
     /// Position in the cluster (0-based; the first `seeds` are the seed peers).
@@ -58,6 +102,12 @@ pub struct Member {
     pub api: Option<Api>,
     /// How many times it was started.
     pub starts: u32,
+    /// The nodes it trusts, with their weights.
+    pub trusts: Vec<(usize, f64)>,
+    /// The only nodes it may be connected to (`None`: any).
+    pub links: Option<Vec<usize>>,
+    /// What it is in the scenario, if the layout says.
+    pub role: Option<&'static str>,
     child: Option<Child>,
     token: String,
 }
@@ -88,7 +138,28 @@ impl Member {
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
     }
+
+    /// CPU time the process has used so far (user + system), ms, from
+    /// `/proc/<pid>/stat`.
+    pub fn cpu_ms(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id()?;
+        cpu_ms_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
 }
+
+/// User + system CPU time, ms, from the text of `/proc/<pid>/stat`.
+fn cpu_ms_of(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may hold spaces and parentheses): state is
+    // field 3, utime 14 and stime 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1000 / USER_HZ)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux
+/// architecture's user interface).
+const USER_HZ: u64 = 100;
 
 /// The cluster.
 pub struct Cluster {
@@ -137,16 +208,25 @@ impl Cluster {
     /// Creates `n` node directories under `root` (which must not hold nodes yet): the
     /// first `seeds` are everyone's seed peers, and every node trusts every other one.
     pub fn create(bin: &Path, root: &Path, n: usize, seeds: usize) -> anyhow::Result<Self> {
-        Self::create_placed(bin, root, &vec![Placement::default(); n], seeds)
+        Self::create_laid_out(bin, root, seeds, vec![NodeSpec::default(); n])
     }
 
-    /// [`Cluster::create`] with one node per placement.
-    pub fn create_placed(bin: &Path, root: &Path, placements: &[Placement], seeds: usize) -> anyhow::Result<Self> {
+    /// Creates one node directory per spec under `root` (which must not hold nodes yet):
+    /// the first `seeds` are the seed peers of every node whose spec does not say whom it
+    /// dials; trust, links and config as each spec says.
+    pub fn create_laid_out(bin: &Path, root: &Path, seeds: usize, specs: Vec<NodeSpec>) -> anyhow::Result<Self> {
+        let n = specs.len();
+        for (i, spec) in specs.iter().enumerate() {
+            let named = spec.dials.iter().flatten().chain(spec.links.iter().flatten());
+            let trusted = spec.trusts.iter().flatten().map(|(j, _)| j);
+            if let Some(j) = named.chain(trusted).find(|&&j| j >= n || j == i) {
+                bail!("the layout of node {i} names node {j}, which is itself or not in the cluster of {n}");
+            }
+        }
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-        let n = placements.len();
         let ports = free_ports(n)?;
         let mut members = Vec::with_capacity(n);
-        for (index, port) in ports.into_iter().enumerate() {
+        for ((index, port), spec) in ports.into_iter().enumerate().zip(&specs) {
             let dir = root.join(format!("node{index:03}"));
             if dir.exists() {
                 bail!("{} already exists: choose an empty --out directory", dir.display());
@@ -159,33 +239,41 @@ impl Cluster {
                 dir,
                 peer_id: identity.public().peer_id(),
                 port,
-                placement: placements[index].clone(),
+                placement: spec.placement.clone(),
                 api: None,
                 starts: 0,
+                trusts: spec
+                    .trusts
+                    .clone()
+                    .unwrap_or_else(|| (0..n).filter(|&j| j != index).map(|j| (j, 1.0)).collect()),
+                links: spec.links.clone(),
+                role: spec.role,
                 child: None,
                 token,
             });
         }
-        for m in &members {
+        for (m, spec) in members.iter().zip(&specs) {
             let mut c = Config::default();
             c.node.listen = vec![format!("/ip4/{}/tcp/{}", m.placement.host, m.port)];
             c.node.api = format!("{}:0", m.placement.api);
-            c.node.seeds = members
+            let dials: Vec<usize> = match &spec.dials {
+                Some(d) => d.clone(),
+                None => (0..seeds.min(n)).filter(|&s| s != m.index).collect(),
+            };
+            c.node.seeds = dials.iter().map(|&j| members[j].addr()).collect();
+            c.trust.peers = m
+                .trusts
                 .iter()
-                .take(seeds)
-                .filter(|s| s.index != m.index)
-                .map(Member::addr)
-                .collect();
-            c.trust.peers = members
-                .iter()
-                .filter(|p| p.index != m.index)
-                .map(|p| TrustedPeer {
-                    peer_id: p.peer_id.clone(),
-                    weight: 1.0,
+                .map(|&(j, weight)| TrustedPeer {
+                    peer_id: members[j].peer_id.clone(),
+                    weight,
                 })
                 .collect();
             c.debug.fault_injection = true;
             c.store.cache_mb = 8;
+            if let Some(tweak) = &spec.tweak {
+                tweak(&mut c);
+            }
             let text = toml::to_string(&c).context("writing a node config")?;
             let path = NodeDir::new(&m.dir).config();
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -329,6 +417,28 @@ impl Cluster {
         &self.bin
     }
 
+    /// Whether node `i` counts node `j`'s reports (itself, or a trusted peer with a
+    /// positive weight).
+    pub fn trusts(&self, i: usize, j: usize) -> bool {
+        i == j || self.members[i].trusts.iter().any(|&(k, w)| k == j && w > 0.0)
+    }
+
+    /// The peer ids node `i` must refuse so that every node's connections stay within its
+    /// links: a node with links refuses everyone else, and everyone else refuses it.
+    pub fn refusals(&self, i: usize) -> Vec<String> {
+        let allowed = |a: usize, b: usize| self.members[a].links.as_ref().is_none_or(|l| l.contains(&b));
+        self.members
+            .iter()
+            .filter(|m| m.index != i && !(allowed(i, m.index) && allowed(m.index, i)))
+            .map(|m| m.peer_id.clone())
+            .collect()
+    }
+
+    /// How many nodes node `i` may be connected to under the links.
+    pub fn possible_peers(&self, i: usize) -> usize {
+        self.members.len() - 1 - self.refusals(i).len()
+    }
+
     /// Indices of running nodes.
     pub fn running(&self) -> Vec<usize> {
         self.members
@@ -336,5 +446,70 @@ impl Cluster {
             .filter(|m| m.is_running())
             .map(|m| m.index)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_from_proc_stat() {
+        let stat = "4242 (fraud (mesh) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(cpu_ms_of(stat), Some(3250));
+        assert_eq!(cpu_ms_of("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn a_laid_out_cluster_writes_its_graph_trust_and_tweaks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leaf = NodeSpec {
+            dials: Some(vec![2]),
+            links: Some(vec![2]),
+            trusts: Some(vec![(0, 0.5)]),
+            tweak: Some(Arc::new(|c: &mut Config| c.limits.max_stranger_records = 7)),
+            role: Some("leaf"),
+            ..NodeSpec::default()
+        };
+        let relay = NodeSpec {
+            trusts: Some(Vec::new()),
+            ..NodeSpec::default()
+        };
+        let specs = vec![NodeSpec::default(), NodeSpec::default(), relay, leaf];
+        let c = Cluster::create_laid_out(Path::new("/bin/true"), tmp.path(), 2, specs).unwrap();
+        let id = |i: usize| c.members[i].peer_id.clone();
+        // The leaf and every node but its relay refuse each other.
+        assert_eq!(c.refusals(3), vec![id(0), id(1)]);
+        assert_eq!(c.refusals(0), vec![id(3)]);
+        assert!(c.refusals(2).is_empty());
+        assert_eq!(
+            (c.possible_peers(3), c.possible_peers(2), c.possible_peers(0)),
+            (1, 3, 2)
+        );
+        assert!(c.trusts(0, 2) && c.trusts(3, 0) && c.trusts(3, 3));
+        assert!(!c.trusts(2, 0) && !c.trusts(3, 1));
+        let config = |i: usize| Config::load(&NodeDir::new(&c.members[i].dir).config()).unwrap();
+        let leaf = config(3);
+        assert_eq!(leaf.node.seeds, vec![c.members[2].addr()]);
+        assert_eq!(leaf.limits.max_stranger_records, 7);
+        assert_eq!(leaf.trust.peers.len(), 1);
+        assert_eq!(leaf.trust.peers[0].weight, 0.5);
+        assert!(config(2).trust.peers.is_empty());
+        let first = config(0);
+        assert_eq!(first.node.seeds, vec![c.members[1].addr()]);
+        assert_eq!(first.trust.peers.len(), 3);
+        assert_eq!(
+            first.limits.max_stranger_records,
+            Config::default().limits.max_stranger_records
+        );
+        // A layout naming a node outside the cluster is refused.
+        let bad = vec![
+            NodeSpec::default(),
+            NodeSpec {
+                links: Some(vec![5]),
+                ..NodeSpec::default()
+            },
+        ];
+        assert!(Cluster::create_laid_out(Path::new("/bin/true"), &tmp.path().join("bad"), 1, bad).is_err());
     }
 }

@@ -59,6 +59,10 @@ enum Command {
         /// After the scenario, keep the nodes running until Ctrl-C (to poke them by hand).
         #[arg(long)]
         hold: bool,
+        /// flood: fresh stranger keys, each publishing a full burst (100) of records;
+        /// lower it for a quick run.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        flood_keys: usize,
     },
     /// Run N real node stacks (engine, sled store, libp2p swarm) in this one process over
     /// libp2p's memory transport; with --baseline also bare gossipsub on the same graph.
@@ -204,6 +208,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
             bin,
             quiet,
             hold,
+            flood_keys,
         } => {
             let out = out.unwrap_or_else(|| {
                 let secs = fraudmesh_node::now_ms() / 1000;
@@ -222,6 +227,7 @@ fn real_main(cli: Cli) -> anyhow::Result<bool> {
                 progress: !quiet && std::io::stderr().is_terminal(),
                 hold,
                 lab: None,
+                flood_keys,
             };
             args.validate()?;
             // Before the runtime: its threads start in the namespaces `spoof` runs in. The

@@ -60,6 +60,41 @@ impl Expectation {
     }
 }
 
+/// A figure before and after a scenario's load.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// Before the load.
+    pub before: u64,
+    /// After it.
+    pub after: u64,
+    /// `after - before` (negative when it shrank).
+    pub growth: i64,
+}
+
+impl Change {
+    /// The change from `before` to `after`.
+    pub fn new(before: u64, after: u64) -> Self {
+        Self {
+            before,
+            after,
+            growth: after as i64 - before as i64,
+        }
+    }
+}
+
+/// What a node spent on a scenario's load (the `flood`): each figure before and after.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Resources {
+    /// Resident set size, bytes.
+    pub rss_bytes: Change,
+    /// Bytes its store uses on disk (`store_bytes` of `GET /v1/status`).
+    pub store_bytes: Change,
+    /// CPU time used by the process since it started (user + system), ms.
+    pub cpu_ms: Change,
+    /// Records in its ledger.
+    pub records: Change,
+}
+
 /// One node's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeReport {
@@ -81,6 +116,13 @@ pub struct NodeReport {
     pub rss_bytes_max: u64,
     /// How often it was started (more than once under churn).
     pub starts: u32,
+    /// What it is in the scenario (`relay`, `leaf`, `strict`, …), when the scenario lays
+    /// the cluster out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// What it spent on the scenario's load, when the scenario measures that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 /// The whole report.
@@ -94,7 +136,8 @@ pub struct Report {
     pub scenario: String,
     /// Random seed (same seed, same targets, reporters and fault schedule).
     pub seed: u64,
-    /// Whether every node ended up blocking every acknowledged target.
+    /// Whether every node ended up blocking every acknowledged target (in `flood`: every
+    /// node that trusts the reporters).
     pub converged: bool,
     /// Report→blocked latency over every (node, target) pair except the reporter's own.
     pub latency_ms: Percentiles,
@@ -153,6 +196,7 @@ impl Report {
         for (k, v) in &self.figures {
             let _ = writeln!(s, "{k:<34} {v}");
         }
+        self.resources_table(&mut s);
         let _ = writeln!(s);
         let width = self
             .expectations
@@ -173,6 +217,36 @@ impl Report {
         }
         s
     }
+
+    /// The per-node table of what the load cost, when the scenario measured it.
+    fn resources_table(&self, s: &mut String) {
+        if self.per_node.iter().all(|p| p.resources.is_none()) {
+            return;
+        }
+        let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+        let _ = writeln!(
+            s,
+            "\n{:<5} {:<9} {:>22} {:>22} {:>9} {:>17}",
+            "node", "role", "RSS MiB (growth)", "store MiB (growth)", "CPU s", "records"
+        );
+        for p in &self.per_node {
+            let Some(r) = &p.resources else { continue };
+            let _ = writeln!(
+                s,
+                "{:<5} {:<9} {:>22} {:>22} {:>9.2} {:>17}",
+                p.index,
+                p.role.as_deref().unwrap_or("-"),
+                format!("{:.1} ({:+.1})", mib(r.rss_bytes.after as i64), mib(r.rss_bytes.growth)),
+                format!(
+                    "{:.1} ({:+.1})",
+                    mib(r.store_bytes.after as i64),
+                    mib(r.store_bytes.growth)
+                ),
+                r.cpu_ms.growth as f64 / 1000.0,
+                format!("{} → {}", r.records.before, r.records.after),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +261,11 @@ mod tests {
         let p = Percentiles::of(&[7.0]);
         assert_eq!((p.p50, p.p99, p.max), (7.0, 7.0, 7.0));
         assert_eq!(Percentiles::of(&[]), Percentiles::default());
+    }
+
+    #[test]
+    fn change_may_shrink() {
+        assert_eq!(Change::new(10, 25).growth, 15);
+        assert_eq!(Change::new(25, 10).growth, -15);
     }
 }

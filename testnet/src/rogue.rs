@@ -1,6 +1,9 @@
 //! A rogue gossip peer: a bare libp2p gossipsub peer (not a fraudmesh node) that joins
 //! the sightings topic through a few nodes and publishes whatever it is given — valid
-//! sightings signed by stranger keys, or invalid messages. The `poison` scenario uses it.
+//! sightings signed by stranger keys, or invalid messages. The `poison` scenario uses it,
+//! and the `flood` scenario publishes a whole flood of stranger records through it. A
+//! message gossipsub cannot queue yet (every peer's queue full, or no subscriber yet) is
+//! kept and retried, in order, so a burst is delivered rather than dropped here.
 
 use anyhow::Context;
 use fraudmesh::identity::Identity;
@@ -14,16 +17,28 @@ use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
 use prost::Message;
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// The gossip topic (the node's `net::TOPIC`).
 const TOPIC: &str = fraudmesh_node::net::TOPIC;
 
+/// Messages held for a retry before [`Rogue::publish`] waits.
+const BACKLOG: usize = 1024;
+/// How often held messages are retried.
+const RETRY: Duration = Duration::from_millis(20);
+
 /// A running rogue peer.
 pub struct Rogue {
     /// Its peer id.
     pub peer_id: PeerId,
+    /// Messages handed to gossipsub so far.
+    published: Arc<AtomicUsize>,
+    /// Messages gossipsub refused for good (too large, …).
+    failed: Arc<AtomicUsize>,
     tx: mpsc::Sender<Vec<u8>>,
     subscribed: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
@@ -41,6 +56,8 @@ impl Rogue {
                     .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
                     .max_transmit_size(128 * 1024)
                     .heartbeat_initial_delay(Duration::from_millis(100))
+                    // A flood may wait a while in the queue to the entry node: keep it.
+                    .publish_queue_duration(Duration::from_secs(120))
                     .build()?;
                 let b: gossipsub::Behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, cfg)?;
                 Ok(b)
@@ -53,16 +70,21 @@ impl Rogue {
         for addr in nodes {
             swarm.dial(addr.clone()).with_context(|| format!("dialling {addr}"))?;
         }
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(BACKLOG);
         let (sub_tx, subscribed) = watch::channel(0usize);
+        let published = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (p, f) = (published.clone(), failed.clone());
         let task = tokio::spawn(async move {
+            let mut backlog: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut retry = tokio::time::interval(RETRY);
             loop {
                 tokio::select! {
-                    Some(data) = rx.recv() => {
-                        if let Err(e) = swarm.behaviour_mut().publish(topic.clone(), data) {
-                            tracing::debug!(error = %e, "rogue publish failed");
-                        }
+                    Some(data) = rx.recv(), if backlog.len() < BACKLOG => {
+                        backlog.push_back(data);
+                        drain(&mut swarm, &topic, &mut backlog, &p, &f);
                     }
+                    _ = retry.tick(), if !backlog.is_empty() => drain(&mut swarm, &topic, &mut backlog, &p, &f),
                     ev = swarm.select_next_some() => {
                         if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = ev {
                             sub_tx.send_modify(|n| *n += 1);
@@ -73,6 +95,8 @@ impl Rogue {
         });
         Ok(Self {
             peer_id,
+            published,
+            failed,
             tx,
             subscribed,
             task,
@@ -88,9 +112,61 @@ impl Rogue {
         Ok(())
     }
 
-    /// Publishes raw message data.
+    /// Publishes raw message data (queued; see [`Rogue::wait_published`]).
     pub async fn publish(&self, data: Vec<u8>) -> anyhow::Result<()> {
         self.tx.send(data).await.context("the rogue peer stopped")
+    }
+
+    /// Messages handed to gossipsub so far.
+    pub fn published(&self) -> usize {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Messages gossipsub refused for good.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` messages were handed to gossipsub or refused for good; returns
+    /// how many were handed over.
+    pub async fn wait_published(&self, n: usize, deadline: Duration) -> anyhow::Result<usize> {
+        let end = Instant::now() + deadline;
+        while self.published() + self.failed() < n {
+            if Instant::now() > end {
+                anyhow::bail!(
+                    "the rogue peer handed only {}/{n} messages to gossipsub within {deadline:?}",
+                    self.published()
+                );
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+        Ok(self.published())
+    }
+}
+
+/// Hands held messages to gossipsub in order until one must wait (every peer's queue
+/// full, or nobody subscribed yet).
+fn drain(
+    swarm: &mut libp2p::Swarm<gossipsub::Behaviour>,
+    topic: &IdentTopic,
+    backlog: &mut VecDeque<Vec<u8>>,
+    published: &AtomicUsize,
+    failed: &AtomicUsize,
+) {
+    while let Some(data) = backlog.front() {
+        match swarm.behaviour_mut().publish(topic.clone(), data.clone()) {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(gossipsub::PublishError::AllQueuesFull(_) | gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                return
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "rogue publish failed");
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        backlog.pop_front();
     }
 }
 
@@ -102,19 +178,27 @@ impl Drop for Rogue {
 
 /// An envelope of one sighting of `target` signed by `identity` (a stranger key).
 pub fn stranger_sighting(identity: &Identity, target: &str, now_ms: u64) -> anyhow::Result<Vec<u8>> {
-    let draft = Draft {
-        target: Target::parse(target, Bounds::default()).context("victim target")?,
-        kind: Kind::Scan,
-        observed_at: now_ms,
-        ttl_s: 3600,
-        count: 1,
-        evidence: Evidence::default(),
-    };
-    let record = sign(identity, draft);
-    Ok(proto::Envelope {
-        sightings: vec![record.to_proto()],
-    }
-    .encode_to_vec())
+    stranger_envelope(identity, &[target], now_ms, 3600)
+}
+
+/// An envelope of sightings of each of `targets`, all signed by `identity` (a stranger
+/// key), observed now and active for `ttl_s`.
+pub fn stranger_envelope(identity: &Identity, targets: &[&str], now_ms: u64, ttl_s: u32) -> anyhow::Result<Vec<u8>> {
+    let sightings = targets
+        .iter()
+        .map(|t| {
+            let draft = Draft {
+                target: Target::parse(t, Bounds::default()).with_context(|| format!("stranger target {t}"))?,
+                kind: Kind::Scan,
+                observed_at: now_ms,
+                ttl_s,
+                count: 1,
+                evidence: Evidence::default(),
+            };
+            Ok(sign(identity, draft).to_proto())
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(proto::Envelope { sightings }.encode_to_vec())
 }
 
 /// An invalid message: alternately random bytes and a sighting whose signature was

@@ -1,7 +1,7 @@
 //! Every scenario of `fraudmesh-testnet run` at a small size (8 real node processes on
-//! 127.0.0.1; `spoof` 4, in network namespaces it makes), driven through the command line
-//! exactly as a user runs it; the test holds when the run exits 0 and `report.json` shows
-//! every expectation passed.
+//! 127.0.0.1; `spoof` 4, in network namespaces it makes; `flood` with 20 stranger keys
+//! instead of 1,000), driven through the command line exactly as a user runs it; the test
+//! holds when the run exits 0 and `report.json` shows every expectation passed.
 //!
 //! Needs the `fraudmesh` binary beside `fraudmesh-testnet` (target/debug), which
 //! `cargo test --workspace` builds; `spoof` needs root (scripts/test.sh and CI run as
@@ -45,27 +45,18 @@ fn run(args: &[&str], out: &Path) -> Output {
 /// Runs a scenario with 8 nodes and returns its report after checking what every
 /// scenario must show.
 fn scenario(name: &str) -> Value {
-    scenario_with(name, 8)
+    scenario_with(name, 8, &[])
 }
 
-/// [`scenario`] with `nodes` nodes.
-fn scenario_with(name: &str, nodes: usize) -> Value {
+/// [`scenario`] with `nodes` nodes and more flags.
+fn scenario_with(name: &str, nodes: usize, extra: &[&str]) -> Value {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = run(
-        &[
-            "--nodes",
-            &nodes.to_string(),
-            "--scenario",
-            name,
-            "--seed",
-            "7",
-            "--targets",
-            "120",
-        ],
-        &out,
-    );
+    let nodes = nodes.to_string();
+    let mut args = vec!["--nodes", &nodes, "--scenario", name, "--seed", "7", "--targets", "120"];
+    args.extend_from_slice(extra);
+    let o = run(&args, &out);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{name} failed ({}):\n{stdout}\n{stderr}", o.status);
@@ -145,7 +136,7 @@ fn poison_blocks_no_victim_and_forwards_no_invalid_message() {
 
 #[test]
 fn spoof_blocks_no_forged_or_logged_source_but_every_proven_scanner() {
-    let r = scenario_with("spoof", 4);
+    let r = scenario_with("spoof", 4, &[]);
     assert_eq!(r["targets"], 2, "the UDP scanner that echoed its nonce and the TCP one");
     assert_eq!(r["figures"]["forged_datagrams"], 20);
     assert_eq!(r["figures"]["crafted_log_lines"], 40);
@@ -171,6 +162,43 @@ fn spoof_blocks_no_forged_or_logged_source_but_every_proven_scanner() {
 }
 
 #[test]
+fn flood_spares_honest_relaying_and_decisions() {
+    let r = scenario_with("flood", 8, &["--flood-keys", "20"]);
+    assert_eq!(r["figures"]["flood_records"], 2000);
+    assert_eq!(r["figures"]["max_stranger_records"], 1000);
+    let nodes = r["per_node"].as_array().unwrap();
+    let role = |name: &str| nodes.iter().filter(|n| n["role"] == name).count();
+    assert_eq!((role("relay"), role("leaf"), role("half")), (2, 2, 1));
+    for n in nodes {
+        let res = &n["resources"];
+        for figure in ["rss_bytes", "store_bytes", "cpu_ms", "records"] {
+            let f = &res[figure];
+            assert!(f["after"].as_u64().unwrap() > 0, "{n}");
+            assert_eq!(
+                f["growth"].as_i64().unwrap(),
+                f["after"].as_i64().unwrap() - f["before"].as_i64().unwrap()
+            );
+        }
+        assert!(
+            res["records"]["growth"].as_i64().unwrap() > 0,
+            "the flood reached node {n}"
+        );
+    }
+}
+
+#[test]
+fn policy_split_penalises_nobody_and_retractions_land() {
+    let r = scenario("policy-split");
+    for f in ["gossip_rejects", "sync_sessions_misbehaved", "sync_peers_cut_off"] {
+        assert_eq!(r["figures"][f], 0, "{f}");
+    }
+    assert_eq!(r["figures"]["prefixes_20"], 30);
+    assert_eq!(r["figures"]["ttl_3d"], 30);
+    let nodes = r["per_node"].as_array().unwrap();
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "strict").count(), 4);
+}
+
+#[test]
 fn bad_arguments_are_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -180,6 +208,10 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--rate=0"][..], "--rate"),
         (&["--scenario", "partition", "--nodes", "3"][..], "partition"),
         (&["--scenario", "spoof", "--nodes", "3"][..], "spoof"),
+        (&["--scenario", "flood", "--nodes", "4"][..], "flood"),
+        (&["--scenario", "flood", "--flood-keys", "5"][..], "--flood-keys"),
+        (&["--scenario", "flood", "--targets", "1000"][..], "--targets"),
+        (&["--scenario", "policy-split", "--nodes", "3"][..], "policy-split"),
     ] {
         let o = run(args, &out);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

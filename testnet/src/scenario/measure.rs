@@ -26,11 +26,12 @@ pub(super) struct NodeLatencies {
 pub(super) async fn finish(ctx: &mut Ctx, started: Instant, outcome: &Outcome) -> anyhow::Result<Finished> {
     ctx.sample_rss();
     let n = ctx.args.nodes;
+    let blockers = outcome.blockers(&ctx.all());
     let (per_lat, times) = latencies(n, outcome);
-    let convergence = convergence(&times, n * outcome.sent.len());
+    let convergence = convergence(&times, blockers.len() * outcome.sent.len());
     let all_lat: Vec<f64> = per_lat.iter().flatten().copied().collect();
     let per_node = node_reports(ctx, &per_lat, &outcome.blocked).await?;
-    let converged = !outcome.sent.is_empty() && Coverage::of(&outcome.blocked, &ctx.all(), &outcome.sent).complete();
+    let converged = !outcome.sent.is_empty() && Coverage::of(&outcome.blocked, &blockers, &outcome.sent).complete();
     let mean = |f: fn(&NodeReport) -> u64| per_node.iter().map(|p| f(p) as f64).sum::<f64>() / n as f64;
     let report = Report {
         nodes: n,
@@ -119,6 +120,8 @@ async fn node_reports(ctx: &Ctx, per_lat: &[Vec<f64>], blocked: &Blocked) -> any
             rejected,
             rss_bytes_max: ctx.rss_max[m.index],
             starts: m.starts,
+            role: m.role.map(str::to_string),
+            resources: ctx.resources[m.index],
         });
     }
     Ok(per_node)

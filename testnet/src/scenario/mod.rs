@@ -8,9 +8,10 @@
 //!
 //! This module owns the runner: the arguments, [`run`] (cluster, progress bar, signals,
 //! outputs), the run's state `Ctx` with the steps every scenario shares (start, form
-//! the mesh, attack, converge) and small helpers. Each scenario lives in its own module
-//! named after it; `wave` sends the attack wave, `measure` turns what a scenario found
-//! into the report.
+//! the mesh, shape the cluster's graph, attack, converge), which layout each scenario
+//! gives the cluster, and small helpers. Each scenario lives in its own module named
+//! after it; `wave` sends the attack wave, `measure` turns what a scenario found into the
+//! report.
 //!
 //! `spoof` runs inside network namespaces ([`crate::netns::Lab`]): [`isolate`] makes them
 //! and moves the calling thread into them, and must run before the async runtime starts
@@ -18,18 +19,20 @@
 
 mod attack_wave;
 mod churn;
+mod flood;
 mod late_join;
 mod measure;
 mod partition;
 mod poison;
+mod policy_split;
 mod spoof;
 mod wave;
 
-use crate::client::{blocked_since, Api};
-use crate::cluster::{Cluster, Placement};
+use crate::client::{blocked_since, peer_ids, Api};
+use crate::cluster::{Cluster, NodeSpec};
 use crate::netns::{self, Lab};
 use crate::plot;
-use crate::report::{Expectation, Report};
+use crate::report::{Expectation, Report, Resources};
 use anyhow::{bail, Context};
 use fraudmesh_node::daemon::terminated;
 use fraudmesh_node::metrics::Scrape;
@@ -71,6 +74,12 @@ pub enum Scenario {
     /// block nothing; scanners that prove their address are blocked everywhere (root:
     /// runs in network namespaces).
     Spoof,
+    /// 1,000 fresh stranger keys at full burst while trusted reporters report, some
+    /// nodes reaching them only through relays that do not trust them.
+    Flood,
+    /// Half the nodes with a shorter max_ttl and a narrower minimum prefix; long and
+    /// broad reports, then retractions.
+    PolicySplit,
 }
 
 impl Scenario {
@@ -83,6 +92,18 @@ impl Scenario {
             Scenario::Partition => "partition",
             Scenario::Poison => "poison",
             Scenario::Spoof => "spoof",
+            Scenario::Flood => "flood",
+            Scenario::PolicySplit => "policy-split",
+        }
+    }
+
+    /// How the scenario lays the cluster out (by default: everyone dials the seeds and
+    /// trusts everyone).
+    fn layout(self, args: &RunArgs) -> Vec<NodeSpec> {
+        match self {
+            Scenario::Flood => flood::layout(args),
+            Scenario::PolicySplit => policy_split::layout(args),
+            _ => vec![NodeSpec::default(); args.nodes],
         }
     }
 }
@@ -114,6 +135,8 @@ pub struct RunArgs {
     pub hold: bool,
     /// The network namespaces the run is in (`spoof`; see [`isolate`]).
     pub lab: Option<Arc<Lab>>,
+    /// `flood`: fresh stranger keys, each publishing a full burst of records.
+    pub flood_keys: usize,
 }
 
 impl RunArgs {
@@ -149,6 +172,15 @@ impl RunArgs {
         if self.scenario == Scenario::Spoof && (self.nodes < 4 || self.seeds < 2) {
             bail!("spoof needs at least 4 nodes and 2 seeds (node 0 with its sensor, another seed, a peer per attack)");
         }
+        if self.scenario == Scenario::Flood {
+            flood::validate(self)?;
+        }
+        if self.scenario == Scenario::PolicySplit && self.nodes < 4 {
+            bail!("policy-split needs at least 4 nodes (two strict, two default)");
+        }
+        if self.scenario == Scenario::PolicySplit && self.targets < 4 {
+            bail!("policy-split needs at least 4 targets (ordinary, 3-day, /20 and its envelope-mate)");
+        }
         Ok(())
     }
 }
@@ -168,6 +200,8 @@ struct Outcome {
     blocked: Blocked,
     /// Target → side of its reporter, when only pairs on that side count for latency.
     sides: Option<HashMap<String, usize>>,
+    /// The nodes that must block every acknowledged target (`None`: every node).
+    blockers: Option<Vec<usize>>,
 }
 
 impl Outcome {
@@ -179,7 +213,13 @@ impl Outcome {
             sent,
             blocked,
             sides: None,
+            blockers: None,
         }
+    }
+
+    /// The nodes that must block every acknowledged target.
+    fn blockers(&self, all: &[usize]) -> Vec<usize> {
+        self.blockers.clone().unwrap_or_else(|| all.to_vec())
     }
 }
 
@@ -223,6 +263,8 @@ struct Ctx {
     rng: StdRng,
     bar: ProgressBar,
     rss_max: Vec<u64>,
+    /// What each node spent on the scenario's load, when the scenario measures it.
+    resources: Vec<Option<Resources>>,
     figures: serde_json::Map<String, serde_json::Value>,
     expectations: Vec<Expectation>,
 }
@@ -295,12 +337,17 @@ impl Ctx {
         self.wait_mesh(nodes).await
     }
 
-    /// Waits until every node in `nodes` has enough gossip peers and the connections
-    /// have settled (no node's peer count changed for [`SETTLED`]): right after start,
-    /// discovery dials and identify/Kademlia exchanges keep a big mesh busy, and an
-    /// attack then would measure the start-up rather than the mesh.
+    /// Waits until every node in `nodes` has enough gossip peers (three, or every node
+    /// its links allow when fewer) and the connections have settled (no node's peer
+    /// count changed for [`SETTLED`]): right after start, discovery dials and
+    /// identify/Kademlia exchanges keep a big mesh busy, and an attack then would measure
+    /// the start-up rather than the mesh.
     async fn wait_mesh(&mut self, nodes: &[usize]) -> anyhow::Result<()> {
-        let want = (nodes.len() - 1).min(3) as u64;
+        let live = nodes.len().saturating_sub(1);
+        let want: Vec<usize> = nodes
+            .iter()
+            .map(|&i| live.min(self.cluster.possible_peers(i)).min(3))
+            .collect();
         self.phase("forming the mesh", nodes.len() as u64);
         let apis = self.apis(nodes)?;
         let deadline = Instant::now() + MESH_DEADLINE;
@@ -309,9 +356,9 @@ impl Ctx {
         loop {
             let mut ready = 0;
             let mut counts = Vec::with_capacity(apis.len());
-            for (_, api) in &apis {
+            for ((_, api), &w) in apis.iter().zip(&want) {
                 let st = api.status().await?;
-                if st.gossip_peers as u64 >= want {
+                if st.gossip_peers >= w {
                     ready += 1;
                 }
                 counts.push(st.peers as u64);
@@ -326,13 +373,43 @@ impl Ctx {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the mesh did not form within {MESH_DEADLINE:?}: {ready}/{} nodes have {want} gossip peers",
+                    "the mesh did not form within {MESH_DEADLINE:?}: {ready}/{} nodes have their gossip peers",
                     apis.len()
                 );
             }
             self.sample_rss();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Makes every running node refuse the peers its links exclude (the cluster's
+    /// graph), waits until no connection breaks the graph, then until the mesh settles.
+    async fn apply_links(&mut self) -> anyhow::Result<()> {
+        let running = self.cluster.running();
+        self.phase("shaping the graph", running.len() as u64);
+        let refusals: Vec<(usize, Vec<String>)> = running.iter().map(|&i| (i, self.cluster.refusals(i))).collect();
+        for (i, refused) in &refusals {
+            if !refused.is_empty() {
+                self.api(*i)?.refuse(refused).await?;
+            }
+            self.bar.inc(1);
+        }
+        let deadline = Instant::now() + MESH_DEADLINE;
+        loop {
+            let mut breaking = 0;
+            for (i, refused) in &refusals {
+                let peers = peer_ids(self.api(*i)?).await?;
+                breaking += peers.iter().filter(|p| refused.contains(p)).count();
+            }
+            if breaking == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{breaking} connections still break the cluster's graph after {MESH_DEADLINE:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        self.wait_mesh(&running).await
     }
 
     /// Waits until every node blocks every acknowledged target (or the deadline).
@@ -446,14 +523,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         bail!("spoof runs in network namespaces: call scenario::isolate before the runtime starts");
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let placements: Vec<Placement> = match &args.lab {
-        Some(lab) => (0..args.nodes).map(|i| lab.placement(i)).collect(),
-        None => vec![Placement::default(); args.nodes],
-    };
-    let cluster = Cluster::create_placed(&args.bin, &args.out.join("nodes"), &placements, args.seeds)?;
+    let mut layout = args.scenario.layout(&args);
+    if let Some(lab) = &args.lab {
+        for (i, spec) in layout.iter_mut().enumerate() {
+            spec.placement = lab.placement(i);
+        }
+    }
+    let cluster = Cluster::create_laid_out(&args.bin, &args.out.join("nodes"), args.seeds, layout)?;
     let mut ctx = Ctx {
         rng: StdRng::seed_from_u64(args.seed),
         rss_max: vec![0; args.nodes],
+        resources: vec![None; args.nodes],
         cluster,
         bar: progress_bar(args.progress)?,
         figures: Default::default(),
@@ -510,6 +590,8 @@ async fn scenario(ctx: &mut Ctx) -> anyhow::Result<Finished> {
         Scenario::Partition => partition::run(ctx, &targets).await?,
         Scenario::Poison => poison::run(ctx, &targets).await?,
         Scenario::Spoof => spoof::run(ctx).await?,
+        Scenario::Flood => flood::run(ctx, &targets).await?,
+        Scenario::PolicySplit => policy_split::run(ctx, &targets).await?,
     };
     measure::finish(ctx, started, &outcome).await
 }
@@ -549,7 +631,10 @@ fn hold(cluster: &Cluster, lab: Option<&Lab>) {
     eprintln!("  {bin} --dir {} check 198.51.100.7", last.dir.display());
     eprintln!("  {bin} --dir {} status", last.dir.display());
     eprintln!("  {bin} --dir {} peers\n", last.dir.display());
-    eprintln!("Every node trusts every other one; logs are node.log in each directory.");
+    eprintln!(
+        "Every node trusts every other one unless the scenario laid the cluster out otherwise (see each \
+         config.toml); logs are node.log in each directory."
+    );
     if let Some(lab) = lab {
         eprintln!(
             "The nodes run in network namespaces: prefix each command with `ip netns exec {}`.",
