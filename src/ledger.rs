@@ -153,10 +153,7 @@ impl PerTarget {
 
     fn get(&self, reporter: &PublicKey) -> Option<&RecordSummary> {
         match self {
-            Self::Small(v) => v
-                .binary_search_by(|e| e.reporter.cmp(reporter))
-                .ok()
-                .map(|at| &v[at]),
+            Self::Small(v) => v.binary_search_by(|e| e.reporter.cmp(reporter)).ok().map(|at| &v[at]),
             Self::Large(m) => m.get(reporter),
         }
     }
@@ -615,7 +612,10 @@ mod tests {
         assert!(matches!(forward.by_target[&target], PerTarget::Large(_)));
         assert_eq!(forward, backward);
         let reporters: Vec<_> = forward.for_target(&target).map(|e| *e.reporter()).collect();
-        assert!(reporters.windows(2).all(|w| w[0] < w[1]), "reporter order in both forms");
+        assert!(
+            reporters.windows(2).all(|w| w[0] < w[1]),
+            "reporter order in both forms"
+        );
         assert_eq!(reporters.len(), 300);
         for r in &records {
             assert_eq!(forward.merge(r), Merge::Duplicate);

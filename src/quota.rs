@@ -154,8 +154,7 @@ where
         let after = set.len();
         match set.first() {
             Some(oldest) => {
-                self.ranking
-                    .insert((after, Reverse(oldest.clone()), stranger.clone()));
+                self.ranking.insert((after, Reverse(oldest.clone()), stranger.clone()));
             }
             None => {
                 self.held.remove(stranger);

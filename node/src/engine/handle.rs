@@ -16,10 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What gossipsub is told about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GossipVerdict {
-    /// Valid and new: forward it.
+    /// Every sighting in it is valid, new and within its reporter's rate (stored here or
+    /// not): forward it.
     Accept,
-    /// Valid but nothing new, or dropped by a soft bound (clock window, rate): don't
-    /// forward, don't penalise.
+    /// Not every sighting is relayable (duplicates, clock window, rate): don't forward it,
+    /// don't penalise. The relayable ones, if any, the engine publishes anew.
     Ignore,
     /// Invalid: don't forward, and penalise the peer that sent it.
     Reject,
@@ -109,7 +110,8 @@ pub enum Command {
     },
     /// The reconciliation set: (observed_at, id) of every active record, sorted.
     SyncItems {
-        /// The answer (shared: it is cached until the ledger changes).
+        /// The answer (shared: it is rebuilt at most once per
+        /// [`SYNC_ITEMS_REFRESH`](super::SYNC_ITEMS_REFRESH) and may lag that much).
         reply: oneshot::Sender<Arc<Vec<Item>>>,
     },
     /// The stored records with these ids (unknown ids are skipped).
