@@ -34,6 +34,9 @@ use std::thread::JoinHandle;
 /// The records tree.
 const RECORDS_TREE: &str = "records.v1";
 
+/// One entry met by [`Store::scan`]: its raw key and value, or why it could not be read.
+pub type Scanned<'a> = anyhow::Result<(&'a [u8], &'a [u8])>;
+
 /// What the engine needs from storage. Shared between the engine (reads) and the
 /// writer thread (writes), so every method takes `&self`; sled is internally synchronised.
 pub trait Store: Send + Sync {
@@ -43,7 +46,7 @@ pub trait Store: Send + Sync {
     /// Every stored entry as `Ok((key, value))`, for loading at start; an entry that
     /// cannot be read is passed as `Err` and the scan goes on past it. The default, for
     /// stores without raw keys, is [`Store::for_each`] with empty keys.
-    fn scan(&self, f: &mut dyn FnMut(anyhow::Result<(&[u8], &[u8])>)) -> anyhow::Result<()> {
+    fn scan(&self, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
         self.for_each(&mut |v| {
             f(Ok((&[], v)));
             Ok(())
@@ -120,7 +123,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn scan(&self, f: &mut dyn FnMut(anyhow::Result<(&[u8], &[u8])>)) -> anyhow::Result<()> {
+    fn scan(&self, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
         // sled may keep answering the same error; past this many the rest is unreachable.
         let mut errors = 0;
         for entry in self.records.iter() {
@@ -442,7 +445,7 @@ impl Store for MemStore {
         }
         Ok(())
     }
-    fn scan(&self, f: &mut dyn FnMut(anyhow::Result<(&[u8], &[u8])>)) -> anyhow::Result<()> {
+    fn scan(&self, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
         for (i, (k, v)) in self.entries.lock().unwrap().iter().enumerate() {
             if Some(i) == self.unreadable_at {
                 f(Err(anyhow::anyhow!("injected read error")));

@@ -2,7 +2,7 @@
 //! injected faults (`store::MemStore`).
 
 use super::*;
-use crate::engine::store::{MemStore, SledStore};
+use crate::engine::store::{MemStore, Scanned, SledStore};
 use crate::metrics::Scrape;
 use fraudmesh::policy::{TrustConfig, FULL};
 use fraudmesh::sighting::{sign, Evidence};
@@ -132,7 +132,7 @@ impl Store for Shared {
     fn for_each(&self, f: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
         self.0.for_each(f)
     }
-    fn scan(&self, f: &mut dyn FnMut(anyhow::Result<(&[u8], &[u8])>)) -> anyhow::Result<()> {
+    fn scan(&self, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
         self.0.scan(f)
     }
     fn remove_raw(&self, keys: &[Vec<u8>]) -> anyhow::Result<()> {
