@@ -250,11 +250,8 @@ impl Engine {
         }
         self.metrics.records.set(self.ledger.len() as i64);
         self.metrics.stranger_records.set(self.quota.total() as i64);
-        // Enforcers read the snapshot: publish it now unless one went out moments ago
-        // (then the next tick does, so a burst costs one rebuild per interval).
-        if self.dirty && self.last_rebuild.elapsed() >= super::REBUILD_INTERVAL {
-            self.rebuild();
-        }
+        // Enforcers read the snapshot: publish it now unless one went out moments ago.
+        self.rebuild_if_due();
         self.writer.apply(batch.changes);
         batch.merged
     }

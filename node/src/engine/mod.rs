@@ -66,6 +66,10 @@ const GC_INTERVAL: Duration = Duration::from_secs(10);
 const DECISION_LOG: usize = 100_000;
 /// Least time between two rebuilds of the blocklist snapshot.
 const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
+/// And at least this many times the last rebuild's duration: a rebuild is O(blocked
+/// targets), so with a large list the snapshot follows a burst of changes less often
+/// instead of taking over the engine thread (at most about a tenth of its time).
+const REBUILD_SHARE: u32 = 10;
 /// Least time between two rebuilds of the reconciliation set (a walk of the ledger and
 /// a sort: about 0.1 s at a million records); the set served may be this much older
 /// than the ledger.
@@ -147,6 +151,8 @@ pub struct Engine {
     /// When `sync_items` was built (never: `None`).
     sync_items_built: Option<Instant>,
     last_rebuild: Instant,
+    /// How long the last rebuild took.
+    rebuild_cost: Duration,
     last_gc: Instant,
 }
 
@@ -309,6 +315,7 @@ impl Engine {
             sync_items_stale: true,
             sync_items_built: None,
             last_rebuild: Instant::now(),
+            rebuild_cost: Duration::ZERO,
             last_gc: Instant::now(),
         };
         let dropped = engine.admit_loaded_strangers();
@@ -585,13 +592,22 @@ impl Engine {
             }
             self.metrics.stranger_rate_tracked.set(self.rate.tracked() as i64);
         }
-        if self.dirty && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
+        self.rebuild_if_due();
+    }
+
+    /// Rebuilds the snapshot if the blocked set changed and the last rebuild is at least
+    /// [`REBUILD_INTERVAL`] and [`REBUILD_SHARE`] times its own duration ago (otherwise a
+    /// later merge or tick does: a burst costs one rebuild per interval).
+    fn rebuild_if_due(&mut self) {
+        let interval = REBUILD_INTERVAL.max(self.rebuild_cost * REBUILD_SHARE);
+        if self.dirty && self.last_rebuild.elapsed() >= interval {
             self.rebuild();
         }
     }
 
     /// Publishes a fresh blocklist snapshot of the blocked set.
     pub fn rebuild(&mut self) {
+        let started = Instant::now();
         let mut b = BlocklistBuilder::new();
         for d in self.decisions.active() {
             b.insert_target(&d.target);
@@ -599,6 +615,7 @@ impl Engine {
         self.blocklist.store(Arc::new(b.build()));
         self.dirty = false;
         self.last_rebuild = Instant::now();
+        self.rebuild_cost = self.last_rebuild - started;
     }
 }
 
