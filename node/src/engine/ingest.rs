@@ -245,9 +245,7 @@ impl Engine {
         let mut targets = batch.targets;
         targets.sort();
         targets.dedup();
-        for t in &targets {
-            self.redecide(t, now);
-        }
+        self.redecide(&targets, now);
         self.metrics.records.set(self.ledger.len() as i64);
         self.metrics.stranger_records.set(self.quota.total() as i64);
         // Enforcers read the snapshot: publish it now unless one went out moments ago.
