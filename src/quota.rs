@@ -13,7 +13,7 @@
 //!
 //! The quota counts as it admits, so one batch of records can never overshoot a bound.
 //! It is pure: "oldest" is the order of the record keys the caller chooses (the engine
-//! uses `(observed_at, id, target)`), and no clock is read.
+//! uses `(observed_at, target)`), and no clock is read.
 //!
 //! # Guarantees (property-tested below)
 //! - After any sequence of admissions, replacements and removals: the total is at most

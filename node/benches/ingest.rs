@@ -287,53 +287,58 @@ fn stranger_envelope(k: usize, now: u64) -> Vec<u8> {
     proto::Envelope { sightings }.encode_to_vec()
 }
 
-fn flood(fx: &Fixture) {
+/// The flood, in this process (a fresh child of the bench, so its memory is its own):
+/// over sled at a temporary directory, or over a store that keeps nothing.
+fn flood(persist: bool) {
+    let reporters = common::reporters();
     let tmp = tempfile::tempdir().unwrap();
-    let mut e = common::engine(&fx.reporters, Some(tmp.path()));
+    let mut e = common::engine(&reporters, persist.then_some(tmp.path()));
     let now = fraudmesh_node::now_ms();
     let (rss0, disk0) = (rss(), dir_bytes(tmp.path()));
     let mut trusted_sent = 0;
-    let mut busy = Duration::ZERO;
     for wave in 0..2 {
-        let t0 = Instant::now();
-        let mut spent = Duration::ZERO;
+        let (mut cpu, mut wall) = (0u64, Duration::ZERO);
         for k in wave * FLOOD_KEYS..(wave + 1) * FLOOD_KEYS {
             let flood = stranger_envelope(k, now);
             let trusted: Vec<_> = (0..TRUSTED_PER_KEY)
-                .map(|i| common::sighting(&fx.reporters, 1_000_000 + trusted_sent + i, now, 3600))
+                .map(|i| common::sighting(&reporters, 1_000_000 + trusted_sent + i, now, 3600))
                 .collect();
             trusted_sent += TRUSTED_PER_KEY;
             let trusted = proto::Envelope { sightings: trusted }.encode_to_vec();
-            let t = Instant::now();
-            let v = e.gossip(&flood);
-            assert_ne!(v, GossipVerdict::Reject);
+            let (c, t) = (thread_cpu_ns(), Instant::now());
+            assert_ne!(e.gossip(&flood), GossipVerdict::Reject);
             assert_eq!(
                 e.gossip(&trusted),
                 GossipVerdict::Accept,
                 "trusted records always get in"
             );
-            spent += t.elapsed();
+            cpu += thread_cpu_ns() - c;
+            wall += t.elapsed();
         }
+        let (c, t) = (thread_cpu_ns(), Instant::now());
         e.flush().unwrap();
-        busy += spent;
-        let offered = (wave + 1) * FLOOD_KEYS * FLOOD_BURST;
+        cpu += thread_cpu_ns() - c;
+        wall += t.elapsed();
+        let n = (FLOOD_KEYS * (FLOOD_BURST + TRUSTED_PER_KEY)) as f64;
         println!(
-            "flood wave {}: {} fresh keys x {} sightings + {} trusted in {:.1?} of engine time ({:.1?} wall, signing included): \
-             {:.0} sightings/s; held {} records = {} trusted + {} strangers' (offered {offered}, max 100000); \
-             rate limiter tracks {} keys; RSS +{:.1} MiB; store +{:.1} MiB",
+            "flood {}, wave {}: {} fresh keys x {} + {} trusted: engine thread {:.0}/s by CPU, {:.0}/s by wall \
+             (store drained); held {} = {} trusted + {} strangers' (offered {}, max 100000); \
+             rate limiter tracks {} keys; RSS +{:.0} MiB (peak {:.0} MiB); store +{:.0} MiB",
+            if persist { "over sled" } else { "no store" },
             wave + 1,
             FLOOD_KEYS,
             FLOOD_BURST,
             FLOOD_KEYS * TRUSTED_PER_KEY,
-            spent,
-            t0.elapsed(),
-            (FLOOD_KEYS * (FLOOD_BURST + TRUSTED_PER_KEY)) as f64 / spent.as_secs_f64(),
+            n / (cpu as f64 / 1e9),
+            n / wall.as_secs_f64(),
             e.records(),
             e.records() - e.stranger_records(),
             e.stranger_records(),
+            (wave + 1) * FLOOD_KEYS * FLOOD_BURST,
             e.rate_tracked(),
-            (rss().saturating_sub(rss0)) as f64 / (1 << 20) as f64,
-            (dir_bytes(tmp.path()).saturating_sub(disk0)) as f64 / (1 << 20) as f64,
+            rss().saturating_sub(rss0) as f64 / (1 << 20) as f64,
+            peak_rss() as f64 / (1 << 20) as f64,
+            dir_bytes(tmp.path()).saturating_sub(disk0) as f64 / (1 << 20) as f64,
         );
         assert_eq!(
             e.records() - e.stranger_records(),
@@ -342,19 +347,46 @@ fn flood(fx: &Fixture) {
         );
         assert!(e.stranger_records() <= 100_000);
     }
-    println!("flood total engine time {busy:.1?}");
 }
+
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs the flood in a child process of this bench binary.
+fn flood_child(store: &str) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(FLOOD_CHILD, store)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the flood over {store} failed");
+}
+
+/// Set in the child that runs one flood: `null` or `sled`.
+const FLOOD_CHILD: &str = "INGEST_FLOOD_CHILD";
 
 criterion_group!(benches, bench);
 
 fn main() {
+    if let Some(store) = std::env::var_os(FLOOD_CHILD) {
+        flood(store == "sled");
+        return;
+    }
     benches();
     // `cargo test --benches` and `--list` only check that the benches run.
     if !std::env::args().any(|a| a == "--test" || a == "--list") {
         let fx = fixture();
         ratio(&fx);
+        drop(fx);
         if std::env::var_os("INGEST_NO_FLOOD").is_none() {
-            flood(&fx);
+            flood_child("null");
+            flood_child("sled");
         }
     }
     Criterion::default().configure_from_args().final_summary();

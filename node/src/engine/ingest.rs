@@ -179,15 +179,15 @@ impl Engine {
             return;
         }
         if self.policy.is_stranger(&s.reporter) {
-            let key = (s.observed_at, id, s.target.clone());
+            let key = (s.observed_at, s.target.clone());
             match self.ledger.get(&s.reporter, &s.target) {
                 Some(held) => {
-                    let old = (held.observed_at(), *held.id(), s.target.clone());
+                    let old = (held.observed_at(), s.target.clone());
                     self.quota.replace(&s.reporter, &old, key);
                 }
                 None => match self.quota.admit(&s.reporter, key) {
                     Ok(None) => {}
-                    Ok(Some((victim, (_, victim_id, target)))) => self.evict(victim, target, victim_id, batch),
+                    Ok(Some((victim, (_, target)))) => self.evict(victim, target, batch),
                     Err(refused) => {
                         self.metrics.reject(refused.label());
                         self.recent.insert(id);
@@ -220,9 +220,9 @@ impl Engine {
 
     /// Drops a stranger's record the quota evicted: from the ledger, then the store (in
     /// order with the batch's other changes); its target is decided again.
-    fn evict(&mut self, reporter: PublicKey, target: fraudmesh::target::Target, id: RecordId, batch: &mut Batch) {
-        if self.ledger.remove(&reporter, &target).is_some() {
-            self.recent.insert(id);
+    fn evict(&mut self, reporter: PublicKey, target: fraudmesh::target::Target, batch: &mut Batch) {
+        if let Some(gone) = self.ledger.remove(&reporter, &target) {
+            self.recent.insert(*gone.id());
             self.metrics.stranger_evictions.inc();
             batch.changes.push(Change::Remove(reporter, target.clone()));
             batch.targets.push(target);

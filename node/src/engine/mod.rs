@@ -156,9 +156,9 @@ pub struct Engine {
     last_gc: Instant,
 }
 
-/// A stranger's record in the quota: its age `(observed_at, id)`, and its target (to
-/// evict it).
-type QuotaKey = (Millis, RecordId, Target);
+/// A stranger's record in the quota: `(observed_at, target)`, ordered by age, then target
+/// (one stranger holds one record per target, so it names the record).
+type QuotaKey = (Millis, Target);
 
 /// The changes one batch makes: what the writer is to apply, in order, and the targets
 /// to decide again.
@@ -343,16 +343,16 @@ impl Engine {
             .flat_map(|(t, entries)| {
                 entries
                     .filter(|e| self.policy.is_stranger(e.reporter()))
-                    .map(|e| ((e.observed_at(), *e.id(), t.clone()), *e.reporter()))
+                    .map(|e| ((e.observed_at(), t.clone()), *e.reporter()))
             })
             .collect();
         strangers.sort_unstable();
         let mut drop = Vec::new();
         for (key, reporter) in strangers {
-            let target = key.2.clone();
+            let target = key.1.clone();
             match self.quota.admit(&reporter, key) {
                 Ok(None) => {}
-                Ok(Some((victim, (_, _, t)))) => drop.push((victim, t)),
+                Ok(Some((victim, (_, t)))) => drop.push((victim, t)),
                 Err(_) => drop.push((reporter, target)),
             }
         }
@@ -583,7 +583,7 @@ impl Engine {
                 let mut keys = Vec::with_capacity(gone.len());
                 for (t, e) in gone {
                     if self.policy.is_stranger(e.reporter()) {
-                        self.quota.remove(e.reporter(), &(e.observed_at(), *e.id(), t.clone()));
+                        self.quota.remove(e.reporter(), &(e.observed_at(), t.clone()));
                     }
                     keys.push((*e.reporter(), t));
                 }

@@ -26,7 +26,7 @@ use fraudmesh::identity::PublicKey;
 use fraudmesh::sighting::Record;
 use fraudmesh::target::Target;
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -196,8 +196,9 @@ const MAX_UNWRITTEN: usize = 100_000;
 /// Called with the result of a flush.
 pub type Done = Box<dyn FnOnce(anyhow::Result<()>) + Send>;
 
-/// One change to the store. Changes are applied in the order given, so a record put and
-/// later removed (evicted) in one batch ends removed, and the reverse ends stored.
+/// One change to the store. Changes take effect as if applied in the order given, so a
+/// record put and later removed (evicted) in one batch ends removed, and the reverse
+/// ends stored.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Insert or replace the record of its (reporter, target).
@@ -232,25 +233,28 @@ struct Worker {
 }
 
 impl Worker {
+    /// Applies changes as if one by one in order: changes to different keys commute, so
+    /// only the last change of each key is made — every put in one call, every removal
+    /// in one batch.
     fn apply(&mut self, changes: Vec<Change>) {
+        let mut seen: HashSet<(PublicKey, Target)> = HashSet::with_capacity(changes.len());
         let mut puts: Vec<Record> = Vec::new();
         let mut removals: Vec<(PublicKey, Target)> = Vec::new();
-        for c in changes {
+        for c in changes.into_iter().rev() {
             match c {
                 Change::Put(r) => {
-                    if !removals.is_empty() {
-                        self.remove(std::mem::take(&mut removals));
+                    if seen.insert((r.sighting().reporter, r.sighting().target.clone())) {
+                        puts.push(r);
                     }
-                    puts.push(r);
                 }
                 Change::Remove(reporter, target) => {
-                    if !puts.is_empty() {
-                        self.put(std::mem::take(&mut puts));
+                    if seen.insert((reporter, target.clone())) {
+                        removals.push((reporter, target));
                     }
-                    removals.push((reporter, target));
                 }
             }
         }
+        puts.reverse();
         self.remove(removals);
         self.put(puts);
     }
@@ -574,6 +578,25 @@ mod tests {
         writer.flush_wait().unwrap();
         assert!(!store.has(&key(&a).0, &key(&a).1), "put then removed: gone");
         assert!(store.has(&key(&b).0, &key(&b).1), "removed then put: stored");
+        // Two records of one key in one batch: the later in order is stored (the engine
+        // queues them newest last; the writer does not judge).
+        let mut newer = Draft {
+            target: b.sighting().target.clone(),
+            kind: Kind::Scan,
+            observed_at: 2,
+            ttl_s: 60,
+            count: 1,
+            evidence: Evidence::default(),
+        };
+        let b2 = sign(&Identity::from_secret([8; 32]), newer.clone());
+        newer.observed_at = 3;
+        let b3 = sign(&Identity::from_secret([8; 32]), newer);
+        writer.apply(vec![Change::Put(b3.clone()), Change::Put(b2.clone())]);
+        writer.flush_wait().unwrap();
+        assert_eq!(store.get(&key(&b).0, &key(&b).1).unwrap(), Some(b2.encode()));
+        writer.apply(vec![Change::Put(b2), Change::Put(b3.clone())]);
+        writer.flush_wait().unwrap();
+        assert_eq!(store.get(&key(&b).0, &key(&b).1).unwrap(), Some(b3.encode()));
     }
 
     #[test]
