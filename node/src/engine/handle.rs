@@ -81,7 +81,9 @@ pub enum Command {
     Report {
         /// What to sign.
         drafts: Vec<Draft>,
-        /// The signed records once durable.
+        /// The signed records once durable, and published only then. An error when the
+        /// store could not make them durable: nothing is published (they stay merged here
+        /// and the store's writer keeps retrying them).
         reply: oneshot::Sender<anyhow::Result<Vec<Record>>>,
     },
     /// Decide one target (and, for an address, every prefix covering it).
@@ -169,7 +171,7 @@ impl EngineHandle {
             .unwrap_or(GossipVerdict::Ignore)
     }
 
-    /// Signs and stores local sightings; returns once they are durable.
+    /// Signs and stores local sightings; returns once they are durable (and published).
     pub async fn report(&self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
         self.ask(|reply| Command::Report { drafts, reply }).await?
     }
