@@ -107,16 +107,159 @@ pub fn newer(a: &RecordSummary, b: &RecordSummary) -> Ordering {
     (a.observed_at, &a.id).cmp(&(b.observed_at, &b.id))
 }
 
-/// The records of one target, sorted by reporter. Most targets have one reporter, so
-/// one entry lives inline.
-type PerTarget = SmallVec<[RecordSummary; 1]>;
+/// Reporters of one target above which its records move from a sorted vector (insert is
+/// O(n)) to a B-tree keyed by reporter (insert O(log n)): a target may be reported by
+/// 100,000 strangers, while most have one reporter and keep it inline.
+const LARGE: usize = 64;
+/// A large target's records move back to a vector at this many (hysteresis, so a target
+/// hovering around [`LARGE`] is not converted back and forth).
+const SMALL_AGAIN: usize = LARGE / 2;
 
-/// The CRDT state: the newest [`RecordSummary`] per (reporter, target), indexed by target, with
-/// a count of entries per reporter (for per-reporter quotas).
+/// The records of one target, one per reporter, in reporter order.
+#[derive(Debug, Clone)]
+enum PerTarget {
+    /// Sorted by reporter; most targets have one reporter, so one entry lives inline.
+    Small(SmallVec<[RecordSummary; 1]>),
+    /// Above [`LARGE`] reporters.
+    Large(BTreeMap<PublicKey, RecordSummary>),
+}
+
+impl Default for PerTarget {
+    fn default() -> Self {
+        Self::Small(SmallVec::new())
+    }
+}
+
+/// The same records make the same state, whichever representation holds them.
+impl PartialEq for PerTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for PerTarget {}
+
+impl PerTarget {
+    fn len(&self) -> usize {
+        match self {
+            Self::Small(v) => v.len(),
+            Self::Large(m) => m.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, reporter: &PublicKey) -> Option<&RecordSummary> {
+        match self {
+            Self::Small(v) => v.binary_search_by(|e| e.reporter.cmp(reporter)).ok().map(|at| &v[at]),
+            Self::Large(m) => m.get(reporter),
+        }
+    }
+
+    fn get_mut(&mut self, reporter: &PublicKey) -> Option<&mut RecordSummary> {
+        match self {
+            Self::Small(v) => v
+                .binary_search_by(|e| e.reporter.cmp(reporter))
+                .ok()
+                .map(|at| &mut v[at]),
+            Self::Large(m) => m.get_mut(reporter),
+        }
+    }
+
+    /// Inserts the entry of a reporter not held yet.
+    fn insert_new(&mut self, entry: RecordSummary) {
+        match self {
+            Self::Small(v) => {
+                let at = v
+                    .binary_search_by(|e| e.reporter.cmp(&entry.reporter))
+                    .unwrap_or_else(|at| at);
+                v.insert(at, entry);
+                if v.len() > LARGE {
+                    let m = v.drain(..).map(|e| (e.reporter, e)).collect();
+                    *self = Self::Large(m);
+                }
+            }
+            Self::Large(m) => {
+                m.insert(entry.reporter, entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, reporter: &PublicKey) -> Option<RecordSummary> {
+        let e = match self {
+            Self::Small(v) => {
+                let at = v.binary_search_by(|e| e.reporter.cmp(reporter)).ok()?;
+                v.remove(at)
+            }
+            Self::Large(m) => m.remove(reporter)?,
+        };
+        self.maybe_shrink();
+        Some(e)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&RecordSummary) -> bool) {
+        match self {
+            Self::Small(v) => v.retain(|e| keep(e)),
+            Self::Large(m) => m.retain(|_, e| keep(e)),
+        }
+        self.maybe_shrink();
+    }
+
+    fn maybe_shrink(&mut self) {
+        if let Self::Large(m) = self {
+            if m.len() <= SMALL_AGAIN {
+                let v = std::mem::take(m).into_values().collect();
+                *self = Self::Small(v);
+            }
+        }
+    }
+
+    fn iter(&self) -> Entries<'_> {
+        match self {
+            Self::Small(v) => Entries::Small(v.iter()),
+            Self::Large(m) => Entries::Large(m.values()),
+        }
+    }
+}
+
+/// The entries of one target, in reporter order.
+#[derive(Debug, Clone)]
+pub enum Entries<'a> {
+    /// Of a target with few reporters.
+    Small(std::slice::Iter<'a, RecordSummary>),
+    /// Of a target with many reporters.
+    Large(std::collections::btree_map::Values<'a, PublicKey, RecordSummary>),
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = &'a RecordSummary;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Small(i) => i.next(),
+            Self::Large(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Self::Small(i) => i.size_hint(),
+            Self::Large(i) => i.size_hint(),
+        }
+    }
+}
+
+/// The CRDT state: the newest [`RecordSummary`] per (reporter, target), indexed by
+/// target, with a count of entries per reporter (for per-reporter quotas) and an index
+/// from record id to (reporter, target) (for dedup and sync fetches). The indexes are
+/// derived from the map and kept true by every operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     by_target: BTreeMap<Target, PerTarget>,
     per_reporter: HashMap<PublicKey, usize>,
+    by_id: HashMap<RecordId, (PublicKey, Target)>,
     len: usize,
 }
 
@@ -132,26 +275,33 @@ impl Ledger {
     }
 
     /// Merges one entry accusing `target` (as [`Ledger::merge`], for entries already
-    /// stripped of their signed bytes, e.g. loaded from the store).
+    /// stripped of their signed bytes, e.g. loaded from the store). O(log n) in the
+    /// targets held and in the reporters of `target`.
     pub fn merge_entry(&mut self, target: &Target, entry: RecordSummary) -> Merge {
         let reporter = entry.reporter;
         let per = match self.by_target.get_mut(target) {
             Some(per) => per,
             None => self.by_target.entry(target.clone()).or_default(),
         };
-        match per.binary_search_by(|e| e.reporter.cmp(&reporter)) {
-            Err(at) => {
-                per.insert(at, entry);
+        let id = entry.id;
+        let outcome = match per.get_mut(&reporter) {
+            None => {
+                per.insert_new(entry);
                 *self.per_reporter.entry(reporter).or_default() += 1;
                 self.len += 1;
                 Merge::Inserted
             }
-            Ok(at) => match newer(&entry, &per[at]) {
-                Ordering::Greater => Merge::Replaced(Box::new(std::mem::replace(&mut per[at], entry))),
-                Ordering::Equal => Merge::Duplicate,
-                Ordering::Less => Merge::Stale,
+            Some(held) => match newer(&entry, held) {
+                Ordering::Greater => Merge::Replaced(Box::new(std::mem::replace(held, entry))),
+                Ordering::Equal => return Merge::Duplicate,
+                Ordering::Less => return Merge::Stale,
             },
+        };
+        if let Merge::Replaced(old) = &outcome {
+            self.by_id.remove(&old.id);
         }
+        self.by_id.insert(id, (reporter, target.clone()));
+        outcome
     }
 
     /// Merges another whole state into this one.
@@ -174,25 +324,33 @@ impl Ledger {
 
     /// The entry one reporter holds of one target.
     pub fn get(&self, reporter: &PublicKey, target: &Target) -> Option<&RecordSummary> {
-        let per = self.by_target.get(target)?;
-        per.binary_search_by(|e| e.reporter.cmp(reporter))
-            .ok()
-            .map(|at| &per[at])
+        self.by_target.get(target)?.get(reporter)
     }
 
-    /// The entries held for one target, one per reporter.
+    /// Whether the record with this id is held.
+    pub fn holds(&self, id: &RecordId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The (reporter, target) of the record with this id, if it is held: one hash
+    /// lookup, whatever the ledger's size.
+    pub fn locate(&self, id: &RecordId) -> Option<(&PublicKey, &Target)> {
+        self.by_id.get(id).map(|(r, t)| (r, t))
+    }
+
+    /// The entries held for one target, one per reporter, in reporter order.
     pub fn for_target(&self, target: &Target) -> impl Iterator<Item = &RecordSummary> {
-        self.by_target.get(target).into_iter().flat_map(|per| per.iter())
+        self.by_target.get(target).into_iter().flat_map(PerTarget::iter)
     }
 
     /// Every target with at least one entry, with its entries.
-    pub fn by_target(&self) -> impl Iterator<Item = (&Target, impl Iterator<Item = &RecordSummary>)> {
+    pub fn by_target(&self) -> impl Iterator<Item = (&Target, Entries<'_>)> {
         self.by_target.iter().map(|(t, per)| (t, per.iter()))
     }
 
     /// Every entry held, expired ones included, in target order.
     pub fn entries(&self) -> impl Iterator<Item = &RecordSummary> {
-        self.by_target.values().flat_map(|per| per.iter())
+        self.by_target.values().flat_map(PerTarget::iter)
     }
 
     /// How many entries are held: one per (reporter, target), expired ones included.
@@ -224,7 +382,7 @@ impl Ledger {
             !per.is_empty()
         });
         for (_, e) in &gone {
-            self.forget_one(&e.reporter);
+            self.forget_one(e);
         }
         gone
     }
@@ -232,21 +390,21 @@ impl Ledger {
     /// Removes one reporter's entry of a target (for evicting strangers under pressure).
     pub fn remove(&mut self, reporter: &PublicKey, target: &Target) -> Option<RecordSummary> {
         let per = self.by_target.get_mut(target)?;
-        let at = per.binary_search_by(|e| e.reporter.cmp(reporter)).ok()?;
-        let e = per.remove(at);
+        let e = per.remove(reporter)?;
         if per.is_empty() {
             self.by_target.remove(target);
         }
-        self.forget_one(reporter);
+        self.forget_one(&e);
         Some(e)
     }
 
-    fn forget_one(&mut self, reporter: &PublicKey) {
+    fn forget_one(&mut self, e: &RecordSummary) {
         self.len -= 1;
-        if let Some(n) = self.per_reporter.get_mut(reporter) {
+        self.by_id.remove(&e.id);
+        if let Some(n) = self.per_reporter.get_mut(&e.reporter) {
             *n -= 1;
             if *n == 0 {
-                self.per_reporter.remove(reporter);
+                self.per_reporter.remove(&e.reporter);
             }
         }
     }
@@ -330,6 +488,14 @@ mod tests {
         }
 
         #[test]
+        fn the_id_index_matches_the_entries(a in indices(), now in 0..130_000u64) {
+            let mut l = ledger_of(&a);
+            prop_assert!(index_is_true(&l));
+            l.expire(now);
+            prop_assert!(index_is_true(&l));
+        }
+
+        #[test]
         fn merge_is_idempotent(a in indices()) {
             let la = ledger_of(&a);
             prop_assert_eq!(joined(&la, &la), la);
@@ -392,6 +558,85 @@ mod tests {
         l.expire(u64::MAX);
         assert!(l.is_empty());
         assert_eq!(l.count_of(&p_reporter()), 0);
+    }
+
+    /// Every entry is found by its id, and nothing else is.
+    fn index_is_true(l: &Ledger) -> bool {
+        l.by_id.len() == l.len()
+            && l.by_target()
+                .all(|(t, mut es)| es.all(|e| l.locate(e.id()) == Some((e.reporter(), t))))
+    }
+
+    #[test]
+    fn the_id_index_follows_merges_replacements_expiry_and_removal() {
+        let mut l = ledger_of(&(0..144).collect::<Vec<_>>());
+        assert!(index_is_true(&l));
+        assert!(!l.holds(pool()[0].id()), "replaced by a newer record of its key");
+        l.expire(63_000);
+        assert!(index_is_true(&l));
+        let e = l.entries().next().unwrap().clone();
+        let (r, t) = l.locate(e.id()).map(|(r, t)| (*r, t.clone())).unwrap();
+        assert_eq!(l.remove(&r, &t), Some(e.clone()));
+        assert!(!l.holds(e.id()));
+        assert!(index_is_true(&l));
+    }
+
+    #[test]
+    fn a_target_with_many_reporters_changes_representation_not_state() {
+        let target = Target::parse("192.0.2.1", Bounds::default()).unwrap();
+        let records: Vec<Record> = (0..300u32)
+            .map(|i| {
+                let mut secret = [9u8; 32];
+                secret[..4].copy_from_slice(&i.to_le_bytes());
+                sign(
+                    &Identity::from_secret(secret),
+                    Draft {
+                        target: target.clone(),
+                        kind: Kind::Scan,
+                        observed_at: 1000,
+                        ttl_s: if i % 2 == 0 { 60 } else { 120 },
+                        count: 1,
+                        evidence: Evidence::default(),
+                    },
+                )
+            })
+            .collect();
+        let mut forward = Ledger::new();
+        let mut backward = Ledger::new();
+        for r in &records {
+            assert_eq!(forward.merge(r), Merge::Inserted);
+        }
+        for r in records.iter().rev() {
+            backward.merge(r);
+        }
+        assert!(matches!(forward.by_target[&target], PerTarget::Large(_)));
+        assert_eq!(forward, backward);
+        let reporters: Vec<_> = forward.for_target(&target).map(|e| *e.reporter()).collect();
+        assert!(
+            reporters.windows(2).all(|w| w[0] < w[1]),
+            "reporter order in both forms"
+        );
+        assert_eq!(reporters.len(), 300);
+        for r in &records {
+            assert_eq!(forward.merge(r), Merge::Duplicate);
+            assert_eq!(forward.get(&r.sighting().reporter, &target).unwrap().id(), r.id());
+        }
+        // Expiring half and removing most of the rest shrinks it back to a vector; a
+        // ledger that grew to the same entries directly is equal.
+        let gone = forward.expire(61_000);
+        assert_eq!(gone.len(), 150);
+        let left: Vec<_> = forward.for_target(&target).map(|e| *e.reporter()).collect();
+        for r in &left[..140] {
+            forward.remove(r, &target).unwrap();
+        }
+        assert!(matches!(forward.by_target[&target], PerTarget::Small(_)));
+        let mut direct = Ledger::new();
+        for r in records.iter().filter(|r| left[140..].contains(&r.sighting().reporter)) {
+            direct.merge(r);
+        }
+        assert_eq!(forward, direct);
+        assert!(index_is_true(&forward));
+        assert_eq!(forward.len(), 10);
     }
 
     fn p_reporter() -> PublicKey {

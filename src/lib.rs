@@ -16,6 +16,7 @@
 //! - [`sync`]: range-based set reconciliation of active record ids between two peers.
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
 //! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
+//! - [`quota`]: fair shares of the store for strangers, evicting the most prolific first.
 //! - [`decisions`]: what is blocked and the numbered log of its changes, which enforcers follow.
 //! - [`detect`]: log patterns, thresholds and the decoy SIP parser that turn attacks into sightings.
 
@@ -29,6 +30,7 @@ pub mod detect;
 pub mod identity;
 pub mod ledger;
 pub mod policy;
+pub mod quota;
 pub mod rate;
 pub mod sighting;
 pub mod sync;

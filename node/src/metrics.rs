@@ -15,10 +15,12 @@ pub struct SourceLabel {
     pub source: &'static str,
 }
 
-/// Label set naming why a sighting was rejected.
+/// Label set naming a reason: why a sighting was rejected, or why a stored entry was
+/// skipped at start.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// A stable reason label (see `sighting::Error::label` and the engine's limits).
+    /// A stable reason label (see `sighting::Error::label`, the engine's limits and
+    /// `store_load_skipped`).
     pub reason: &'static str,
 }
 
@@ -153,6 +155,26 @@ pub struct Metrics {
     pub blocked: Gauge,
     /// Seconds from a sighting's observed-at to its merge here (gossip and sync).
     pub propagation: Histogram,
+    /// Received sightings dropped before their signature check as duplicates: held in the
+    /// ledger, recently relayed without being stored, or repeated within one message.
+    pub duplicates: Counter,
+    /// Gossip messages only partly relayable, whose relayable part this node published as
+    /// a new envelope.
+    pub relay_republished: Counter,
+    /// Such envelopes dropped because the network's publish queue was full.
+    pub relay_dropped: Counter,
+    /// Records of strangers held (at most `limits.max_stranger_records`).
+    pub stranger_records: Gauge,
+    /// Strangers' records evicted to admit a stranger with fewer records.
+    pub stranger_evictions: Counter,
+    /// Reporters the stranger rate limiter tracks (bounded; least recently used go first).
+    pub stranger_rate_tracked: Gauge,
+    /// Record writes and removals the store refused (failed writes are retried).
+    pub store_write_errors: Counter,
+    /// Records whose write failed and is not yet retried successfully.
+    pub store_unwritten: Gauge,
+    /// Stored entries skipped while loading at start, by reason (`unreadable`, `corrupt`).
+    pub store_load_skipped: Family<ReasonLabel, Counter>,
     /// Sync sessions this node initiated, by result.
     pub sync_sessions: Family<ResultLabel, Counter>,
     /// Reconcile round trips this node initiated.
@@ -237,6 +259,39 @@ impl Metrics {
                 Histogram::new([
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 ]),
+            ),
+            duplicates: r.add(
+                "sightings_duplicate",
+                "Sightings dropped before the signature check as already held or recently relayed",
+            ),
+            relay_republished: r.add(
+                "gossip_relay_republished",
+                "Partly relayable gossip messages whose relayable part was published anew",
+            ),
+            relay_dropped: r.add(
+                "gossip_relay_dropped",
+                "Relay envelopes dropped because the publish queue was full",
+            ),
+            stranger_records: r.add("stranger_records", "Records of strangers held"),
+            stranger_evictions: r.add(
+                "stranger_evictions",
+                "Strangers' records evicted to admit a stranger holding fewer",
+            ),
+            stranger_rate_tracked: r.add(
+                "stranger_rate_tracked",
+                "Reporters tracked by the stranger rate limiter",
+            ),
+            store_write_errors: r.add(
+                "store_write_errors",
+                "Record writes and removals the store refused (writes are retried)",
+            ),
+            store_unwritten: r.add(
+                "store_unwritten_records",
+                "Records whose write failed and awaits a successful retry",
+            ),
+            store_load_skipped: r.add(
+                "store_load_skipped",
+                "Stored entries skipped while loading at start, by reason",
             ),
             // Sync.
             sync_sessions: r.add("sync_sessions", "Sync sessions initiated, by result"),

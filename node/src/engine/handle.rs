@@ -16,10 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What gossipsub is told about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GossipVerdict {
-    /// Valid and new: forward it.
+    /// Every sighting in it is valid, new and within its reporter's rate (stored here or
+    /// not): forward it.
     Accept,
-    /// Valid but nothing new, or dropped by a soft bound (clock window, rate): don't
-    /// forward, don't penalise.
+    /// Not every sighting is relayable (duplicates, clock window, rate): don't forward it,
+    /// don't penalise. The relayable ones, if any, the engine publishes anew.
     Ignore,
     /// Invalid: don't forward, and penalise the peer that sent it.
     Reject,
@@ -80,7 +81,9 @@ pub enum Command {
     Report {
         /// What to sign.
         drafts: Vec<Draft>,
-        /// The signed records once durable.
+        /// The signed records once durable, and published only then. An error when the
+        /// store could not make them durable: nothing is published (they stay merged here
+        /// and the store's writer keeps retrying them).
         reply: oneshot::Sender<anyhow::Result<Vec<Record>>>,
     },
     /// Decide one target (and, for an address, every prefix covering it).
@@ -109,7 +112,8 @@ pub enum Command {
     },
     /// The reconciliation set: (observed_at, id) of every active record, sorted.
     SyncItems {
-        /// The answer (shared: it is cached until the ledger changes).
+        /// The answer (shared: it is rebuilt at most once per
+        /// [`SYNC_ITEMS_REFRESH`](super::SYNC_ITEMS_REFRESH) and may lag that much).
         reply: oneshot::Sender<Arc<Vec<Item>>>,
     },
     /// The stored records with these ids (unknown ids are skipped).
@@ -167,7 +171,7 @@ impl EngineHandle {
             .unwrap_or(GossipVerdict::Ignore)
     }
 
-    /// Signs and stores local sightings; returns once they are durable.
+    /// Signs and stores local sightings; returns once they are durable (and published).
     pub async fn report(&self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
         self.ask(|reply| Command::Report { drafts, reply }).await?
     }

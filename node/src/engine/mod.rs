@@ -1,31 +1,45 @@
 //! The engine: the one owner of the ledger and the policy.
 //!
 //! It runs on its own OS thread (verification is CPU work), takes [`Command`]s from a
-//! bounded channel (see `handle`), and answers through oneshot replies. Every sighting —
-//! from the API, gossip or sync — passes the same path: cheap checks, stranger rate and
-//! capacity bounds, batched signature verification, merge, re-decide the touched
-//! targets, then the store's writer thread persists it. The decided set is published as
-//! an immutable [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
+//! bounded channel (see `handle`), and answers through oneshot replies. Every received
+//! sighting — from gossip or sync — passes the same path (`ingest.rs`, where the order
+//! and the relay rules are written down): cheap checks, dedup by record id, the
+//! stranger rate limit, batched signature verification, this node's own limits, the
+//! strangers' fair-share quota, merge, re-decide the touched targets; then the store's
+//! writer thread persists it. Local reports are signed and merged, and published only
+//! once the store flushed them. The decided set is published as an immutable
+//! [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
+//!
+//! Work per request is bounded: dedup and sync fetches find records through the
+//! ledger's id index (one lookup per id, never a scan), and the reconciliation set is
+//! rebuilt at most once per [`SYNC_ITEMS_REFRESH`] — it may lag the ledger by that much,
+//! which sync tolerates (a record merged meanwhile is found by the next session; one
+//! dropped meanwhile is simply not found when fetched).
 
+mod ingest;
+mod recent;
 pub mod store;
 
-use crate::engine::store::{Store, Writer};
-use crate::metrics::{Metrics, SourceLabel, VerdictLabel};
+use crate::engine::recent::RecentIds;
+use crate::engine::store::{Change, Store, Writer};
+use crate::metrics::{Metrics, ReasonLabel, VerdictLabel};
 use crate::now_ms;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::{Blocklist, BlocklistBuilder};
 use fraudmesh::decisions::DecisionLog;
 use fraudmesh::identity::{Identity, KeyCache, PublicKey};
-use fraudmesh::ledger::{Ledger, Merge};
+use fraudmesh::ledger::Ledger;
 use fraudmesh::policy::Policy;
 use fraudmesh::proto;
+use fraudmesh::quota::Quota;
 use fraudmesh::rate::RateLimiter;
-use fraudmesh::sighting::{self, AcceptLimits, Draft, Kind, Pending, Record, RecordId};
+use fraudmesh::sighting::{self, wire_id, AcceptLimits, Draft, Kind, Record, RecordId};
 use fraudmesh::sync::Item;
-use fraudmesh::target::Target;
+use fraudmesh::target::{Bounds, Target};
 use fraudmesh::Millis;
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -52,6 +66,26 @@ const GC_INTERVAL: Duration = Duration::from_secs(10);
 const DECISION_LOG: usize = 100_000;
 /// Least time between two rebuilds of the blocklist snapshot.
 const REBUILD_INTERVAL: Duration = Duration::from_millis(50);
+/// And at least this many times the last rebuild's duration: a rebuild is O(blocked
+/// targets), so with a large list the snapshot follows a burst of changes less often
+/// instead of taking over the engine thread (at most about a twentieth of its time).
+const REBUILD_SHARE: u32 = 20;
+/// Least time between two rebuilds of the reconciliation set (a walk of the ledger and
+/// a sort: about 0.1 s at a million records); the set served may be this much older
+/// than the ledger.
+pub const SYNC_ITEMS_REFRESH: Duration = Duration::from_secs(1);
+/// Ids of records relayed but not stored, remembered to drop them as duplicates when
+/// they come again (32 bytes each, twice: about 4 MiB).
+const RECENT_IDS: usize = 65_536;
+/// The protocol's longest TTL, the same for every node (30 days): what the cheap checks
+/// before the signature enforce. This node's `max_ttl` applies after the signature.
+const PROTOCOL_MAX_TTL_S: u32 = 30 * 24 * 3600;
+/// The protocol's broadest prefixes, the same for every node (/8 for IPv4, /16 for
+/// IPv6). This node's own bounds apply after the signature.
+const PROTOCOL_BOUNDS: Bounds = Bounds {
+    min_v4_len: 8,
+    min_v6_len: 16,
+};
 
 /// Bounds on what strangers can make this node hold.
 #[derive(Debug, Clone)]
@@ -60,9 +94,10 @@ pub struct StrangerBounds {
     pub rate: f64,
     /// Burst from one stranger.
     pub burst: u32,
-    /// Active records per stranger.
+    /// Active records per stranger (beyond it, its new records are refused).
     pub max_per_stranger: usize,
-    /// Active records of all strangers.
+    /// Active records of all strangers (beyond it, a stranger holding fewer evicts the
+    /// oldest record of the one holding most: see `fraudmesh::quota`).
     pub max_total: usize,
 }
 
@@ -83,12 +118,19 @@ pub struct EngineConfig {
 pub struct Engine {
     identity: Identity,
     policy: Policy,
+    /// This node's own acceptance bounds, applied after the signature: a record outside
+    /// them is relayed but not stored, and never blamed on its sender.
     limits: AcceptLimits,
-    strangers: StrangerBounds,
+    /// The protocol's bounds (widened to `limits` where those are wider), applied by the
+    /// cheap checks: a record outside them is invalid for every node and blames its sender.
+    wire_limits: AcceptLimits,
     rate: RateLimiter,
     keys: KeyCache,
     ledger: Ledger,
-    stranger_records: usize,
+    /// The strangers' records held, with their fair shares.
+    quota: Quota<PublicKey, QuotaKey>,
+    /// Records relayed without being stored, to drop them as duplicates next time.
+    recent: RecentIds,
     /// What is blocked (since and until; the details are decided again on demand:
     /// keeping every policy `Verdict` would cost more memory than the ledger) and the
     /// numbered log of its changes that enforcers and bouncers follow.
@@ -102,10 +144,30 @@ pub struct Engine {
     blocklist: Arc<ArcSwap<Blocklist>>,
     publish: mpsc::Sender<Vec<u8>>,
     dirty: bool,
-    /// The reconciliation set, cached until the ledger changes.
-    sync_items: Option<Arc<Vec<Item>>>,
+    /// The reconciliation set, rebuilt at most once per [`SYNC_ITEMS_REFRESH`].
+    sync_items: Arc<Vec<Item>>,
+    /// Whether the ledger changed since `sync_items` was built.
+    sync_items_stale: bool,
+    /// When `sync_items` was built (never: `None`).
+    sync_items_built: Option<Instant>,
     last_rebuild: Instant,
+    /// How long the last rebuild took.
+    rebuild_cost: Duration,
     last_gc: Instant,
+}
+
+/// A stranger's record in the quota: `(observed_at, target)`, ordered by age, then target
+/// (one stranger holds one record per target, so it names the record).
+type QuotaKey = (Millis, Target);
+
+/// The changes one batch makes: what the writer is to apply, in order, and the targets
+/// to decide again.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    targets: Vec<Target>,
+    /// Records merged (inserted or replacing an older one).
+    merged: usize,
 }
 
 /// Loads the store into a ledger and starts the engine thread. Published envelopes go
@@ -141,8 +203,53 @@ pub fn start(
     ))
 }
 
+/// What loading the store found.
+#[derive(Default)]
+struct Loaded {
+    ledger: Ledger,
+    /// Records that expired while the node was down.
+    expired: Vec<(PublicKey, Target)>,
+    /// Raw keys of entries that do not decode.
+    corrupt: Vec<Vec<u8>>,
+    /// Entries that could not be read at all.
+    unreadable: usize,
+}
+
+impl Loaded {
+    /// Reads every stored record; nothing read can stop the node from starting (a node
+    /// that refuses to start protects nobody, and peers still hold what was lost: sync
+    /// brings it back).
+    fn read(store: &dyn Store, keys: &mut KeyCache, now: Millis) -> Self {
+        let mut out = Self::default();
+        let scanned = store.scan(&mut |entry| match entry {
+            Ok((key, bytes)) => match Record::decode_stored(bytes, keys) {
+                Ok(r) if r.sighting().is_active(now) => {
+                    out.ledger.merge(&r);
+                }
+                Ok(r) => out.expired.push((r.sighting().reporter, r.sighting().target.clone())),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a stored record does not decode");
+                    // An empty key: a store without raw keys; nothing to remove.
+                    if !key.is_empty() {
+                        out.corrupt.push(key.to_vec());
+                    }
+                }
+            },
+            Err(e) => {
+                out.unreadable += 1;
+                tracing::debug!(error = %e, "a stored entry is unreadable");
+            }
+        });
+        if let Err(e) = scanned {
+            tracing::warn!(error = %e, "loading the store stopped early; starting with what was read");
+        }
+        out
+    }
+}
+
 impl Engine {
-    /// Restores the ledger from the store and decides everything once.
+    /// Restores the ledger from the store and decides everything once. Unreadable and
+    /// corrupt entries are skipped and counted; corrupt and expired ones are removed.
     pub fn new(
         cfg: EngineConfig,
         store: Box<dyn Store>,
@@ -150,67 +257,111 @@ impl Engine {
         publish: mpsc::Sender<Vec<u8>>,
     ) -> anyhow::Result<Self> {
         let now = now_ms();
-        let mut ledger = Ledger::new();
         let store: Arc<dyn Store> = Arc::from(store);
         let mut keys = KeyCache::new(KEY_CACHE);
-        let mut expired: Vec<(PublicKey, Target)> = Vec::new();
-        let mut corrupt = 0usize;
-        store.for_each(&mut |bytes| {
-            match Record::decode_stored(bytes, &mut keys) {
-                Ok(r) if r.sighting().is_active(now) => {
-                    ledger.merge(&r);
-                }
-                Ok(r) => expired.push((r.sighting().reporter, r.sighting().target.clone())),
-                // Not fatal: a node that refuses to start protects nobody. Peers still
-                // hold the record and sync brings it back.
-                Err(e) => {
-                    corrupt += 1;
-                    tracing::warn!(error = %e, "skipping a corrupt stored record");
-                }
-            }
-            Ok(())
-        })?;
+        let loaded = Loaded::read(&*store, &mut keys, now);
         // Records that expired while the node was down are collected now, or they would
-        // stay on disk forever (the ledger never saw them).
-        if !expired.is_empty() {
-            store.remove(&expired)?;
-            store.flush()?;
+        // stay on disk forever (the ledger never saw them); corrupt ones likewise.
+        let cleaned = store
+            .remove(&loaded.expired)
+            .and_then(|()| store.remove_raw(&loaded.corrupt))
+            .and_then(|()| store.flush());
+        if let Err(e) = cleaned {
+            tracing::warn!(error = %e, "removing expired and corrupt records failed; retried at the next start");
         }
-        let expired = expired.len();
-        let stranger_records = ledger
-            .entries()
-            .filter(|e| cfg.policy.is_stranger(e.reporter()))
-            .count();
-        tracing::info!(
-            records = ledger.len(),
-            expired,
-            corrupt,
-            "ledger restored from the store"
-        );
+        let (corrupt, unreadable) = (loaded.corrupt.len(), loaded.unreadable);
+        for (reason, n) in [("corrupt", corrupt), ("unreadable", unreadable)] {
+            if n > 0 {
+                metrics
+                    .store_load_skipped
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(n as u64);
+            }
+        }
+        if corrupt + unreadable > 0 {
+            tracing::warn!(
+                corrupt,
+                unreadable,
+                "skipped stored records that could not be read; corrupt ones were removed"
+            );
+        }
+        let wire_limits = AcceptLimits {
+            bounds: Bounds {
+                min_v4_len: PROTOCOL_BOUNDS.min_v4_len.min(cfg.limits.bounds.min_v4_len),
+                min_v6_len: PROTOCOL_BOUNDS.min_v6_len.min(cfg.limits.bounds.min_v6_len),
+            },
+            max_ttl_s: PROTOCOL_MAX_TTL_S.max(cfg.limits.max_ttl_s),
+            max_future_skew_ms: cfg.limits.max_future_skew_ms,
+        };
         let mut engine = Engine {
             identity: cfg.identity,
             rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
             keys,
             policy: cfg.policy,
             limits: cfg.limits,
-            strangers: cfg.strangers,
-            ledger,
-            stranger_records,
+            wire_limits,
+            ledger: loaded.ledger,
+            quota: Quota::new(cfg.strangers.max_total, cfg.strangers.max_per_stranger),
+            recent: RecentIds::new(RECENT_IDS),
             decisions: DecisionLog::new(DECISION_LOG),
             decisions_head: Arc::new(watch::channel(0).0),
-            writer: Writer::start(store.clone())?,
+            writer: Writer::start(store.clone(), metrics.clone())?,
             store,
             metrics,
             blocklist: Arc::new(ArcSwap::from_pointee(Blocklist::default())),
             publish,
             dirty: true,
-            sync_items: None,
+            sync_items: Arc::default(),
+            sync_items_stale: true,
+            sync_items_built: None,
             last_rebuild: Instant::now(),
+            rebuild_cost: Duration::ZERO,
             last_gc: Instant::now(),
         };
+        let dropped = engine.admit_loaded_strangers();
+        tracing::info!(
+            records = engine.ledger.len(),
+            strangers = engine.quota.total(),
+            expired = loaded.expired.len(),
+            corrupt,
+            unreadable,
+            over_quota = dropped,
+            "ledger restored from the store"
+        );
         engine.decide_everything(now);
         engine.rebuild();
         Ok(engine)
+    }
+
+    /// Puts the strangers' records loaded from the store into the quota, oldest first;
+    /// those the quota does not keep (its bounds were lowered) are dropped from the ledger
+    /// and the store. Returns how many were dropped.
+    fn admit_loaded_strangers(&mut self) -> usize {
+        let mut strangers: Vec<(QuotaKey, PublicKey)> = self
+            .ledger
+            .by_target()
+            .flat_map(|(t, entries)| {
+                entries
+                    .filter(|e| self.policy.is_stranger(e.reporter()))
+                    .map(|e| ((e.observed_at(), t.clone()), *e.reporter()))
+            })
+            .collect();
+        strangers.sort_unstable();
+        let mut drop = Vec::new();
+        for (key, reporter) in strangers {
+            let target = key.1.clone();
+            match self.quota.admit(&reporter, key) {
+                Ok(None) => {}
+                Ok(Some((victim, (_, t)))) => drop.push((victim, t)),
+                Err(_) => drop.push((reporter, target)),
+            }
+        }
+        for (reporter, target) in &drop {
+            self.ledger.remove(reporter, target);
+        }
+        let n = drop.len();
+        self.writer.remove(drop);
+        n
     }
 
     /// Makes everything stored so far durable, and waits for it.
@@ -221,6 +372,16 @@ impl Engine {
     /// Records held.
     pub fn records(&self) -> usize {
         self.ledger.len()
+    }
+
+    /// Records of strangers held.
+    pub fn stranger_records(&self) -> usize {
+        self.quota.total()
+    }
+
+    /// Reporters the stranger rate limiter tracks.
+    pub fn rate_tracked(&self) -> usize {
+        self.rate.tracked()
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -234,10 +395,17 @@ impl Engine {
                 let _ = reply.send(v);
             }
             Command::Report { drafts, reply } => {
-                // Acknowledged from the store thread once flushed; the engine goes on.
+                // Acknowledged and published from the store thread once flushed; the
+                // engine goes on. A failed flush publishes nothing.
                 let out = self.sign_and_merge(drafts);
+                let envelopes = envelopes(&out);
+                let publish = self.publish.clone();
                 self.writer.flush_then(Box::new(move |r| {
-                    let _ = reply.send(r.map(|()| out));
+                    let r = r.map(|()| {
+                        publish_all(&publish, envelopes);
+                        out
+                    });
+                    let _ = reply.send(r);
                 }));
             }
             Command::Check { target, reply } => {
@@ -268,12 +436,7 @@ impl Engine {
                 let _ = reply.send(v);
             }
             Command::SyncItems { reply } => {
-                let now = now_ms();
-                let items = self
-                    .sync_items
-                    .get_or_insert_with(|| Arc::new(fraudmesh::sync::items(&self.ledger, now)))
-                    .clone();
-                let _ = reply.send(items);
+                let _ = reply.send(self.sync_items());
             }
             Command::Decisions { after, reply } => {
                 let _ = reply.send(self.decisions.since(after));
@@ -293,144 +456,28 @@ impl Engine {
         }
     }
 
-    /// The whole path of one gossip message: decode, cheap checks, batch verification,
-    /// stranger bounds, merge, re-decide, persist (not flushed: nothing is acknowledged).
-    pub fn gossip(&mut self, data: &[u8]) -> GossipVerdict {
-        if data.len() > MAX_ENVELOPE_BYTES {
-            self.metrics.reject("envelope_oversized");
-            return GossipVerdict::Reject;
+    /// The reconciliation set: rebuilt when the ledger changed, at most once per
+    /// [`SYNC_ITEMS_REFRESH`]; in between, the last one built.
+    fn sync_items(&mut self) -> Arc<Vec<Item>> {
+        let due = self.sync_items_built.is_none_or(|t| t.elapsed() >= SYNC_ITEMS_REFRESH);
+        if self.sync_items_stale && due {
+            self.sync_items = Arc::new(fraudmesh::sync::items(&self.ledger, now_ms()));
+            self.sync_items_stale = false;
+            self.sync_items_built = Some(Instant::now());
         }
-        let env = match proto::Envelope::decode(data) {
-            Ok(env) if !env.sightings.is_empty() && env.sightings.len() <= MAX_ENVELOPE_SIGHTINGS => env,
-            Ok(_) => {
-                self.metrics.reject("envelope_size");
-                return GossipVerdict::Reject;
-            }
-            Err(_) => {
-                self.metrics.reject("envelope_decode");
-                return GossipVerdict::Reject;
-            }
-        };
-        self.ingest(&env.sightings, "gossip")
+        self.sync_items.clone()
     }
 
-    /// The one path every received sighting takes, from gossip or sync: cheap checks,
-    /// batch verification, stranger bounds, merge, persist. Any invalid sighting rejects
-    /// the whole batch and nothing in it is merged.
-    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> GossipVerdict {
-        let now = now_ms();
-        let mut pending = Vec::with_capacity(sightings.len());
-        for s in sightings {
-            match Pending::check_cached(s, now, &self.limits, &mut self.keys) {
-                Ok(p) => pending.push(p),
-                Err(e) => {
-                    self.metrics.reject(e.label());
-                    if e.blames_sender() {
-                        tracing::debug!(error = %e, source, "sighting rejected");
-                        return GossipVerdict::Reject;
-                    }
-                }
-            }
-        }
-        let mut records = Vec::with_capacity(pending.len());
-        for r in sighting::verify_batch(pending) {
-            match r {
-                Ok(r) => records.push(r),
-                Err(e) => {
-                    // Any forged sighting condemns the whole message: nothing in it is merged.
-                    self.metrics.reject(e.label());
-                    tracing::debug!(error = %e, source, "sighting rejected");
-                    return GossipVerdict::Reject;
-                }
-            }
-        }
-        let mut admitted = Vec::with_capacity(records.len());
-        for r in records {
-            match self.admit(&r, now) {
-                Ok(()) => admitted.push(r),
-                Err(reason) => self.metrics.reject(reason),
-            }
-        }
-        if self.merge(admitted, now, source) > 0 {
-            GossipVerdict::Accept
-        } else {
-            GossipVerdict::Ignore
-        }
-    }
-
-    /// Stranger bounds: rate, records per stranger, records of all strangers.
-    fn admit(&mut self, r: &Record, now: Millis) -> Result<(), &'static str> {
-        let reporter = r.sighting().reporter;
-        if !self.policy.is_stranger(&reporter) || !self.ledger.would_change(r) {
-            return Ok(());
-        }
-        if !self.rate.allow(&reporter, now) {
-            return Err("stranger_rate");
-        }
-        if self.ledger.count_of(&reporter) >= self.strangers.max_per_stranger {
-            return Err("stranger_records");
-        }
-        if self.stranger_records >= self.strangers.max_total {
-            return Err("strangers_full");
-        }
-        Ok(())
-    }
-
-    /// Merges records, queues the ones that changed the ledger for the store, re-decides
-    /// their targets, and returns how many changed. Records that change the ledger are
-    /// each newer than what was held, so within one batch the store's last write for a
-    /// key is the newest.
-    fn merge(&mut self, records: Vec<Record>, now: Millis, source: &'static str) -> usize {
-        let mut changed = Vec::new();
-        for r in records {
-            let s = r.sighting();
-            let stranger = self.policy.is_stranger(&s.reporter);
-            let outcome = self.ledger.merge(&r);
-            if outcome == Merge::Inserted && stranger {
-                self.stranger_records += 1;
-            }
-            if outcome.changed() {
-                if source != "local" {
-                    let delay_s = now.saturating_sub(s.observed_at) as f64 / 1000.0;
-                    self.metrics.propagation.observe(delay_s);
-                }
-                changed.push(r);
-            }
-        }
-        if changed.is_empty() {
-            return 0;
-        }
-        self.sync_items = None;
-        self.metrics
-            .accepted
-            .get_or_create(&SourceLabel { source })
-            .inc_by(changed.len() as u64);
-        let mut targets: Vec<Target> = changed.iter().map(|r| r.sighting().target.clone()).collect();
-        targets.sort();
-        targets.dedup();
-        for t in &targets {
-            self.redecide(t, now);
-        }
-        self.metrics.records.set(self.ledger.len() as i64);
-        // Enforcers read the snapshot: publish it now unless one went out moments ago
-        // (then the next tick does, so a burst costs one rebuild per interval).
-        if self.dirty && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
-            self.rebuild();
-        }
-        let n = changed.len();
-        self.writer.put(changed);
-        n
-    }
-
-    /// Signs, merges and publishes local sightings and returns them once durable.
+    /// Signs and merges local sightings, and publishes them once durable.
     pub fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
         let out = self.sign_and_merge(drafts);
         self.writer.flush_wait()?;
+        publish_all(&self.publish, envelopes(&out));
         Ok(out)
     }
 
-    /// Signs local drafts, merges them (queued for the store) and publishes them. The
-    /// caller acknowledges only after a flush.
+    /// Signs local drafts and merges them (queued for the store). The caller publishes
+    /// and acknowledges them only after a successful flush.
     fn sign_and_merge(&mut self, drafts: Vec<Draft>) -> Vec<Record> {
         let now = now_ms();
         let me = self.identity.public();
@@ -447,41 +494,36 @@ impl Engine {
             .collect();
         // Each is newer than this node's previous record of its target (see above); a
         // draft repeated within the batch merges idempotently.
-        self.merge(records.clone(), now, "local");
-        let out = records;
-        for chunk in out.chunks(MAX_ENVELOPE_SIGHTINGS) {
-            let env = proto::Envelope {
-                sightings: chunk.iter().map(Record::to_proto).collect(),
-            };
-            if self.publish.blocking_send(env.encode_to_vec()).is_err() {
-                tracing::warn!("network task gone; sightings stored but not published");
-            }
+        let mut batch = Batch::default();
+        for r in &records {
+            self.admit(r.clone(), now, "local", &mut batch);
         }
-        out
+        self.commit(batch, now, "local");
+        records
     }
 
-    /// Looks records up by id: one pass over the ledger for their keys, then the store.
-    /// A record merged moments ago may still sit in the writer's queue and be skipped;
-    /// the peer gets it by gossip or its next session.
+    /// Looks records up by id through the ledger's id index, then reads them from the
+    /// store. A record merged moments ago may still sit in the writer's queue (the store
+    /// then holds an older record of its key, or none) and is skipped: the peer gets it
+    /// by gossip or its next session, and never a record it did not ask for.
     fn fetch(&self, ids: Vec<RecordId>) -> Vec<proto::SignedSighting> {
-        let wanted: std::collections::HashSet<RecordId> = ids.into_iter().take(MAX_FETCH).collect();
-        let mut out = Vec::with_capacity(wanted.len());
-        for (target, entries) in self.ledger.by_target() {
-            for e in entries {
-                if !wanted.contains(e.id()) {
-                    continue;
-                }
-                match self.store.get(e.reporter(), target) {
-                    Ok(Some(bytes)) => match proto::SignedSighting::decode(bytes.as_slice()) {
-                        Ok(s) => out.push(s),
-                        Err(err) => tracing::warn!(error = %err, "a stored record does not decode"),
-                    },
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!(error = %err, "reading a stored record failed"),
-                }
-                if out.len() == wanted.len() {
-                    return out;
-                }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for id in ids.into_iter().take(MAX_FETCH) {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some((reporter, target)) = self.ledger.locate(&id) else {
+                continue;
+            };
+            match self.store.get(reporter, target) {
+                Ok(Some(bytes)) => match proto::SignedSighting::decode(bytes.as_slice()) {
+                    Ok(s) if wire_id(&s) == id => out.push(s),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "a stored record does not decode"),
+                },
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "reading a stored record failed"),
             }
         }
         out
@@ -503,56 +545,71 @@ impl Engine {
         }
     }
 
-    fn redecide(&mut self, target: &Target, now: Millis) {
-        let d = self.policy.decide(target, self.ledger.for_target(target), now);
-        let was_blocked = self.decisions.get(target).is_some();
-        if self.decisions.set(target, d.until.filter(|_| d.blocked), now).is_none() {
-            return;
+    /// Decides `targets` again; those waiting on the decision log are woken once.
+    fn redecide<'a>(&mut self, targets: impl IntoIterator<Item = &'a Target>, now: Millis) {
+        let head = self.decisions.head();
+        for target in targets {
+            let d = self.policy.decide(target, self.ledger.for_target(target), now);
+            let was_blocked = self.decisions.get(target).is_some();
+            if self.decisions.set(target, d.until.filter(|_| d.blocked), now).is_some()
+                && was_blocked != self.decisions.get(target).is_some()
+            {
+                self.dirty = true;
+            }
         }
-        self.decisions_head.send_replace(self.decisions.head());
-        if was_blocked != self.decisions.get(target).is_some() {
-            self.dirty = true;
+        if self.decisions.head() != head {
+            self.decisions_head.send_replace(self.decisions.head());
             self.metrics.blocked.set(self.decisions.len() as i64);
         }
     }
 
     fn decide_everything(&mut self, now: Millis) {
         let targets: Vec<Target> = self.ledger.by_target().map(|(t, _)| t.clone()).collect();
-        for t in targets {
-            self.redecide(&t, now);
-        }
+        self.redecide(&targets, now);
         self.metrics.records.set(self.ledger.len() as i64);
+        self.metrics.stranger_records.set(self.quota.total() as i64);
         self.metrics.blocked.set(self.decisions.len() as i64);
     }
 
     fn tick(&mut self) {
         let now = now_ms();
-        for t in self.decisions.due(now) {
-            self.redecide(&t, now);
-        }
+        let due = self.decisions.due(now);
+        self.redecide(&due, now);
         if self.last_gc.elapsed() >= GC_INTERVAL {
             self.last_gc = Instant::now();
             let gone = self.ledger.expire(now);
             if !gone.is_empty() {
-                self.sync_items = None;
-                self.stranger_records -= gone
-                    .iter()
-                    .filter(|(_, e)| self.policy.is_stranger(e.reporter()))
-                    .count()
-                    .min(self.stranger_records);
-                let keys: Vec<(PublicKey, Target)> = gone.iter().map(|(t, e)| (*e.reporter(), t.clone())).collect();
+                self.sync_items_stale = true;
+                let mut keys = Vec::with_capacity(gone.len());
+                for (t, e) in gone {
+                    if self.policy.is_stranger(e.reporter()) {
+                        self.quota.remove(e.reporter(), &(e.observed_at(), t.clone()));
+                    }
+                    keys.push((*e.reporter(), t));
+                }
+                tracing::debug!(expired = keys.len(), "expired records collected");
                 self.writer.remove(keys);
-                tracing::debug!(expired = gone.len(), "expired records collected");
                 self.metrics.records.set(self.ledger.len() as i64);
+                self.metrics.stranger_records.set(self.quota.total() as i64);
             }
+            self.metrics.stranger_rate_tracked.set(self.rate.tracked() as i64);
         }
-        if self.dirty && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
+        self.rebuild_if_due();
+    }
+
+    /// Rebuilds the snapshot if the blocked set changed and the last rebuild is at least
+    /// [`REBUILD_INTERVAL`] and [`REBUILD_SHARE`] times its own duration ago (otherwise a
+    /// later merge or tick does: a burst costs one rebuild per interval).
+    fn rebuild_if_due(&mut self) {
+        let interval = REBUILD_INTERVAL.max(self.rebuild_cost * REBUILD_SHARE);
+        if self.dirty && self.last_rebuild.elapsed() >= interval {
             self.rebuild();
         }
     }
 
     /// Publishes a fresh blocklist snapshot of the blocked set.
     pub fn rebuild(&mut self) {
+        let started = Instant::now();
         let mut b = BlocklistBuilder::new();
         for d in self.decisions.active() {
             b.insert_target(&d.target);
@@ -560,6 +617,31 @@ impl Engine {
         self.blocklist.store(Arc::new(b.build()));
         self.dirty = false;
         self.last_rebuild = Instant::now();
+        self.rebuild_cost = self.last_rebuild - started;
+    }
+}
+
+/// Local records as envelopes of at most [`MAX_ENVELOPE_SIGHTINGS`].
+fn envelopes(records: &[Record]) -> Vec<Vec<u8>> {
+    records
+        .chunks(MAX_ENVELOPE_SIGHTINGS)
+        .map(|chunk| {
+            proto::Envelope {
+                sightings: chunk.iter().map(Record::to_proto).collect(),
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
+/// Hands local envelopes to the network task, waiting for room: this node's own
+/// reports are never dropped. Called off the async runtime (the engine or store thread).
+fn publish_all(publish: &mpsc::Sender<Vec<u8>>, envelopes: Vec<Vec<u8>>) {
+    for env in envelopes {
+        if publish.blocking_send(env).is_err() {
+            tracing::warn!("network task gone; sightings stored but not published");
+            return;
+        }
     }
 }
 

@@ -1,16 +1,32 @@
-//! Unit tests of the engine over a real sled store.
+//! Unit tests of the engine over a real sled store, or over an in-memory store with
+//! injected faults (`store::MemStore`).
 
 use super::*;
-use crate::engine::store::SledStore;
+use crate::engine::store::{MemStore, Scanned, SledStore};
+use crate::metrics::Scrape;
 use fraudmesh::policy::{TrustConfig, FULL};
 use fraudmesh::sighting::{sign, Evidence};
 use fraudmesh::target::Bounds;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+/// The trusted reporter of these tests.
+fn trusted() -> Identity {
+    Identity::from_secret([50; 32])
+}
+
+/// Stranger number `i`.
+fn stranger(i: u32) -> Identity {
+    let mut secret = [60u8; 32];
+    secret[..4].copy_from_slice(&i.to_le_bytes());
+    Identity::from_secret(secret)
+}
 
 fn config(local: Identity) -> EngineConfig {
     let policy = Policy::new(
         TrustConfig {
             local: local.public(),
-            trusted: Default::default(),
+            trusted: HashMap::from([(trusted().public(), FULL)]),
             stranger_weight: 100,
             stranger_cap: 500,
             threshold: FULL,
@@ -32,11 +48,22 @@ fn config(local: Identity) -> EngineConfig {
 }
 
 fn record(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32) -> Record {
+    record_of(who, target, observed_at, ttl_s, Kind::Scan)
+}
+
+fn record_of(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32, kind: Kind) -> Record {
     sign(
         who,
         Draft {
-            target: Target::parse(target, Bounds::default()).unwrap(),
-            kind: Kind::Scan,
+            target: Target::parse(
+                target,
+                Bounds {
+                    min_v4_len: 8,
+                    min_v6_len: 16,
+                },
+            )
+            .unwrap(),
+            kind,
             observed_at,
             ttl_s,
             count: 1,
@@ -45,8 +72,104 @@ fn record(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32) -> Reco
     )
 }
 
+fn envelope(records: &[&Record]) -> Vec<u8> {
+    proto::Envelope {
+        sightings: records.iter().map(|r| r.to_proto()).collect(),
+    }
+    .encode_to_vec()
+}
+
+/// An engine under test, with the other end of its publish channel.
+struct Harness {
+    engine: Engine,
+    published: mpsc::Receiver<Vec<u8>>,
+    store: Arc<MemStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Harness {
+    fn new(cfg: EngineConfig) -> Self {
+        Self::over(cfg, MemStore::default())
+    }
+
+    fn over(cfg: EngineConfig, store: MemStore) -> Self {
+        let store = Arc::new(store);
+        let metrics = Arc::new(Metrics::new());
+        let (tx, published) = mpsc::channel(16);
+        let engine = Engine::new(cfg, Box::new(Shared(store.clone())), metrics.clone(), tx).unwrap();
+        Self {
+            engine,
+            published,
+            store,
+            metrics,
+        }
+    }
+
+    /// Envelopes published so far, decoded.
+    fn published(&mut self) -> Vec<proto::Envelope> {
+        std::iter::from_fn(|| self.published.try_recv().ok())
+            .map(|data| proto::Envelope::decode(data.as_slice()).unwrap())
+            .collect()
+    }
+
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        Scrape::parse(&self.metrics.encode()).value(name, labels).unwrap_or(0.0)
+    }
+
+    fn holds(&self, r: &Record) -> bool {
+        self.engine.ledger.holds(r.id())
+    }
+
+    fn stored(&self, r: &Record) -> bool {
+        self.store.has(&r.sighting().reporter, &r.sighting().target)
+    }
+}
+
+/// A store shared with the test, which keeps looking at it.
+struct Shared(Arc<MemStore>);
+
+impl Store for Shared {
+    fn for_each(&self, f: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        self.0.for_each(f)
+    }
+    fn scan(&self, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
+        self.0.scan(f)
+    }
+    fn remove_raw(&self, keys: &[Vec<u8>]) -> anyhow::Result<()> {
+        self.0.remove_raw(keys)
+    }
+    fn put(&self, records: &[&Record]) -> anyhow::Result<()> {
+        self.0.put(records)
+    }
+    fn get(&self, reporter: &PublicKey, target: &Target) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.get(reporter, target)
+    }
+    fn remove(&self, keys: &[(PublicKey, Target)]) -> anyhow::Result<()> {
+        self.0.remove(keys)
+    }
+    fn flush(&self) -> anyhow::Result<()> {
+        self.0.flush()
+    }
+    fn size_on_disk(&self) -> u64 {
+        0
+    }
+}
+
+fn with_strangers(rate: f64, burst: u32, per: usize, total: usize) -> EngineConfig {
+    let mut cfg = config(Identity::from_secret([3; 32]));
+    cfg.strangers = StrangerBounds {
+        rate,
+        burst,
+        max_per_stranger: per,
+        max_total: total,
+    };
+    cfg
+}
+
+// ---- startup ----
+
 #[test]
-fn restart_drops_expired_records_from_disk_and_skips_corrupt_ones() {
+fn restart_drops_expired_and_corrupt_records_from_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let me = Identity::from_secret([3; 32]);
     let now = now_ms();
@@ -60,16 +183,16 @@ fn restart_drops_expired_records_from_disk_and_skips_corrupt_ones() {
     }
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let (tx, _rx) = mpsc::channel(1);
-    let engine = Engine::new(
-        config(Identity::from_secret([3; 32])),
-        Box::new(store),
-        Arc::default(),
-        tx,
-    )
-    .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(config(me), Box::new(store), metrics.clone(), tx).unwrap();
     assert_eq!(engine.records(), 1);
     assert!(engine.blocklist.load().is_blocked("192.0.2.1".parse().unwrap()));
     assert!(!engine.blocklist.load().is_blocked("192.0.2.2".parse().unwrap()));
+    let scrape = Scrape::parse(&metrics.encode());
+    assert_eq!(
+        scrape.value("fraudmesh_store_load_skipped_total", &[("reason", "corrupt")]),
+        Some(1.0)
+    );
     drop(engine);
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let mut left = 0;
@@ -80,38 +203,352 @@ fn restart_drops_expired_records_from_disk_and_skips_corrupt_ones() {
         })
         .unwrap();
     assert_eq!(
-        left, 2,
-        "the live record and the unreadable one stay; the expired one is gone"
+        left, 1,
+        "only the live record stays; the expired and the corrupt are gone"
     );
 }
 
 #[test]
-fn a_local_record_supersedes_the_previous_one_within_the_same_millisecond() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-    let (tx, _rx) = mpsc::channel(16);
-    let mut engine = Engine::new(
-        config(Identity::from_secret([4; 32])),
-        Box::new(store),
-        Arc::default(),
-        tx,
-    )
-    .unwrap();
-    let target = Target::parse("192.0.2.9", Bounds::default()).unwrap();
+fn an_unreadable_entry_does_not_stop_startup() {
+    let me = Identity::from_secret([3; 32]);
     let now = now_ms();
-    let d = Draft {
-        target: target.clone(),
+    let store = MemStore {
+        unreadable_at: Some(1),
+        ..Default::default()
+    };
+    let records: Vec<Record> = (1..=3)
+        .map(|i| record(&me, &format!("192.0.2.{i}"), now, 3600))
+        .collect();
+    store.put(&records.iter().collect::<Vec<_>>()).unwrap();
+    let h = Harness::over(config(me), store);
+    assert_eq!(h.engine.records(), 2, "the two readable records are loaded");
+    assert_eq!(
+        h.metric("fraudmesh_store_load_skipped_total", &[("reason", "unreadable")]),
+        1.0
+    );
+}
+
+// ---- ingest order and relaying ----
+
+#[test]
+fn duplicates_are_dropped_before_the_rate_limit_and_only_new_records_are_relayed() {
+    let mut h = Harness::new(with_strangers(0.0, 2, 100, 100));
+    let s = stranger(1);
+    let now = now_ms();
+    let (a, b) = (record(&s, "192.0.2.1", now, 600), record(&s, "192.0.2.2", now, 600));
+    assert_eq!(h.engine.gossip(&envelope(&[&a])), GossipVerdict::Accept);
+    // A again, five times over: duplicates cost no rate token and are not relayed again.
+    assert_eq!(h.engine.gossip(&envelope(&[&a, &a, &a])), GossipVerdict::Ignore);
+    assert_eq!(h.engine.gossip(&envelope(&[&a, &a, &b])), GossipVerdict::Ignore);
+    assert!(h.holds(&b), "B got the stranger's second token");
+    assert_eq!(h.metric("fraudmesh_sightings_duplicate_total", &[]), 5.0);
+    let published = h.published();
+    assert_eq!(published.len(), 1, "only the last message had something new");
+    assert_eq!(published[0].sightings, vec![b.to_proto()], "just the relay set");
+    assert_eq!(h.metric("fraudmesh_gossip_relay_republished_total", &[]), 1.0);
+}
+
+#[test]
+fn the_rate_limit_comes_before_the_signature() {
+    let mut h = Harness::new(with_strangers(0.0, 1, 100, 100));
+    let s = stranger(1);
+    let now = now_ms();
+    let a = record(&s, "192.0.2.1", now, 600);
+    assert_eq!(h.engine.gossip(&envelope(&[&a])), GossipVerdict::Accept);
+    // Over its rate, a stranger's record is skipped without verifying it: even a forged
+    // one costs no signature check (and so cannot reject its message either).
+    let mut forged = record(&s, "192.0.2.2", now, 600).to_proto();
+    let mut sig = forged.signature.to_vec();
+    sig[3] ^= 1;
+    forged.signature = sig.into();
+    let data = proto::Envelope {
+        sightings: vec![forged],
+    }
+    .encode_to_vec();
+    assert_eq!(h.engine.gossip(&data), GossipVerdict::Ignore);
+    assert_eq!(
+        h.metric("fraudmesh_sightings_rejected_total", &[("reason", "stranger_rate")]),
+        1.0
+    );
+    assert_eq!(
+        h.metric("fraudmesh_sightings_rejected_total", &[("reason", "invalid_signature")]),
+        0.0
+    );
+}
+
+#[test]
+fn one_forged_sighting_rejects_its_message_and_gives_the_rate_back() {
+    let mut h = Harness::new(with_strangers(0.0, 1, 100, 100));
+    let s = stranger(1);
+    let now = now_ms();
+    let good = record(&trusted(), "192.0.2.1", now, 600);
+    let strangers = record(&s, "192.0.2.3", now, 600);
+    let mut forged = record(&trusted(), "192.0.2.2", now, 600).to_proto();
+    forged.payload = {
+        let mut p = forged.payload.to_vec();
+        let last = p.len() - 1;
+        p[last] ^= 1;
+        p.into()
+    };
+    let data = proto::Envelope {
+        sightings: vec![good.to_proto(), strangers.to_proto(), forged],
+    }
+    .encode_to_vec();
+    assert_eq!(h.engine.gossip(&data), GossipVerdict::Reject);
+    assert_eq!(h.engine.records(), 0, "nothing of a rejected message is merged");
+    assert!(h.published().is_empty(), "nor relayed");
+    // The stranger's token taken for the rejected message was given back.
+    assert_eq!(h.engine.gossip(&envelope(&[&strangers])), GossipVerdict::Accept);
+}
+
+#[test]
+fn a_skipped_sighting_does_not_drop_its_envelope_mates() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let fresh = record(&trusted(), "192.0.2.1", now, 600);
+    let expired = record(&trusted(), "192.0.2.2", now - 20_000, 10);
+    assert_eq!(h.engine.gossip(&envelope(&[&fresh, &expired])), GossipVerdict::Ignore);
+    assert!(h.holds(&fresh));
+    assert!(h.engine.check(&fresh.sighting().target).blocked);
+    let published = h.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].sightings, vec![fresh.to_proto()]);
+}
+
+#[test]
+fn records_outside_local_limits_are_relayed_not_stored_and_retractions_always_land() {
+    let mut cfg = config(Identity::from_secret([3; 32]));
+    cfg.limits.max_ttl_s = 86_400;
+    cfg.limits.bounds.min_v4_len = 24;
+    let mut h = Harness::new(cfg);
+    let now = now_ms();
+    let t = trusted();
+    let long = record(&t, "192.0.2.1", now, 3 * 86_400);
+    let broad = record(&t, "10.16.0.0/20", now, 600);
+    let ok = record(&t, "192.0.2.3", now, 600);
+    assert_eq!(
+        h.engine.gossip(&envelope(&[&long, &broad, &ok])),
+        GossipVerdict::Accept,
+        "valid on the wire: the whole message is relayed"
+    );
+    assert!(!h.holds(&long) && !h.holds(&broad));
+    assert!(h.holds(&ok));
+    assert_eq!(
+        h.metric(
+            "fraudmesh_sightings_rejected_total",
+            &[("reason", "outside_local_limits")]
+        ),
+        2.0
+    );
+    // The same records again: remembered as relayed, dropped as duplicates.
+    assert_eq!(h.engine.gossip(&envelope(&[&long, &broad])), GossipVerdict::Ignore);
+    assert_eq!(h.metric("fraudmesh_sightings_duplicate_total", &[]), 2.0);
+    // A retraction signed with a TTL above this node's max_ttl still lands.
+    let retract = record_of(&t, "192.0.2.3", now + 1, 3 * 86_400, Kind::Retract);
+    assert_eq!(h.engine.gossip(&envelope(&[&retract])), GossipVerdict::Accept);
+    assert!(h.holds(&retract));
+    assert!(!h.engine.check(&ok.sighting().target).blocked);
+}
+
+#[test]
+fn over_the_protocol_bounds_blames_the_sender() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let too_long = record(&trusted(), "192.0.2.1", now, 31 * 86_400);
+    assert_eq!(h.engine.gossip(&envelope(&[&too_long])), GossipVerdict::Reject);
+}
+
+// ---- the strangers' quota ----
+
+#[test]
+fn the_per_stranger_cap_holds_within_one_batch_and_relaying_does_not_depend_on_storage() {
+    let mut h = Harness::new(with_strangers(0.0, 100, 3, 100));
+    let s = stranger(1);
+    let now = now_ms();
+    let records: Vec<Record> = (0..10).map(|i| record(&s, &format!("192.0.2.{i}"), now, 600)).collect();
+    let refs: Vec<&Record> = records.iter().collect();
+    assert_eq!(
+        h.engine.gossip(&envelope(&refs)),
+        GossipVerdict::Accept,
+        "every record is verified and within rate: all relayed"
+    );
+    assert_eq!(h.engine.stranger_records(), 3, "no overshoot within the batch");
+    assert_eq!(h.engine.records(), 3);
+    assert_eq!(
+        h.metric("fraudmesh_sightings_rejected_total", &[("reason", "stranger_records")]),
+        7.0
+    );
+}
+
+#[test]
+fn a_newcomer_evicts_the_oldest_record_of_the_most_prolific_stranger() {
+    let mut h = Harness::new(with_strangers(0.0, 100, 100, 4));
+    let now = now_ms();
+    let (x, y) = (stranger(1), stranger(2));
+    let xs: Vec<Record> = (0..4)
+        .map(|i| record(&x, &format!("192.0.2.{i}"), now - 1000 + i, 600))
+        .collect();
+    assert_eq!(
+        h.engine.gossip(&envelope(&xs.iter().collect::<Vec<_>>())),
+        GossipVerdict::Accept
+    );
+    h.engine.flush().unwrap();
+    assert!(h.stored(&xs[0]));
+    let newcomer = record(&y, "198.51.100.1", now, 600);
+    assert_eq!(h.engine.gossip(&envelope(&[&newcomer])), GossipVerdict::Accept);
+    h.engine.flush().unwrap();
+    assert!(h.holds(&newcomer) && h.stored(&newcomer));
+    assert!(!h.holds(&xs[0]), "X's oldest record left the ledger");
+    assert!(!h.stored(&xs[0]), "and the store");
+    assert!(xs[1..].iter().all(|r| h.holds(r)));
+    assert_eq!(h.engine.stranger_records(), 4);
+    assert_eq!(h.metric("fraudmesh_stranger_evictions_total", &[]), 1.0);
+    // The evicted record arriving again is a duplicate, not a newcomer.
+    assert_eq!(h.engine.gossip(&envelope(&[&xs[0]])), GossipVerdict::Ignore);
+    assert!(!h.holds(&xs[0]));
+}
+
+#[test]
+fn a_flood_of_fresh_keys_never_displaces_trusted_records() {
+    let mut h = Harness::new(with_strangers(0.0, 5, 5, 50));
+    let now = now_ms();
+    let mut trusted_records = Vec::new();
+    for k in 0..40u32 {
+        let s = stranger(k);
+        let flood: Vec<Record> = (0..5).map(|i| record(&s, &format!("10.{k}.0.{i}"), now, 600)).collect();
+        assert_eq!(
+            h.engine.gossip(&envelope(&flood.iter().collect::<Vec<_>>())),
+            GossipVerdict::Accept
+        );
+        let r = record(&trusted(), &format!("192.0.2.{k}"), now, 600);
+        assert_eq!(h.engine.gossip(&envelope(&[&r])), GossipVerdict::Accept);
+        trusted_records.push(r);
+        assert!(h.engine.stranger_records() <= 50);
+    }
+    assert!(trusted_records.iter().all(|r| h.holds(r)));
+    assert_eq!(h.engine.records(), 40 + 50);
+    // Shares converged: 40 strangers in 50 places, nobody above 2.
+    assert!((0..40).all(|k| h.engine.quota.count_of(&stranger(k).public()) <= 2));
+}
+
+// ---- local reports and the store ----
+
+fn draft(target: &str) -> Draft {
+    Draft {
+        target: Target::parse(target, Bounds::default()).unwrap(),
         kind: Kind::Manual,
-        observed_at: now,
+        observed_at: now_ms(),
         ttl_s: 600,
         count: 1,
         evidence: Evidence::default(),
-    };
-    engine.report(vec![d]).unwrap();
-    assert!(engine.check(&target).blocked);
-    engine.report(vec![retraction(target.clone(), now, 3600)]).unwrap();
+    }
+}
+
+/// Sends a report command through the engine's command path and waits for its answer.
+fn report_command(engine: &mut Engine, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    engine.handle(Command::Report { drafts, reply });
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return r,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => std::thread::yield_now(),
+            Err(e) => panic!("no answer: {e}"),
+        }
+    }
+}
+
+#[test]
+fn own_reports_are_published_only_after_a_successful_flush() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    h.store.fail_puts.store(true, Ordering::SeqCst);
+    let err = report_command(&mut h.engine, vec![draft("192.0.2.1")]).unwrap_err();
+    assert!(format!("{err:#}").contains("disk full"), "{err:#}");
+    assert!(h.engine.report(vec![draft("192.0.2.2")]).is_err());
+    assert!(h.published().is_empty(), "a failed flush publishes nothing");
+    h.store.fail_puts.store(false, Ordering::SeqCst);
+    let out = report_command(&mut h.engine, vec![draft("192.0.2.3")]).unwrap();
+    let published = h.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].sightings, vec![out[0].to_proto()]);
+    // The earlier records were kept and written by the retry, just never published.
+    let me = Identity::from_secret([3; 32]).public();
+    for t in ["192.0.2.1", "192.0.2.2"] {
+        assert!(h.store.has(&me, &Target::parse(t, Bounds::default()).unwrap()));
+    }
+}
+
+#[test]
+fn a_failed_gossip_write_is_not_forgotten_and_does_not_fail_a_later_report_once_written() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    h.store.fail_puts.store(true, Ordering::SeqCst);
+    let r = record(&trusted(), "192.0.2.1", now, 600);
+    assert_eq!(h.engine.gossip(&envelope(&[&r])), GossipVerdict::Accept);
+    // While the disk refuses, every flush covering the write says so.
+    assert!(h.engine.flush().is_err());
+    h.store.fail_puts.store(false, Ordering::SeqCst);
+    // The disk is back: the report's flush writes the gossip record first, and succeeds.
+    report_command(&mut h.engine, vec![draft("192.0.2.9")]).unwrap();
+    assert!(h.stored(&r), "the failed write was retried");
+    assert_eq!(h.metric("fraudmesh_store_unwritten_records", &[]), 0.0);
+    assert!(h.metric("fraudmesh_store_write_errors_total", &[]) >= 1.0);
+}
+
+#[test]
+fn a_local_record_supersedes_the_previous_one_within_the_same_millisecond() {
+    let mut h = Harness::new(config(Identity::from_secret([4; 32])));
+    let target = Target::parse("192.0.2.9", Bounds::default()).unwrap();
+    let now = now_ms();
+    let mut d = draft("192.0.2.9");
+    d.observed_at = now;
+    h.engine.report(vec![d]).unwrap();
+    assert!(h.engine.check(&target).blocked);
+    h.engine.report(vec![retraction(target.clone(), now, 3600)]).unwrap();
     assert!(
-        !engine.check(&target).blocked,
+        !h.engine.check(&target).blocked,
         "the retraction wins even at the same ms"
     );
+}
+
+// ---- sync ----
+
+#[test]
+fn fetch_finds_records_by_id_and_never_gives_one_not_asked_for() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let t = trusted();
+    let (a, b) = (record(&t, "192.0.2.1", now, 600), record(&t, "192.0.2.2", now, 600));
+    h.engine.gossip(&envelope(&[&a, &b]));
+    h.engine.flush().unwrap();
+    let got = h.engine.fetch(vec![*b.id(), [7; 32], *a.id(), *b.id()]);
+    assert_eq!(got, vec![b.to_proto(), a.to_proto()], "in asked order, once each");
+    // A newer record of A's key is merged but not yet on disk: neither id is answered
+    // with the other's bytes.
+    let newer = record(&t, "192.0.2.1", now + 1, 600);
+    h.store.fail_puts.store(true, Ordering::SeqCst);
+    h.engine.gossip(&envelope(&[&newer]));
+    let _ = h.engine.flush();
+    assert!(h.engine.fetch(vec![*newer.id(), *a.id()]).is_empty());
+}
+
+#[test]
+fn the_reconciliation_set_is_rebuilt_at_most_once_per_interval() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let a = record(&trusted(), "192.0.2.1", now, 600);
+    h.engine.gossip(&envelope(&[&a]));
+    let first = h.engine.sync_items();
+    assert_eq!(*first, vec![(now, *a.id())]);
+    let b = record(&trusted(), "192.0.2.2", now, 600);
+    h.engine.gossip(&envelope(&[&b]));
+    // Built "just now" (in the future, so no clock can make it due): served as it was.
+    h.engine.sync_items_built = Some(Instant::now() + Duration::from_secs(3600));
+    assert!(Arc::ptr_eq(&first, &h.engine.sync_items()));
+    // Once the interval has passed, the change shows.
+    h.engine.sync_items_built = Instant::now().checked_sub(SYNC_ITEMS_REFRESH);
+    assert_eq!(h.engine.sync_items().len(), 2);
+    // No change since: the same set, however much time passes.
+    h.engine.sync_items_built = Instant::now().checked_sub(SYNC_ITEMS_REFRESH);
+    let again = h.engine.sync_items();
+    assert!(Arc::ptr_eq(&again, &h.engine.sync_items()));
 }

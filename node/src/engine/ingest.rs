@@ -1,0 +1,273 @@
+//! The receiving path every sighting from gossip or sync takes, and what is relayed.
+//!
+//! # Order (cheapest and most decisive first)
+//! 1. Size and decoding of the envelope (gossip only).
+//! 2. Per sighting, the cheap checks against the *protocol's* bounds: a violation is
+//!    invalid for every node and rejects the whole message (`Reject`, the sender is
+//!    penalised); a record only outside the clock window is skipped.
+//! 3. Dedup by record id: held in the ledger, relayed recently without being stored
+//!    (`recent.rs`), or repeated in this message — skipped before any signature work.
+//! 4. The stranger's per-key rate limit: over it, skipped (tokens are given back when
+//!    the message is rejected as a whole, so a forger cannot spend a stranger's rate).
+//! 5. Batch signature verification: any bad signature rejects the whole message.
+//! 6. This node's own limits (`max_ttl`, never for retractions; the minimum prefixes):
+//!    outside them, the record is not stored, not blamed, and still relayed.
+//! 7. Store admission: a stranger's record enters the fair-share quota
+//!    (`fraudmesh::quota`), evicting the oldest record of the most prolific stranger
+//!    when strangers hold their maximum, or is refused (still relayed).
+//! 8. Merge, re-decide the touched targets, queue the changes for the writer.
+//!
+//! # Relaying
+//! The relay set is every record that passed its signature and the rate limit and was
+//! not a duplicate, whether or not this node stores it: relaying never depends on this
+//! node's storage or policy, so a flood that fills the strangers' share cannot cut a
+//! reporter off from nodes that trust it behind this one. A gossip message whose every
+//! record is in the relay set is `Accept`ed (gossipsub forwards it); one with none is
+//! `Ignore`d; otherwise it is `Ignore`d and the engine publishes an envelope of just the
+//! relay set, without ever waiting for the network (a full publish queue drops it and
+//! counts `gossip_relay_dropped`). Records from sync are not relayed.
+
+use super::{Batch, Engine, GossipVerdict, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_SIGHTINGS};
+use crate::engine::store::Change;
+use crate::metrics::SourceLabel;
+use crate::now_ms;
+use fraudmesh::identity::PublicKey;
+use fraudmesh::proto;
+use fraudmesh::sighting::{self, wire_id, Kind, Pending, Record, RecordId, Sighting};
+use fraudmesh::Millis;
+use prost::Message;
+use std::collections::HashSet;
+use tokio::sync::mpsc::error::TrySendError;
+
+impl Engine {
+    /// The whole path of one gossip message: decode, then [`Engine::ingest`]'s path, then
+    /// the relay decision (see the module doc). Nothing is flushed: nothing is
+    /// acknowledged.
+    pub fn gossip(&mut self, data: &[u8]) -> GossipVerdict {
+        if data.len() > MAX_ENVELOPE_BYTES {
+            self.metrics.reject("envelope_oversized");
+            return GossipVerdict::Reject;
+        }
+        let env = match proto::Envelope::decode(data) {
+            Ok(env) if !env.sightings.is_empty() && env.sightings.len() <= MAX_ENVELOPE_SIGHTINGS => env,
+            Ok(_) => {
+                self.metrics.reject("envelope_size");
+                return GossipVerdict::Reject;
+            }
+            Err(_) => {
+                self.metrics.reject("envelope_decode");
+                return GossipVerdict::Reject;
+            }
+        };
+        let n = env.sightings.len();
+        match self.receive(&env.sightings, "gossip") {
+            None => GossipVerdict::Reject,
+            Some(relay) if relay.len() == n => GossipVerdict::Accept,
+            Some(relay) if relay.is_empty() => GossipVerdict::Ignore,
+            Some(relay) => {
+                let mut relay = relay.into_iter().peekable();
+                let part: Vec<proto::SignedSighting> = env
+                    .sightings
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| relay.next_if_eq(&i).map(|_| s))
+                    .collect();
+                self.republish(part);
+                GossipVerdict::Ignore
+            }
+        }
+    }
+
+    /// Records from sync (or any batch): the same path as gossip, without relaying.
+    /// `Reject`: something in it blames the sender and nothing was merged; `Accept`:
+    /// every record passed to the relay set; `Ignore`: some were skipped.
+    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> GossipVerdict {
+        match self.receive(sightings, source) {
+            None => GossipVerdict::Reject,
+            Some(relay) if relay.len() == sightings.len() => GossipVerdict::Accept,
+            Some(_) => GossipVerdict::Ignore,
+        }
+    }
+
+    /// Steps 2–8 of the module doc. `None`: rejected as a whole (nothing merged);
+    /// otherwise the positions of the relay set, in order.
+    fn receive(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> Option<Vec<usize>> {
+        let now = now_ms();
+        let mut pending = Vec::with_capacity(sightings.len());
+        let mut origin = Vec::with_capacity(sightings.len());
+        let mut charged: Vec<PublicKey> = Vec::new();
+        let mut in_message: HashSet<RecordId> = HashSet::with_capacity(sightings.len());
+        for (i, signed) in sightings.iter().enumerate() {
+            let p = match Pending::check_cached(signed, now, &self.wire_limits, &mut self.keys) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.metrics.reject(e.label());
+                    if e.blames_sender() {
+                        tracing::debug!(error = %e, source, "sighting rejected");
+                        self.refund(&charged);
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            let id = wire_id(signed);
+            if !in_message.insert(id) || self.ledger.holds(&id) || self.recent.contains(&id) {
+                self.metrics.duplicates.inc();
+                continue;
+            }
+            let reporter = p.sighting().reporter;
+            if self.policy.is_stranger(&reporter) {
+                if !self.rate.allow(&reporter, now) {
+                    self.metrics.reject("stranger_rate");
+                    continue;
+                }
+                charged.push(reporter);
+            }
+            pending.push(p);
+            origin.push(i);
+        }
+        let mut records = Vec::with_capacity(pending.len());
+        let mut relay = Vec::with_capacity(pending.len());
+        for (r, i) in sighting::verify_batch(pending).into_iter().zip(origin) {
+            match r {
+                Ok(r) => {
+                    records.push(r);
+                    relay.push(i);
+                }
+                Err(e) => {
+                    self.metrics.reject(e.label());
+                    if e.blames_sender() {
+                        // Any forged sighting condemns the whole message: nothing in it
+                        // is merged or relayed.
+                        tracing::debug!(error = %e, source, "sighting rejected");
+                        self.refund(&charged);
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut batch = Batch::default();
+        for r in records {
+            self.admit(r, now, source, &mut batch);
+        }
+        self.commit(batch, now, source);
+        Some(relay)
+    }
+
+    fn refund(&mut self, charged: &[PublicKey]) {
+        for reporter in charged {
+            self.rate.refund(reporter);
+        }
+    }
+
+    /// Steps 6–8 for one verified record: this node's limits, the strangers' quota, merge.
+    /// A record not stored is remembered as recently relayed.
+    pub(super) fn admit(&mut self, r: Record, now: Millis, source: &'static str, batch: &mut Batch) {
+        let id = *r.id();
+        let s = r.sighting();
+        if source != "local" {
+            if let Err(reason) = self.within_limits(s) {
+                self.metrics.reject(reason);
+                self.recent.insert(id);
+                return;
+            }
+        }
+        if !self.ledger.would_change(&r) {
+            // A newer record of this reporter and target is held (an exact duplicate
+            // was dropped earlier, or a local draft repeated within its batch).
+            self.recent.insert(id);
+            return;
+        }
+        if self.policy.is_stranger(&s.reporter) {
+            let key = (s.observed_at, s.target.clone());
+            match self.ledger.get(&s.reporter, &s.target) {
+                Some(held) => {
+                    let old = (held.observed_at(), s.target.clone());
+                    self.quota.replace(&s.reporter, &old, key);
+                }
+                None => match self.quota.admit(&s.reporter, key) {
+                    Ok(None) => {}
+                    Ok(Some((victim, (_, target)))) => self.evict(victim, target, batch),
+                    Err(refused) => {
+                        self.metrics.reject(refused.label());
+                        self.recent.insert(id);
+                        return;
+                    }
+                },
+            }
+        }
+        let merged = self.ledger.merge(&r);
+        debug_assert!(merged.changed(), "would_change said it would");
+        if source != "local" {
+            let delay_s = now.saturating_sub(s.observed_at) as f64 / 1000.0;
+            self.metrics.propagation.observe(delay_s);
+        }
+        batch.targets.push(s.target.clone());
+        batch.merged += 1;
+        batch.changes.push(Change::Put(r));
+    }
+
+    /// This node's own limits, which never blame the sender: the longest TTL (not for
+    /// retractions, which must reach every node holding what they withdraw) and the
+    /// broadest prefixes.
+    fn within_limits(&self, s: &Sighting) -> Result<(), &'static str> {
+        let ttl_ok = s.kind == Kind::Retract || s.ttl_s <= self.limits.max_ttl_s;
+        if !ttl_ok || s.target.check(self.limits.bounds).is_err() {
+            return Err("outside_local_limits");
+        }
+        Ok(())
+    }
+
+    /// Drops a stranger's record the quota evicted: from the ledger, then the store (in
+    /// order with the batch's other changes); its target is decided again.
+    fn evict(&mut self, reporter: PublicKey, target: fraudmesh::target::Target, batch: &mut Batch) {
+        if let Some(gone) = self.ledger.remove(&reporter, &target) {
+            self.recent.insert(*gone.id());
+            self.metrics.stranger_evictions.inc();
+            batch.changes.push(Change::Remove(reporter, target.clone()));
+            batch.targets.push(target);
+        }
+    }
+
+    /// Applies a batch's consequences: re-decide its targets, count, queue its changes
+    /// for the writer. Returns how many records were merged.
+    pub(super) fn commit(&mut self, batch: Batch, now: Millis, source: &'static str) -> usize {
+        if batch.changes.is_empty() {
+            return 0;
+        }
+        self.sync_items_stale = true;
+        if batch.merged > 0 {
+            self.metrics
+                .accepted
+                .get_or_create(&SourceLabel { source })
+                .inc_by(batch.merged as u64);
+        }
+        let mut targets = batch.targets;
+        targets.sort();
+        targets.dedup();
+        self.redecide(&targets, now);
+        self.metrics.records.set(self.ledger.len() as i64);
+        self.metrics.stranger_records.set(self.quota.total() as i64);
+        // Enforcers read the snapshot: publish it now unless one went out moments ago.
+        self.rebuild_if_due();
+        self.writer.apply(batch.changes);
+        batch.merged
+    }
+
+    /// Publishes the relayable part of a gossip message as a new envelope, never waiting
+    /// for the network task.
+    fn republish(&self, sightings: Vec<proto::SignedSighting>) {
+        let data = proto::Envelope { sightings }.encode_to_vec();
+        match self.publish.try_send(data) {
+            Ok(()) => {
+                self.metrics.relay_republished.inc();
+            }
+            Err(TrySendError::Full(_)) => {
+                self.metrics.relay_dropped.inc();
+                tracing::debug!("publish queue full; a relay envelope was dropped");
+            }
+            // The network task is gone (shutting down, or a bench without one).
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+}
