@@ -172,15 +172,15 @@ impl Engine {
                 return;
             }
         }
-        if !self.ledger.would_change(&r) {
-            // A newer record of this reporter and target is held (an exact duplicate
-            // was dropped earlier, or a local draft repeated within its batch).
-            self.recent.insert(id);
-            return;
-        }
+        // Strangers' records pass the quota first (it needs to know whether the record
+        // is new or replaces one); anything else merges straight away.
         if self.policy.is_stranger(&s.reporter) {
             let key = (s.observed_at, s.target.clone());
             match self.ledger.get(&s.reporter, &s.target) {
+                Some(_) if !self.ledger.would_change(&r) => {
+                    self.recent.insert(id);
+                    return;
+                }
                 Some(held) => {
                     let old = (held.observed_at(), s.target.clone());
                     self.quota.replace(&s.reporter, &old, key);
@@ -196,8 +196,13 @@ impl Engine {
                 },
             }
         }
-        let merged = self.ledger.merge(&r);
-        debug_assert!(merged.changed(), "would_change said it would");
+        if !self.ledger.merge(&r).changed() {
+            // A newer record of this reporter and target is held (an exact duplicate
+            // was dropped earlier, or a local draft repeated within its batch).
+            debug_assert!(!self.policy.is_stranger(&s.reporter), "checked above");
+            self.recent.insert(id);
+            return;
+        }
         if source != "local" {
             let delay_s = now.saturating_sub(s.observed_at) as f64 / 1000.0;
             self.metrics.propagation.observe(delay_s);
