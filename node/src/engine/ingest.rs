@@ -33,7 +33,7 @@ use crate::metrics::SourceLabel;
 use crate::now_ms;
 use fraudmesh::identity::PublicKey;
 use fraudmesh::proto;
-use fraudmesh::sighting::{self, wire_id, Kind, Pending, Record, RecordId, Sighting};
+use fraudmesh::sighting::{self, wire_id, Pending, Record, RecordId, Sighting};
 use fraudmesh::Millis;
 use prost::Message;
 use std::collections::HashSet;
@@ -98,7 +98,7 @@ impl Engine {
         let mut charged: Vec<PublicKey> = Vec::new();
         let mut in_message: HashSet<RecordId> = HashSet::with_capacity(sightings.len());
         for (i, signed) in sightings.iter().enumerate() {
-            let p = match Pending::check_cached(signed, now, &self.wire_limits, &mut self.keys) {
+            let p = match Pending::check_wire_cached(signed, now, &self.limits, &mut self.keys) {
                 Ok(p) => p,
                 Err(e) => {
                     self.metrics.reject(e.label());
@@ -212,15 +212,10 @@ impl Engine {
         batch.changes.push(Change::Put(r));
     }
 
-    /// This node's own limits, which never blame the sender: the longest TTL (not for
-    /// retractions, which must reach every node holding what they withdraw) and the
-    /// broadest prefixes.
+    /// This node's own limits ([`fraudmesh::sighting::AcceptLimits::admit`]: the longest
+    /// TTL and the broadest prefixes, never for retractions), which never blame the sender.
     fn within_limits(&self, s: &Sighting) -> Result<(), &'static str> {
-        let ttl_ok = s.kind == Kind::Retract || s.ttl_s <= self.limits.max_ttl_s;
-        if !ttl_ok || s.target.check(self.limits.bounds).is_err() {
-            return Err("outside_local_limits");
-        }
-        Ok(())
+        self.limits.admit(s).map_err(|e| e.label())
     }
 
     /// Drops a stranger's record the quota evicted: from the ledger, then the store (in

@@ -36,7 +36,7 @@ use fraudmesh::quota::Quota;
 use fraudmesh::rate::RateLimiter;
 use fraudmesh::sighting::{self, wire_id, AcceptLimits, Draft, Kind, Record, RecordId};
 use fraudmesh::sync::Item;
-use fraudmesh::target::{Bounds, Target};
+use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use prost::Message;
 use std::collections::HashSet;
@@ -77,16 +77,6 @@ pub const SYNC_ITEMS_REFRESH: Duration = Duration::from_secs(1);
 /// Ids of records relayed but not stored, remembered to drop them as duplicates when
 /// they come again (32 bytes each, twice: about 4 MiB).
 const RECENT_IDS: usize = 65_536;
-/// The protocol's longest TTL, the same for every node (30 days): what the cheap checks
-/// before the signature enforce. This node's `max_ttl` applies after the signature.
-const PROTOCOL_MAX_TTL_S: u32 = 30 * 24 * 3600;
-/// The protocol's broadest prefixes, the same for every node (/8 for IPv4, /16 for
-/// IPv6). This node's own bounds apply after the signature.
-const PROTOCOL_BOUNDS: Bounds = Bounds {
-    min_v4_len: 8,
-    min_v6_len: 16,
-};
-
 /// Bounds on what strangers can make this node hold.
 #[derive(Debug, Clone)]
 pub struct StrangerBounds {
@@ -121,9 +111,6 @@ pub struct Engine {
     /// This node's own acceptance bounds, applied after the signature: a record outside
     /// them is relayed but not stored, and never blamed on its sender.
     limits: AcceptLimits,
-    /// The protocol's bounds (widened to `limits` where those are wider), applied by the
-    /// cheap checks: a record outside them is invalid for every node and blames its sender.
-    wire_limits: AcceptLimits,
     rate: RateLimiter,
     keys: KeyCache,
     ledger: Ledger,
@@ -285,21 +272,12 @@ impl Engine {
                 "skipped stored records that could not be read; corrupt ones were removed"
             );
         }
-        let wire_limits = AcceptLimits {
-            bounds: Bounds {
-                min_v4_len: PROTOCOL_BOUNDS.min_v4_len.min(cfg.limits.bounds.min_v4_len),
-                min_v6_len: PROTOCOL_BOUNDS.min_v6_len.min(cfg.limits.bounds.min_v6_len),
-            },
-            max_ttl_s: PROTOCOL_MAX_TTL_S.max(cfg.limits.max_ttl_s),
-            max_future_skew_ms: cfg.limits.max_future_skew_ms,
-        };
         let mut engine = Engine {
             identity: cfg.identity,
             rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
             keys,
             policy: cfg.policy,
             limits: cfg.limits,
-            wire_limits,
             ledger: loaded.ledger,
             quota: Quota::new(cfg.strangers.max_total, cfg.strangers.max_per_stranger),
             recent: RecentIds::new(RECENT_IDS),
