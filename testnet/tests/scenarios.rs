@@ -53,8 +53,8 @@ fn scenario_with(name: &str, nodes: usize, extra: &[&str]) -> Value {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let nodes = nodes.to_string();
-    let mut args = vec!["--nodes", &nodes, "--scenario", name, "--seed", "7", "--targets", "120"];
+    let count = nodes.to_string();
+    let mut args = vec!["--nodes", &count, "--scenario", name, "--seed", "7", "--targets", "120"];
     args.extend_from_slice(extra);
     let o = run(&args, &out);
     let stdout = String::from_utf8_lossy(&o.stdout);
