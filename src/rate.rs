@@ -1,5 +1,7 @@
-//! Token buckets keyed by reporter: how many sightings per second a reporter may make
-//! this node process. Pure: the caller passes the time.
+//! Token buckets: [`TokenBucket`], the one refill-and-take rule every rate bound of the
+//! project uses (sensor answers, sync requests per peer, sightings per stranger), and
+//! [`RateLimiter`], buckets keyed by reporter: how many sightings per second a reporter
+//! may make this node process. Pure: the caller passes the time.
 //!
 //! Keys are free (anyone can mint one), so the state is bounded: at most a fixed number
 //! of reporters are tracked, and a new one pushes out the reporter touched least recently.
@@ -14,10 +16,46 @@ use std::collections::{BTreeMap, HashMap};
 /// Most reporters tracked at once by default ([`RateLimiter::new`]).
 pub const MAX_TRACKED: usize = 100_000;
 
-#[derive(Debug, Clone)]
-struct Bucket {
+/// One token bucket: up to `burst` tokens saved, refilled continuously at `per_s`
+/// tokens per second. The rate and burst are the caller's (many buckets share them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenBucket {
     tokens: f64,
     last: Millis,
+}
+
+impl TokenBucket {
+    /// A bucket holding its whole `burst` at `now`.
+    pub fn full(burst: f64, now: Millis) -> Self {
+        Self {
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Refills the bucket to `now` (time never runs backwards for it), then takes `cost`
+    /// tokens if there are that many; false (nothing taken) otherwise.
+    pub fn take(&mut self, cost: f64, per_s: f64, burst: f64, now: Millis) -> bool {
+        let elapsed_s = now.saturating_sub(self.last) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed_s * per_s).min(burst);
+        self.last = self.last.max(now);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back `cost` tokens taken for work that was not done, up to `burst`.
+    pub fn give_back(&mut self, cost: f64, burst: f64) {
+        self.tokens = (self.tokens + cost).min(burst);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: TokenBucket,
     /// When this bucket was last touched, in `RateLimiter::clock` ticks (its place in the
     /// least-recently-used order).
     touched: u64,
@@ -63,13 +101,8 @@ impl RateLimiter {
 
     /// Takes one token for `reporter` at `now`; false when the reporter is over its rate.
     pub fn allow(&mut self, reporter: &PublicKey, now: Millis) -> bool {
-        let bucket = self.touch(reporter, now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let (rate, burst) = (self.rate_per_s, self.burst);
+        self.touch(reporter, now).tokens.take(1.0, rate, burst, now)
     }
 
     /// Gives back a token taken by [`RateLimiter::allow`] for work that was not done (a
@@ -77,12 +110,12 @@ impl RateLimiter {
     pub fn refund(&mut self, reporter: &PublicKey) {
         let burst = self.burst;
         if let Some(b) = self.buckets.get_mut(reporter) {
-            b.tokens = (b.tokens + 1.0).min(burst);
+            b.tokens.give_back(1.0, burst);
         }
     }
 
-    /// The reporter's bucket refilled to `now`, made the most recently used; a new one
-    /// (full) when it is not tracked, pushing out the least recently used at capacity.
+    /// The reporter's bucket, made the most recently used; a new one (full) when it is not
+    /// tracked, pushing out the least recently used at capacity.
     fn touch(&mut self, reporter: &PublicKey, now: Millis) -> &mut Bucket {
         self.clock += 1;
         let clock = self.clock;
@@ -91,18 +124,14 @@ impl RateLimiter {
                 self.buckets.remove(&oldest);
             }
         }
-        let (rate, burst) = (self.rate_per_s, self.burst);
+        let burst = self.burst;
         let bucket = self.buckets.entry(*reporter).or_insert(Bucket {
-            tokens: burst,
-            last: now,
+            tokens: TokenBucket::full(burst, now),
             touched: clock,
         });
         self.lru.remove(&bucket.touched);
         self.lru.insert(clock, *reporter);
         bucket.touched = clock;
-        let elapsed_s = now.saturating_sub(bucket.last) as f64 / 1000.0;
-        bucket.tokens = (bucket.tokens + elapsed_s * rate).min(burst);
-        bucket.last = now.max(bucket.last);
         bucket
     }
 }

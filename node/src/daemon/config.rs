@@ -66,7 +66,7 @@ pub struct Config {
     pub node: NodeSection,
     /// Connection and sync bounds.
     #[serde(default)]
-    pub net: NetSection,
+    pub net: crate::net::Limits,
     /// Trust weights.
     #[serde(default)]
     pub trust: TrustSection,
@@ -108,45 +108,6 @@ pub struct NodeSection {
     pub seeds: Vec<String>,
     /// HTTP API address. Default `127.0.0.1:7711`.
     pub api: String,
-}
-
-/// `[net]`: the network's bounds (see [`crate::net::Limits`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct NetSection {
-    /// Established incoming connections. Default 256.
-    pub max_incoming: u32,
-    /// Established outgoing connections. Default 64.
-    pub max_outgoing: u32,
-    /// Established connections both ways. Default 300.
-    pub max_connections: u32,
-    /// Established connections per peer. Default 2.
-    pub max_per_peer: u32,
-    /// Incoming connections in their handshake. Default 32.
-    pub max_pending_incoming: u32,
-    /// Outgoing connections being dialled. Default 32.
-    pub max_pending_outgoing: u32,
-    /// Established incoming connections per source IP (IPv6: per /64); seeds and trusted
-    /// peers are not counted. Default 8.
-    pub max_incoming_per_ip: u32,
-    /// Refuse new connections while the node's resident memory is above this share of
-    /// the host's RAM, percent; 0 = off. Default 50.
-    pub max_memory_percent: u8,
-    /// Longest handshake of a new connection. Default 10s.
-    #[serde(with = "humantime_serde")]
-    pub handshake_timeout: Duration,
-    /// Idle connections close after this. Default 60s.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// Sync streams per connection. Default 4.
-    pub sync_streams: usize,
-    /// Longest sync request. Default 15s.
-    #[serde(with = "humantime_serde")]
-    pub sync_timeout: Duration,
-    /// Sync requests answered per peer and minute. Default 300.
-    pub sync_requests_per_minute: u32,
-    /// Dial loopback, private and link-local addresses learned from peers. Default false.
-    pub dial_private: bool,
 }
 
 /// One trusted peer.
@@ -236,28 +197,6 @@ impl Default for NodeSection {
             listen: vec!["/ip4/0.0.0.0/tcp/7710".into()],
             seeds: Vec::new(),
             api: "127.0.0.1:7711".into(),
-        }
-    }
-}
-
-impl Default for NetSection {
-    fn default() -> Self {
-        let l = crate::net::Limits::default();
-        Self {
-            max_incoming: l.max_incoming,
-            max_outgoing: l.max_outgoing,
-            max_connections: l.max_connections,
-            max_per_peer: l.max_per_peer,
-            max_pending_incoming: l.max_pending_incoming,
-            max_pending_outgoing: l.max_pending_outgoing,
-            max_incoming_per_ip: l.max_incoming_per_ip,
-            max_memory_percent: l.max_memory_percent,
-            handshake_timeout: l.handshake_timeout,
-            idle_timeout: l.idle_timeout,
-            sync_streams: l.sync_streams,
-            sync_timeout: l.sync_timeout,
-            sync_requests_per_minute: l.sync_requests_per_minute,
-            dial_private: l.dial_private,
         }
     }
 }
@@ -370,7 +309,8 @@ impl Config {
         self.enforce.validate()?;
         self.audit.validate()?;
         let strangers = self.limits.strangers()?;
-        let net = self.net.limits()?;
+        check_net(&self.net)?;
+        let net = self.net.clone();
         let trusted_peers = self.trust.peer_ids()?;
         Ok(Settings {
             listen,
@@ -429,59 +369,42 @@ impl NodeSection {
     }
 }
 
-impl NetSection {
-    /// The validated bounds.
-    fn limits(&self) -> anyhow::Result<crate::net::Limits> {
-        let counts = [
-            ("net.max_incoming", self.max_incoming),
-            ("net.max_outgoing", self.max_outgoing),
-            ("net.max_connections", self.max_connections),
-            ("net.max_per_peer", self.max_per_peer),
-            ("net.max_pending_incoming", self.max_pending_incoming),
-            ("net.max_pending_outgoing", self.max_pending_outgoing),
-            ("net.max_incoming_per_ip", self.max_incoming_per_ip),
-            ("net.sync_requests_per_minute", self.sync_requests_per_minute),
-        ];
-        for (key, v) in counts {
-            if v == 0 {
-                bail!("{key}: must be at least 1");
-            }
+/// `[net]`, checked: every count at least 1, timeouts at least 1 s.
+fn check_net(net: &crate::net::Limits) -> anyhow::Result<()> {
+    let counts = [
+        ("net.max_incoming", net.max_incoming),
+        ("net.max_outgoing", net.max_outgoing),
+        ("net.max_connections", net.max_connections),
+        ("net.max_per_peer", net.max_per_peer),
+        ("net.max_pending_incoming", net.max_pending_incoming),
+        ("net.max_pending_outgoing", net.max_pending_outgoing),
+        ("net.max_incoming_per_ip", net.max_incoming_per_ip),
+        ("net.sync_requests_per_minute", net.sync_requests_per_minute),
+    ];
+    for (key, v) in counts {
+        if v == 0 {
+            bail!("{key}: must be at least 1");
         }
-        if !(1..=16).contains(&self.sync_streams) {
-            bail!("net.sync_streams: must be 1..=16, got {}", self.sync_streams);
-        }
-        if self.max_memory_percent > 100 {
-            bail!(
-                "net.max_memory_percent: must be 0..=100 (0 = off), got {}",
-                self.max_memory_percent
-            );
-        }
-        for (key, d) in [
-            ("net.handshake_timeout", self.handshake_timeout),
-            ("net.idle_timeout", self.idle_timeout),
-            ("net.sync_timeout", self.sync_timeout),
-        ] {
-            if d < Duration::from_secs(1) {
-                bail!("{key}: must be at least 1s");
-            }
-        }
-        Ok(crate::net::Limits {
-            max_incoming: self.max_incoming,
-            max_outgoing: self.max_outgoing,
-            max_connections: self.max_connections,
-            max_per_peer: self.max_per_peer,
-            max_pending_incoming: self.max_pending_incoming,
-            max_pending_outgoing: self.max_pending_outgoing,
-            max_incoming_per_ip: self.max_incoming_per_ip,
-            max_memory_percent: self.max_memory_percent,
-            handshake_timeout: self.handshake_timeout,
-            idle_timeout: self.idle_timeout,
-            sync_streams: self.sync_streams,
-            sync_timeout: self.sync_timeout,
-            sync_requests_per_minute: self.sync_requests_per_minute,
-            dial_private: self.dial_private,
-        })
     }
+    if !(1..=16).contains(&net.sync_streams) {
+        bail!("net.sync_streams: must be 1..=16, got {}", net.sync_streams);
+    }
+    if net.max_memory_percent > 100 {
+        bail!(
+            "net.max_memory_percent: must be 0..=100 (0 = off), got {}",
+            net.max_memory_percent
+        );
+    }
+    for (key, d) in [
+        ("net.handshake_timeout", net.handshake_timeout),
+        ("net.idle_timeout", net.idle_timeout),
+        ("net.sync_timeout", net.sync_timeout),
+    ] {
+        if d < Duration::from_secs(1) {
+            bail!("{key}: must be at least 1s");
+        }
+    }
+    Ok(())
 }
 
 /// A trust weight from its decimal form in the config; errors start with `key`.

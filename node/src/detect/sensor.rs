@@ -28,6 +28,7 @@ use crate::metrics::SensorLabel;
 use anyhow::Context;
 use fraudmesh::detect::logs::EventKind;
 use fraudmesh::detect::sip::{self, MAX_MESSAGE};
+use fraudmesh::rate::TokenBucket;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::hash_map::RandomState;
@@ -163,42 +164,13 @@ fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
     Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
 }
 
-/// A token bucket.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at_ms: u64,
-}
-
-impl Bucket {
-    fn full(burst: f64) -> Self {
-        Self {
-            tokens: burst,
-            at_ms: 0,
-        }
-    }
-
-    /// Takes `cost` tokens if there are that many at `now_ms`.
-    fn take(&mut self, cost: f64, rate: f64, burst: f64, now_ms: u64) -> bool {
-        let elapsed = now_ms.saturating_sub(self.at_ms);
-        self.at_ms = self.at_ms.max(now_ms);
-        self.tokens = (self.tokens + elapsed as f64 * rate / 1000.0).min(burst);
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// The sensor's rate bounds: per source ([`SOURCE_BURST`], [`SOURCE_RATE`], in
 /// [`SOURCE_SLOTS`] slots) and answer bytes overall ([`ANSWER_BYTES_BURST`],
 /// [`ANSWER_BYTES_RATE`]). Time is milliseconds on the listener's clock.
 pub struct Limiter {
     hasher: RandomState,
-    sources: Vec<Bucket>,
-    bytes: Bucket,
+    sources: Vec<TokenBucket>,
+    bytes: TokenBucket,
 }
 
 impl Default for Limiter {
@@ -212,8 +184,8 @@ impl Limiter {
     pub fn new() -> Self {
         Self {
             hasher: RandomState::new(),
-            sources: vec![Bucket::full(SOURCE_BURST); SOURCE_SLOTS],
-            bytes: Bucket::full(ANSWER_BYTES_BURST),
+            sources: vec![TokenBucket::full(SOURCE_BURST, 0); SOURCE_SLOTS],
+            bytes: TokenBucket::full(ANSWER_BYTES_BURST, 0),
         }
     }
 

@@ -100,15 +100,8 @@ impl Engine {
         for (i, signed) in sightings.iter().enumerate() {
             let p = match Pending::check_wire_cached(signed, now, &self.limits, &mut self.keys) {
                 Ok(p) => p,
-                Err(e) => {
-                    self.metrics.reject(e.label());
-                    if e.blames_sender() {
-                        tracing::debug!(error = %e, source, "sighting rejected");
-                        self.refund(&charged);
-                        return None;
-                    }
-                    continue;
-                }
+                Err(e) if self.refused(&e, source, &charged) => return None,
+                Err(_) => continue,
             };
             let id = wire_id(signed);
             if !in_message.insert(id) || self.ledger.holds(&id) || self.recent.contains(&id) {
@@ -134,16 +127,10 @@ impl Engine {
                     records.push(r);
                     relay.push(i);
                 }
-                Err(e) => {
-                    self.metrics.reject(e.label());
-                    if e.blames_sender() {
-                        // Any forged sighting condemns the whole message: nothing in it
-                        // is merged or relayed.
-                        tracing::debug!(error = %e, source, "sighting rejected");
-                        self.refund(&charged);
-                        return None;
-                    }
-                }
+                // Any forged sighting condemns the whole message: nothing in it is
+                // merged or relayed.
+                Err(e) if self.refused(&e, source, &charged) => return None,
+                Err(_) => {}
             }
         }
         let mut batch = Batch::default();
@@ -158,6 +145,18 @@ impl Engine {
         for reporter in charged {
             self.rate.refund(reporter);
         }
+    }
+
+    /// Counts a refused sighting. True when it condemns its whole message (its error
+    /// blames the sender): then the rate tokens the message took are given back.
+    fn refused(&mut self, e: &sighting::Error, source: &'static str, charged: &[PublicKey]) -> bool {
+        self.metrics.reject(e.label());
+        if !e.blames_sender() {
+            return false;
+        }
+        tracing::debug!(error = %e, source, "sighting rejected");
+        self.refund(charged);
+        true
     }
 
     /// Steps 6–8 for one verified record: this node's limits, the strangers' quota, merge.

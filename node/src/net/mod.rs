@@ -79,9 +79,10 @@ const SYNC_PEER_RETAIN: Duration = Duration::from_secs(120);
 /// entry goes.
 const MAX_SYNC_PEERS: usize = 1024;
 
-/// The network's bounds: the `[net]` config section, validated (defaults in
-/// [`Limits::default`], fit for a PBX sidecar).
-#[derive(Debug, Clone, PartialEq)]
+/// The network's bounds: the `[net]` config section as it is read (checked by the
+/// config; defaults in [`Limits::default`], fit for a PBX sidecar).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Established incoming connections (`net.max_incoming`, 256).
     pub max_incoming: u32,
@@ -104,14 +105,17 @@ pub struct Limits {
     /// off on the memory transport, where many nodes share one process).
     pub max_memory_percent: u8,
     /// Longest noise + yamux handshake of a new connection (`net.handshake_timeout`, 10 s).
+    #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A connection with no open stream is closed after this; and a stranger outside the
     /// gossip mesh (not syncing) is disconnected after this long while the node has more
     /// than it wants (`net.idle_timeout`, 60 s).
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Sync streams open at once per connection, both directions (`net.sync_streams`, 4).
     pub sync_streams: usize,
     /// Longest one sync request may take, sending to answer (`net.sync_timeout`, 15 s).
+    #[serde(with = "humantime_serde")]
     pub sync_timeout: Duration,
     /// Sync requests answered per peer and minute, as a budget refilled continuously
     /// (`net.sync_requests_per_minute`, 300: a catch-up of a million records takes

@@ -9,6 +9,7 @@
 //! beyond it the least recently active entry goes. Time is a parameter, so all of it is
 //! tested without a clock.
 
+use fraudmesh::rate::TokenBucket;
 use libp2p::PeerId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,10 +19,8 @@ use std::time::{Duration, Instant};
 struct Entry {
     /// When this node last started a session with it.
     last_session: Option<Instant>,
-    /// Inbound requests it may still send now.
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    refilled: Instant,
+    /// Inbound requests it may still send (time in ms since the table's `epoch`).
+    budget: TokenBucket,
     /// When it was last active (a session, a request): the eviction order.
     touched: Instant,
     /// Since when a prune found it disconnected.
@@ -34,6 +33,8 @@ pub(super) struct SyncPeers {
     entries: HashMap<PeerId, Entry>,
     /// Requests per minute (also the bucket's size).
     per_minute: f64,
+    /// Where the buckets' millisecond clock starts: the first instant the table is given.
+    epoch: Option<Instant>,
     /// How long entries of disconnected peers are kept.
     retain: Duration,
     /// Most entries.
@@ -47,6 +48,7 @@ impl SyncPeers {
         Self {
             entries: HashMap::new(),
             per_minute: f64::from(per_minute),
+            epoch: None,
             retain,
             cap: cap.max(1),
         }
@@ -66,11 +68,10 @@ impl SyncPeers {
                 self.entries.remove(&oldest);
             }
         }
-        let per_minute = self.per_minute;
+        let budget = TokenBucket::full(self.per_minute, self.millis(now));
         let e = self.entries.entry(peer).or_insert_with(|| Entry {
             last_session: None,
-            tokens: per_minute,
-            refilled: now,
+            budget,
             touched: now,
             gone_since: None,
         });
@@ -93,17 +94,17 @@ impl SyncPeers {
 
     /// Takes one request from `peer`'s budget; false when it has none left.
     pub(super) fn take_request(&mut self, peer: PeerId, now: Instant) -> bool {
-        let per_minute = self.per_minute;
-        let e = self.entry(peer, now);
-        let elapsed = now.saturating_duration_since(e.refilled).as_secs_f64();
-        e.tokens = (e.tokens + elapsed * per_minute / 60.0).min(per_minute);
-        e.refilled = now;
-        if e.tokens >= 1.0 {
-            e.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let (per_minute, at) = (self.per_minute, self.millis(now));
+        self.entry(peer, now)
+            .budget
+            .take(1.0, per_minute / 60.0, per_minute, at)
+    }
+
+    /// `now` on the buckets' clock: ms since the first instant the table was given
+    /// (earlier ones count as that start).
+    fn millis(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_millis() as u64
     }
 
     /// Drops the entries of peers that `connected` says are gone and have been for
