@@ -29,8 +29,9 @@ pub(super) enum Cmd {
         reply: oneshot::Sender<anyhow::Result<CallDecision>>,
     },
     End {
+        account: String,
         call_id: String,
-        reply: oneshot::Sender<anyhow::Result<Option<String>>>,
+        reply: oneshot::Sender<anyhow::Result<bool>>,
     },
     Accounts {
         reply: oneshot::Sender<Vec<AccountView>>,
@@ -189,10 +190,14 @@ impl Actor {
                 let d = self.authorize(&req, count, fraud, now, &mut batch.dirty);
                 batch.answers.push(answer(reply, d));
             }
-            Cmd::End { call_id, reply } => {
-                let ended = self.policy.end_call(&call_id, now);
-                if let Some(a) = &ended {
-                    batch.dirty.insert(a.clone());
+            Cmd::End {
+                account,
+                call_id,
+                reply,
+            } => {
+                let ended = self.policy.end(&account, &call_id, now);
+                if ended {
+                    batch.dirty.insert(account);
                 }
                 batch.answers.push(answer(reply, ended));
             }

@@ -253,9 +253,15 @@ impl CallsHandle {
         self.ask(|reply| Cmd::Authorize { req, count, reply }).await?
     }
 
-    /// Ends a call; the account it belonged to, if it was in progress.
-    pub async fn end(&self, call_id: String) -> anyhow::Result<Option<String>> {
-        self.ask(|reply| Cmd::End { call_id, reply }).await?
+    /// Ends `account`'s call `call_id`; whether it was in progress (another account's
+    /// call is not ended).
+    pub async fn end(&self, account: String, call_id: String) -> anyhow::Result<bool> {
+        self.ask(|reply| Cmd::End {
+            account,
+            call_id,
+            reply,
+        })
+        .await?
     }
 
     /// Every account with state.

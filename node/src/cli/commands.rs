@@ -120,18 +120,34 @@ fn bouncers(dir: &NodeDir, command: BouncersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client of the node that runs from DIR: `node.json` names its API while it runs,
-/// else the config's API address is tried.
+/// A client of the node that runs from DIR. While it runs, `node.json` names its API and
+/// the client holds the token. Without a live `node.json` (missing, or its pid gone) the
+/// config's API address is tried for reads that need no token, but the token is never
+/// sent there: another local process may have bound that address. Commands that need it
+/// say the node is not running.
 fn connect(dir: &NodeDir) -> anyhow::Result<Client> {
-    let api = match dir.running() {
-        Some(rt) => rt.api,
-        None => config::load(dir)?.node.api,
+    let start = format!("start it with: fraudmesh --dir {} run", dir.root().display());
+    let (api, token, no_token) = match dir.running() {
+        Some(rt) => (
+            rt.api,
+            dir.load_token().ok(),
+            format!("no API token at {}", dir.token().display()),
+        ),
+        None => (
+            config::load(dir)?.node.api,
+            None,
+            format!(
+                "no node is running from {} (no {} with a live pid; the token is sent only to a running node): {start}",
+                dir.root().display(),
+                dir.runtime().display()
+            ),
+        ),
     };
     let hints = Hints {
-        not_running: Some(format!("start it with: fraudmesh --dir {} run", dir.root().display())),
-        no_token: Some(format!("no API token at {}", dir.token().display())),
+        not_running: Some(start),
+        no_token: Some(no_token),
     };
-    Ok(Client::new(&api, dir.load_token().ok())?.with_hints(hints))
+    Ok(Client::new(&api, token)?.with_hints(hints))
 }
 
 fn init(dir: &NodeDir, args: InitArgs) -> anyhow::Result<()> {
@@ -167,16 +183,20 @@ fn init(dir: &NodeDir, args: InitArgs) -> anyhow::Result<()> {
             .collect::<String>(),
         toml::to_string_pretty(&config).context("writing the config")?
     );
-    std::fs::write(dir.config(), text).with_context(|| format!("writing {}", dir.config().display()))?;
+    crate::fsutil::write_atomically(&dir.config(), text.as_bytes(), 0o644)?;
     println!("{peer_id}");
     for addr in &config.node.listen {
         let addr: Multiaddr = addr.parse()?;
         println!("{}", dialable(&addr, &peer_id));
     }
     eprintln!(
-        "initialised {} — start the node with: fraudmesh --dir {} run",
+        "initialised {} — start the node with: fraudmesh --dir {} run\n\
+         the SIP stack's token for call authorisation is in {} (mode 0640; let the PBX's group \
+         read it, e.g. chgrp asterisk {})",
         dir.root().display(),
-        dir.root().display()
+        dir.root().display(),
+        dir.calls_token().display(),
+        dir.calls_token().display()
     );
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/config.toml    the operator's configuration (optional: defaults apply)
 //! DIR/identity.key   the ed25519 secret seed, hex, mode 0600
-//! DIR/api.token      the bearer token for API writes, mode 0600
+//! DIR/api.token      the admin bearer token (writes, accounts, audit), mode 0600
+//! DIR/calls.token    the SIP stack's bearer token for call authorisation, mode 0640
 //! DIR/data/          the sled database
 //! DIR/node.json      written by a running node: its pid, API and listen addresses
 //! ```
@@ -57,6 +58,11 @@ impl NodeDir {
     pub fn token(&self) -> PathBuf {
         self.root.join("api.token")
     }
+    /// `calls.token`, the SIP stack's credential for `/v1/calls/authorize` and
+    /// `/v1/calls/{call_id}/end`.
+    pub fn calls_token(&self) -> PathBuf {
+        self.root.join("calls.token")
+    }
     /// `bouncers.json`, the CrowdSec bouncer keys (hashed).
     pub fn bouncers(&self) -> PathBuf {
         self.root.join("bouncers.json")
@@ -78,7 +84,7 @@ impl NodeDir {
         }
         fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
         let id = Identity::from_secret(rand::random());
-        write_secret(&self.identity(), &hex::encode(id.secret_bytes()), false)?;
+        write_secret(&self.identity(), &hex::encode(id.secret_bytes()), 0o600, false)?;
         Ok(id)
     }
 
@@ -102,30 +108,43 @@ impl NodeDir {
         Ok(Identity::from_secret(secret))
     }
 
-    /// Loads the API token, creating one (0600) if missing.
+    /// Loads the API token for the daemon, creating one (0600) if missing; refuses a
+    /// token file that group or others can read or write (anyone who reads it
+    /// administers the node).
     pub fn load_or_create_token(&self) -> anyhow::Result<String> {
-        if self.token().exists() {
-            return self.load_token();
+        if !self.token().exists() {
+            fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+            write_secret(&self.token(), &new_token(), API_TOKEN_MODE, false)?;
         }
-        fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
-        let token = hex::encode(rand::random::<[u8; 32]>());
-        write_secret(&self.token(), &token, false)?;
-        Ok(token)
+        check_mode(&self.token(), 0o077, "chmod 600")?;
+        self.load_token()
     }
 
-    /// Loads the API token.
+    /// Loads the API token (the CLI; the daemon checks its mode).
     pub fn load_token(&self) -> anyhow::Result<String> {
-        let path = self.token();
-        let t = fs::read_to_string(&path).with_context(|| format!("reading the API token {}", path.display()))?;
-        Ok(t.trim().to_string())
+        read_token(&self.token(), "the API token")
     }
 
-    /// Writes a new identity and token (for `init`), replacing old ones only when `force`.
+    /// Loads the calls token for the daemon, creating one (0640) if missing; refuses a
+    /// token file that others (not the owner, not its group) can read or write. Its group
+    /// is left as created: `chgrp asterisk DIR/calls.token` lets the PBX's group read it.
+    pub fn load_or_create_calls_token(&self) -> anyhow::Result<String> {
+        if !self.calls_token().exists() {
+            fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+            write_secret(&self.calls_token(), &new_token(), CALLS_TOKEN_MODE, false)?;
+        }
+        check_mode(&self.calls_token(), 0o007, "chmod 640")?;
+        read_token(&self.calls_token(), "the calls token")
+    }
+
+    /// Writes a new identity, API token and calls token (for `init`), replacing old ones
+    /// only when `force`.
     pub fn create_secrets(&self, force: bool) -> anyhow::Result<Identity> {
         fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
         let id = Identity::from_secret(rand::random());
-        write_secret(&self.identity(), &hex::encode(id.secret_bytes()), force)?;
-        write_secret(&self.token(), &hex::encode(rand::random::<[u8; 32]>()), force)?;
+        write_secret(&self.identity(), &hex::encode(id.secret_bytes()), 0o600, force)?;
+        write_secret(&self.token(), &new_token(), API_TOKEN_MODE, force)?;
+        write_secret(&self.calls_token(), &new_token(), CALLS_TOKEN_MODE, force)?;
         Ok(id)
     }
 
@@ -152,11 +171,45 @@ impl NodeDir {
     }
 }
 
-/// Writes a secret with mode 0600 from creation on. Without `force`, an existing file is
+/// `api.token`'s mode: the owner only.
+const API_TOKEN_MODE: u32 = 0o600;
+/// `calls.token`'s mode: the owner and its group (the PBX's, after `chgrp`).
+const CALLS_TOKEN_MODE: u32 = 0o640;
+
+/// 32 random bytes, hex.
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Refuses a secret file whose mode has any of `forbidden`'s bits, naming the fix.
+fn check_mode(path: &Path, forbidden: u32, fix: &str) -> anyhow::Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & forbidden != 0 {
+        bail!(
+            "{} has mode {mode:03o}: readable or writable by others; run: {fix} {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads a token file; an empty one is an error.
+fn read_token(path: &Path, what: &str) -> anyhow::Result<String> {
+    let t = fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let t = t.trim();
+    if t.is_empty() {
+        bail!("{what} {} is empty", path.display());
+    }
+    Ok(t.to_string())
+}
+
+/// Writes a secret with `mode` from creation on. Without `force`, an existing file is
 /// an error rather than silently replaced.
-fn write_secret(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
+fn write_secret(path: &Path, text: &str, mode: u32, force: bool) -> anyhow::Result<()> {
     let mut opts = fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
+    opts.write(true).mode(mode);
     if force {
         opts.create(true).truncate(true);
     } else {
@@ -169,7 +222,7 @@ fn write_secret(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
             format!("creating {}", path.display())
         }
     })?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;

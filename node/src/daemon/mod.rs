@@ -145,6 +145,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     config::check(&dir)?;
     let identity = dir.load_or_create_identity()?;
     let token = dir.load_or_create_token()?;
+    let calls_token = dir.load_or_create_calls_token()?;
     let settings = config::load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
     let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
@@ -182,6 +183,7 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         net: stack.net.clone(),
         metrics: stack.metrics.clone(),
         token_hash: http::hash_secret(&token),
+        calls_token_hash: http::hash_secret(&calls_token),
         limits: settings.limits,
         default_ttl_s: settings.default_ttl_s,
         peer_id,

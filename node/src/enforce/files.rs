@@ -12,9 +12,10 @@
 //!   sets with timeouts, `NAME` for IPv4 and `NAME6` for IPv6.
 //! - `json`: `{"updated", "count", "entries": [{"value", "cidr", "until"}]}`.
 //!
-//! Every write is atomic (a temporary file in the same directory, synced, then renamed,
-//! the directory synced: [`crate::fsutil::write_atomically`]), mode 0644, so a reader
-//! sees the old list or the new one, never half of one. Then `hook` runs, if
+//! Every write is atomic (a temporary file with a random name, created new so that no
+//! planted link is followed, in the same directory, synced, then renamed, the directory
+//! synced: [`crate::fsutil::write_atomically`]), mode 0644, so a reader sees the old list
+//! or the new one, never half of one. Then `hook` runs, if
 //! set; its failure counts as the enforcer's failure and the write is retried.
 
 use super::{Enforcer, NetBlock, Removed};

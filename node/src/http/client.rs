@@ -1,6 +1,7 @@
 //! A client of one node's HTTP API: one method per endpoint, answers read into the
-//! documents of [`types`](super::types), writes sent with the token, refusals turned into
-//! clear errors. The CLI finds the node through its directory; the testnet knows the
+//! documents of [`types`](super::types), writes and the operator's reads sent with the
+//! admin token (a request that needs it fails before anything is sent when the client
+//! has none), refusals turned into clear errors. The CLI finds the node through its directory; the testnet knows the
 //! address it started each node on.
 
 use super::types::{
@@ -85,15 +86,20 @@ impl Client {
         self.get("/v1/enforce").await
     }
 
-    /// `GET /v1/calls/check?account=A&to=N`.
+    /// `GET /v1/calls/check?account=A&to=N` (token).
     pub async fn call_check(&self, account: &str, to: &str) -> anyhow::Result<CallAnswer> {
         let query = serde_urlencoded::to_string([("account", account), ("to", to)]).context("encoding the query")?;
-        self.get(&format!("/v1/calls/check?{query}")).await
+        self.get_authed(&format!("/v1/calls/check?{query}")).await
     }
 
-    /// `GET /v1/accounts`.
+    /// `GET /v1/accounts` (token).
     pub async fn accounts(&self) -> anyhow::Result<Accounts> {
-        self.get("/v1/accounts").await
+        self.get_authed("/v1/accounts").await
+    }
+
+    /// `GET /v1/audit` (token): the scheduled audit's last result.
+    pub async fn audit(&self) -> anyhow::Result<serde_json::Value> {
+        self.get_authed("/v1/audit").await
     }
 
     /// `POST /v1/accounts/{account}/unlock` (token).
@@ -134,9 +140,15 @@ impl Client {
         resp.text().await.context("GET /metrics: reading the answer")
     }
 
-    /// GET a JSON document of any type (e.g. `serde_json::Value` for `/v1/audit`).
+    /// GET a JSON document of any type, without the token.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GET a JSON document of any type with the token (the operator's reads: accounts,
+    /// call checks, the audit).
+    pub async fn get_authed<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.authed(self.http.get(self.url(path)))?).await
     }
 
     fn url(&self, path: &str) -> String {

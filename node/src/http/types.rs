@@ -199,12 +199,12 @@ pub struct CallAnswer {
 /// `POST /v1/calls/{call_id}/end` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallEnded {
-    /// The call.
+    /// The call (as kept: a long or unprintable id is `sha256:<hex>`).
     pub call_id: String,
-    /// Whether it was a call in progress.
+    /// Whether it was a call of this account in progress.
     pub ended: bool,
-    /// Its account, when it was.
-    pub account: Option<String>,
+    /// The account that asked.
+    pub account: String,
 }
 
 /// `GET /v1/accounts`.

@@ -161,12 +161,39 @@ impl Node {
         rt["api"].as_str().expect("api").to_string()
     }
 
-    /// The API token.
+    /// The API token (the admin's).
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.dir.join("api.token"))
             .expect("token")
             .trim()
             .to_string()
+    }
+
+    /// The calls token (the SIP stack's).
+    pub fn calls_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("calls.token"))
+            .expect("calls token")
+            .trim()
+            .to_string()
+    }
+
+    /// GET with the admin token (`/v1/accounts`, `/v1/audit`, `/v1/calls/check`) and
+    /// return the body (status must be 200).
+    pub fn admin_get(&self, path: &str) -> String {
+        http_get_with(&self.api(), path, &self.token())
+    }
+
+    /// POST `body` to a calls endpoint (`/v1/calls/authorize`, `/v1/calls/ID/end`) with
+    /// the calls token and `content_type`; (status, body).
+    pub fn calls_post(&self, path: &str, content_type: &str, body: &str) -> (u16, String) {
+        let bearer = format!("Bearer {}", self.calls_token());
+        http(
+            &self.api(),
+            "POST",
+            path,
+            &[("Authorization", &bearer), ("Content-Type", content_type)],
+            body,
+        )
     }
 
     pub fn status(&self) -> Value {
@@ -261,13 +288,25 @@ pub fn fixture(path: &str) -> PathBuf {
 }
 
 /// A minimal HTTP/1.1 request over a TcpStream (so tests can send exactly the bytes
-/// they want, including broken JSON). Returns (status, body).
+/// they want, including broken JSON), with `Host: API`. Returns (status, body).
 pub fn http(api: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    http_host(api, api, method, path, headers, body)
+}
+
+/// [`http`] with the `Host` header given.
+pub fn http_host(
+    api: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(api).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -294,6 +333,14 @@ pub fn http(api: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
 /// GET and return the body (status must be 200).
 pub fn http_get(api: &str, path: &str) -> String {
     let (code, body) = http(api, "GET", path, &[], "");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
+}
+
+/// GET with a bearer token and return the body (status must be 200).
+pub fn http_get_with(api: &str, path: &str, token: &str) -> String {
+    let bearer = format!("Bearer {token}");
+    let (code, body) = http(api, "GET", path, &[("Authorization", &bearer)], "");
     assert_eq!(code, 200, "GET {path}: {body}");
     body
 }
