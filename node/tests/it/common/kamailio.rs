@@ -141,8 +141,8 @@ impl Drop for Kamailio {
     }
 }
 
-/// A Kamailio running example-pbx.cfg in a [`Lan`]'s namespace, SIP on `addr`:5060 (the
-/// namespace's end of the pair).
+/// A Kamailio running example-pbx.cfg in a [`Lan`]'s namespace, SIP on `addr`:5060 and
+/// JSON-RPC on `addr`:5071 (the namespace's end of the pair; RPC open to the test's end).
 pub struct Pbx {
     pub addr: String,
     kamailio: Kamailio,
@@ -154,7 +154,12 @@ impl Pbx {
     /// OPTIONS from the test's end of the pair.
     pub fn start(lan: &Lan, defines: &[(&str, &str)], dir: &Path) -> Self {
         let (addr, probe_from) = (lan.far(), lan.near());
-        let mut cfg = format!("#!KAMAILIO\n#!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n");
+        let mut cfg = format!(
+            "#!KAMAILIO\n\
+             #!define EXAMPLE_SIP_LISTEN udp:{addr}:5060\n\
+             #!define FRAUDMESH_RPC_LISTEN tcp:{addr}:5071\n\
+             #!define FRAUDMESH_RPC_CLIENT {probe_from}\n"
+        );
         for (name, value) in defines {
             cfg.push_str(&format!("#!define {name} {value}\n"));
         }
@@ -164,6 +169,15 @@ impl Pbx {
             options_answered(&probe_from, &addr)
         });
         Self { addr, kamailio }
+    }
+
+    /// Adds a user (any bytes but NUL in its name) with `password` to example-pbx.cfg's
+    /// `example_users` table, over JSON-RPC.
+    pub fn add_user(&self, user: &str, password: &str) {
+        let rpc = format!("{}:5071", self.addr);
+        let r = try_rpc(&rpc, "htable.sets", json!(["example_users", user, password]))
+            .unwrap_or_else(|e| panic!("htable.sets {user}: {e}\n{}", self.log_tail()));
+        assert!(r.get("error").is_none(), "htable.sets {user}: {r}");
     }
 
     /// The log file Kamailio writes (for `[[detect.logs]] path`).
@@ -255,12 +269,66 @@ pub fn register_scenario(expect: u16) -> String {
 /// 407 challenge with sipp's `-au`/`-ap` credentials, then expects 200 (ACK, BYE, 200)
 /// or a final `expect` (ACK).
 pub fn invite_scenario(number: &str, expect: u16) -> String {
-    let head = |cseq: u32, auth: &str| {
-        format!(
-            r#"
+    Invite::new(number, expect).scenario()
+}
+
+/// An INVITE scenario (see [`invite_scenario`]) with what a test changes: the From
+/// header and whether an answered call is hung up. The Call-ID is sipp's `[call_id]`
+/// (`-cid_str` sets it, see [`sipp_with`]).
+pub struct Invite {
+    number: String,
+    expect: u16,
+    from: String,
+    before_credentials: String,
+    bye: bool,
+}
+
+impl Invite {
+    /// From `<sip:[service]@[remote_ip]>` with sipp's own tag, hung up when answered.
+    pub fn new(number: &str, expect: u16) -> Self {
+        Self {
+            number: number.to_string(),
+            expect,
+            from: "From: <sip:[service]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]".to_string(),
+            before_credentials: String::new(),
+            bye: true,
+        }
+    }
+
+    /// The From tag `tag` (so that later runs can send BYEs of this dialog).
+    pub fn from_tag(mut self, tag: &str) -> Self {
+        self.from = format!("From: <sip:[service]@[remote_ip]>;tag={tag}");
+        self
+    }
+
+    /// The whole From header as written (continuation lines start with `\x20`: sipp
+    /// strips leading blanks from a scenario's lines, not that escape).
+    pub fn from_header(mut self, header: &str) -> Self {
+        self.from = header.to_string();
+        self
+    }
+
+    /// A header line in the authenticated INVITE right before sipp's credentials.
+    pub fn before_credentials(mut self, header: &str) -> Self {
+        self.before_credentials = format!("\n      {header}");
+        self
+    }
+
+    /// Answered, the call is not hung up (ACK only).
+    pub fn no_bye(mut self) -> Self {
+        self.bye = false;
+        self
+    }
+
+    /// The scenario's XML.
+    pub fn scenario(&self) -> String {
+        let (number, expect, from) = (&self.number, self.expect, &self.from);
+        let head = |cseq: u32, auth: &str| {
+            format!(
+                r#"
       INVITE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[service]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      {from}
       To: <sip:{number}@[remote_ip]>
       Call-ID: [call_id]
       CSeq: {cseq} INVITE
@@ -269,48 +337,54 @@ pub fn invite_scenario(number: &str, expect: u16) -> String {
       User-Agent: fraudmesh-test-phone
       Content-Length: 0
 "#
-        )
-    };
-    let ack = |cseq: u32| {
-        format!(
-            r#"
+            )
+        };
+        let ack = |cseq: u32| {
+            format!(
+                r#"
       ACK sip:{number}@[remote_ip]:[remote_port] SIP/2.0
       [last_Via:]
-      From: <sip:[service]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      {from}
       [last_To:]
       Call-ID: [call_id]
       CSeq: {cseq} ACK
       Max-Forwards: 70
       Content-Length: 0
 "#
-        )
-    };
-    let after = if expect == 200 {
-        format!(
-            r#"
-  <send><![CDATA[{}
-    ]]></send>
+            )
+        };
+        let after = if expect == 200 {
+            let ack = format!(
+                "\n  <send><![CDATA[{}\n    ]]></send>",
+                ack(2).replace(
+                    "[last_Via:]",
+                    "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
+                )
+            );
+            let bye = if self.bye {
+                format!(
+                    r#"
   <send retrans="500"><![CDATA[
       BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[service]@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      {from}
       [last_To:]
       Call-ID: [call_id]
       CSeq: 3 BYE
       Max-Forwards: 70
       Content-Length: 0
     ]]></send>
-  <recv response="200"/>"#,
-            ack(2).replace(
-                "[last_Via:]",
-                "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
-            )
-        )
-    } else {
-        format!("\n  <send><![CDATA[{}\n    ]]></send>", ack(2))
-    };
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+  <recv response="200"/>"#
+                )
+            } else {
+                String::new()
+            };
+            format!("{ack}{bye}")
+        } else {
+            format!("\n  <send><![CDATA[{}\n    ]]></send>", ack(2))
+        };
+        format!(
+            r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="invite">
   <send retrans="500"><![CDATA[{}
     ]]></send>
@@ -322,9 +396,34 @@ pub fn invite_scenario(number: &str, expect: u16) -> String {
   <recv response="{expect}"/>{after}
 </scenario>
 "#,
-        head(1, ""),
-        ack(1),
-        head(2, "\n      [authentication]"),
+            head(1, ""),
+            ack(1),
+            head(2, &format!("{}\n      [authentication]", self.before_credentials)),
+        )
+    }
+}
+
+/// A BYE alone, from `[service]` with From tag `from_tag` to `number`, with To tag
+/// `to_tag` (`None`: no To tag, outside any dialog), Call-ID `[call_id]` (set it with
+/// `-cid_str`); expects 200.
+pub fn bye_scenario(number: &str, from_tag: &str, to_tag: Option<&str>) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bye">
+  <send retrans="500"><![CDATA[
+      BYE sip:{number}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[service]@[remote_ip]>;tag={from_tag}
+      To: <sip:{number}@[remote_ip]>{to_tag}
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="200"/>
+</scenario>
+"#
     )
 }
 
@@ -339,6 +438,22 @@ pub struct SippRun {
 /// password `password`, `calls` calls one after another. `ok` is sipp's exit status 0:
 /// every call went as the scenario says.
 pub fn sipp(dir: &Path, scenario: &str, from: &str, to: &str, user: &str, password: &str, calls: u32) -> SippRun {
+    sipp_with(dir, scenario, from, to, user, password, calls, &[])
+}
+
+/// [`sipp`] with more of sipp's options, e.g. `["-cid_str", "CALL-ID"]` (the Call-ID, as
+/// is when it holds no `%`).
+#[allow(clippy::too_many_arguments)]
+pub fn sipp_with(
+    dir: &Path,
+    scenario: &str,
+    from: &str,
+    to: &str,
+    user: &str,
+    password: &str,
+    calls: u32,
+    extra: &[&str],
+) -> SippRun {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file = dir.join(format!("scenario-{n}.xml"));
@@ -350,6 +465,7 @@ pub fn sipp(dir: &Path, scenario: &str, from: &str, to: &str, user: &str, passwo
         .arg(&file)
         .args(["-i", from, "-s", user, "-au", user, "-ap", password])
         .args(["-m", &calls.to_string(), "-l", "1", "-r", "10"])
+        .args(extra)
         .args([
             "-nostdin",
             "-timeout",
