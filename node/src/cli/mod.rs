@@ -15,7 +15,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "fraudmesh", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The node's directory: config.toml, identity.key, api.token and the database.
+    /// The node's directory: config.toml, identity.key, api.token, calls.token and the
+    /// database.
     /// Default: /var/lib/fraudmesh as root, ~/.fraudmesh otherwise.
     #[arg(long, global = true, env = "FRAUDMESH_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -28,7 +29,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the node directory: identity, API token and config.
+    /// Create the node directory: identity, API token, calls token and config.
     Init(InitArgs),
     /// Run the node (with no config.toml, the embedded defaults apply).
     Run,
@@ -210,7 +211,7 @@ pub struct InitArgs {
     /// Trust this peer fully (repeatable).
     #[arg(long, value_name = "PEER_ID")]
     pub trust: Vec<String>,
-    /// Replace an existing identity, token and config.
+    /// Replace an existing identity, tokens and config.
     #[arg(long)]
     pub force: bool,
 }

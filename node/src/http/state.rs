@@ -232,6 +232,6 @@ mod tests {
     fn printable_escapes_and_truncates() {
         assert_eq!(printable("a\u{0}b\nc", 100), "a\\u{0}b\\nc");
         assert_eq!(printable(&"x".repeat(300), 10), format!("{}…", "x".repeat(10)));
-        assert_eq!(printable("äöü", 4), "ä…");
+        assert_eq!(printable("äöü", 3), "ä…");
     }
 }

@@ -211,3 +211,168 @@ fn commands_without_a_running_node_say_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no node is running"), "{}", stderr(&out));
 }
+
+/// DNS rebinding: a web page whose name an attacker re-points at 127.0.0.1 reaches the
+/// API with its own name as `Host`. Only IP addresses and `localhost` are served.
+#[test]
+fn only_ip_addresses_and_localhost_are_served_as_host() {
+    let mut n = Node::init(&[]);
+    n.start();
+    let api = n.api();
+    let port = api.rsplit_once(':').unwrap().1;
+    for path in ["/v1/status", "/metrics", "/v1/accounts", "/v1/nothing-here"] {
+        for host in ["evil.example", &format!("evil.example:{port}"), "127.0.0.1.nip.io"] {
+            let (code, body) = http_host(&api, host, "GET", path, &[], "");
+            assert_eq!(code, 421, "{path} as {host}: {body}");
+            assert!(body.contains("IP address"), "{body}");
+        }
+    }
+    let bearer = format!("Bearer {}", n.token());
+    let (code, body) = http_host(
+        &api,
+        "evil.example",
+        "POST",
+        "/v1/sightings",
+        &[("Authorization", &bearer), ("Content-Type", "application/json")],
+        r#"{"targets":["192.0.2.1"]}"#,
+    );
+    assert_eq!(code, 421, "{body}");
+    for host in [
+        api.clone(),
+        format!("localhost:{port}"),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ] {
+        let (code, body) = http_host(&api, &host, "GET", "/metrics", &[], "");
+        assert_eq!(code, 200, "as {host}: {body}");
+    }
+    assert_eq!(n.status()["records"], 0, "nothing refused changed anything");
+}
+
+/// `fraudmesh run` on DIR, expected to refuse to start: its stderr (killed and failed if
+/// it starts after all).
+fn run_refused(dir: &std::path::Path) -> String {
+    let mut child = std::process::Command::new(BIN)
+        .arg("--dir")
+        .arg(dir)
+        .arg("run")
+        .env("FRAUDMESH_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning fraudmesh run");
+    let status = wait_for("fraudmesh run to refuse", DEADLINE, || {
+        if dir.join("node.json").exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node started");
+        }
+        child.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
+#[test]
+fn token_files_others_can_read_stop_the_node_from_starting() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::init(&[]);
+    let chmod = |name: &str, mode: u32| {
+        std::fs::set_permissions(node.dir.join(name), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod("api.token", 0o644);
+    let err = run_refused(&node.dir);
+    assert!(err.contains("api.token") && err.contains("chmod 600"), "{err}");
+    chmod("api.token", 0o640);
+    let err = run_refused(&node.dir);
+    assert!(err.contains("chmod 600"), "group-readable is refused too: {err}");
+    chmod("api.token", 0o600);
+    chmod("calls.token", 0o644);
+    let err = run_refused(&node.dir);
+    assert!(err.contains("calls.token") && err.contains("chmod 640"), "{err}");
+    assert!(!node.dir.join("data").exists(), "a refused start opens nothing");
+
+    // The PBX's group may read the calls token; a directory without one gets one.
+    chmod("calls.token", 0o640);
+    std::fs::remove_file(node.dir.join("calls.token")).unwrap();
+    let mut node = node;
+    node.start();
+    let mode = std::fs::metadata(node.dir.join("calls.token"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640);
+    assert_eq!(node.calls_token().len(), 64);
+}
+
+/// Without a live `node.json` the CLI does not send the token to the configured address:
+/// whatever listens there may be another local process waiting for it.
+#[test]
+fn the_cli_sends_the_token_only_to_a_running_node() {
+    use std::io::{Read, Write};
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = impostor.local_addr().unwrap().to_string();
+    let node = Node::init(&[]);
+    let config = std::fs::read_to_string(node.dir.join("config.toml")).unwrap();
+    assert!(config.contains("api = \"127.0.0.1:0\""), "{config}");
+    let config = config.replace("api = \"127.0.0.1:0\"", &format!("api = \"{addr}\""));
+    std::fs::write(node.dir.join("config.toml"), config).unwrap();
+    let token = node.token();
+    // A node.json whose pid is gone (a node killed without cleaning up) counts as none.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = serde_json::json!({"pid": pid, "peer_id": node.peer_id, "api": addr, "listen": []});
+    for stale_runtime in [false, true] {
+        if stale_runtime {
+            std::fs::write(node.dir.join("node.json"), stale.to_string()).unwrap();
+        }
+        for args in [
+            &["accounts", "list"][..],
+            &["accounts", "unlock", "1001"][..],
+            &["calls", "check", "--account", "1001", "--to", "0441234567"][..],
+            &["report", "192.0.2.1"][..],
+            &["retract", "192.0.2.1"][..],
+        ] {
+            let out = cli(&node.dir, args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = stderr(&out);
+            assert!(
+                err.contains("no node is running") && err.contains("run"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    impostor.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(impostor.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no command that needs the token connected"
+    );
+
+    // A read that needs no token still tries the configured address, without the token.
+    impostor.set_nonblocking(false).unwrap();
+    let seen = std::thread::spawn(move || {
+        let (mut s, _) = impostor.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let k = s.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..k]);
+        }
+        let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    let out = cli(&node.dir, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let req = seen.join().unwrap();
+    assert!(req.starts_with("GET /v1/status"), "{req}");
+    assert!(!req.to_ascii_lowercase().contains("authorization"), "{req}");
+    assert!(!req.contains(&token), "{req}");
+}
