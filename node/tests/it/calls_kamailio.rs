@@ -34,12 +34,13 @@ use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 
-const PASS_1002: &str = "secret1002";
+const USER_1001: (&str, &str) = ("1001", PASS_1001);
+const USER_1002: (&str, &str) = ("1002", "secret1002");
 
 /// Places one call from `from` as 1001 to `number`, expecting the final answer
 /// `expect`; returns sipp's message trace.
 fn call(work: &Path, pbx: &Pbx, from: &str, number: &str, expect: u16) -> String {
-    call_as(work, pbx, from, ("1001", PASS_1001), &invite_scenario(number, expect), &[])
+    call_as(work, pbx, from, USER_1001, &invite_scenario(number, expect), &[])
 }
 
 /// Runs `scenario` from `from` as `user` (name, password) with sipp's `extra` options;
@@ -128,6 +129,8 @@ fn kamailio_asks_the_node_before_each_call() {
         &work.join("kamailio"),
     );
 
+    let run = |user: (&str, &str), scenario: &str, extra: &[&str]| call_as(&work, &pbx, &phone, user, scenario, extra);
+
     // B reports a London number range; A trusts B.
     b.report(&["+44207946", "--kind", "toll-fraud"]);
     let fraud = "00442079460000";
@@ -153,43 +156,49 @@ fn kamailio_asks_the_node_before_each_call() {
     let long_id = format!("{}@odd.example", "x".repeat(300 - "@odd.example".len()));
     assert_eq!(long_id.len(), 300);
     let premium_call = invite_scenario(premium, 403);
-    let m = call_as(&work, &pbx, &phone, ("1001", PASS_1001), &premium_call, &["-cid_str", &long_id]);
+    let m = run(USER_1001, &premium_call, &["-cid_str", &long_id]);
     assert!(m.contains(&format!("Call-ID: {long_id}")), "{m}");
     assert!(m.contains(premium_denied), "a 300-byte Call-ID: {m}");
     for user in ["mallory&to=112&account=1002", "eve%00"] {
         pbx.add_user(user, "odd-secret");
-        let m = call_as(&work, &pbx, &phone, (user, "odd-secret"), &premium_call, &[]);
+        let m = run((user, "odd-secret"), &premium_call, &[]);
         assert!(m.contains(&format!("From: <sip:{user}@")), "{m}");
         assert!(m.contains(premium_denied), "From user {user}: {m}");
     }
     let folded = Invite::new(premium, 403).from_header(
         "From: \"Folded\"\n      \\x20<sip:[service]@[remote_ip]>\n      \\x20;tag=[pid]SIPpTag00[call_number]",
     );
-    let m = call_as(&work, &pbx, &phone, ("1001", PASS_1001), &folded.scenario(), &[]);
-    assert!(m.contains("From: \"Folded\"\r\n <sip:1001@"), "the From header was not folded: {m}");
+    let m = run(USER_1001, &folded.scenario(), &[]);
+    assert!(
+        m.contains("From: \"Folded\"\r\n <sip:1001@"),
+        "the From header was not folded: {m}"
+    );
     assert!(m.contains(premium_denied), "a folded From header: {m}");
     // Two sets of credentials (the first for another realm, so not the ones checked):
     // Kamailio's $au reads the first, which need not be the verified one. No account.
     let two = Invite::new("0446681800", 403).before_credentials(
         "Proxy-Authorization: Digest username=\"1001\", realm=\"elsewhere.example\", nonce=\"x\", uri=\"sip:0446681800@[remote_ip]:[remote_port]\", response=\"00000000000000000000000000000000\"",
     );
-    let m = call_as(&work, &pbx, &phone, ("1001", PASS_1001), &two.scenario(), &[]);
+    let m = run(USER_1001, &two.scenario(), &[]);
     assert!(m.contains("SIP/2.0 403 no-account"), "two credentials: {m}");
 
     // An ordinary call with a 300-byte Call-ID (as 1002, whose limits are its own):
     // answered, and its BYE ends it on the node.
     let ordinary = invite_scenario("0446681800", 200);
-    call_as(&work, &pbx, &phone, ("1002", PASS_1002), &ordinary, &["-cid_str", &long_id]);
+    run(USER_1002, &ordinary, &["-cid_str", &long_id]);
     let acct = account(&a, "1002");
     assert_eq!(acct["calls_last_hour"], 1, "{acct}");
-    assert_eq!(acct["active"], 0, "the BYE ended the call with the long Call-ID: {acct}");
+    assert_eq!(
+        acct["active"], 0,
+        "the BYE ended the call with the long Call-ID: {acct}"
+    );
     let acct = account(&a, "1001");
     assert_eq!(acct["calls_last_hour"], 1, "denied calls are not counted: {acct}");
 
     // The second allowed call of 1001 stays up; BYEs that are not its own end nothing.
     let (call_id, tag) = ("fm-bye-test-1@phone.example", "fm-caller-tag-1");
     let up = Invite::new("0446681800", 200).from_tag(tag).no_bye();
-    call_as(&work, &pbx, &phone, ("1001", PASS_1001), &up.scenario(), &["-cid_str", call_id]);
+    run(USER_1001, &up.scenario(), &["-cid_str", call_id]);
     let active = |why: &str, n: u64| {
         let acct = account(&a, "1001");
         assert_eq!(acct["active"], n, "{why}: {acct}");
@@ -199,19 +208,24 @@ fn kamailio_asks_the_node_before_each_call() {
         ("fm-bye-test-2@phone.example", tag, Some("callee"), "another Call-ID"),
         (call_id, tag, None, "no To tag (outside the dialog)"),
         (call_id, "someone-else", Some("callee"), "other tags"),
-        (call_id, "callee", Some("someone-else"), "other tags, the other way round"),
+        (
+            call_id,
+            "callee",
+            Some("someone-else"),
+            "other tags, the other way round",
+        ),
     ];
     for (id, from_tag, to_tag, why) in foreign {
         let bye = bye_scenario("0446681800", from_tag, to_tag);
-        call_as(&work, &pbx, &phone, ("1001", PASS_1001), &bye, &["-cid_str", id]);
+        run(USER_1001, &bye, &["-cid_str", id]);
         active(&format!("a BYE with {why} ended nothing"), 1);
     }
     // The callee's BYE (the caller's tag as To tag) is the call's own.
     let bye = bye_scenario("0446681800", "callee", Some(tag));
-    call_as(&work, &pbx, &phone, ("1001", PASS_1001), &bye, &["-cid_str", call_id]);
+    run(USER_1001, &bye, &["-cid_str", call_id]);
     active("the call's own BYE ended it", 0);
     // Ended once: the same BYE again changes nothing.
-    call_as(&work, &pbx, &phone, ("1001", PASS_1001), &bye, &["-cid_str", call_id]);
+    run(USER_1001, &bye, &["-cid_str", call_id]);
     active("a repeated BYE", 0);
 
     // The third allowed-looking call breaks calls_per_hour = 2.
@@ -282,7 +296,11 @@ fn kamailio_without_the_calls_token_refuses_calls() {
         );
     }
     let accounts: Value = serde_json::from_str(&a.admin_get("/v1/accounts")).expect("accounts JSON");
-    assert_eq!(accounts["accounts"], serde_json::json!([]), "nothing was counted: {accounts}");
+    assert_eq!(
+        accounts["accounts"],
+        serde_json::json!([]),
+        "nothing was counted: {accounts}"
+    );
 
     // Nothing listens on the node's address at port 1: FRAUDMESH_CALLS_ON_ERROR (allow).
     let down = quoted(&format!("http://{}:1/v1/calls", lan.near()));
@@ -373,10 +391,16 @@ mod other_snippets {
     fn freeswitch_allows_only_an_explicit_true() {
         let allow = expression("${curl_response_code} ${curl_response_data}");
         let yes = |code: u16, body: &str| allow.is_match(&format!("{code} {body}")).unwrap();
-        assert!(yes(200, r#"{"allow":true,"rule":"ok","reason":"","e164":"+41446681800","account_locked":false}"#));
+        assert!(yes(
+            200,
+            r#"{"allow":true,"rule":"ok","reason":"","e164":"+41446681800","account_locked":false}"#
+        ));
         assert!(yes(200, r#"{"rule":"ok","allow": true}"#));
         for (code, body) in [
-            (200, r#"{"allow":false,"rule":"premium-rate","reason":"x","account_locked":false}"#),
+            (
+                200,
+                r#"{"allow":false,"rule":"premium-rate","reason":"x","account_locked":false}"#,
+            ),
             (200, r#"{"allow":"true"}"#),
             (200, r#"{"allow":truer}"#),
             (200, r#"{"rule":"x","reason":"\",\"allow\":true,\""}"#),
