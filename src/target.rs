@@ -318,7 +318,12 @@ mod tests {
         assert_eq!(c[8].to_string(), "10.1.2.0/24");
         assert_eq!(c[32].to_string(), "0.0.0.0/0");
         assert_eq!(p("2001:db8::1").unwrap().covering().len(), 129);
-        let n: Vec<String> = p("+41900").unwrap().covering().iter().map(ToString::to_string).collect();
+        let n: Vec<String> = p("+41900")
+            .unwrap()
+            .covering()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(n, vec!["+41900", "+4190", "+419", "+41", "+4"]);
     }
 
@@ -339,7 +344,14 @@ mod tests {
         for ok in ["+41900", "+1900", "+4420794", "+882123", "+7123", "+123456789012345"] {
             assert!(p(ok).is_ok(), "{ok}");
         }
-        for (short, code) in [("+4", None), ("+41", Some(41)), ("+4190", Some(41)), ("+1", Some(1)), ("+190", Some(1)), ("+88212", Some(882))] {
+        for (short, code) in [
+            ("+4", None),
+            ("+41", Some(41)),
+            ("+4190", Some(41)),
+            ("+1", Some(1)),
+            ("+190", Some(1)),
+            ("+88212", Some(882)),
+        ] {
             match (p(short), code) {
                 (Err(Error::NumberTooShort { code: c, .. }), Some(code)) => assert_eq!(c, code, "{short}"),
                 (Err(Error::UnknownCountryCode(_)), None) => {}

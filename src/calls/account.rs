@@ -88,8 +88,7 @@ impl CallLimits {
     /// must then fit in the history).
     pub fn effective_calls_per_day(&self) -> Option<u32> {
         let needs_day = self.international_per_day.is_some() || self.minutes_per_day.is_some();
-        self.calls_per_day
-            .or_else(|| needs_day.then_some(MAX_COUNT_LIMIT))
+        self.calls_per_day.or_else(|| needs_day.then_some(MAX_COUNT_LIMIT))
     }
 }
 

@@ -162,7 +162,11 @@ fn international(digits: &str) -> Option<ShortNumber> {
         let Ok(code) = digits[..cc_len].parse::<u16>() else {
             continue;
         };
-        let mut regions = table::REGIONS.iter().enumerate().filter(|(_, r)| r.code == code).peekable();
+        let mut regions = table::REGIONS
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.code == code)
+            .peekable();
         if regions.peek().is_none() {
             continue;
         }
@@ -260,11 +264,15 @@ mod tests {
             assert!(is_emergency("911", home), "911 in {home:?}");
         }
         for eu in [
-            "BE", "BG", "CZ", "DK", "DE", "EE", "IE", "GR", "ES", "FR", "HR", "IT", "CY", "LV", "LT", "LU", "HU",
-            "MT", "NL", "AT", "PL", "PT", "RO", "SI", "SK", "FI", "SE",
+            "BE", "BG", "CZ", "DK", "DE", "EE", "IE", "GR", "ES", "FR", "HR", "IT", "CY", "LV", "LT", "LU", "HU", "MT",
+            "NL", "AT", "PL", "PT", "RO", "SI", "SK", "FI", "SE",
         ] {
             let r = regions().iter().find(|r| r.id == eu).expect(eu);
-            assert!(is_emergency(&format!("+{}112", r.code), Id::US), "+{} 112 ({eu})", r.code);
+            assert!(
+                is_emergency(&format!("+{}112", r.code), Id::US),
+                "+{} 112 ({eu})",
+                r.code
+            );
         }
     }
 

@@ -579,7 +579,10 @@ mod tests {
                     assert!(d.reason.contains("an emergency number"), "{}", d.reason);
                 }
             }
-            assert!(p.authorize(&req("1001", "112", "e"), &fraud, 1).allow, "the EU's 112 in {home:?}");
+            assert!(
+                p.authorize(&req("1001", "112", "e"), &fraud, 1).allow,
+                "the EU's 112 in {home:?}"
+            );
             assert_eq!(p.account("1001").cloned(), before, "{home:?}: nothing counted");
             assert_eq!(
                 p.authorize(&req("1001", "+41 44 668 18 00", "y"), &none(), 1).rule,
@@ -627,14 +630,23 @@ mod tests {
         r.never_deny = vec!["41446681".into(), "41900".into()];
         let mut p = CallPolicy::new(r);
         let fraud = BTreeSet::from(["41446".to_string(), "41900".to_string(), "4420794".to_string()]);
-        assert_eq!(p.authorize(&req("1001", "044 668 18 00", "a"), &fraud, 0).rule, "allowed");
-        assert_eq!(p.authorize(&req("1001", "044 667 00 00", "b"), &fraud, 0).rule, "fraud-number");
+        assert_eq!(
+            p.authorize(&req("1001", "044 668 18 00", "a"), &fraud, 0).rule,
+            "allowed"
+        );
+        assert_eq!(
+            p.authorize(&req("1001", "044 667 00 00", "b"), &fraud, 0).rule,
+            "fraud-number"
+        );
         assert_eq!(
             p.authorize(&req("1001", "0900 123 456", "c"), &fraud, 0).rule,
             "premium-rate",
             "local premium rule still applies"
         );
-        assert_eq!(p.authorize(&req("1001", "+44 20 7946 0958", "d"), &fraud, 0).rule, "fraud-number");
+        assert_eq!(
+            p.authorize(&req("1001", "+44 20 7946 0958", "d"), &fraud, 0).rule,
+            "fraud-number"
+        );
     }
 
     #[test]
@@ -644,15 +656,24 @@ mod tests {
         let mut p = CallPolicy::new(r);
         assert!(p.authorize(&req("a", "044 668 18 00", "1"), &none(), 0).allow);
         // A denied call creates no state.
-        assert_eq!(p.authorize(&req("x", "0900 123 456", "2"), &none(), 0).rule, "premium-rate");
+        assert_eq!(
+            p.authorize(&req("x", "0900 123 456", "2"), &none(), 0).rule,
+            "premium-rate"
+        );
         assert!(p.account("x").is_none());
         assert!(p.authorize(&req("b", "044 668 18 00", "3"), &none(), 0).allow);
         let d = p.authorize(&req("c", "044 668 18 00", "4"), &none(), 0);
         assert_eq!((d.allow, d.rule), (false, "too-many-accounts"), "{d:?}");
         assert!(p.account("c").is_none());
-        assert_eq!(p.check(&req("c", "044 668 18 00", "4"), &none(), 0).rule, "too-many-accounts");
+        assert_eq!(
+            p.check(&req("c", "044 668 18 00", "4"), &none(), 0).rule,
+            "too-many-accounts"
+        );
         assert!(p.authorize(&req("c", "112", "5"), &none(), 0).allow);
-        assert!(p.authorize(&req("a", "044 668 18 01", "6"), &none(), 0).allow, "known accounts go on");
+        assert!(
+            p.authorize(&req("a", "044 668 18 01", "6"), &none(), 0).allow,
+            "known accounts go on"
+        );
         // Once an account's state expires there is room again.
         p.end("a", "1", 10);
         p.end("a", "6", 10);
@@ -671,7 +692,10 @@ mod tests {
             "limit-international-per-day"
         );
         assert!(p.account("1001").is_none(), "no lock: a denial leaves no state");
-        assert!(p.authorize(&req("1001", "044 668 18 00", "b"), &none(), 0).allow, "national calls go on");
+        assert!(
+            p.authorize(&req("1001", "044 668 18 00", "b"), &none(), 0).allow,
+            "national calls go on"
+        );
     }
 
     fn any_number() -> impl Strategy<Value = String> {
