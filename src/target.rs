@@ -21,6 +21,9 @@
 //!
 //! [`PROTOCOL_BOUNDS`] is the broadest any node may accept (invalid on the wire beyond
 //! it); each node's own [`Bounds`] may only be narrower (`sighting::AcceptLimits`).
+//! A number prefix must hold a known country calling code and at least
+//! [`MIN_NUMBER_DIGITS_AFTER_CODE`] more digits (`+41900`, `+1900`, never `+44` or `+4`):
+//! one report must not deny calls to a whole country or numbering zone.
 
 use crate::proto;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -29,6 +32,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Longest E.164 number (ITU-T E.164: at most 15 digits).
 pub const MAX_NUMBER_DIGITS: usize = 15;
+/// Fewest digits a number prefix holds after its country calling code.
+pub const MIN_NUMBER_DIGITS_AFTER_CODE: usize = 3;
 
 /// The broadest prefixes the protocol allows: IPv4 /8, IPv6 /16. Broader is invalid for
 /// every receiver; a node's own bounds may only be narrower.
@@ -68,6 +73,18 @@ pub enum Error {
     /// A number prefix that is empty or longer than 15 digits.
     #[error("number prefix must have 1 to 15 digits: {0:?}")]
     BadNumber(String),
+    /// A number prefix that starts with no country calling code libphonenumber knows.
+    #[error("number prefix +{0} starts with no known country calling code")]
+    UnknownCountryCode(String),
+    /// A number prefix with fewer than [`MIN_NUMBER_DIGITS_AFTER_CODE`] digits after its
+    /// country calling code.
+    #[error("number prefix +{digits} is too broad: give the country code +{code} and at least 3 more digits")]
+    NumberTooShort {
+        /// The refused prefix's digits.
+        digits: String,
+        /// Its country calling code.
+        code: u16,
+    },
 }
 
 /// How broad a prefix a node accepts (a /8 accusation would cut off millions of people).
@@ -119,10 +136,18 @@ impl Target {
         Ok(target)
     }
 
-    /// A number prefix from bare digits.
+    /// A number prefix from bare digits: 1 to 15 ASCII digits starting with a country
+    /// calling code (libphonenumber's) and at least [`MIN_NUMBER_DIGITS_AFTER_CODE`] more.
     pub fn number(digits: &str) -> Result<Self, Error> {
         if digits.is_empty() || digits.len() > MAX_NUMBER_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::BadNumber(digits.to_string()));
+        }
+        let code = calling_code(digits).ok_or_else(|| Error::UnknownCountryCode(digits.to_string()))?;
+        if digits.len() < code.len() + MIN_NUMBER_DIGITS_AFTER_CODE {
+            return Err(Error::NumberTooShort {
+                digits: digits.to_string(),
+                code: code.parse().unwrap_or_default(),
+            });
         }
         Ok(Self::Number(digits.into()))
     }
@@ -229,6 +254,18 @@ impl Target {
     }
 }
 
+/// The country calling code `digits` starts with (1 to 3 digits; calling codes are
+/// prefix-free), from libphonenumber's metadata.
+fn calling_code(digits: &str) -> Option<&str> {
+    if digits.starts_with('0') {
+        return None;
+    }
+    (1..=3.min(digits.len())).map(|n| &digits[..n]).find(|code| {
+        code.parse::<u16>()
+            .is_ok_and(|c| phonenumber::metadata::DATABASE.region(&c).is_some())
+    })
+}
+
 /// Clears host bits and turns a single IPv4-mapped IPv6 address (`::ffff:a.b.c.d/128`)
 /// into IPv4. Mapped *prefixes* stay IPv6, for [`Target::check`] to refuse.
 fn canonical_net(net: IpNet) -> IpNet {
@@ -281,8 +318,13 @@ mod tests {
         assert_eq!(c[8].to_string(), "10.1.2.0/24");
         assert_eq!(c[32].to_string(), "0.0.0.0/0");
         assert_eq!(p("2001:db8::1").unwrap().covering().len(), 129);
-        let n: Vec<String> = p("+419").unwrap().covering().iter().map(ToString::to_string).collect();
-        assert_eq!(n, vec!["+419", "+41", "+4"]);
+        let n: Vec<String> = p("+41900")
+            .unwrap()
+            .covering()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(n, vec!["+41900", "+4190", "+419", "+41", "+4"]);
     }
 
     #[test]
@@ -295,6 +337,39 @@ mod tests {
         assert!(matches!(p("+"), Err(Error::BadNumber(_))));
         assert!(matches!(p("+1234567890123456"), Err(Error::BadNumber(_))));
         assert!(matches!(p("+41-900"), Err(Error::BadNumber(_))));
+    }
+
+    #[test]
+    fn number_prefixes_hold_a_country_code_and_three_more_digits() {
+        for ok in ["+41900", "+1900", "+4420794", "+882123", "+7123", "+123456789012345"] {
+            assert!(p(ok).is_ok(), "{ok}");
+        }
+        for (short, code) in [
+            ("+4", None),
+            ("+41", Some(41)),
+            ("+4190", Some(41)),
+            ("+1", Some(1)),
+            ("+190", Some(1)),
+            ("+88212", Some(882)),
+        ] {
+            match (p(short), code) {
+                (Err(Error::NumberTooShort { code: c, .. }), Some(code)) => assert_eq!(c, code, "{short}"),
+                (Err(Error::UnknownCountryCode(_)), None) => {}
+                (other, _) => panic!("{short}: {other:?}"),
+            }
+        }
+        // 0 and the unassigned +999 are no country codes.
+        assert!(matches!(p("+0123456"), Err(Error::UnknownCountryCode(_))));
+        assert!(matches!(p("+999123456"), Err(Error::UnknownCountryCode(_))));
+        assert!(p("+41").unwrap_err().to_string().contains("at least 3 more digits"));
+        // On the wire the same.
+        let wire = proto::Target {
+            target: Some(proto::target::Target::NumberPrefix("44".into())),
+        };
+        assert!(matches!(
+            Target::from_proto(&wire, PROTOCOL_BOUNDS),
+            Err(Error::NumberTooShort { code: 44, .. })
+        ));
         assert!(matches!(p("example.com"), Err(Error::Unparsable(_))));
     }
 

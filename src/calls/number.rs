@@ -1,6 +1,8 @@
 //! Dialled numbers to E.164, with libphonenumber's metadata (the `phonenumber` crate): the
 //! national forms of the home country (`044 668 18 00`, `0900 123 456`), the `00`/`+`
-//! international forms, and what kind of number it is (premium rate, toll free, …).
+//! international forms, and what kind of number it is (premium rate, toll free, …); and
+//! the exact form an operator's always-allowed numbers are kept and looked up in
+//! ([`allow_key`]).
 
 use phonenumber::country::Id;
 use phonenumber::metadata::DATABASE;
@@ -106,6 +108,44 @@ pub fn normalise(dialled: &str, home: Id) -> Result<Number, NumberError> {
     })
 }
 
+/// The form an always-allowed number is kept in, and a dialled number looked up in
+/// (`CallRules::always_allow`): `+` and the E.164 digits when libphonenumber knows it as a
+/// valid number, so `0800 123 456`, `0041800123456` and `+41 800 123 456` are one entry;
+/// otherwise (short numbers such as `1414` or `143`) its national digits, also when dialled
+/// as `+CC…` or `00CC…` with the home calling code. `None` for what is no number, a number
+/// of another country libphonenumber does not know as valid, or national digits longer
+/// than a short number ([`MAX_SHORT_DIGITS`](super::emergency::MAX_SHORT_DIGITS)).
+pub fn allow_key(dialled: &str, home: Id) -> Option<String> {
+    allow_key_of(dialled, home, &normalise(dialled, home))
+}
+
+/// [`allow_key`] with `dialled` already normalised.
+pub(crate) fn allow_key_of(dialled: &str, home: Id, normalised: &Result<Number, NumberError>) -> Option<String> {
+    if let Ok(n) = normalised {
+        return Some(n.e164());
+    }
+    let d = dialled.trim();
+    let ok = |c: char| c.is_ascii_digit() || " -.()".contains(c);
+    let (plus, rest) = match d.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, d),
+    };
+    if d.len() > MAX_DIALLED || !rest.chars().all(ok) {
+        return None;
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let cc = calling_code(home)?.to_string();
+    let national = if plus {
+        digits.strip_prefix(cc.as_str())?
+    } else {
+        digits
+            .strip_prefix("00")
+            .and_then(|x| x.strip_prefix(cc.as_str()))
+            .unwrap_or(&digits)
+    };
+    (!national.is_empty() && national.len() <= super::emergency::MAX_SHORT_DIGITS).then(|| national.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +195,21 @@ mod tests {
         assert_eq!(region("ch"), Some(Id::CH));
         assert_eq!(region("XX"), None);
         assert_eq!(calling_code(Id::CH), Some(41));
+    }
+
+    #[test]
+    fn allow_keys_are_one_per_number_in_any_form() {
+        let key = |s: &str| allow_key(s, Id::CH);
+        for s in ["0800 123 456", "0041800123456", "+41 800 123 456", "(0800) 123-456"] {
+            assert_eq!(key(s).as_deref(), Some("+41800123456"), "{s}");
+        }
+        assert_eq!(key("+44 20 7946 0958").as_deref(), Some("+442079460958"));
+        for s in ["1414", "+41 1414", "0041 1414", "14-14"] {
+            assert_eq!(key(s).as_deref(), Some("1414"), "{s}");
+        }
+        assert_eq!(key("143").as_deref(), Some("143"));
+        for s in ["", "+", "abc", "*97", "+44 1414", "123456789", "+41 123456789", "1+41"] {
+            assert_eq!(key(s), None, "{s:?}");
+        }
     }
 }

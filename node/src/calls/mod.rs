@@ -54,6 +54,17 @@ pub struct CallsConfig {
     /// What the API answers when the node cannot decide: `allow` (fail open) or `deny`
     /// (fail closed). Default `allow`.
     pub on_error: OnError,
+    /// Numbers that always pass, like emergency numbers (rule `always-allow`), before
+    /// every other rule and never counted: E.164 (`"+41800123456"`), national
+    /// (`"0800 123 456"`, matching every form of the same number) or short numbers
+    /// (`"1414"`).
+    pub always_allow: Vec<String>,
+    /// E.164 prefixes or numbers with `+` (e.g. `"+41446681"`) the mesh's fraud-number
+    /// rule never denies; the local premium, country and limit rules still apply.
+    pub never_deny: Vec<String>,
+    /// Most accounts with call state; a call of a further account is denied
+    /// (`too-many-accounts`), emergency calls excepted. Default 10000.
+    pub max_accounts: usize,
     /// Per-account overrides: `[calls.accounts.NAME]`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts: BTreeMap<String, AccountConfig>,
@@ -133,6 +144,9 @@ impl Default for CallsConfig {
             report_on_breach: false,
             max_call: Duration::from_secs(4 * 3600),
             on_error: OnError::Allow,
+            always_allow: Vec::new(),
+            never_deny: Vec::new(),
+            max_accounts: fraudmesh::calls::policy::DEFAULT_MAX_ACCOUNTS,
             accounts: BTreeMap::new(),
         }
     }
@@ -176,8 +190,32 @@ impl CallsConfig {
                 .map_err(|e| anyhow!("calls.premium_prefixes[{i}]: {p:?}: {e}"))?;
             rules.premium_prefixes.push(digits.to_string());
         }
+        for (i, n) in self.always_allow.iter().enumerate() {
+            let key = number::allow_key(n, home).ok_or_else(|| {
+                anyhow!(
+                    "calls.always_allow[{i}]: {n:?} is not a number of {}: give it in E.164 (+41…), national \
+                     form, or as a short number of at most {} digits",
+                    self.home_country,
+                    fraudmesh::calls::emergency::MAX_SHORT_DIGITS
+                )
+            })?;
+            rules.always_allow.insert(key);
+        }
+        for (i, p) in self.never_deny.iter().enumerate() {
+            let digits = p.strip_prefix('+').ok_or_else(|| {
+                anyhow!("calls.never_deny[{i}]: {p:?}: give an E.164 prefix with +, e.g. \"+41446681\"")
+            })?;
+            fraudmesh::blocklist::validate_number_prefix(digits)
+                .map_err(|e| anyhow!("calls.never_deny[{i}]: {p:?}: {e}"))?;
+            rules.never_deny.push(digits.to_string());
+        }
+        if self.max_accounts == 0 {
+            bail!("calls.max_accounts: must be at least 1");
+        }
+        rules.max_accounts = self.max_accounts;
         rules.countries = countries(&self.deny_countries, &self.allow_only_countries, "calls")?;
         rules.limits = self.limits.into();
+        rules.limits.check().map_err(|e| anyhow!("calls.limits: {e}"))?;
         rules.lock_on_breach = self.lock_on_breach;
         rules.report_on_breach = self.report_on_breach;
         rules.max_call_ms = self.max_call.as_millis() as u64;
@@ -194,12 +232,16 @@ impl CallsConfig {
                     &key,
                 )?),
             };
+            let limits: Option<CallLimits> = a.limits.map(Into::into);
+            if let Some(l) = &limits {
+                l.check().map_err(|e| anyhow!("{key}.limits: {e}"))?;
+            }
             rules.accounts.insert(
                 name.clone(),
                 AccountRules {
                     allow_premium: a.allow_premium,
                     countries,
-                    limits: a.limits.map(Into::into),
+                    limits,
                 },
             );
         }
@@ -320,6 +362,21 @@ mod tests {
                 "calls.accounts.a",
             ),
             ("max_call = \"0s\"", "calls.max_call"),
+            ("always_allow = [\"1414\", \"abc\"]", "calls.always_allow[1]"),
+            ("always_allow = [\"123456789\"]", "calls.always_allow[0]"),
+            ("always_allow = [\"+44 1414\"]", "calls.always_allow[0]"),
+            ("never_deny = [\"41446681\"]", "calls.never_deny[0]"),
+            ("never_deny = [\"+41x\"]", "calls.never_deny[0]"),
+            ("max_accounts = 0", "calls.max_accounts"),
+            (
+                "[limits]\ncalls_per_day = 100001",
+                "calls.limits: calls_per_day = 100001",
+            ),
+            ("[limits]\nconcurrent = 10001", "calls.limits: concurrent"),
+            (
+                "[accounts.a.limits]\ncalls_per_hour = 200000",
+                "calls.accounts.a.limits: calls_per_hour",
+            ),
         ] {
             let err = format!("{:#}", compile(text).expect_err(text));
             assert!(err.contains(needle), "{text}\n→ {err}");
@@ -327,5 +384,24 @@ mod tests {
         let r = compile("premium_prefixes = [\"+4184\"]\n[accounts.hotline]\nallow_premium = true\n[accounts.hotline.limits]\nconcurrent = 3").unwrap();
         assert_eq!(r.premium_prefixes, vec!["4184"]);
         assert_eq!(r.accounts["hotline"].limits.unwrap().concurrent, Some(3));
+        assert_eq!(r.max_accounts, 10_000);
+        assert!(r.always_allow.is_empty() && r.never_deny.is_empty());
+        let r = compile(
+            "always_allow = [\"1414\", \"0800 123 456\", \"+44 20 7946 0958\", \"+41 143\"]\n\
+             never_deny = [\"+41446681\", \"+41 44 668 18 00\"]\nmax_accounts = 5",
+        );
+        let err = format!("{:#}", r.expect_err("a space in a prefix"));
+        assert!(err.contains("calls.never_deny[1]"), "{err}");
+        let r = compile(
+            "always_allow = [\"1414\", \"0800 123 456\", \"+44 20 7946 0958\", \"+41 143\"]\n\
+             never_deny = [\"+41446681\", \"+41446681800\"]\nmax_accounts = 5",
+        )
+        .unwrap();
+        assert_eq!(
+            r.always_allow.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["+41800123456", "+442079460958", "1414", "143"]
+        );
+        assert_eq!(r.never_deny, ["41446681", "41446681800"]);
+        assert_eq!(r.max_accounts, 5);
     }
 }
