@@ -5,6 +5,7 @@
 //! DIR/identity.key   the ed25519 secret seed, hex, mode 0600
 //! DIR/api.token      the bearer token for API writes, mode 0600
 //! DIR/data/          the sled database
+//! DIR/calls/         the call counters' sled database
 //! DIR/node.json      written by a running node: its pid, API and listen addresses
 //! ```
 
@@ -64,6 +65,10 @@ impl NodeDir {
     /// `data/`, the sled database.
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
+    }
+    /// `calls/`, the call counters' sled database.
+    pub fn calls_db(&self) -> PathBuf {
+        self.root.join("calls")
     }
     /// `node.json`.
     pub fn runtime(&self) -> PathBuf {

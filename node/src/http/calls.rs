@@ -10,6 +10,7 @@
 use super::types::{Accounts, CallAnswer, CallEnded, Unlocked};
 use super::{ApiError, ApiState};
 use crate::calls::OnError;
+use crate::metrics::ReasonLabel;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use fraudmesh::calls::policy::{CallDecision, CallRequest};
@@ -69,11 +70,13 @@ fn field(name: &str, v: &str) -> Result<(), ApiError> {
 }
 
 async fn decide(s: &ApiState, req: CallRequest, count: bool) -> CallAnswer {
-    match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
-        Ok(Ok(d)) => answer(&d),
-        Ok(Err(e)) => failed(s.calls.on_error, format!("{e:#}")),
-        Err(_) => failed(s.calls.on_error, format!("no answer within {DECIDE_TIMEOUT:?}")),
-    }
+    let (reason, why) = match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
+        Ok(Ok(d)) => return answer(&d),
+        Ok(Err(e)) => ("error", format!("{e:#}")),
+        Err(_) => ("timeout", format!("no answer within {DECIDE_TIMEOUT:?}")),
+    };
+    s.metrics.call_fallbacks.get_or_create(&ReasonLabel { reason }).inc();
+    failed(s.calls.on_error, why)
 }
 
 /// `POST /v1/calls/authorize`: `{"account","from","to","source_ip","call_id"}` →
@@ -143,14 +146,30 @@ pub async fn check(
     Ok(Json(decide(&s, req, false).await))
 }
 
-/// `POST /v1/calls/{call_id}/end`: `{"call_id","ended","account"}`.
-pub async fn end(State(s): State<ApiState>, Path(call_id): Path<String>) -> Result<Json<CallEnded>, ApiError> {
+/// `POST /v1/calls/{call_id}/end` with the account in the body (`account=NAME` or
+/// `{"account": "NAME"}`): `{"call_id","ended","account"}`; only the account that started
+/// a call ends it.
+pub async fn end(
+    State(s): State<ApiState>,
+    Path(call_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<CallEnded>, ApiError> {
+    #[derive(Deserialize)]
+    struct EndBody {
+        account: String,
+    }
     field("call_id", &call_id)?;
-    let account = s.calls.end(call_id.clone()).await?;
+    let b: EndBody = if body.trim_ascii_start().starts_with(b"{") {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("bad JSON: {e}")))?
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad(format!("bad form body: {e}")))?
+    };
+    field("account", &b.account)?;
+    let ended = s.calls.end(b.account.clone(), call_id.clone()).await?;
     Ok(Json(CallEnded {
         call_id,
-        ended: account.is_some(),
-        account,
+        ended,
+        account: Some(b.account),
     }))
 }
 

@@ -84,7 +84,7 @@ fn premium_numbers_limits_and_locks_through_the_api() {
         (Some("limit-concurrent"), Some(true)),
         "{v}"
     );
-    let (code, ended) = http(&api, "POST", "/v1/calls/k1/end", &[], "");
+    let (code, ended) = http(&api, "POST", "/v1/calls/k1/end", &[], "account=2001");
     assert_eq!(code, 200, "{ended}");
     assert!(ended.contains("\"ended\":true") && ended.contains("2001"), "{ended}");
     assert_eq!(cli_ok(&n.dir, &["accounts", "unlock", "2001"]).trim(), "unlocked 2001");
