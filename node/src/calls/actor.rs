@@ -2,7 +2,9 @@
 //! store (`calls/store.rs`), decides requests in batches, writes what each changed (a
 //! few keys per call) and flushes the store once per batch before it answers (group
 //! commit: one flush for every request that arrived meanwhile); a breach can report the
-//! dialled number to the mesh.
+//! dialled number to the mesh. It runs on a thread of its own, so neither its decisions
+//! nor its flushes wait for the async runtime's workers (busy with gossip and sync under
+//! load).
 
 use super::store::{Before, CallStore};
 use super::AccountView;
@@ -20,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most requests decided before one flush.
 const BATCH: usize = 256;
+/// How often what expired is forgotten.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 /// A request to the actor.
 pub(super) enum Cmd {
@@ -40,6 +44,8 @@ pub(super) enum Cmd {
         account: String,
         reply: oneshot::Sender<anyhow::Result<bool>>,
     },
+    /// Forget what expired (every minute).
+    Expire,
 }
 
 fn view(name: &str, a: &Account, now: Millis) -> AccountView {
@@ -152,24 +158,28 @@ pub(super) struct Actor {
     pub(super) engine: EngineHandle,
     pub(super) metrics: Arc<Metrics>,
     pub(super) ttl_s: u32,
+    /// Where reports of breached numbers run.
+    pub(super) runtime: tokio::runtime::Handle,
+}
+
+/// Sends [`Cmd::Expire`] every [`HOUSEKEEPING`] while the actor takes commands.
+pub(super) async fn housekeeping(tx: mpsc::WeakSender<Cmd>) {
+    let mut every = tokio::time::interval(HOUSEKEEPING);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(tx) = tx.upgrade() else { break };
+        if tx.send(Cmd::Expire).await.is_err() {
+            break;
+        }
+    }
 }
 
 impl Actor {
-    /// Takes requests in batches until every handle is gone, then flushes.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            let first = tokio::select! {
-                cmd = rx.recv() => match cmd { Some(c) => c, None => break },
-                _ = housekeeping.tick() => {
-                    // Removals only: the next batch's flush makes them durable (lost
-                    // ones are found again at the next start).
-                    if let Err(e) = self.counters.expire(crate::now_ms()) {
-                        tracing::error!(error = %format!("{e:#}"), "removing expired call counters failed");
-                    }
-                    continue;
-                }
-            };
+    /// Takes requests in batches until every handle is gone, then flushes (blocking: run
+    /// it on a thread of its own).
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        while let Some(first) = rx.blocking_recv() {
             let mut cmds = vec![first];
             while cmds.len() < BATCH {
                 match rx.try_recv() {
@@ -177,29 +187,29 @@ impl Actor {
                     Err(_) => break,
                 }
             }
-            self.handle(cmds).await;
+            self.handle(cmds);
         }
-        let _ = self.flush().await;
+        let _ = self.flush();
     }
 
     /// Decides everything, writes what changed, flushes once, then answers.
-    async fn handle(&mut self, cmds: Vec<Cmd>) {
+    fn handle(&mut self, cmds: Vec<Cmd>) {
         let now = crate::now_ms();
         let fraud = self.engine.blocklist();
         let mut answers = Vec::with_capacity(cmds.len());
         for cmd in cmds {
             self.decide(cmd, &*fraud, now, &mut answers);
         }
-        let err = self.flush().await;
+        let err = self.flush();
         for answer in answers {
             answer(err.as_deref());
         }
     }
 
     /// Flushes what the batch wrote (timed); the error, if any.
-    async fn flush(&mut self) -> Option<String> {
+    fn flush(&mut self) -> Option<String> {
         let t = Instant::now();
-        match self.counters.store.flush().await {
+        match self.counters.store.flush() {
             Ok(flushed) => {
                 if flushed {
                     self.metrics.call_store_flush.observe(t.elapsed().as_secs_f64());
@@ -246,6 +256,13 @@ impl Actor {
                 }
                 answers.push(answer(reply, was));
             }
+            // Removals only: this batch's flush makes them durable (lost ones are found
+            // again at the next start).
+            Cmd::Expire => {
+                if let Err(e) = self.counters.expire(now) {
+                    tracing::error!(error = %format!("{e:#}"), "removing expired call counters failed");
+                }
+            }
         }
         self.metrics
             .call_store_writes
@@ -262,6 +279,7 @@ impl Actor {
             tracing::warn!(account = %req.account, reason = %d.reason, "account locked");
         }
         if let Some(digits) = d.report.clone() {
+            let _guard = self.runtime.enter();
             report_number(&self.engine, &digits, &req.account, d.rule, self.ttl_s);
         }
     }

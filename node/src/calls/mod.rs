@@ -294,8 +294,12 @@ pub fn start(
         engine,
         metrics,
         ttl_s,
+        runtime: tokio::runtime::Handle::current(),
     };
-    let task = tokio::spawn(actor.run(rx));
+    tokio::spawn(actor::housekeeping(tx.downgrade()));
+    // A thread of its own (the blocking pool's): decisions and flushes never wait for
+    // the runtime's workers.
+    let task = tokio::task::spawn_blocking(move || actor.run(rx));
     Ok((CallsHandle { tx, on_error }, task))
 }
 

@@ -407,13 +407,13 @@ impl CallStore {
             .collect()
     }
 
-    /// Makes everything written so far durable; false when nothing was written since
-    /// the last flush.
-    pub async fn flush(&mut self) -> anyhow::Result<bool> {
+    /// Makes everything written so far durable (blocking); false when nothing was
+    /// written since the last flush.
+    pub fn flush(&mut self) -> anyhow::Result<bool> {
         if !self.dirty {
             return Ok(false);
         }
-        self.tree.flush_async().await.context("flushing the call counters")?;
+        self.tree.flush().context("flushing the call counters")?;
         self.dirty = false;
         Ok(true)
     }
@@ -680,8 +680,30 @@ mod tests {
         toml::from_str::<CallsConfig>(text).unwrap().compile().unwrap()
     }
 
+    /// Opens the store at `dir`. sled's I/O threads may hold a database the test just
+    /// dropped a moment longer (a restarted node is a new process): until they let go
+    /// its lock is taken, so this polls, up to a deadline.
+    fn reopen(dir: &Path, legacy: Option<&sled::Db>) -> CallStore {
+        unlocked(|| CallStore::open(dir, legacy))
+    }
+
+    /// `f`'s value once the database it opens is no longer locked.
+    fn unlocked<T>(mut f: impl FnMut() -> anyhow::Result<T>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match f() {
+                Ok(s) => return s,
+                Err(e) if format!("{e:#}").contains("could not acquire lock") => {
+                    assert!(std::time::Instant::now() < deadline, "{e:#}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+    }
+
     fn open(dir: &Path, rules: CallRules, now: Millis) -> Counters {
-        Counters::restore(rules, CallStore::open(dir, None).unwrap(), now)
+        Counters::restore(rules, reopen(dir, None), now)
     }
 
     fn call(c: &mut Counters, account: &str, to: &str, call_id: &str, now: Millis) -> CallDecision {
@@ -695,11 +717,8 @@ mod tests {
         d
     }
 
-    /// Flushes as the actor does, but waits for sled's flushing thread to let go of the
-    /// database too (the tests reopen it in the same process).
     fn flush(c: &mut Counters) {
-        c.store.tree.flush().unwrap();
-        c.store.dirty = false;
+        c.store.flush().unwrap();
     }
 
     /// The accounts with any state, as the core holds them.
@@ -881,13 +900,13 @@ mod tests {
             old.insert("1003", &b"{not json"[..]).unwrap();
             main.flush().unwrap();
         }
-        let mut store = CallStore::open(&tmp.path().join("calls"), Some(&main)).unwrap();
+        let mut store = reopen(&tmp.path().join("calls"), Some(&main));
         assert_eq!(store.take_loaded(), expected);
         assert_eq!(store.skipped(), 1, "the unreadable account is skipped");
         assert!(!main.tree_names().iter().any(|n| n.as_ref() == LEGACY_TREE.as_bytes()));
         drop(store);
         // Read back from the new store; nothing imported twice.
-        let store = CallStore::open(&tmp.path().join("calls"), Some(&main)).unwrap();
+        let store = reopen(&tmp.path().join("calls"), Some(&main));
         assert_eq!(store.skipped(), 0);
         let c = Counters::restore(rules(""), store, T0 + 1000);
         assert_eq!(state(&c), expected);
@@ -902,7 +921,7 @@ mod tests {
         let held = state(&c);
         drop(c);
         {
-            let db = sled::open(tmp.path()).unwrap();
+            let db = unlocked(|| Ok(sled::open(tmp.path())?));
             let t = db.open_tree(TREE).unwrap();
             let p = prefix("1001").unwrap();
             t.insert(key(&p, STARTED, &[&T0.to_be_bytes()]), &[1u8][..]).unwrap(); // short key
@@ -914,12 +933,12 @@ mod tests {
                 .unwrap(); // short lock
             db.flush().unwrap();
         }
-        let store = CallStore::open(tmp.path(), None).unwrap();
+        let store = reopen(tmp.path(), None);
         assert_eq!(store.skipped(), 5);
         let c = Counters::restore(rules(""), store, T0);
         assert_eq!(state(&c), held);
         drop(c);
-        let store = CallStore::open(tmp.path(), None).unwrap();
+        let store = reopen(tmp.path(), None);
         assert_eq!(store.skipped(), 0, "removed");
     }
 
@@ -932,7 +951,7 @@ mod tests {
         for i in 0..500u64 {
             call(&mut c, &format!("{}", i % 7), "044 668 18 00", &format!("c{i}"), T0 + i);
             if i % 13 == 12 {
-                assert!(futures::executor::block_on(c.store.flush()).unwrap());
+                assert!(c.store.flush().unwrap());
                 acked = i + 1;
                 std::fs::write(dir.join("acked"), acked.to_string()).unwrap();
             }
