@@ -9,14 +9,15 @@
 //!
 //! ```text
 //! NAME = the account name's length (u16) and bytes; numbers big-endian
-//! NAME 'S' start seq   → international (1 byte)      a call started      (Account::started)
-//! NAME 'A' call id     → start, international        a call in progress  (Account::active)
-//! NAME 'E' end seq     → duration                    a call ended        (Account::ended)
+//! NAME 'S' start seq       → international (1 byte)  a call started      (Account::started)
+//! NAME 'A' start call id   → international (1 byte)  a call in progress  (Account::active)
+//! NAME 'E' end seq         → duration                a call ended        (Account::ended)
 //! NAME 'L'             → since, reason (UTF-8)       the lock            (Account::lock)
 //! ```
 //!
 //! Times are ms since the epoch and `seq` this store's counter, so the keys of an account
-//! sort as the core orders its entries. When the core forgets its oldest entries (older
+//! sort as the core orders its entries (and calls in progress by age: those the core ends
+//! after `max_call` are found without reading the others). When the core forgets its oldest entries (older
 //! than a day, or over its per-account bounds) the store removes as many of its oldest
 //! keys, and an account the core drops entirely loses all its keys: the store holds what
 //! the core holds and is bounded as the core is. [`CallStore::open`] reads the accounts
@@ -139,7 +140,7 @@ pub struct CallStore {
 
 /// Earlier versions' JSON document of one account in [`LEGACY_TREE`].
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Legacy {
+struct Legacy {
     started: Vec<(Millis, bool)>,
     active: Vec<(String, Millis, bool)>,
     ended: Vec<(Millis, Millis)>,
@@ -233,11 +234,11 @@ fn parse(k: &[u8], v: &[u8]) -> Option<(String, Item, u64)> {
             let (end, seq) = timed()?;
             return Some((name, Item::Ended(end, be(v)?), seq));
         }
-        ACTIVE if v.len() == 9 && v[8] <= 1 => Item::Active(
-            std::str::from_utf8(rest).ok()?.to_string(),
+        ACTIVE if rest.len() >= 8 && (v == [0] || v == [1]) => Item::Active(
+            std::str::from_utf8(&rest[8..]).ok()?.to_string(),
             Active {
-                started: be(&v[..8])?,
-                international: v[8] == 1,
+                started: be(&rest[..8])?,
+                international: v == [1],
             },
         ),
         LOCK if rest.is_empty() && v.len() >= 8 => Item::Lock(Lock {
@@ -450,9 +451,10 @@ impl CallStore {
     }
 
     fn put_active(&mut self, p: &[u8], id: &str, x: &Active) -> anyhow::Result<()> {
-        let mut v = x.started.to_be_bytes().to_vec();
-        v.push(u8::from(x.international));
-        self.put(key(p, ACTIVE, &[id.as_bytes()]), &v)
+        self.put(
+            key(p, ACTIVE, &[&x.started.to_be_bytes(), id.as_bytes()]),
+            &[u8::from(x.international)],
+        )
     }
 
     fn put_lock(&mut self, p: &[u8], lock: Option<&Lock>) -> anyhow::Result<()> {
@@ -540,7 +542,7 @@ impl CallStore {
             }
             Op::End(id) => {
                 if let (Some(was), false) = (before.active, after.active.contains_key(id)) {
-                    self.remove(&key(p, ACTIVE, &[id.as_bytes()]))?;
+                    self.remove(&key(p, ACTIVE, &[&was.started.to_be_bytes(), id.as_bytes()]))?;
                     held.active -= 1;
                     self.put_ended(p, now, now.saturating_sub(was.started))?;
                     held.ended += 1;
@@ -549,23 +551,24 @@ impl CallStore {
             Op::Other => {}
         }
         // Calls in progress the core dropped: those past `max_call` ended then (their
-        // end never came).
+        // end never came). Keys sort by start, so only those are read.
         let mut stale = Vec::new();
         if held.active > after.active.len() {
             let ap = key(p, ACTIVE, &[]);
             let mut gone = Vec::new();
-            for entry in self.tree.scan_prefix(&ap) {
-                let (k, v) = entry.context("reading call counters")?;
-                let id = std::str::from_utf8(&k[ap.len()..]).unwrap_or_default();
+            for k in self.tree.scan_prefix(&ap).keys() {
+                let k = k.context("reading call counters")?;
+                let started = k.get(ap.len()..ap.len() + 8).and_then(be).unwrap_or_default();
+                if now.saturating_sub(started) <= max_call_ms {
+                    break;
+                }
+                let id = std::str::from_utf8(&k[ap.len() + 8..]).unwrap_or_default();
                 if !after.active.contains_key(id) {
-                    gone.push((k, v));
+                    gone.push((k, started));
                 }
             }
-            for (k, v) in gone {
-                let started = v.get(..8).and_then(be).unwrap_or_default();
-                if now.saturating_sub(started) > max_call_ms {
-                    stale.push((started.saturating_add(max_call_ms), max_call_ms));
-                }
+            for (k, started) in gone {
+                stale.push((started.saturating_add(max_call_ms), max_call_ms));
                 self.remove(&k)?;
                 held.active -= 1;
             }
@@ -806,7 +809,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut c = open(tmp.path(), rules(""), T0);
         let mut per_call = Vec::new();
-        // 4,000 calls 20 s apart: the account's history grows for the first day (4,320
+        // 6,000 calls 20 s apart: the account's history grows for the first day (4,320
         // calls), then slides.
         for i in 0..6000u64 {
             let now = T0 + i * 20_000;
@@ -831,6 +834,32 @@ mod tests {
         assert_eq!(per_call[5999].0, 6);
         assert!(per_call[5999].1 < 200, "{:?}", per_call[5999]);
         assert_eq!(c.store.resyncs(), 0);
+    }
+
+    #[test]
+    fn calls_never_ended_cost_the_same_few_keys_once_they_go_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = open(tmp.path(), rules("max_call = \"1h\""), T0);
+        let mut per_call = Vec::new();
+        // A PBX that never says a call ended: after an hour each call ends the oldest.
+        for i in 0..6000u64 {
+            let before = c.store.written();
+            call(&mut c, "silent", "044 668 18 00", &format!("c{i:05}"), T0 + i * 20_000);
+            flush(&mut c);
+            per_call.push(c.store.written().keys - before.keys);
+        }
+        assert_eq!(c.policy.account("silent").unwrap().active.len(), 181);
+        // Start: S and A; past an hour also the stale A removed and its E; past a day
+        // also the oldest S and E removed.
+        assert_eq!(
+            (per_call[10], per_call[1000], per_call[4000], per_call[5999]),
+            (2, 4, 4, 6)
+        );
+        assert_eq!(c.store.resyncs(), 0);
+        let held = state(&c);
+        drop(c);
+        let c = open(tmp.path(), rules("max_call = \"1h\""), T0 + 5999 * 20_000);
+        assert_eq!(state(&c), held);
     }
 
     #[test]
