@@ -1,7 +1,7 @@
 //! The call counters' own storage: a sled database at `DIR/calls/`, apart from the
-//! ledger's (gossip and sync writes never share its flush), written incrementally and
-//! flushed by the call policy actor once per batch of requests before any of them is
-//! answered (group commit: nothing acknowledged is lost on a crash).
+//! ledger's, written incrementally and flushed by the call policy actor once per batch of
+//! requests before any of them is answered (group commit: nothing acknowledged is lost on
+//! a crash).
 //!
 //! Every item of the core's [`Account`] is one key, so a call writes a constant number of
 //! keys whatever the account's history (a counted call: its `S` and `A` keys; an end: its
@@ -12,19 +12,21 @@
 //! NAME 'S' start seq       → international (1 byte)  a call started      (Account::started)
 //! NAME 'A' start call id   → international (1 byte)  a call in progress  (Account::active)
 //! NAME 'E' end seq         → duration                a call ended        (Account::ended)
-//! NAME 'L'             → since, reason (UTF-8)       the lock            (Account::lock)
+//! NAME 'L'                 → since, reason (UTF-8)   the lock            (Account::lock)
 //! ```
 //!
 //! Times are ms since the epoch and `seq` this store's counter, so the keys of an account
-//! sort as the core orders its entries (and calls in progress by age: those the core ends
-//! after `max_call` are found without reading the others). When the core forgets its oldest entries (older
-//! than a day, or over its per-account bounds) the store removes as many of its oldest
-//! keys, and an account the core drops entirely loses all its keys: the store holds what
-//! the core holds and is bounded as the core is. [`CallStore::open`] reads the accounts
-//! back; an unreadable entry is skipped with a warning, counted and removed, never a
-//! reason not to start. It also imports, once, what earlier versions kept as one JSON
-//! document per account in the ledger database's `call_accounts` tree, and drops that
-//! tree.
+//! sort as the core orders its entries, and calls in progress by age (those the core ends
+//! after `max_call` are found without reading the others). When the core forgets its
+//! oldest entries (older than a day, or over its per-account bounds) the store removes as
+//! many of its oldest keys, and an account the core drops entirely loses all its keys:
+//! the store holds what the core holds and is bounded as the core is. The store's flush is
+//! its own: gossip and sync writes to the ledger's database never share it.
+//!
+//! [`CallStore::open`] reads the accounts back; an unreadable entry is skipped with a
+//! warning, counted and removed, never a reason not to start. It also imports, once, what
+//! earlier versions kept as one JSON document per account in the ledger database's
+//! `call_accounts` tree, and drops that tree.
 
 use anyhow::{anyhow, Context};
 use fraudmesh::calls::account::{Account, Active, Lock};
@@ -121,7 +123,7 @@ impl Before {
 
 /// The call counters' database and what it holds of each account.
 pub struct CallStore {
-    db: sled::Db,
+    /// The items (the tree keeps its database open).
     tree: sled::Tree,
     held: HashMap<String, Held>,
     /// The next `seq`.
@@ -269,7 +271,6 @@ impl CallStore {
             })?;
         let tree = db.open_tree(TREE).context("opening the call counters' tree")?;
         let mut store = Self {
-            db,
             tree,
             held: HashMap::new(),
             seq: 0,
@@ -658,11 +659,6 @@ impl CallStore {
     /// Names of the accounts the store holds.
     pub fn names(&self) -> HashSet<String> {
         self.held.keys().cloned().collect()
-    }
-
-    /// Bytes the database takes on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
     }
 }
 
