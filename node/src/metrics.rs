@@ -225,6 +225,16 @@ pub struct Metrics {
     pub sensor_requests: Family<SensorLabel, Counter>,
     /// Call authorisations by the rule that decided.
     pub call_decisions: Family<RuleLabel, Counter>,
+    /// Call authorisations answered per `calls.on_error` because the node could not
+    /// decide, by reason (`timeout`: no decision within the API's wait; `error`: the policy
+    /// stopped or its storage failed).
+    pub call_fallbacks: Family<ReasonLabel, Counter>,
+    /// Seconds per flush of the call counters' store (one per batch of requests).
+    pub call_store_flush: Histogram,
+    /// Keys the call counters' store wrote or removed.
+    pub call_store_writes: Counter,
+    /// Unreadable call counter entries skipped at start.
+    pub call_store_skipped: Counter,
     /// Findings of the last scheduled audit, by severity.
     pub audit_findings: Family<SeverityLabel, Gauge>,
 }
@@ -369,6 +379,25 @@ impl Metrics {
             ),
             // Calls and audits.
             call_decisions: r.add("call_decisions", "Call authorisations by the rule that decided"),
+            call_fallbacks: r.add(
+                "call_fallbacks",
+                "Call authorisations answered per calls.on_error because the node could not decide, by reason (timeout, error)",
+            ),
+            call_store_flush: r.add_with(
+                "call_store_flush_seconds",
+                "Duration of the call counters' store flushes (one per batch of requests)",
+                Histogram::new([
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            ),
+            call_store_writes: r.add(
+                "call_store_writes",
+                "Keys the call counters' store wrote or removed",
+            ),
+            call_store_skipped: r.add(
+                "call_store_skipped",
+                "Unreadable call counter entries skipped (and removed) at start",
+            ),
             audit_findings: r.add(
                 "audit_findings",
                 "Findings of the last scheduled PBX audit, by severity",

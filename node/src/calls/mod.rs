@@ -1,13 +1,16 @@
 //! Call authorisation on the node: the `[calls]` config, starting the actor
-//! (`calls/actor.rs`) that owns the core's call policy and persists every account's
-//! counters and locks in sled before it answers, and the handle through which the HTTP
-//! API asks it.
+//! (`calls/actor.rs`) that owns the core's call policy and writes every account's
+//! counters and locks to their own sled database (`calls/store.rs`, `DIR/calls/`) before
+//! it answers, and the handle through which the HTTP API asks it.
 //!
 //! Fraud numbers come from the mesh: number targets blocked by the node's decided list
 //! (number sightings from trusted reporters, the same rule as addresses). A breach can
 //! report the dialled number to the mesh (`report_on_breach`).
 
 mod actor;
+mod store;
+
+pub use store::{CallStore, LEGACY_TREE};
 
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
@@ -15,7 +18,7 @@ use actor::Cmd;
 use anyhow::{anyhow, bail};
 use fraudmesh::calls::account::CallLimits;
 use fraudmesh::calls::number;
-use fraudmesh::calls::policy::{AccountRules, CallDecision, CallPolicy, CallRequest, CallRules, Countries};
+use fraudmesh::calls::policy::{AccountRules, CallDecision, CallRequest, CallRules, Countries};
 use fraudmesh::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,8 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests waiting for the actor.
 const QUEUE: usize = 4096;
-/// The sled tree of account states.
-pub const TREE: &str = "call_accounts";
 
 /// `[calls]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,25 +318,30 @@ impl CallsHandle {
     }
 }
 
-/// Starts the actor over `tree`, restoring every stored account.
+/// Starts the actor over `store` (opened with [`CallStore::open`]), restoring every
+/// account it holds.
 pub fn start(
     rules: CallRules,
     on_error: OnError,
-    tree: sled::Tree,
+    store: CallStore,
     engine: EngineHandle,
     metrics: Arc<Metrics>,
     ttl_s: u32,
 ) -> anyhow::Result<(CallsHandle, tokio::task::JoinHandle<()>)> {
-    let policy = actor::restore(CallPolicy::new(rules), &tree)?;
+    metrics.call_store_skipped.inc_by(store.skipped());
+    let counters = actor::Counters::restore(rules, store, crate::now_ms());
     let (tx, rx) = mpsc::channel(QUEUE);
     let actor = actor::Actor {
-        policy,
-        tree,
+        counters,
         engine,
         metrics,
         ttl_s,
+        runtime: tokio::runtime::Handle::current(),
     };
-    let task = tokio::spawn(actor.run(rx));
+    tokio::spawn(actor::housekeeping(tx.downgrade()));
+    // A thread of its own (the blocking pool's): decisions and flushes never wait for
+    // the runtime's workers.
+    let task = tokio::task::spawn_blocking(move || actor.run(rx));
     Ok((CallsHandle { tx, on_error }, task))
 }
 

@@ -6,6 +6,7 @@
 //! DIR/api.token      the admin bearer token (writes, accounts, audit), mode 0600
 //! DIR/calls.token    the SIP stack's bearer token for call authorisation, mode 0640
 //! DIR/data/          the sled database
+//! DIR/calls/         the call counters' sled database
 //! DIR/node.json      written by a running node: its pid, API and listen addresses
 //! ```
 
@@ -70,6 +71,10 @@ impl NodeDir {
     /// `data/`, the sled database.
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
+    }
+    /// `calls/`, the call counters' sled database.
+    pub fn calls_db(&self) -> PathBuf {
+        self.root.join("calls")
     }
     /// `node.json`.
     pub fn runtime(&self) -> PathBuf {

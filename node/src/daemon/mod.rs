@@ -149,12 +149,14 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     let settings = config::load_settings(&dir, identity.public())?;
     let peer_id = identity.public().peer_id();
     let store = SledStore::open(&dir.data(), settings.cache_bytes)?;
-    let call_tree = store.tree(crate::calls::TREE)?;
+    // The call counters have a database of their own (its flush never waits for the
+    // ledger's writes); earlier versions' counters in the ledger's database move there.
+    let call_store = crate::calls::CallStore::open(&dir.calls_db(), Some(store.db()))?;
     let mut stack = Stack::start(identity, &settings, Box::new(store), Transport::Tcp)?;
     let (calls, calls_task) = crate::calls::start(
         settings.calls.clone(),
         settings.calls_on_error,
-        call_tree,
+        call_store,
         stack.engine.clone(),
         stack.metrics.clone(),
         settings.default_ttl_s,

@@ -97,12 +97,10 @@ impl SledStore {
         Ok(Self { db, records })
     }
 
-    /// Another tree of the same database, for state kept beside the ledger (call
-    /// counters). Trees are independent; flushing the database flushes them all.
-    pub fn tree(&self, name: &str) -> anyhow::Result<sled::Tree> {
-        self.db
-            .open_tree(name)
-            .with_context(|| format!("opening the {name} tree"))
+    /// The database itself, for state earlier versions kept beside the ledger (the
+    /// call counters' `call_accounts` tree, imported into their own store and dropped).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 }
 

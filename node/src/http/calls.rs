@@ -11,6 +11,7 @@ use super::state::printable;
 use super::types::{Accounts, CallAnswer, CallEnded, Unlocked};
 use super::{ApiError, ApiState};
 use crate::calls::OnError;
+use crate::metrics::ReasonLabel;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
@@ -118,11 +119,13 @@ fn failed(on_error: OnError, why: String) -> CallAnswer {
 }
 
 async fn decide(s: &ApiState, req: CallRequest, count: bool) -> CallAnswer {
-    match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
-        Ok(Ok(d)) => answer(&d),
-        Ok(Err(e)) => failed(s.calls.on_error, format!("{e:#}")),
-        Err(_) => failed(s.calls.on_error, format!("no answer within {DECIDE_TIMEOUT:?}")),
-    }
+    let (reason, why) = match tokio::time::timeout(DECIDE_TIMEOUT, s.calls.authorize(req, count)).await {
+        Ok(Ok(d)) => return answer(&d),
+        Ok(Err(e)) => ("error", format!("{e:#}")),
+        Err(_) => ("timeout", format!("no answer within {DECIDE_TIMEOUT:?}")),
+    };
+    s.metrics.call_fallbacks.get_or_create(&ReasonLabel { reason }).inc();
+    failed(s.calls.on_error, why)
 }
 
 /// `POST /v1/calls/authorize` (calls token): `{"account","from","to","source_ip","call_id"}`
