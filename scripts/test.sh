@@ -4,12 +4,12 @@
 #   scripts/test.sh
 #
 # Installs what the tests need when it is missing, then runs, in order:
-#   cargo fmt --check, cargo clippy (warnings are errors), cargo test, and a
-#   compile-only pass over the benches. Stops at the first failure.
+#   cargo fmt --check, cargo clippy (warnings are errors), the emergency-number table's
+#   freshness check, cargo test, and a compile-only pass over the benches. Stops at the first failure.
 #
 # Needs: the Rust toolchain (https://rustup.rs). rustfmt and clippy are added with
 # rustup when missing. System packages (iproute2, ipset, nftables, sip-tester,
-# kamailio, kamailio-utils-modules, kamailio-extra-modules) are installed with apt-get
+# kamailio, kamailio-utils-modules, kamailio-extra-modules, python3) are installed with apt-get
 # when missing. No prompts: safe under CI=true.
 set -euo pipefail
 
@@ -80,6 +80,9 @@ need_pkg kamailio kamailio
 # HTTP and reads its JSON answer.
 need_kamailio_module http_client kamailio-utils-modules
 need_kamailio_module jansson kamailio-extra-modules
+# scripts/gen-emergency.py --check: the emergency-number table is what libphonenumber's data
+# in Cargo.lock gives.
+need_pkg python3 python3
 
 # --- Rust toolchain ----------------------------------------------------------
 command -v cargo >/dev/null 2>&1 ||
@@ -107,6 +110,7 @@ step() {
 
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
+step python3 scripts/gen-emergency.py --check
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
 step cargo test --workspace 2>&1 | tee "$test_log"

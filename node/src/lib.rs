@@ -27,6 +27,7 @@ pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod priority;
 pub mod time;
 
 pub use time::now_ms;

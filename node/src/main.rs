@@ -27,7 +27,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = NodeDir::new(cli.dir.clone().unwrap_or_else(default_dir));
     init_tracing(matches!(cli.command, Command::Run));
-    let result = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.command, Command::Run) {
+        // The node's own work runs below the API and the call policy (daemon::serve_api).
+        runtime.on_thread_start(fraudmesh_node::priority::background);
+    }
+    let result = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")

@@ -15,7 +15,7 @@ pub use store::{CallStore, LEGACY_TREE};
 use crate::engine::EngineHandle;
 use crate::metrics::Metrics;
 use actor::Cmd;
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use fraudmesh::calls::account::CallLimits;
 use fraudmesh::calls::number;
 use fraudmesh::calls::policy::{AccountRules, CallDecision, CallRequest, CallRules, Countries};
@@ -327,7 +327,7 @@ pub fn start(
     engine: EngineHandle,
     metrics: Arc<Metrics>,
     ttl_s: u32,
-) -> anyhow::Result<(CallsHandle, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(CallsHandle, std::thread::JoinHandle<()>)> {
     metrics.call_store_skipped.inc_by(store.skipped());
     let counters = actor::Counters::restore(rules, store, crate::now_ms());
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -339,10 +339,13 @@ pub fn start(
         runtime: tokio::runtime::Handle::current(),
     };
     tokio::spawn(actor::housekeeping(tx.downgrade()));
-    // A thread of its own (the blocking pool's): decisions and flushes never wait for
-    // the runtime's workers.
-    let task = tokio::task::spawn_blocking(move || actor.run(rx));
-    Ok((CallsHandle { tx, on_error }, task))
+    // A thread of its own, at normal priority (the runtime's threads run below it, see
+    // crate::priority): decisions and flushes never wait for the mesh's work.
+    let thread = std::thread::Builder::new()
+        .name("calls".into())
+        .spawn(move || actor.run(rx))
+        .context("starting the call policy's thread")?;
+    Ok((CallsHandle { tx, on_error }, thread))
 }
 
 #[cfg(test)]

@@ -197,17 +197,12 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
         calls,
         audit,
     };
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async {
-            terminated().await;
-        })
-        .await
-        .context("serving the API")?;
+    serve_api(listener, http::router(state)).await?;
 
     tracing::info!("shutting down");
     // The router (and with it every handle of the call policy) is gone: its actor ends
     // after answering what it holds, then the engine stops.
-    let _ = calls_task.await;
+    let _ = tokio::task::spawn_blocking(move || calls_task.join()).await;
     if let Some(task) = audit_task {
         task.abort();
     }
@@ -215,6 +210,44 @@ pub async fn run(dir: NodeDir) -> anyhow::Result<()> {
     dir.clear_runtime();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the API until SIGTERM/SIGINT, on a thread and runtime of its own: the node's
+/// runtime (the network, detection, enforcement) runs below normal priority (see
+/// [`crate::priority`]), the API and the call policy at normal priority, so a call is
+/// decided without waiting behind a catch-up or a flood.
+async fn serve_api(listener: tokio::net::TcpListener, router: axum::Router) -> anyhow::Result<()> {
+    let listener = listener.into_std().context("handing the API's socket over")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, mut done) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the API's runtime")
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async {
+                                let _ = stopped.await;
+                            })
+                            .await
+                    })
+                    .context("serving the API")
+                });
+            let _ = done_tx.send(served);
+        })
+        .context("starting the API's thread")?;
+    let ended = |r: Result<anyhow::Result<()>, _>| r.unwrap_or_else(|_| Err(anyhow::anyhow!("the API's thread ended")));
+    tokio::select! {
+        r = &mut done => return ended(r),
+        _ = terminated() => {}
+    }
+    let _ = stop.send(());
+    ended(done.await)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming the signal.

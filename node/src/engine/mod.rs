@@ -172,6 +172,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
+            crate::priority::background();
             while let Some(cmd) = rx.blocking_recv() {
                 engine.handle(cmd);
             }

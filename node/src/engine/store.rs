@@ -343,6 +343,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
+                crate::priority::background();
                 for op in rx {
                     match op {
                         Op::Apply(changes) => worker.apply(changes),

@@ -160,6 +160,10 @@ pub async fn authorize(
         tracing::info!(account = %printable(&req.account, LOGGED), to = %printable(&req.to, LOGGED),
             from = %printable(b.from.as_deref().unwrap_or_default(), LOGGED), source_ip = ?source_ip,
             call_id = %printable(&req.call_id, LOGGED), rule = %v.rule, "call denied");
+    } else if v.rule != "allowed" {
+        // Emergency and always-allowed calls pass every rule: worth a line of their own.
+        tracing::info!(account = %printable(&req.account, LOGGED), to = %printable(&req.to, LOGGED),
+            source_ip = ?source_ip, rule = %v.rule, "call passed without rules");
     }
     Ok(Json(v))
 }
