@@ -127,6 +127,20 @@ fn premium_numbers_limits_and_locks_through_the_api() {
     n.start();
     let api = n.api();
     assert_eq!(call(&n, "1001", "044 668 18 00", "e1")["rule"], "locked");
+    // Emergency numbers pass the locked account, in every form, and are not counted.
+    for to in ["112", "117", "144", "+41 118", "0041144", "911"] {
+        let v = call(&n, "1001", to, &format!("sos-{to}"));
+        assert_eq!(
+            (v["allow"].as_bool(), v["rule"].as_str()),
+            (Some(true), Some("emergency")),
+            "{to}: {v}"
+        );
+    }
+    let explained = cli_json(&n.dir, &["calls", "check", "--account", "100", "--to", "112", "--json"]);
+    assert_eq!(
+        (&explained["allow"], &explained["rule"]),
+        (&json!(true), &json!("emergency"))
+    );
     let list = cli_json(&n.dir, &["accounts", "list", "--json"]);
     assert_eq!(account(&list, "1001")["calls_last_day"], 3, "{list}");
     assert!(cli_ok(&n.dir, &["accounts", "list"]).contains("1001: LOCKED"));
