@@ -165,7 +165,7 @@ fn kamailio_asks_the_node_before_each_call() {
         assert!(m.contains(&format!("From: <sip:{user}@")), "{m}");
         assert!(m.contains(premium_denied), "From user {user}: {m}");
     }
-    let folded = Invite::new(premium, 403).from_header(
+    let folded = Invite::new(premium, 403).with_from_header(
         "From: \"Folded\"\n      \\x20<sip:[service]@[remote_ip]>\n      \\x20;tag=[pid]SIPpTag00[call_number]",
     );
     let m = run(USER_1001, &folded.scenario(), &[]);
@@ -197,7 +197,7 @@ fn kamailio_asks_the_node_before_each_call() {
 
     // The second allowed call of 1001 stays up; BYEs that are not its own end nothing.
     let (call_id, tag) = ("fm-bye-test-1@phone.example", "fm-caller-tag-1");
-    let up = Invite::new("0446681800", 200).from_tag(tag).no_bye();
+    let up = Invite::new("0446681800", 200).with_from_tag(tag).no_bye();
     run(USER_1001, &up.scenario(), &["-cid_str", call_id]);
     let active = |why: &str, n: u64| {
         let acct = account(&a, "1001");

@@ -296,14 +296,14 @@ impl Invite {
     }
 
     /// The From tag `tag` (so that later runs can send BYEs of this dialog).
-    pub fn from_tag(mut self, tag: &str) -> Self {
+    pub fn with_from_tag(mut self, tag: &str) -> Self {
         self.from = format!("From: <sip:[service]@[remote_ip]>;tag={tag}");
         self
     }
 
     /// The whole From header as written (continuation lines start with `\x20`: sipp
     /// strips leading blanks from a scenario's lines, not that escape).
-    pub fn from_header(mut self, header: &str) -> Self {
+    pub fn with_from_header(mut self, header: &str) -> Self {
         self.from = header.to_string();
         self
     }
