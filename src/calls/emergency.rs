@@ -180,22 +180,24 @@ fn international(digits: &str) -> Option<ShortNumber> {
     None
 }
 
+/// Every emergency number of the countries the issue names, with their calling codes
+/// (libphonenumber 9.0.33): the tests' expectations, shared by the policy's tests.
+#[cfg(test)]
+pub(crate) const EMERGENCY: [(Id, u16, &[&str]); 8] = [
+    (Id::CH, 41, &["112", "117", "118", "144"]),
+    (Id::DE, 49, &["110", "112"]),
+    (Id::AT, 43, &["112", "122", "133", "144"]),
+    (Id::FR, 33, &["15", "17", "18", "112"]),
+    (Id::IT, 39, &["112", "113", "115", "118"]),
+    (Id::GB, 44, &["112", "999"]),
+    (Id::US, 1, &["112", "911"]),
+    (Id::CA, 1, &["112", "911"]),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// Every emergency number of these countries (libphonenumber 9.0.33).
-    const EMERGENCY: [(Id, u16, &[&str]); 8] = [
-        (Id::CH, 41, &["112", "117", "118", "144"]),
-        (Id::DE, 49, &["110", "112"]),
-        (Id::AT, 43, &["112", "122", "133", "144"]),
-        (Id::FR, 33, &["15", "17", "18", "112"]),
-        (Id::IT, 39, &["112", "113", "115", "118"]),
-        (Id::GB, 44, &["112", "999"]),
-        (Id::US, 1, &["112", "911"]),
-        (Id::CA, 1, &["112", "911"]),
-    ];
 
     #[test]
     fn every_pattern_compiles_and_the_table_is_whole() {

@@ -556,16 +556,7 @@ mod tests {
     #[test]
     fn emergency_numbers_pass_a_locked_account_uncounted_in_every_form() {
         let fraud = BTreeSet::from(["41".to_string(), "1".to_string(), "4".to_string(), "3".to_string()]);
-        for (home, cc, numbers) in [
-            (Id::CH, 41, &["112", "117", "118", "144"][..]),
-            (Id::DE, 49, &["110", "112"]),
-            (Id::AT, 43, &["112", "122", "133", "144"]),
-            (Id::FR, 33, &["15", "17", "18", "112"]),
-            (Id::IT, 39, &["112", "113", "115", "118"]),
-            (Id::GB, 44, &["112", "999"]),
-            (Id::US, 1, &["112", "911"]),
-            (Id::CA, 1, &["112", "911"]),
-        ] {
+        for (home, cc, numbers) in emergency::EMERGENCY {
             let mut p = locked(home);
             let before = p.account("1001").cloned();
             for n in numbers {
