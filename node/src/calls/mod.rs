@@ -1,13 +1,15 @@
 //! Call authorisation on the node: the `[calls]` config, starting the actor
 //! (`calls/actor.rs`) that owns the core's call policy and writes every account's
 //! counters and locks to their own sled database (`calls/store.rs`, `DIR/calls/`) before
-//! it answers, and the handle through which the HTTP API asks it.
+//! it answers (earlier versions' format, imported once: `calls/legacy.rs`), and the handle
+//! through which the HTTP API asks it.
 //!
 //! Fraud numbers come from the mesh: number targets blocked by the node's decided list
 //! (number sightings from trusted reporters, the same rule as addresses). A breach can
 //! report the dialled number to the mesh (`report_on_breach`).
 
 mod actor;
+mod legacy;
 mod store;
 
 pub use store::{CallStore, LEGACY_TREE};

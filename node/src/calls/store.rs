@@ -28,10 +28,10 @@
 //! earlier versions kept as one JSON document per account in the ledger database's
 //! `call_accounts` tree, and drops that tree.
 
+use super::legacy::Legacy;
 use anyhow::{anyhow, Context};
 use fraudmesh::calls::account::{Account, Active, Lock};
 use fraudmesh::Millis;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -138,49 +138,6 @@ pub struct CallStore {
     resyncs: u64,
     /// Accounts read at opening, until [`CallStore::take_loaded`].
     loaded: BTreeMap<String, Account>,
-}
-
-/// Earlier versions' JSON document of one account in [`LEGACY_TREE`].
-#[derive(Debug, Serialize, Deserialize)]
-struct Legacy {
-    started: Vec<(Millis, bool)>,
-    active: Vec<(String, Millis, bool)>,
-    ended: Vec<(Millis, Millis)>,
-    lock: Option<(Millis, String)>,
-}
-
-impl From<&Account> for Legacy {
-    fn from(a: &Account) -> Self {
-        Self {
-            started: a.started.iter().copied().collect(),
-            active: a
-                .active
-                .iter()
-                .map(|(id, x)| (id.clone(), x.started, x.international))
-                .collect(),
-            ended: a.ended.iter().copied().collect(),
-            lock: a.lock.as_ref().map(|l| (l.since, l.reason.clone())),
-        }
-    }
-}
-
-impl From<Legacy> for Account {
-    fn from(s: Legacy) -> Self {
-        let mut a = Account {
-            started: s.started.into(),
-            active: s
-                .active
-                .into_iter()
-                .map(|(id, started, international)| (id, Active { started, international }))
-                .collect(),
-            ended: s.ended.into(),
-            lock: s.lock.map(|(since, reason)| Lock { since, reason }),
-        };
-        // The store keeps entries in time order, as the core makes them.
-        a.started.make_contiguous().sort_by_key(|(t, _)| *t);
-        a.ended.make_contiguous().sort_by_key(|(t, _)| *t);
-        a
-    }
 }
 
 /// One readable entry.
@@ -470,6 +427,34 @@ impl CallStore {
         }
     }
 
+    /// Replaces every item of `tag` (started, in progress or ended calls) with `a`'s;
+    /// how many there are now.
+    fn rewrite_items(&mut self, p: &[u8], tag: u8, a: &Account) -> anyhow::Result<usize> {
+        self.remove_all(&key(p, tag, &[]))?;
+        match tag {
+            STARTED => {
+                for &(t, international) in &a.started {
+                    self.put_started(p, t, international)?;
+                }
+            }
+            ACTIVE => {
+                for (id, x) in &a.active {
+                    self.put_active(p, id, x)?;
+                }
+            }
+            _ => {
+                for &(end, duration) in &a.ended {
+                    self.put_ended(p, end, duration)?;
+                }
+            }
+        }
+        Ok(match tag {
+            STARTED => a.started.len(),
+            ACTIVE => a.active.len(),
+            _ => a.ended.len(),
+        })
+    }
+
     /// The first `n` keys (the oldest) under `prefix`.
     fn first_keys(&self, prefix: &[u8], n: usize) -> anyhow::Result<Vec<sled::IVec>> {
         self.tree
@@ -576,21 +561,13 @@ impl CallStore {
         }
         if held.active != after.active.len() {
             self.resyncs += 1;
-            self.remove_all(&key(p, ACTIVE, &[]))?;
-            for (id, x) in &after.active {
-                self.put_active(p, id, x)?;
-            }
-            held.active = after.active.len();
+            held.active = self.rewrite_items(p, ACTIVE, after)?;
         }
         // The oldest starts and ends the core forgot.
         self.trim(p, STARTED, &mut held.started, after.started.len())?;
         if held.started != after.started.len() {
             self.resyncs += 1;
-            self.remove_all(&key(p, STARTED, &[]))?;
-            for &(t, international) in &after.started {
-                self.put_started(p, t, international)?;
-            }
-            held.started = after.started.len();
+            held.started = self.rewrite_items(p, STARTED, after)?;
         }
         self.trim(p, ENDED, &mut held.ended, after.ended.len().saturating_sub(stale.len()))?;
         for (end, duration) in stale {
@@ -599,11 +576,7 @@ impl CallStore {
         }
         if held.ended != after.ended.len() {
             self.resyncs += 1;
-            self.remove_all(&key(p, ENDED, &[]))?;
-            for &(end, duration) in &after.ended {
-                self.put_ended(p, end, duration)?;
-            }
-            held.ended = after.ended.len();
+            held.ended = self.rewrite_items(p, ENDED, after)?;
         }
         if held.lock != after.lock {
             self.put_lock(p, after.lock.as_ref())?;
@@ -637,18 +610,9 @@ impl CallStore {
     fn rewrite(&mut self, p: &[u8], a: &Account, held: &mut Held) -> anyhow::Result<()> {
         self.remove_all(p)?;
         *held = Held::default();
-        for &(t, international) in &a.started {
-            self.put_started(p, t, international)?;
-            held.started += 1;
-        }
-        for (id, x) in &a.active {
-            self.put_active(p, id, x)?;
-            held.active += 1;
-        }
-        for &(end, duration) in &a.ended {
-            self.put_ended(p, end, duration)?;
-            held.ended += 1;
-        }
+        held.started = self.rewrite_items(p, STARTED, a)?;
+        held.active = self.rewrite_items(p, ACTIVE, a)?;
+        held.ended = self.rewrite_items(p, ENDED, a)?;
         if a.lock.is_some() {
             self.put_lock(p, a.lock.as_ref())?;
             held.lock = a.lock.clone();
