@@ -283,7 +283,10 @@ fn behaviour(
     let identify = identify::Behaviour::new(
         identify::Config::new(ID_PROTOCOL.into(), key.public())
             .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION")))
-            .with_cache_size(0),
+            .with_cache_size(0)
+            // A relayed address reserved after connecting reaches the peers at once, not
+            // at the next periodic identify (5 minutes later).
+            .with_push_listen_addr_updates(true),
     );
     let sync = request_response::Behaviour::with_codec(
         SyncCodec::new(metrics.clone()),

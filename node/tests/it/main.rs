@@ -24,5 +24,6 @@ mod enforce_nftables;
 mod flood;
 mod gossip_validation;
 mod mesh;
+mod relay;
 mod sensor;
 mod sync;
