@@ -504,4 +504,67 @@ mod tests {
             "/memory/42/p2p/12D3KooWGzR5iPWw8Fv1CEkYPQxVBJJJy8NXnG96vTuzMu2p9ny9"
         )));
     }
+
+    #[test]
+    fn relayed_addresses_pass_as_their_relay_and_only_through_one() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let policy = DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[a("/ip4/10.0.0.1/tcp/7710")], false);
+        let via = |host: &str| a(&format!("/ip4/{host}/tcp/7710/p2p/{relay}/p2p-circuit/p2p/{target}"));
+        assert!(policy.allows(&via("192.0.2.1")), "through a public relay");
+        assert!(policy.allows(&via("10.0.0.1")), "through a seed");
+        assert!(!policy.allows(&via("169.254.0.9")), "through a link-local host");
+        assert!(
+            !policy.allows(&a(&format!("/p2p-circuit/p2p/{target}"))),
+            "no relay named"
+        );
+        assert!(
+            !policy.allows(&a(&format!("/ip4/192.0.2.1/tcp/1/p2p-circuit/p2p/{target}"))),
+            "no relay id"
+        );
+        let twice = a(&format!(
+            "/ip4/192.0.2.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{target}/p2p-circuit/p2p/{target}"
+        ));
+        assert!(!policy.allows(&twice), "through two relays");
+    }
+
+    #[test]
+    fn dial_backs_go_only_to_the_asking_peers_ip_and_as_the_policy_allows() {
+        use libp2p::core::ConnectedPoint;
+        let policy = Arc::new(DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[], false));
+        let mut guard = DialBackGuard::new(libp2p::swarm::dummy::Behaviour, policy);
+        let (peer, stranger) = (PeerId::random(), PeerId::random());
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: a("/ip4/192.0.2.1/tcp/7710"),
+            send_back_addr: a("/ip4/198.51.100.4/tcp/40000"),
+        };
+        guard.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(1),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        assert!(guard.allows(Some(peer), &a("/ip4/198.51.100.4/udp/7710/quic-v1")));
+        assert!(
+            !guard.allows(Some(peer), &a("/ip4/198.51.100.5/tcp/7710")),
+            "another host"
+        );
+        assert!(
+            !guard.allows(Some(stranger), &a("/ip4/198.51.100.4/tcp/7710")),
+            "not its IP"
+        );
+        assert!(!guard.allows(None, &a("/ip4/198.51.100.4/tcp/7710")));
+
+        // Through the swarm's hook: a dial the guarded behaviour asked for is denied.
+        let id = ConnectionId::new_unchecked(7);
+        guard.dialbacks.insert(id, Some(peer));
+        let denied =
+            guard.handle_pending_outbound_connection(id, Some(peer), &[a("/ip4/203.0.113.1/tcp/22")], Endpoint::Dialer);
+        assert!(denied.is_err());
+        let other = ConnectionId::new_unchecked(8);
+        let passed =
+            guard.handle_pending_outbound_connection(other, None, &[a("/ip4/203.0.113.1/tcp/22")], Endpoint::Dialer);
+        assert!(passed.is_ok(), "other dials are not the guard's business");
+    }
 }
