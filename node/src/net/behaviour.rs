@@ -161,7 +161,12 @@ fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Be
         seed_addrs.iter().copied(),
         limits.dial_private,
     ));
+    let (outbound_min, mesh_low, mesh_n, mesh_high) = limits.gossip_mesh();
     let gs_config = gossipsub::ConfigBuilder::default()
+        .mesh_outbound_min(outbound_min)
+        .mesh_n_low(mesh_low)
+        .mesh_n(mesh_n)
+        .mesh_n_high(mesh_high)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
