@@ -21,6 +21,7 @@ mod sync_peers;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dial::ip_of;
 use super::guard::PerIpExceeded;
+use super::nat::{self, NatState, NatStatus};
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
@@ -92,6 +93,8 @@ pub(super) struct Channels {
     pub(super) listen: watch::Sender<Vec<Multiaddr>>,
     /// The IP addresses of open connections' remote ends, with how many use each.
     pub(super) peer_ips: watch::Sender<HashMap<std::net::IpAddr, usize>>,
+    /// Reachability and relayed addresses, as the API shows them.
+    pub(super) nat: watch::Sender<NatStatus>,
 }
 
 /// The swarm and the network's state, driven by [`EventLoop::run`].
@@ -162,6 +165,10 @@ pub(super) struct EventLoop {
     queued: VecDeque<PeerId>,
     /// Peers no longer refused whose next connection starts a session, queued if busy.
     resync: HashSet<PeerId>,
+
+    /// Reachability, relays, and the peers NAT traversal needs kept (see
+    /// [`NatState::is_pinned`]).
+    pub(super) nat: NatState,
 }
 
 impl EventLoop {
@@ -185,6 +192,8 @@ impl EventLoop {
             idle_timeout: limits.idle_timeout,
             grace: prune::GRACE,
         };
+        let nat = NatState::new(*swarm.local_peer_id(), false);
+        channels.nat.send_replace(nat.status());
         Self {
             redial: redial::Redial::new(&known.seeds, limits.redial_max, Instant::now()),
             swarm,
@@ -213,6 +222,7 @@ impl EventLoop {
             sync_peers: SyncPeers::new(known.limits.sync_requests_per_minute, SYNC_PEER_RETAIN, MAX_SYNC_PEERS),
             queued: VecDeque::new(),
             resync: HashSet::new(),
+            nat,
         }
     }
 
@@ -387,7 +397,8 @@ impl EventLoop {
         let mut keep = self.seeds.clone();
         keep.extend(self.syncing.iter().chain(self.answering.iter()).copied());
         let gossip: HashSet<PeerId> = self.peers.iter().filter(|(_, p)| p.gossip).map(|(id, _)| *id).collect();
-        let pinned = |_: &PeerId| false;
+        let nat = &self.nat;
+        let pinned = |p: &PeerId| nat.is_pinned(p);
         self.tracker
             .touch(now, |p| mesh.contains(p) || keep.contains(p) || pinned(p));
         let view = prune::View {
@@ -556,13 +567,23 @@ impl EventLoop {
         }
         self.tracker.connected(peer_id, Instant::now());
         self.redial.connected(&peer_id);
-        self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
+        let remote = endpoint.get_remote_address();
+        let connection = nat::Connection::of(remote);
+        let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
             peer_id: peer_id.to_string(),
-            address: endpoint.get_remote_address().to_string(),
+            address: remote.to_string(),
             agent: None,
             gossip: false,
             rtt_ms: None,
+            connection: connection.as_str().into(),
+            transport: nat::transport_of(remote).into(),
         });
+        // A direct connection beside a relayed one is the one shown (and used).
+        if connection == nat::Connection::Direct && info.connection != connection.as_str() {
+            info.address = remote.to_string();
+            info.connection = connection.as_str().into();
+            info.transport = nat::transport_of(remote).into();
+        }
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
     }
 
