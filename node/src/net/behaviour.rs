@@ -161,7 +161,7 @@ fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Be
         seed_addrs.iter().copied(),
         limits.dial_private,
     ));
-    let (outbound_min, mesh_low, mesh_n, mesh_high) = limits.gossip_mesh();
+    let (outbound_min, mesh_low, mesh_n, mesh_high) = limits.gossip_mesh(cfg.seeds.len());
     let gs_config = gossipsub::ConfigBuilder::default()
         .mesh_outbound_min(outbound_min)
         .mesh_n_low(mesh_low)

@@ -169,12 +169,14 @@ impl Default for Limits {
 pub(crate) type MeshDegrees = (usize, usize, usize, usize);
 
 impl Limits {
-    /// Gossipsub's mesh degrees, its defaults (2, 5, 6, 12) lowered to fit within
-    /// `max_peers`: pruning never closes a mesh peer, so a mesh allowed beyond it would
-    /// hold the node above its bound. Keeps gossipsub's own rules (outbound_min ≤ low
-    /// ≤ n ≤ high, 2 × outbound_min ≤ n).
-    pub(crate) fn gossip_mesh(&self) -> MeshDegrees {
-        let high = (self.max_peers as usize).clamp(1, 12);
+    /// Gossipsub's mesh degrees for a node with `seeds` seeds: its defaults (2, 5, 6,
+    /// 12) lowered so that the mesh and the seeds fit within `max_peers`. Pruning never
+    /// closes a mesh peer or a seed, so a mesh allowed beyond that room would hold the
+    /// node above its bound. Keeps gossipsub's own rules (outbound_min ≤ low ≤ n ≤
+    /// high, 2 × outbound_min ≤ n).
+    pub(crate) fn gossip_mesh(&self, seeds: usize) -> MeshDegrees {
+        let room = (self.max_peers as usize).saturating_sub(seeds);
+        let high = room.clamp(1, 12);
         let n = high.min(6);
         let low = n.min(5);
         let outbound_min = (n / 2).min(2).min(low);
@@ -413,11 +415,20 @@ mod tests {
             max_peers,
             ..Limits::default()
         };
-        assert_eq!(Limits::default().gossip_mesh(), (2, 5, 6, 12), "gossipsub's defaults");
-        assert_eq!(with(3).gossip_mesh(), (1, 3, 3, 3));
+        assert_eq!(Limits::default().gossip_mesh(0), (2, 5, 6, 12), "gossipsub's defaults");
+        assert_eq!(
+            Limits::default().gossip_mesh(6),
+            (2, 5, 6, 12),
+            "room enough beside six seeds"
+        );
+        assert_eq!(with(3).gossip_mesh(0), (1, 3, 3, 3));
+        assert_eq!(with(3).gossip_mesh(1), (1, 2, 2, 2), "the seed takes one place");
         for max in 1..=40 {
-            let (out, low, n, high) = with(max).gossip_mesh();
-            assert!(out <= low && low <= n && n <= high && 2 * out <= n && high <= max as usize && low >= 1);
+            for seeds in 0..4 {
+                let (out, low, n, high) = with(max).gossip_mesh(seeds);
+                assert!(out <= low && low <= n && n <= high && 2 * out <= n && low >= 1);
+                assert!(high + seeds <= max as usize || high == 1);
+            }
         }
     }
 
