@@ -181,6 +181,11 @@ fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Be
     )?;
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // A lookup connects to every peer it asks, about k of them: ask for as many as the
+    // node wants (libp2p's 20 had each lookup add a dozen surplus connections).
+    kad_config.set_replication_factor(
+        std::num::NonZeroUsize::new(limits.target_peers as usize).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
     // Bootstrapping is driven by the event loop's discovery timer (quietly, once there is
     // someone to ask) rather than by kad's own timer, which warns on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);

@@ -2,9 +2,9 @@
 //! only code that touches either. It reacts to four kinds of input, one `select!` away
 //! each: commands (from [`NetHandle`](super::NetHandle)s and sync sessions), local
 //! envelopes to publish, work it started finishing (gossip verdicts, sync answers), and
-//! swarm events; plus four timers (sync, discovery, publish retry, and upkeep: pruning
-//! surplus and idle connections, see [`prune`], and redialling seeds and lost peers
-//! with backoff, see [`redial`]).
+//! swarm events; plus three timers (sync, publish retry, and upkeep: pruning surplus
+//! and idle connections, see [`prune`], redialling seeds and lost peers with backoff,
+//! see [`redial`], and asking the DHT for more peers while below target).
 //!
 //! Nothing here awaits: every handler is a plain function that changes state and asks
 //! the swarm for something, and slow work (the engine's verdicts and answers, whole
@@ -136,10 +136,10 @@ pub(super) struct EventLoop {
 
     /// Connected peers, as [`NetHandle::peers`](super::NetHandle::peers) shows them.
     peers: HashMap<PeerId, PeerInfo>,
-    /// Looks for more peers while there are fewer than `target_peers`.
-    discovery: Interval,
-    /// Whether Kademlia was bootstrapped from the first seed that connected.
-    bootstrapped: bool,
+    /// When the last DHT lookup for more peers started (at most one per
+    /// [`DISCOVERY_INTERVAL`], only while below target); `None` before the first, which
+    /// looks up the node's own key.
+    last_lookup: Option<Instant>,
     /// Peers cut off for misbehaving, with since when (refused for [`BAN`](super::BAN)).
     banned: HashMap<PeerId, Instant>,
 
@@ -181,7 +181,6 @@ impl EventLoop {
         metrics: Arc<Metrics>,
         channels: Channels,
     ) -> Self {
-        let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let sync_timer = tokio::time::interval(SYNC_INTERVAL);
         let retry = tokio::time::interval(Duration::from_millis(500));
         let upkeep = tokio::time::interval(UPKEEP_INTERVAL);
@@ -211,8 +210,7 @@ impl EventLoop {
             unsent: VecDeque::new(),
             retry,
             peers: HashMap::new(),
-            discovery,
-            bootstrapped: false,
+            last_lookup: None,
             banned: HashMap::new(),
             sync_timer,
             requests: HashMap::new(),
@@ -243,7 +241,6 @@ impl EventLoop {
                     self.report_verdict(id, source, verdict);
                 }
                 _ = self.retry.tick(), if !self.unsent.is_empty() => self.retry_unsent(),
-                _ = self.discovery.tick() => self.discover(),
                 _ = self.upkeep.tick() => self.upkeep(),
                 event = self.swarm.select_next_some() => self.handle_event(event),
             }
@@ -351,14 +348,31 @@ impl EventLoop {
 
     // ---- discovery ----
 
-    /// Every [`DISCOVERY_INTERVAL`], while below `target_peers`: ask the DHT for peers
-    /// near a random key (one query: a bootstrap refreshes every bucket and dials
-    /// dozens of peers). At or above target the node walks no further: each walk
-    /// connects it to every peer the query contacts.
-    fn discover(&mut self) {
-        if self.below_target() {
-            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+    /// While below `target_peers` and connected to someone to ask: a DHT lookup, at
+    /// most one per [`DISCOVERY_INTERVAL`]. The first looks up the node's own key (the
+    /// peers nearest to it learn of it, and it of them), later ones a random key; a
+    /// lookup, not a bootstrap, which also refreshes every bucket. At or above target
+    /// the node walks no further: each lookup connects it to every peer it asks
+    /// (Kademlia's replication factor, set to `target_peers`, bounds how many), and it
+    /// waits for a tick after connecting, so a node whose seeds alone bring it to
+    /// target never walks.
+    fn discover(&mut self, now: Instant) {
+        let connected = self.swarm.connected_peers().count();
+        if connected == 0 || connected >= self.bounds.target {
+            return;
         }
+        if self
+            .last_lookup
+            .is_some_and(|t| now.saturating_duration_since(t) < DISCOVERY_INTERVAL)
+        {
+            return;
+        }
+        let key = match self.last_lookup {
+            None => *self.swarm.local_peer_id(),
+            Some(_) => PeerId::random(),
+        };
+        self.last_lookup = Some(now);
+        self.swarm.behaviour_mut().kad.get_closest_peers(key);
     }
 
     /// Whether the node has fewer peers than it wants.
@@ -366,9 +380,10 @@ impl EventLoop {
         self.swarm.connected_peers().count() < self.bounds.target
     }
 
-    /// Every [`UPKEEP_INTERVAL`]: prune, then redial while below target.
+    /// Every [`UPKEEP_INTERVAL`]: prune; while below target, look for peers and redial.
     fn upkeep(&mut self) {
         self.prune();
+        self.discover(Instant::now());
         if self.below_target() {
             let swarm = &self.swarm;
             let due = self
@@ -555,15 +570,6 @@ impl EventLoop {
         if num_established.get() == 1 && endpoint.is_dialer() {
             let healed = self.resync.remove(&peer_id);
             self.start_session(peer_id, healed);
-        }
-        if !self.bootstrapped && self.seeds.contains(&peer_id) {
-            // Learn the rest of the mesh from the first seed right away; once, not per
-            // seed (a node with six seeds at start dialled everyone six times), and one
-            // lookup of our own key, not a bootstrap: that also refreshes every bucket,
-            // and each query dials every peer it asks.
-            self.bootstrapped = true;
-            let me = *self.swarm.local_peer_id();
-            self.swarm.behaviour_mut().kad.get_closest_peers(me);
         }
         self.tracker.connected(peer_id, Instant::now());
         self.redial.connected(&peer_id);
