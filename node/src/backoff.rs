@@ -1,5 +1,6 @@
 //! Exponential backoff between retries of something that failed (an enforcer, a log
-//! follower): each failure doubles the wait up to a ceiling; a success starts over.
+//! follower, a dial): each failure doubles the wait up to a ceiling; a success starts
+//! over. [`jitter`] spreads the retries of many clients of one server.
 
 use std::time::Duration;
 
@@ -34,6 +35,13 @@ impl Backoff {
     }
 }
 
+/// `delay` shortened by up to half: `delay × (0.5 + r/2)` for `r` in [0, 1) (a random
+/// number; clamped). Never longer than `delay`, so a ceiling still holds.
+pub fn jitter(delay: Duration, r: f64) -> Duration {
+    let r = if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 };
+    delay.mul_f64(0.5 + r / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +55,15 @@ mod tests {
         b.reset();
         assert_eq!(b.next_delay(), ms(500));
         assert_eq!(b.next_delay(), ms(1000));
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_delay() {
+        let d = Duration::from_secs(8);
+        assert_eq!(jitter(d, 0.0), Duration::from_secs(4));
+        assert_eq!(jitter(d, 0.5), Duration::from_secs(6));
+        assert_eq!(jitter(d, 1.0), d);
+        assert_eq!(jitter(d, 7.0), d, "clamped");
+        assert_eq!(jitter(d, f64::NAN), Duration::from_secs(4));
     }
 }

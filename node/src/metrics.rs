@@ -198,8 +198,14 @@ pub struct Metrics {
     pub connections_pending: Family<DirectionLabel, Gauge>,
     /// Connections a bound denied, by direction and bound.
     pub connections_denied: Family<DeniedLabel, Counter>,
-    /// Connections of idle strangers closed because the node had more peers than it wants.
+    /// Connections of idle strangers closed because the node had more peers than it wants
+    /// (also counted in `connections_pruned{reason="idle"}`).
     pub idle_closed: Counter,
+    /// Connections the node closed to stay within its peer bounds, by reason
+    /// (`surplus`: beyond `max_peers`; `idle`: idle strangers beyond `target_peers`).
+    pub connections_pruned: Family<ReasonLabel, Counter>,
+    /// Redials of seeds and lost peers started (with backoff, while below target).
+    pub redials: Counter,
     /// Addresses learned from peers (identify, Kademlia) that the dial policy dropped.
     pub dial_addresses_filtered: Counter,
     /// Reachability: 1 for the current state (`public`, `private`, `unknown`), 0 else.
@@ -360,6 +366,14 @@ impl Metrics {
             idle_closed: r.add(
                 "idle_connections_closed",
                 "Connections of idle strangers closed while the node had more peers than it wants",
+            ),
+            connections_pruned: r.add(
+                "connections_pruned",
+                "Connections closed to stay within the peer bounds, by reason (surplus beyond max_peers, idle beyond target_peers)",
+            ),
+            redials: r.add(
+                "redials",
+                "Redials of seeds and lost peers started while below target_peers (with backoff)",
             ),
             dial_addresses_filtered: r.add(
                 "dial_addresses_filtered",

@@ -440,6 +440,7 @@ fn check_net(net: &crate::net::Limits) -> anyhow::Result<()> {
         ("net.max_pending_outgoing", net.max_pending_outgoing),
         ("net.max_incoming_per_ip", net.max_incoming_per_ip),
         ("net.sync_requests_per_minute", net.sync_requests_per_minute),
+        ("net.target_peers", net.target_peers),
     ];
     for (key, v) in counts {
         if v == 0 {
@@ -459,10 +460,28 @@ fn check_net(net: &crate::net::Limits) -> anyhow::Result<()> {
         ("net.handshake_timeout", net.handshake_timeout),
         ("net.idle_timeout", net.idle_timeout),
         ("net.sync_timeout", net.sync_timeout),
+        ("net.redial_max", net.redial_max),
     ] {
         if d < Duration::from_secs(1) {
             bail!("{key}: must be at least 1s");
         }
+    }
+    // The node looks for target_peers, keeps up to max_peers and can hold
+    // max_connections: a target above what it keeps would prune what discovery just
+    // found, and a soft bound above the hard one would never act.
+    if net.target_peers > net.max_peers {
+        bail!(
+            "net.target_peers ({}) must not exceed net.max_peers ({})",
+            net.target_peers,
+            net.max_peers
+        );
+    }
+    if net.max_peers > net.max_connections {
+        bail!(
+            "net.max_peers ({}) must not exceed net.max_connections ({})",
+            net.max_peers,
+            net.max_connections
+        );
     }
     Ok(())
 }
@@ -689,11 +708,25 @@ mod tests {
         assert_eq!(s.net.sync_timeout, Duration::from_secs(5));
         assert!(s.net.dial_private);
         assert_eq!(s.net.max_outgoing, 64, "the others keep their defaults");
+        let c = Config::parse("[net]\ntarget_peers = 2\nmax_peers = 3\nredial_max = \"5s\"").unwrap();
+        let s = c.settings(local()).unwrap();
+        assert_eq!((s.net.target_peers, s.net.max_peers), (2, 3));
+        assert_eq!(s.net.redial_max, Duration::from_secs(5));
         for (text, key) in [
             ("[net]\nmax_per_peer = 0", "net.max_per_peer"),
             ("[net]\nsync_streams = 17", "net.sync_streams"),
             ("[net]\nmax_memory_percent = 101", "net.max_memory_percent"),
             ("[net]\nidle_timeout = \"10ms\"", "net.idle_timeout"),
+            ("[net]\nredial_max = \"100ms\"", "net.redial_max"),
+            ("[net]\ntarget_peers = 0", "net.target_peers"),
+            (
+                "[net]\ntarget_peers = 9\nmax_peers = 8",
+                "net.target_peers (9) must not exceed net.max_peers (8)",
+            ),
+            (
+                "[net]\nmax_peers = 301",
+                "net.max_peers (301) must not exceed net.max_connections (300)",
+            ),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap().settings(local()).unwrap_err());
             assert!(err.contains(key), "{text} → {err}");

@@ -238,7 +238,12 @@ fn behaviour(
         seed_addrs.iter().copied(),
         limits.dial_private,
     ));
+    let (outbound_min, mesh_low, mesh_n, mesh_high) = limits.gossip_mesh(cfg.seeds.len());
     let gs_config = gossipsub::ConfigBuilder::default()
+        .mesh_outbound_min(outbound_min)
+        .mesh_n_low(mesh_low)
+        .mesh_n(mesh_n)
+        .mesh_n_high(mesh_high)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
@@ -253,6 +258,11 @@ fn behaviour(
     )?;
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // A lookup connects to every peer it asks, about k of them: ask for as many as the
+    // node wants (libp2p's 20 had each lookup add a dozen surplus connections).
+    kad_config.set_replication_factor(
+        std::num::NonZeroUsize::new(limits.target_peers as usize).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
     // Bootstrapping is driven by the event loop's discovery timer (quietly, once there is
     // someone to ask) rather than by kad's own timer, which warns on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);

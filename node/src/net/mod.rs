@@ -12,8 +12,9 @@
 //! incoming/outgoing/total/per-peer and pending ones, a per-source-IP bound in
 //! [`guard`], `memory_connection_limits` on the process's resident memory), the
 //! handshake time of a new connection, how long a connection without streams lives,
-//! how long a peer outside the gossip mesh keeps its connection while the node has more
-//! than it wants, and sync work (streams per connection, time and rate of requests per
+//! the peers the node looks for and keeps (`target_peers`, `max_peers`: beyond them
+//! connections are pruned, never gossip mesh peers), how soon seeds and lost peers are
+//! redialled, and sync work (streams per connection, time and rate of requests per
 //! peer, frame sizes read as they arrive). Configured seeds and trusted peers bypass the
 //! connection bounds. Addresses learned from other peers are dialled only as
 //! [`dial`] allows.
@@ -61,8 +62,8 @@ const MAX_UNSENT: usize = 1024;
 const UNSENT_TTL: Duration = Duration::from_secs(120);
 /// How often the node looks for more peers when it has few.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(15);
-/// Below this many connections, discovery runs.
-const WANTED_PEERS: usize = 8;
+/// Most sessions queued behind the running one (peers no longer refused).
+const MAX_QUEUED_SESSIONS: usize = 32;
 /// How often a sync session starts with a random peer (besides one on every connect).
 const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Least time between two sessions with the same peer.
@@ -125,6 +126,18 @@ pub struct Limits {
     /// Dial learned loopback, private and link-local addresses too (`net.dial_private`,
     /// false; see [`dial`]).
     pub dial_private: bool,
+    /// Peers the node looks for (`net.target_peers`, 8): below it, discovery walks the
+    /// DHT and lost peers are redialled; above it, strangers outside the gossip mesh are
+    /// let go after [`Limits::idle_timeout`].
+    pub target_peers: u32,
+    /// Peers the node keeps (`net.max_peers`, 32): beyond it, the least useful are
+    /// disconnected after a short grace, never gossip mesh peers, seeds or pinned
+    /// peers (a soft bound; `max_connections` and the others are the hard ones).
+    pub max_peers: u32,
+    /// Longest wait between two redials of a seed or a lost peer (`net.redial_max`,
+    /// 30 s): the wait doubles from one second on each failure, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub redial_max: Duration,
 }
 
 impl Default for Limits {
@@ -144,7 +157,30 @@ impl Default for Limits {
             sync_timeout: Duration::from_secs(15),
             sync_requests_per_minute: 300,
             dial_private: false,
+            target_peers: 8,
+            max_peers: 32,
+            redial_max: Duration::from_secs(30),
         }
+    }
+}
+
+/// Gossipsub's mesh degrees for a [`Limits`]: (`mesh_outbound_min`, `mesh_n_low`,
+/// `mesh_n`, `mesh_n_high`).
+pub(crate) type MeshDegrees = (usize, usize, usize, usize);
+
+impl Limits {
+    /// Gossipsub's mesh degrees for a node with `seeds` seeds: its defaults (2, 5, 6,
+    /// 12) lowered so that the mesh and the seeds fit within `max_peers`. Pruning never
+    /// closes a mesh peer or a seed, so a mesh allowed beyond that room would hold the
+    /// node above its bound. Keeps gossipsub's own rules (outbound_min ≤ low ≤ n ≤
+    /// high, 2 × outbound_min ≤ n).
+    pub(crate) fn gossip_mesh(&self, seeds: usize) -> MeshDegrees {
+        let room = (self.max_peers as usize).saturating_sub(seeds);
+        let high = room.clamp(1, 12);
+        let n = high.min(6);
+        let low = n.min(5);
+        let outbound_min = (n / 2).min(2).min(low);
+        (outbound_min, low, n, high)
     }
 }
 
@@ -399,6 +435,29 @@ pub fn keypair(identity: &fraudmesh::identity::Identity) -> anyhow::Result<Keypa
 mod tests {
     use super::*;
     use fraudmesh::identity::{Identity, PublicKey};
+
+    #[test]
+    fn the_gossip_mesh_fits_within_max_peers_and_keeps_gossipsubs_rules() {
+        let with = |max_peers| Limits {
+            max_peers,
+            ..Limits::default()
+        };
+        assert_eq!(Limits::default().gossip_mesh(0), (2, 5, 6, 12), "gossipsub's defaults");
+        assert_eq!(
+            Limits::default().gossip_mesh(6),
+            (2, 5, 6, 12),
+            "room enough beside six seeds"
+        );
+        assert_eq!(with(3).gossip_mesh(0), (1, 3, 3, 3));
+        assert_eq!(with(3).gossip_mesh(1), (1, 2, 2, 2), "the seed takes one place");
+        for max in 1..=40 {
+            for seeds in 0..4 {
+                let (out, low, n, high) = with(max).gossip_mesh(seeds);
+                assert!(out <= low && low <= n && n <= high && 2 * out <= n && low >= 1);
+                assert!(high + seeds <= max as usize || high == 1);
+            }
+        }
+    }
 
     #[test]
     fn the_core_names_keys_exactly_as_libp2p_does() {

@@ -13,6 +13,7 @@ mod common;
 mod apiban;
 mod audit;
 mod bad_input;
+mod bounds;
 mod calls;
 mod calls_kamailio;
 mod crowdsec;

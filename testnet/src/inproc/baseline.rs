@@ -2,7 +2,7 @@
 //! validation, no store) on the very connection graph our node stacks formed, with the
 //! same payload size and publish schedule; latency is publish → receive, µs.
 
-use super::{drain, schedule, wait_formed, InprocArgs, Peak, RunFigures};
+use super::{drain, graph_degrees, schedule, wait_formed, InprocArgs, Peak, RunFigures};
 use anyhow::Context;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
@@ -81,7 +81,8 @@ pub(super) async fn run(
         b.task.abort();
     }
     tracing::info!(elapsed_s = start.elapsed().as_secs_f64(), "baseline done");
-    Ok(RunFigures::new(plan.len(), n, &lat, &peak, form_s))
+    let connections = graph_degrees(n, edges);
+    Ok(RunFigures::new(plan.len(), n, &lat, &peak, form_s, &connections))
 }
 
 /// `n` bare gossipsub swarms subscribed to one topic, listening on memory addresses

@@ -4,6 +4,12 @@
 //! gossipsub swarms then run on the very same connection graph, with the same payload
 //! size and publish rate, so the report gives both and their ratio.
 //!
+//! The baseline's graph is the one our stacks ended the load with (each node keeps its
+//! connections within `[net] max_peers`, pruning what Kademlia lookups left behind, so
+//! the graph at the end is the one the mesh settles on). Connections per node (max and
+//! mean) are counted at the end of the load: ours from each node's connection gauges,
+//! the baseline's from the graph.
+//!
 //! Our latency is report → blocked: the time before `EngineHandle::report` to the
 //! `since` each engine records when its decision turns to block (milliseconds, the
 //! resolution of `since`). The baseline's is publish → receive, in microseconds.
@@ -23,6 +29,7 @@ use fraudmesh::target::Target;
 use fraudmesh_node::daemon::config::{Config, TrustedPeer};
 use fraudmesh_node::daemon::Stack;
 use fraudmesh_node::engine::store::SledStore;
+use fraudmesh_node::metrics::DirectionLabel;
 use fraudmesh_node::net::Transport;
 use fraudmesh_node::now_ms;
 use prost::Message;
@@ -79,14 +86,20 @@ pub struct RunFigures {
     pub rss_bytes_per_node: u64,
     /// Seconds from start until the mesh had formed.
     pub form_s: f64,
+    /// Most established connections of one node at the end of the load.
+    pub connections_max: usize,
+    /// Mean established connections per node at the end of the load.
+    pub connections_mean: f64,
 }
 
 impl RunFigures {
     /// The figures of `published` messages to `nodes` nodes, of which `latency` holds
-    /// one value per delivered pair.
-    fn new(published: usize, nodes: usize, latency: &[f64], peak: &Peak, form_s: f64) -> Self {
+    /// one value per delivered pair; `connections` holds each node's at the end.
+    fn new(published: usize, nodes: usize, latency: &[f64], peak: &Peak, form_s: f64, connections: &[usize]) -> Self {
         let pairs = published * (nodes - 1);
         Self {
+            connections_max: connections.iter().copied().max().unwrap_or(0),
+            connections_mean: connections.iter().sum::<usize>() as f64 / connections.len().max(1) as f64,
             published,
             delivery_ratio: latency.len() as f64 / pairs as f64,
             latency_ms: Percentiles::of(latency),
@@ -120,6 +133,12 @@ pub struct InprocReport {
     pub baseline_error: Option<String>,
     /// Our p99 over the baseline's.
     pub p99_ratio: Option<f64>,
+    /// Most established connections of one of our nodes at the end of the load.
+    pub connections_max: usize,
+    /// Mean established connections per node of ours at the end of the load.
+    pub connections_mean: f64,
+    /// Our run's peak RSS over the nodes, bytes.
+    pub rss_bytes_per_node: u64,
 }
 
 impl InprocReport {
@@ -133,14 +152,14 @@ impl InprocReport {
         );
         let _ = writeln!(
             s,
-            "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-            "", "delivered", "p50 ms", "p95 ms", "p99 ms", "max ms", "RSS MiB", "KiB/node"
+            "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}",
+            "", "delivered", "p50 ms", "p95 ms", "p99 ms", "max ms", "RSS MiB", "KiB/node", "conn max", "conn mean"
         );
         let mut row = |name: &str, f: &RunFigures| {
             let l = &f.latency_ms;
             let _ = writeln!(
                 s,
-                "{:<12} {:>9.4} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.0} {:>10.0}",
+                "{:<12} {:>9.4} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.0} {:>10.0} {:>9} {:>9.1}",
                 name,
                 f.delivery_ratio,
                 l.p50,
@@ -148,7 +167,9 @@ impl InprocReport {
                 l.p99,
                 l.max,
                 f.rss_bytes as f64 / 1048576.0,
-                f.rss_bytes_per_node as f64 / 1024.0
+                f.rss_bytes_per_node as f64 / 1024.0,
+                f.connections_max,
+                f.connections_mean
             );
         };
         row("fraudmesh", &self.fraudmesh);
@@ -248,10 +269,13 @@ pub async fn run(args: &InprocArgs) -> anyhow::Result<InprocReport> {
         duration_s: args.duration_s,
         payload_bytes,
         seed: args.seed,
-        fraudmesh: ours,
         baseline,
         baseline_error,
         p99_ratio,
+        connections_max: ours.connections_max,
+        connections_mean: ours.connections_mean,
+        rss_bytes_per_node: ours.rss_bytes_per_node,
+        fraudmesh: ours,
     })
 }
 
@@ -348,8 +372,7 @@ async fn run_stacks(
     let mut peak = Peak::new();
     let stacks = start_stacks(tmp.path(), identities, peer_ids, dials, start)?;
     let form_s = wait_formed(args.degree.min(4), || stack_counts(&stacks)).await?;
-    let edges = stack_edges(&stacks, peer_ids).await?;
-    tracing::info!(nodes = n, edges = edges.len(), form_s, "node stacks formed a mesh");
+    tracing::info!(nodes = n, form_s, "node stacks formed a mesh");
     let plan = schedule(args, rng);
     let sent_at = report_on_schedule(&stacks, &plan, &mut peak).await?;
     // Drain: until every node blocks every target, or the deadline.
@@ -361,8 +384,16 @@ async fn run_stacks(
         Ok(all)
     })
     .await?;
+    let connections = stack_connections(&stacks);
+    let edges = stack_edges(&stacks, peer_ids).await?;
     let lat = stack_latencies(&stacks, &plan, &sent_at).await?;
-    let figures = RunFigures::new(plan.len(), n, &lat, &peak, form_s);
+    let figures = RunFigures::new(plan.len(), n, &lat, &peak, form_s, &connections);
+    tracing::info!(
+        edges = edges.len(),
+        connections_max = figures.connections_max,
+        connections_mean = figures.connections_mean,
+        "node stacks at the end of the load"
+    );
     tracing::info!(elapsed_s = start.elapsed().as_secs_f64(), "node stacks done; stopping");
     for s in stacks {
         s.stop().await;
@@ -434,6 +465,30 @@ async fn stack_counts(stacks: &[Stack]) -> anyhow::Result<Vec<(usize, usize)>> {
     Ok(out)
 }
 
+/// Each stack's established connections (both directions), from its gauges.
+fn stack_connections(stacks: &[Stack]) -> Vec<usize> {
+    stacks
+        .iter()
+        .map(|s| {
+            ["in", "out"]
+                .into_iter()
+                .map(|direction| s.metrics.connections.get_or_create(&DirectionLabel { direction }).get())
+                .sum::<i64>()
+                .max(0) as usize
+        })
+        .collect()
+}
+
+/// Each node's connections in a graph of `n` nodes given as edges.
+fn graph_degrees(n: usize, edges: &[(usize, usize)]) -> Vec<usize> {
+    let mut d = vec![0; n];
+    for &(a, b) in edges {
+        d[a] += 1;
+        d[b] += 1;
+    }
+    d
+}
+
 /// The connections between stacks, each once as (lower, higher) index.
 async fn stack_edges(stacks: &[Stack], peer_ids: &[String]) -> anyhow::Result<BTreeSet<(usize, usize)>> {
     let index: HashMap<&str, usize> = peer_ids.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
@@ -493,6 +548,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn degrees_count_both_ends_of_each_edge() {
+        assert_eq!(graph_degrees(4, &[(0, 1), (0, 2), (2, 3)]), [2, 1, 2, 1]);
+    }
+
+    #[test]
     fn the_graph_is_connected_and_has_no_self_loops() {
         let mut rng = StdRng::seed_from_u64(1);
         let g = graph(&mut rng, 50, 4);
@@ -523,5 +583,10 @@ mod tests {
         assert!(r.p99_ratio.is_some());
         assert!(r.payload_bytes > 100 && r.payload_bytes < 400, "{}", r.payload_bytes);
         assert!(r.table().contains("gossipsub"));
+        assert!(r.connections_max >= 2 && r.connections_max <= 11, "{r:?}");
+        assert!(r.connections_mean >= 2.0 && r.connections_mean <= r.connections_max as f64);
+        let b = r.baseline.as_ref().unwrap();
+        assert_eq!(b.connections_mean, 2.0 * r.edges as f64 / 12.0, "the graph's degree");
+        assert!(r.rss_bytes_per_node > 0);
     }
 }

@@ -2,9 +2,9 @@
 //! only code that touches either. It reacts to four kinds of input, one `select!` away
 //! each: commands (from [`NetHandle`](super::NetHandle)s and sync sessions), local
 //! envelopes to publish, work it started finishing (gossip verdicts, sync answers), and
-//! swarm events; plus three timers (sync, discovery, publish retry). The discovery timer
-//! also closes the connections of idle strangers beyond the peers the node wants (see
-//! [`EventLoop::close_idle`]).
+//! swarm events; plus three timers (sync, publish retry, and upkeep: pruning surplus
+//! and idle connections, see [`prune`], redialling seeds and lost peers with backoff,
+//! see [`redial`], and asking the DHT for more peers while below target).
 //!
 //! Nothing here awaits: every handler is a plain function that changes state and asks
 //! the swarm for something, and slow work (the engine's verdicts and answers, whole
@@ -14,6 +14,8 @@
 //! [`sessions`], its per-peer bookkeeping in [`sync_peers`].
 
 mod nat;
+mod prune;
+mod redial;
 mod sessions;
 mod sync_peers;
 
@@ -24,10 +26,10 @@ use super::nat::{transport_of, Connection, NatState, NatStatus, Reachability};
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
-    MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_RETAIN, TOPIC, UNSENT_TTL, WANTED_PEERS,
+    MAX_UNSENT, SYNC_INTERVAL, SYNC_PEER_RETAIN, TOPIC, UNSENT_TTL,
 };
 use crate::engine::{EngineHandle, GossipVerdict};
-use crate::metrics::{DeniedLabel, DirectionLabel, Metrics};
+use crate::metrics::{DeniedLabel, DirectionLabel, Metrics, ReasonLabel};
 use fraudmesh::proto::SyncResponse;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -49,6 +51,11 @@ use sync_peers::SyncPeers;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Interval;
 
+/// How often surplus and idle connections are pruned and seeds and lost peers
+/// redialled: often enough that a surplus goes soon after its grace and a redial is
+/// late by little more than this.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A gossip message's verdict from the engine: message, the peer it came from, verdict.
 type Validation = (MessageId, PeerId, GossipVerdict);
 
@@ -65,9 +72,9 @@ type SyncReply = oneshot::Sender<Result<SyncResponse, SessionError>>;
 
 /// The peers the loop knows from the config, and the bounds it applies.
 pub(super) struct Known {
-    /// Seed peers, redialled by discovery while the node has few peers.
+    /// Seed peers, redialled while the node has fewer than it wants.
     pub(super) seeds: Vec<(PeerId, Multiaddr)>,
-    /// Trusted peers: never closed for idleness (nor are the seeds).
+    /// Trusted peers: never closed for idleness, and for surplus only after strangers.
     pub(super) keep: HashSet<PeerId>,
     /// The network's bounds.
     pub(super) limits: Limits,
@@ -102,16 +109,23 @@ pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     /// The sightings topic local envelopes are published on.
     topic: IdentTopic,
-    /// Seed peers, redialled by discovery while the node has few peers.
-    seeds: Vec<(PeerId, Multiaddr)>,
-    /// Seeds and trusted peers: never closed for idleness.
-    keep: HashSet<PeerId>,
-    /// How long a stranger may stay outside the mesh, not syncing, before its
-    /// connection is closed while the node has more peers than it wants.
-    idle_timeout: Duration,
-    /// Since when each connected peer has been idle (outside the mesh, not syncing);
-    /// entries go with the peer's connection.
-    idle_since: HashMap<PeerId, Instant>,
+    /// Seed peers: never pruned, redialled while the node has fewer than it wants.
+    seeds: HashSet<PeerId>,
+    /// The seeds with their configured addresses: the relays a node behind NAT reserves on.
+    seed_addrs: Vec<(PeerId, Multiaddr)>,
+    /// Trusted peers: never pruned as idle, and for surplus only after strangers.
+    trusted: HashSet<PeerId>,
+    /// What pruning keeps the node within.
+    bounds: prune::Bounds,
+    /// When each connected peer connected and since when it has been idle.
+    tracker: prune::Tracker,
+    /// Seeds and lost peers to redial while below target, with their backoff.
+    redial: redial::Redial,
+    /// Peers this node is disconnecting on purpose (pruned, cut off, refused): their
+    /// loss is not redialled. Entries go when the last connection closes.
+    closing: HashSet<PeerId>,
+    /// Prunes connections and redials ([`UPKEEP_INTERVAL`]).
+    upkeep: Interval,
     /// Gives gossip messages and sync requests their verdicts and answers.
     engine: EngineHandle,
     /// Network metrics (peers, rejects, gossip bytes, sync sessions).
@@ -130,10 +144,10 @@ pub(super) struct EventLoop {
 
     /// Connected peers, as [`NetHandle::peers`](super::NetHandle::peers) shows them.
     peers: HashMap<PeerId, PeerInfo>,
-    /// Looks for more peers while there are fewer than [`WANTED_PEERS`].
-    discovery: Interval,
-    /// Whether Kademlia was bootstrapped from the first seed that connected.
-    bootstrapped: bool,
+    /// When the last DHT lookup for more peers started (at most one per
+    /// [`DISCOVERY_INTERVAL`], only while below target); `None` before the first, which
+    /// looks up the node's own key.
+    last_lookup: Option<Instant>,
     /// Peers cut off for misbehaving, with since when (refused for [`BAN`](super::BAN)).
     banned: HashMap<PeerId, Instant>,
 
@@ -175,19 +189,28 @@ impl EventLoop {
         metrics: Arc<Metrics>,
         channels: Channels,
     ) -> Self {
-        let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let sync_timer = tokio::time::interval(SYNC_INTERVAL);
         let retry = tokio::time::interval(Duration::from_millis(500));
+        let upkeep = tokio::time::interval(UPKEEP_INTERVAL);
+        let limits = &known.limits;
+        let bounds = prune::Bounds {
+            target: limits.target_peers as usize,
+            max: limits.max_peers as usize,
+            idle_timeout: limits.idle_timeout,
+            grace: prune::GRACE,
+        };
         let nat = NatState::new(*swarm.local_peer_id(), known.reachability);
-        let mut keep = known.keep;
-        keep.extend(known.seeds.iter().map(|(p, _)| *p));
         let mut this = Self {
+            redial: redial::Redial::new(&known.seeds, limits.redial_max, Instant::now()),
+            seed_addrs: known.seeds.clone(),
             swarm,
             topic: IdentTopic::new(TOPIC),
-            seeds: known.seeds,
-            keep,
-            idle_timeout: known.limits.idle_timeout,
-            idle_since: HashMap::new(),
+            seeds: known.seeds.iter().map(|(p, _)| *p).collect(),
+            trusted: known.keep,
+            bounds,
+            tracker: prune::Tracker::default(),
+            closing: HashSet::new(),
+            upkeep,
             engine,
             metrics,
             channels,
@@ -195,8 +218,7 @@ impl EventLoop {
             unsent: VecDeque::new(),
             retry,
             peers: HashMap::new(),
-            discovery,
-            bootstrapped: false,
+            last_lookup: None,
             banned: HashMap::new(),
             sync_timer,
             requests: HashMap::new(),
@@ -229,7 +251,7 @@ impl EventLoop {
                     self.report_verdict(id, source, verdict);
                 }
                 _ = self.retry.tick(), if !self.unsent.is_empty() => self.retry_unsent(),
-                _ = self.discovery.tick() => self.discover(),
+                _ = self.upkeep.tick() => self.upkeep(),
                 event = self.swarm.select_next_some() => self.handle_event(event),
             }
         }
@@ -269,6 +291,9 @@ impl EventLoop {
             }
         }
         for peer in wanted.difference(&refused) {
+            if self.swarm.is_connected(peer) {
+                self.closing.insert(*peer);
+            }
             self.swarm.behaviour_mut().refused.block_peer(*peer);
         }
         tracing::info!(refused = wanted.len(), "fault injection: refused peers set");
@@ -333,53 +358,94 @@ impl EventLoop {
 
     // ---- discovery ----
 
-    /// Every [`DISCOVERY_INTERVAL`], while below [`WANTED_PEERS`]: redial the seeds and
-    /// walk the DHT; above it, close idle strangers.
-    fn discover(&mut self) {
+    /// While below `target_peers` and connected to someone to ask: a DHT lookup, at
+    /// most one per [`DISCOVERY_INTERVAL`]. The first looks up the node's own key (the
+    /// peers nearest to it learn of it, and it of them), later ones a random key; a
+    /// lookup, not a bootstrap, which also refreshes every bucket. At or above target
+    /// the node walks no further: each lookup connects it to every peer it asks
+    /// (Kademlia's replication factor, set to `target_peers`, bounds how many), and it
+    /// waits for a tick after connecting, so a node whose seeds alone bring it to
+    /// target never walks.
+    fn discover(&mut self, now: Instant) {
+        let connected = self.swarm.connected_peers().count();
+        if connected == 0 || connected >= self.bounds.target {
+            return;
+        }
+        if self
+            .last_lookup
+            .is_some_and(|t| now.saturating_duration_since(t) < DISCOVERY_INTERVAL)
+        {
+            return;
+        }
+        let key = match self.last_lookup {
+            None => *self.swarm.local_peer_id(),
+            Some(_) => PeerId::random(),
+        };
+        self.last_lookup = Some(now);
+        self.swarm.behaviour_mut().kad.get_closest_peers(key);
+    }
+
+    /// Whether the node has fewer peers than it wants.
+    fn below_target(&self) -> bool {
+        self.swarm.connected_peers().count() < self.bounds.target
+    }
+
+    /// Every [`UPKEEP_INTERVAL`]: prune; while below target, look for peers and redial.
+    fn upkeep(&mut self) {
         self.nat_tick();
-        self.close_idle();
-        if self.swarm.connected_peers().count() < WANTED_PEERS {
-            for (peer, addr) in &self.seeds {
-                if !self.swarm.is_connected(peer) {
-                    let _ = self.swarm.dial(addr.clone());
+        self.prune();
+        self.discover(Instant::now());
+        if self.below_target() {
+            let swarm = &self.swarm;
+            let due = self
+                .redial
+                .due(Instant::now(), |p| swarm.is_connected(p), rand::random::<f64>);
+            for (peer, addr) in due {
+                self.metrics.redials.inc();
+                let dial = match addr {
+                    Some(addr) => self.swarm.dial(addr),
+                    None => self.swarm.dial(peer),
+                };
+                if let Err(e) = dial {
+                    tracing::debug!(%peer, error = %e, "redial failed");
                 }
             }
-            // Errors only mean nobody is known yet; the seeds are redialled above.
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
-            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
         }
     }
 
-    /// Closes the connections of strangers that have been outside the gossip mesh and
-    /// not syncing for [`Limits::idle_timeout`], longest idle first, while the node has
-    /// more than [`WANTED_PEERS`] peers. Gossipsub's streams keep every gossip peer's
-    /// connection open, so the swarm's own idle timeout never closes these; without this
-    /// a seed would hold every node that ever dialled it, and a flood of subscribing
-    /// strangers would keep its connection slots.
-    fn close_idle(&mut self) {
+    /// Closes surplus and idle connections (see [`prune`]). Gossipsub's streams keep
+    /// every gossip peer's connection open, so the swarm's own idle timeout never
+    /// closes these; without this a node that walked the DHT, or a seed, would hold
+    /// every node it ever met.
+    fn prune(&mut self) {
         let now = Instant::now();
-        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
-        self.idle_since.retain(|p, _| connected.contains(p));
-        let mut idle = Vec::new();
-        for peer in &connected {
-            let busy = self.keep.contains(peer)
-                || self.nat.is_pinned(peer)
-                || mesh.contains(peer)
-                || self.syncing.contains(peer)
-                || self.answering.contains(peer);
-            let since = self.idle_since.entry(*peer).or_insert(now);
-            if busy {
-                *since = now;
-            } else if now.saturating_duration_since(*since) >= self.idle_timeout {
-                idle.push((*since, *peer));
+        let mut keep = self.seeds.clone();
+        keep.extend(self.syncing.iter().chain(self.answering.iter()).copied());
+        let gossip: HashSet<PeerId> = self.peers.iter().filter(|(_, p)| p.gossip).map(|(id, _)| *id).collect();
+        let nat = &self.nat;
+        let pinned = |p: &PeerId| nat.is_pinned(p);
+        self.tracker
+            .touch(now, |p| mesh.contains(p) || keep.contains(p) || pinned(p));
+        let view = prune::View {
+            connected: self.tracker.peers(),
+            mesh: &mesh,
+            gossip: &gossip,
+            keep: &keep,
+            trusted: &self.trusted,
+            pinned: &pinned,
+        };
+        for (peer, reason) in prune::choose(&view, &self.bounds, now) {
+            tracing::debug!(%peer, reason = reason.label(), "pruning a connection");
+            self.metrics
+                .connections_pruned
+                .get_or_create(&ReasonLabel { reason: reason.label() })
+                .inc();
+            if reason == prune::Reason::Idle {
+                self.metrics.idle_closed.inc();
             }
-        }
-        idle.sort();
-        for (_, peer) in idle.into_iter().take(connected.len().saturating_sub(WANTED_PEERS)) {
-            tracing::debug!(%peer, "closing an idle stranger's connection");
-            self.metrics.idle_closed.inc();
-            self.idle_since.remove(&peer);
+            self.tracker.disconnected(&peer);
+            self.closing.insert(peer);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -391,6 +457,7 @@ impl EventLoop {
         self.metrics.sync_misbehaving.inc();
         self.banned.insert(peer, Instant::now());
         self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        self.closing.insert(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
@@ -463,11 +530,7 @@ impl EventLoop {
                 peer_id,
                 num_established: 0,
                 ..
-            } => {
-                tracing::debug!(%peer_id, "disconnected");
-                self.peers.remove(&peer_id);
-                self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
-            }
+            } => self.on_disconnected(peer_id),
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },
                 ..
@@ -528,13 +591,8 @@ impl EventLoop {
             let healed = self.resync.remove(&peer_id);
             self.start_session(peer_id, healed);
         }
-        if !self.bootstrapped && self.seeds.iter().any(|(p, _)| *p == peer_id) {
-            // Learn the rest of the mesh from the first seed right away; once, not per
-            // seed: each bootstrap walks the whole DHT, and a node with six seeds at
-            // start dialled everyone six times.
-            self.bootstrapped = true;
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
-        }
+        self.tracker.connected(peer_id, Instant::now());
+        self.redial.connected(&peer_id);
         let remote = endpoint.get_remote_address();
         let connection = Connection::of(remote);
         let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
@@ -551,6 +609,19 @@ impl EventLoop {
             info.address = remote.to_string();
             info.connection = connection.as_str().into();
             info.transport = transport_of(remote).into();
+        }
+        self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
+    }
+
+    /// A peer's last connection closed. A gossip peer lost without this node closing
+    /// it is redialled (while below target); seeds always are.
+    fn on_disconnected(&mut self, peer_id: PeerId) {
+        tracing::debug!(%peer_id, "disconnected");
+        let was_gossip = self.peers.remove(&peer_id).is_some_and(|p| p.gossip);
+        self.tracker.disconnected(&peer_id);
+        let on_purpose = self.closing.remove(&peer_id) || self.banned.contains_key(&peer_id);
+        if !on_purpose && (was_gossip || self.seeds.contains(&peer_id)) {
+            self.redial.lost(peer_id, Instant::now());
         }
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
     }
@@ -633,7 +704,7 @@ impl EventLoop {
     /// A newly discovered peer is dialled while the node wants more. Dials in flight
     /// count too: discovery reports a burst of peers at once, and dialling each while the
     /// first dials are pending connected a 50-node testnet completely (49 peers each,
-    /// seven copies of every message) instead of to about WANTED_PEERS each.
+    /// seven copies of every message) instead of to about `target_peers` each.
     fn on_kad(&mut self, event: kad::Event) {
         if let kad::Event::RoutingUpdated {
             peer,
@@ -641,17 +712,17 @@ impl EventLoop {
             ..
         } = event
         {
-            if !self.swarm.is_connected(&peer) && wants_more_peers(&self.swarm) {
+            if !self.swarm.is_connected(&peer) && wants_more_peers(&self.swarm, self.bounds.target) {
                 let _ = self.swarm.dial(peer);
             }
         }
     }
 }
 
-/// Whether connected peers plus dials in flight are still below [`WANTED_PEERS`].
-fn wants_more_peers(swarm: &Swarm<Behaviour>) -> bool {
+/// Whether connected peers plus dials in flight are still below `target`.
+fn wants_more_peers(swarm: &Swarm<Behaviour>, target: usize) -> bool {
     let pending = swarm.network_info().connection_counters().num_pending_outgoing() as usize;
-    swarm.connected_peers().count() + pending < WANTED_PEERS
+    swarm.connected_peers().count() + pending < target
 }
 
 /// The `reason` label of a denied connection: which bound denied it.

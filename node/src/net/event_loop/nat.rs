@@ -71,7 +71,7 @@ impl EventLoop {
                     endpoint.get_remote_address(),
                     !endpoint.is_dialer(),
                 );
-                if self.seeds.iter().any(|(p, _)| p == peer_id) {
+                if self.seeds.contains(peer_id) {
                     self.reserve_relays();
                 }
                 self.count_peers_by_connection();
@@ -213,7 +213,7 @@ impl EventLoop {
             }
             return;
         }
-        for (relay, addr) in self.seeds.clone() {
+        for (relay, addr) in self.seed_addrs.clone() {
             if self.nat.relay_count() >= MAX_RELAYS {
                 break;
             }

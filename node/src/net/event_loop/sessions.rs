@@ -4,7 +4,7 @@
 //! the peer's request budget), and the request-response events that carry both.
 
 use super::super::sync::{self, Misbehaved, SessionError};
-use super::super::{NetCommand, NetRequester, BAN, MAX_INBOUND_SYNC, SYNC_PEER_GAP, WANTED_PEERS};
+use super::super::{NetCommand, NetRequester, BAN, MAX_INBOUND_SYNC, MAX_QUEUED_SESSIONS, SYNC_PEER_GAP};
 use super::EventLoop;
 use crate::metrics::{ReasonLabel, ResultLabel};
 use fraudmesh::proto::{SyncRequest, SyncResponse};
@@ -21,7 +21,7 @@ impl EventLoop {
             return;
         }
         if !self.syncing.is_empty() {
-            if queue_if_busy && !self.queued.contains(&peer) && self.queued.len() < WANTED_PEERS * 4 {
+            if queue_if_busy && !self.queued.contains(&peer) && self.queued.len() < MAX_QUEUED_SESSIONS {
                 self.queued.push_back(peer);
             }
             return;
