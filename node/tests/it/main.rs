@@ -24,5 +24,6 @@ mod enforce_nftables;
 mod flood;
 mod gossip_validation;
 mod mesh;
+mod nat;
 mod sensor;
 mod sync;
