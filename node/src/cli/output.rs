@@ -90,8 +90,12 @@ pub fn status(v: &NodeStatus) {
     println!("records   {}", v.records);
     println!("blocked   {}", v.blocked);
     println!("uptime    {}s", v.uptime_s);
+    println!("reachable {}", v.reachability);
     for a in &v.listen {
         println!("listen    {a}");
+    }
+    for a in &v.relays {
+        println!("relay     {a}");
     }
 }
 
@@ -101,12 +105,17 @@ pub fn peers(v: &Peers) {
         println!("no peers connected");
         return;
     }
-    println!("{:<54} {:<28} {:>7} {:>6}", "PEER", "ADDRESS", "RTT MS", "GOSSIP");
+    println!(
+        "{:<54} {:<28} {:<8} {:<5} {:>7} {:>6}",
+        "PEER", "ADDRESS", "CONN", "VIA", "RTT MS", "GOSSIP"
+    );
     for p in &v.peers {
         println!(
-            "{:<54} {:<28} {:>7} {:>6}",
+            "{:<54} {:<28} {:<8} {:<5} {:>7} {:>6}",
             p.peer_id,
             p.address,
+            p.connection,
+            p.transport,
             p.rtt_ms.map_or_else(|| "-".into(), |r| r.to_string()),
             if p.gossip { "yes" } else { "no" }
         );

@@ -46,6 +46,7 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<NodeStatus>, ApiEr
         .iter()
         .map(|a| format!("{a}/p2p/{}", s.peer_id))
         .collect();
+    let nat = s.net.nat_status();
     Ok(Json(NodeStatus {
         peer_id: s.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -56,6 +57,8 @@ pub async fn status(State(s): State<ApiState>) -> Result<Json<NodeStatus>, ApiEr
         listen,
         store_bytes: stats.store_bytes,
         uptime_s: s.started.elapsed().as_secs(),
+        reachability: nat.reachability.as_str().into(),
+        relays: nat.relays,
     }))
 }
 

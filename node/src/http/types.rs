@@ -39,6 +39,12 @@ pub struct NodeStatus {
     pub store_bytes: u64,
     /// Seconds since the node started.
     pub uptime_s: u64,
+    /// Whether other nodes can dial this one: `public`, `private` or `unknown`.
+    #[serde(default)]
+    pub reachability: String,
+    /// The relayed listen addresses this node holds (`…/p2p-circuit/p2p/<self>`).
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 /// One target's block decision (an entry of [`Blocklist`] or of [`CheckAnswer::matches`]).

@@ -28,6 +28,7 @@ pub use behaviour::memory_transport;
 pub mod dial;
 mod event_loop;
 pub mod guard;
+pub mod nat;
 pub mod sync;
 
 use crate::engine::EngineHandle;
@@ -160,6 +161,13 @@ pub struct PeerInfo {
     pub gossip: bool,
     /// Last ping round trip, ms.
     pub rtt_ms: Option<u64>,
+    /// `direct`, or `relayed` through a circuit relay (a peer with both shows direct).
+    #[serde(default)]
+    pub connection: String,
+    /// The transport: `tcp`, `quic` or `memory` (for a relayed connection, the one to
+    /// the relay).
+    #[serde(default)]
+    pub transport: String,
 }
 
 /// What the handles and the sync sessions ask of the network task.
@@ -219,6 +227,8 @@ pub struct NetHandle {
     peer_ips: watch::Receiver<HashMap<IpAddr, usize>>,
     /// The seeds' IP addresses (from their multiaddrs).
     seed_ips: Arc<[IpAddr]>,
+    /// Reachability and relayed addresses, as the task reports them.
+    nat: watch::Receiver<nat::NatStatus>,
 }
 
 impl NetHandle {
@@ -242,6 +252,11 @@ impl NetHandle {
             .await
             .map_err(|_| anyhow::anyhow!("network stopped"))?;
         rx.await.map_err(|_| anyhow::anyhow!("network stopped"))
+    }
+
+    /// Whether other nodes can dial this one, and the relayed addresses it holds.
+    pub fn nat_status(&self) -> nat::NatStatus {
+        self.nat.borrow().clone()
     }
 
     /// The addresses the swarm listens on (without `/p2p`).
@@ -317,6 +332,7 @@ pub fn start(
     let (cmd_tx, commands) = mpsc::channel(64);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     let (peer_ips_tx, peer_ips) = watch::channel(HashMap::new());
+    let (nat_tx, nat_rx) = watch::channel(nat::NatStatus::default());
     let seed_ips: Arc<[IpAddr]> = cfg.seeds.iter().filter_map(|(_, a)| dial::ip_of(a)).collect();
     let channels = Channels {
         commands,
@@ -325,6 +341,7 @@ pub fn start(
         shutdown,
         listen: listen_tx,
         peer_ips: peer_ips_tx,
+        nat: nat_tx,
     };
     let peers = event_loop::Known {
         seeds: cfg.seeds,
@@ -339,6 +356,7 @@ pub fn start(
             listen: listen_rx,
             peer_ips,
             seed_ips,
+            nat: nat_rx,
         },
         task,
     ))

@@ -19,6 +19,7 @@ mod sync_peers;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dial::ip_of;
 use super::guard::PerIpExceeded;
+use super::nat::{self, NatState, NatStatus};
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
@@ -85,6 +86,8 @@ pub(super) struct Channels {
     pub(super) listen: watch::Sender<Vec<Multiaddr>>,
     /// The IP addresses of open connections' remote ends, with how many use each.
     pub(super) peer_ips: watch::Sender<HashMap<std::net::IpAddr, usize>>,
+    /// Reachability and relayed addresses, as the API shows them.
+    pub(super) nat: watch::Sender<NatStatus>,
 }
 
 /// The swarm and the network's state, driven by [`EventLoop::run`].
@@ -150,6 +153,10 @@ pub(super) struct EventLoop {
     queued: VecDeque<PeerId>,
     /// Peers no longer refused whose next connection starts a session, queued if busy.
     resync: HashSet<PeerId>,
+
+    /// Reachability, relays, and the peers NAT traversal needs kept (see
+    /// [`NatState::is_pinned`]).
+    pub(super) nat: NatState,
 }
 
 impl EventLoop {
@@ -165,6 +172,8 @@ impl EventLoop {
         let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let sync_timer = tokio::time::interval(SYNC_INTERVAL);
         let retry = tokio::time::interval(Duration::from_millis(500));
+        let nat = NatState::new(*swarm.local_peer_id(), false);
+        channels.nat.send_replace(nat.status());
         let mut keep = known.keep;
         keep.extend(known.seeds.iter().map(|(p, _)| *p));
         Self {
@@ -192,6 +201,7 @@ impl EventLoop {
             sync_peers: SyncPeers::new(known.limits.sync_requests_per_minute, SYNC_PEER_RETAIN, MAX_SYNC_PEERS),
             queued: VecDeque::new(),
             resync: HashSet::new(),
+            nat,
         }
     }
 
@@ -346,6 +356,7 @@ impl EventLoop {
         let mut idle = Vec::new();
         for peer in &connected {
             let busy = self.keep.contains(peer)
+                || self.nat.is_pinned(peer)
                 || mesh.contains(peer)
                 || self.syncing.contains(peer)
                 || self.answering.contains(peer);
@@ -507,13 +518,23 @@ impl EventLoop {
             self.bootstrapped = true;
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
-        self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
+        let remote = endpoint.get_remote_address();
+        let connection = nat::Connection::of(remote);
+        let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
             peer_id: peer_id.to_string(),
-            address: endpoint.get_remote_address().to_string(),
+            address: remote.to_string(),
             agent: None,
             gossip: false,
             rtt_ms: None,
+            connection: connection.as_str().into(),
+            transport: nat::transport_of(remote).into(),
         });
+        // A direct connection beside a relayed one is the one shown (and used).
+        if connection == nat::Connection::Direct && info.connection != connection.as_str() {
+            info.address = remote.to_string();
+            info.connection = connection.as_str().into();
+            info.transport = nat::transport_of(remote).into();
+        }
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
     }
 
