@@ -108,11 +108,7 @@ impl Mesh {
         for s in &mut sites {
             s.start();
         }
-        Self {
-            sites,
-            seed,
-            _lab: lab,
-        }
+        Self { sites, seed, _lab: lab }
     }
 
     /// Every node, for diagnostics.
@@ -152,7 +148,11 @@ impl Mesh {
     /// before the report, as the testnet measures it.
     fn sighting(&self, from: usize, to: usize, target: &str) -> u64 {
         let (a, b) = (&self.sites[from], &self.sites[to]);
-        assert!(b.blocked_since(target).is_none(), "{target} blocked at {} before the report", b.name);
+        assert!(
+            b.blocked_since(target).is_none(),
+            "{target} blocked at {} before the report",
+            b.name
+        );
         let before = now_ms();
         a.report(target);
         let since = natlab::wait_nodes(
@@ -171,6 +171,60 @@ impl Mesh {
             .value("fraudmesh_hole_punches_total", &[("result", "success")])
             .unwrap_or(0.0);
         (ok, s.value("fraudmesh_hole_punches_total", &[]).unwrap_or(0.0))
+    }
+}
+
+#[test]
+fn lab_sites_reach_the_public_seed_only_through_their_routers() {
+    let _x = exclusive();
+    let mut lab = Lab::new();
+    lab.add_site(Nat::PortPreserving);
+    lab.add_site(Nat::FullyRandom);
+    // Plain nodes (no NAT traversal asked for): this checks the lab, not the node.
+    let mut seed = LabNode::init("seed", &lab.seed);
+    seed.configure("", "");
+    seed.start();
+    let mut sites: Vec<LabNode> = lab
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| LabNode::init(&format!("site {}", i + 1), &s.lan))
+        .collect();
+    let tcp_seed = format!("/ip4/{SEED4}/tcp/{P2P_PORT}/p2p/{}", seed.id());
+    for s in &mut sites {
+        s.configure(&format!("seeds = [\"{tcp_seed}\"]"), "");
+        s.start();
+    }
+    let nodes: Vec<&LabNode> = std::iter::once(&seed).chain(sites.iter()).collect();
+    for (site, net) in sites.iter().zip(&lab.sites) {
+        // The seed sees the site at its router's public address: the router masquerades.
+        let entry = natlab::wait_nodes(
+            &format!("{} to connect to the seed", site.name),
+            DEADLINE,
+            &nodes,
+            || seed.peer(site.id()),
+        );
+        let address = entry["address"].as_str().unwrap_or_default().to_string();
+        assert!(
+            address.starts_with(&format!("/ip4/{}/tcp/", net.public)),
+            "the seed should see {} at its router's address {}, not {address}\n{}",
+            site.name,
+            net.public,
+            net.diagnose()
+        );
+        // Nothing from the internet reaches the site's node: the router drops what the
+        // site did not start.
+        let target: std::net::SocketAddr = format!("{}:{P2P_PORT}", net.public).parse().expect("address");
+        let reached = natlab::in_netns(&lab.seed.name, || {
+            std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok()
+        });
+        assert!(
+            !reached,
+            "the seed opened a connection to {}'s router\n{}",
+            site.name,
+            net.diagnose()
+        );
+        eprintln!("nat lab: the seed sees {} at {address}", site.name);
     }
 }
 
@@ -304,12 +358,9 @@ fn the_seed_relay_holds_its_reservation_limit() {
     // until the first lets go.
     let mut mesh = Mesh::start(&[PUNCHABLE, PUNCHABLE], "max_reservations = 1\n", "");
     let all = mesh.all();
-    let holder = natlab::wait_nodes(
-        "one site to hold a reservation on the seed",
-        NAT_DEADLINE,
-        &all,
-        || (0..2).find(|&i| !mesh.sites[i].relays().is_empty()),
-    );
+    let holder = natlab::wait_nodes("one site to hold a reservation on the seed", NAT_DEADLINE, &all, || {
+        (0..2).find(|&i| !mesh.sites[i].relays().is_empty())
+    });
     let other = 1 - holder;
     // The other site asked too and was refused: it is private (so it wants a relay)
     // and the seed counts a refusal.
@@ -364,7 +415,11 @@ fn a_seed_restart_partitions_relayed_sites_no_longer_than_the_redial_cap() {
     mesh.sighting(0, 1, "198.51.100.21");
 
     let down = Instant::now();
-    assert!(mesh.seed.stop().success(), "the seed's clean stop\n{}", mesh.seed.diagnose());
+    assert!(
+        mesh.seed.stop().success(),
+        "the seed's clean stop\n{}",
+        mesh.seed.diagnose()
+    );
     mesh.seed.start();
     let up = Instant::now();
     let seed_id = mesh.seed.id().to_string();

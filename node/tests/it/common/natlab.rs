@@ -129,10 +129,20 @@ impl Lab {
         veth(&router, "lan", &lan, "eth0");
         let (public, gw, private, family) = if v6 {
             addr(&router, "wan", &format!("{INTERNET6}::{}/64", 20 + i));
-            (format!("{INTERNET6}::{}", 20 + i), format!("fd0{i}::1"), format!("fd0{i}::2"), "ip6")
+            (
+                format!("{INTERNET6}::{}", 20 + i),
+                format!("fd0{i}::1"),
+                format!("fd0{i}::2"),
+                "ip6",
+            )
         } else {
             addr(&router, "wan", &format!("{INTERNET4}.{}/24", 20 + i));
-            (format!("{INTERNET4}.{}", 20 + i), format!("10.{i}.0.1"), format!("10.{i}.0.2"), "ip")
+            (
+                format!("{INTERNET4}.{}", 20 + i),
+                format!("10.{i}.0.1"),
+                format!("10.{i}.0.2"),
+                "ip",
+            )
         };
         let len = if v6 { 64 } else { 24 };
         addr(&router, "lan", &format!("{gw}/{len}"));
@@ -160,6 +170,32 @@ impl Lab {
     }
 }
 
+impl Site {
+    /// The router's rules with their counters (packets masqueraded, forwarded, dropped),
+    /// for failure messages.
+    pub fn diagnose(&self) -> String {
+        let out = self
+            .router
+            .command("nft")
+            .args(["list", "table", "natlab"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let out = if out.is_empty() {
+            let six = self
+                .router
+                .command("nft")
+                .args(["list", "table", "ip6", "natlab"])
+                .output();
+            six.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        } else {
+            out
+        };
+        format!("=== router of {} (public {}) ===\n{out}\n", self.private, self.public)
+    }
+}
+
 impl Default for Lab {
     fn default() -> Self {
         Self::new()
@@ -176,16 +212,17 @@ fn router_rules(family: &str, masquerade: &str) -> String {
         "table {family} natlab {{
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    oifname \"wan\" {masquerade}
+    oifname \"wan\" counter {masquerade}
   }}
   chain forward {{
     type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname \"lan\" oifname \"wan\" accept
+    ct state established,related counter accept
+    iifname \"lan\" oifname \"wan\" counter accept
+    counter
   }}
   chain input {{
     type filter hook input priority filter; policy accept;
-    iifname \"wan\" ct state new drop
+    iifname \"wan\" ct state new counter drop
   }}
 }}
 "
@@ -509,7 +546,11 @@ impl LabNode {
         let started = Instant::now();
         loop {
             if let Some(status) = self.node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("{} exited early with {status}: {}", self.name, tail(&self.node.log(), 80));
+                panic!(
+                    "{} exited early with {status}: {}",
+                    self.name,
+                    tail(&self.node.log(), 80)
+                );
             }
             if self.node.dir.join("node.json").exists() && self.try_json(&["status", "--json"]).is_some() {
                 return;
