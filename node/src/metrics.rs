@@ -202,6 +202,18 @@ pub struct Metrics {
     pub idle_closed: Counter,
     /// Addresses learned from peers (identify, Kademlia) that the dial policy dropped.
     pub dial_addresses_filtered: Counter,
+    /// Reachability: 1 for the current state (`public`, `private`, `unknown`), 0 else.
+    pub reachability: Family<StateLabel, Gauge>,
+    /// Relay reservations this node holds (as a client behind NAT).
+    pub relay_reservations: Gauge,
+    /// Reservations other nodes hold on this node (as a relay).
+    pub relay_served_reservations: Gauge,
+    /// Circuits this node relays now.
+    pub relay_circuits: Gauge,
+    /// Hole punches (DCUtR) by result (`success`, `failure`).
+    pub hole_punches: Family<ResultLabel, Counter>,
+    /// Connected peers by how they are reached (`direct`, `relayed`) and the transport.
+    pub peers_by_connection: Family<ConnectionLabel, Gauge>,
     /// Enforcer attempts (diffs and full replaces), by enforcer and result.
     pub enforce_applies: Family<EnforcerResultLabel, Counter>,
     /// Entries each enforcer holds in its system.
@@ -237,6 +249,22 @@ pub struct Metrics {
     pub call_store_skipped: Counter,
     /// Findings of the last scheduled audit, by severity.
     pub audit_findings: Family<SeverityLabel, Gauge>,
+}
+
+/// Label set naming a state (reachability).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `public`, `private` or `unknown`.
+    pub state: &'static str,
+}
+
+/// Label set of a peer's connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    /// `direct` or `relayed`.
+    pub connection: &'static str,
+    /// `tcp`, `quic` or `memory` (relayed: the transport to the relay).
+    pub transport: &'static str,
 }
 
 /// Label set naming a session result.
@@ -336,6 +364,22 @@ impl Metrics {
             dial_addresses_filtered: r.add(
                 "dial_addresses_filtered",
                 "Addresses learned from peers that the dial policy dropped (private, loopback, ...)",
+            ),
+            // NAT traversal.
+            reachability: r.add(
+                "reachability",
+                "Whether other nodes can dial this node: 1 for the current state",
+            ),
+            relay_reservations: r.add("relay_reservations", "Relay reservations this node holds on relays"),
+            relay_served_reservations: r.add(
+                "relay_served_reservations",
+                "Reservations other nodes hold on this node as a relay",
+            ),
+            relay_circuits: r.add("relay_circuits", "Circuits this node relays now"),
+            hole_punches: r.add("hole_punches", "Hole punches (DCUtR) by result"),
+            peers_by_connection: r.add(
+                "peers_by_connection",
+                "Connected peers by connection (direct, relayed) and transport",
             ),
             // Enforcers.
             enforce_applies: r.add(

@@ -95,19 +95,38 @@ pub struct Config {
     /// The scheduled PBX audit (left out of `init`'s file while at its defaults).
     #[serde(default, skip_serializing_if = "crate::audit::AuditConfig::is_empty")]
     pub audit: crate::audit::AuditConfig,
+    /// This node as a circuit relay for nodes behind NAT.
+    #[serde(default)]
+    pub relay: crate::net::nat::RelayConfig,
 }
+
+/// The default listen addresses: TCP and QUIC, IPv4 and IPv6, port 7710.
+pub const DEFAULT_LISTEN: [&str; 4] = [
+    "/ip4/0.0.0.0/tcp/7710",
+    "/ip6/::/tcp/7710",
+    "/ip4/0.0.0.0/udp/7710/quic-v1",
+    "/ip6/::/udp/7710/quic-v1",
+];
 
 /// `[node]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
-    /// libp2p listen multiaddrs. Default `/ip4/0.0.0.0/tcp/7710`.
+    /// libp2p listen multiaddrs. Default TCP and QUIC on IPv4 and IPv6, port 7710 (an
+    /// address that cannot be bound, e.g. IPv6 on a host without it, is a warning while
+    /// another one listens).
     pub listen: Vec<String>,
     /// Seed peers, full multiaddrs ending in `/p2p/<peer id>`. Default none.
     #[serde(default)]
     pub seeds: Vec<String>,
     /// HTTP API address. Default `127.0.0.1:7711`.
     pub api: String,
+    /// Ask the router for port mappings over UPnP IGD. Default false.
+    pub upnp: bool,
+    /// Addresses this node is reachable at from outside, as the operator knows them (a
+    /// seed with a public IP): confirmed at start, reachability is then public. Default
+    /// none (AutoNAT finds out).
+    pub external_addresses: Vec<String>,
 }
 
 /// One trusted peer.
@@ -189,14 +208,19 @@ pub struct StoreSection {
 pub struct DebugSection {
     /// Let the API refuse given peers (`PUT /v1/debug/refuse`). Default false.
     pub fault_injection: bool,
+    /// Listen on nothing but relayed addresses on the seeds, reachability private from
+    /// the start: a node behind a NAT on one host, for tests. Default false.
+    pub relay_only: bool,
 }
 
 impl Default for NodeSection {
     fn default() -> Self {
         Self {
-            listen: vec!["/ip4/0.0.0.0/tcp/7710".into()],
+            listen: DEFAULT_LISTEN.iter().map(|a| a.to_string()).collect(),
             seeds: Vec::new(),
             api: "127.0.0.1:7711".into(),
+            upnp: false,
+            external_addresses: Vec::new(),
         }
     }
 }
@@ -281,6 +305,8 @@ pub struct Settings {
     pub calls_on_error: crate::calls::OnError,
     /// The scheduled audit.
     pub audit: crate::audit::AuditConfig,
+    /// NAT traversal: UPnP, declared external addresses, the relay server's bounds.
+    pub nat: crate::net::nat::NatConfig,
 }
 
 impl Config {
@@ -312,6 +338,13 @@ impl Config {
         check_net(&self.net)?;
         let net = self.net.clone();
         let trusted_peers = self.trust.peer_ids()?;
+        let nat = crate::net::nat::NatConfig {
+            upnp: self.node.upnp,
+            external: self.node.external_addresses()?,
+            relay: self.relay.clone(),
+            relay_only: self.debug.relay_only,
+        };
+        nat.relay.validate().map_err(|e| anyhow!(e))?;
         Ok(Settings {
             listen,
             seeds,
@@ -329,11 +362,38 @@ impl Config {
             calls: self.calls.compile()?,
             calls_on_error: self.calls.on_error,
             audit: self.audit.clone(),
+            nat,
         })
     }
 }
 
 impl NodeSection {
+    /// `node.external_addresses`: multiaddrs with an IP and a port, without `/p2p`.
+    fn external_addresses(&self) -> anyhow::Result<Vec<Multiaddr>> {
+        self.external_addresses
+            .iter()
+            .map(|a| {
+                let addr: Multiaddr = a
+                    .parse()
+                    .with_context(|| format!("node.external_addresses: bad multiaddr {a:?}"))?;
+                let ip = crate::net::dial::ip_of(&addr);
+                let port = addr.iter().any(|p| matches!(p, Protocol::Tcp(_) | Protocol::Udp(_)));
+                if ip.is_none_or(|ip| ip.is_unspecified()) || !port {
+                    bail!("node.external_addresses: {a:?} needs a specific IP address and a TCP or UDP port");
+                }
+                if addr
+                    .iter()
+                    .any(|p| matches!(p, Protocol::P2p(_) | Protocol::P2pCircuit))
+                {
+                    bail!(
+                        "node.external_addresses: {a:?} must be this node's own address, without /p2p or /p2p-circuit"
+                    );
+                }
+                Ok(addr)
+            })
+            .collect()
+    }
+
     /// `node.listen`: at least one multiaddr.
     fn listen(&self) -> anyhow::Result<Vec<Multiaddr>> {
         let listen = self

@@ -72,6 +72,7 @@ impl Stack {
                 trusted: settings.trusted_peers.clone(),
                 limits: settings.net.clone(),
                 transport,
+                nat: settings.nat.clone(),
             },
             engine.clone(),
             publish_rx,

@@ -1,9 +1,15 @@
-//! The swarm and its behaviours: the transports under noise + yamux (with a handshake
-//! timeout), the connection bounds, and one configuration of gossipsub, Kademlia,
-//! identify, ping, sync and the refused-peer list, whatever the transport. Nothing here
-//! runs; the event loop drives what this builds.
+//! The swarm and its behaviours: the transports (TCP under noise + yamux, QUIC, and
+//! circuit relay v2 circuits under noise + yamux, all with a handshake timeout; or the
+//! in-process memory transport), the connection bounds, NAT traversal (AutoNAT v2
+//! client and server, relay client and server, DCUtR hole punching, UPnP) and one
+//! configuration of gossipsub, Kademlia, identify, ping, sync and the refused-peer list.
+//! Nothing here runs; the event loop drives what this builds.
+//!
+//! NAT traversal is off on the memory transport: in-process nodes all reach each other,
+//! and the testnet measures the mesh, not the traversal.
 
-use super::dial::{self, DialFilter, DialPolicy};
+use super::dial::{self, DialBackGuard, DialFilter, DialPolicy};
+use super::nat::RelayConfig;
 use super::sync::{self, SyncCodec};
 use super::{guard, Limits, NetConfig, Transport, ID_PROTOCOL, KAD_PROTOCOL, TOPIC};
 use crate::engine::MAX_ENVELOPE_BYTES;
@@ -21,6 +27,7 @@ use libp2p::ping;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::{autonat, dcutr, quic, relay, upnp};
 use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -50,6 +57,20 @@ pub(super) struct Behaviour {
     pub(super) memory: Toggle<memory_connection_limits::Behaviour>,
     /// Established incoming connections per source IP.
     pub(super) per_ip: guard::Behaviour,
+    /// Reservations on relays and the circuits through them (off on memory).
+    pub(super) relay_client: Toggle<relay::client::Behaviour>,
+    /// This node as a relay for others (`[relay] serve`; enabled by the event loop
+    /// only while the node is publicly reachable).
+    pub(super) relay: Toggle<relay::Behaviour>,
+    /// Asks peers to dial this node's candidate addresses back (AutoNAT v2).
+    pub(super) autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// Dials peers' candidate addresses back for them, only at the IP they connect
+    /// from (see [`DialBackGuard`]).
+    pub(super) autonat_server: Toggle<DialBackGuard<autonat::v2::server::Behaviour>>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub(super) dcutr: Toggle<dcutr::Behaviour>,
+    /// Port mappings on the router (`[node] upnp`).
+    pub(super) upnp: Toggle<upnp::tokio::Behaviour>,
     /// Sightings gossip, validated by the engine before anything is forwarded.
     pub(super) gossipsub: gossipsub::Behaviour,
     /// Peer discovery over our own DHT; addresses learned from others pass the dial
@@ -100,6 +121,37 @@ fn tcp_transport(key: &Keypair, handshake: Duration) -> Result<Boxed<(PeerId, St
         .boxed())
 }
 
+/// QUIC (its own TLS 1.3 handshake and streams), `handshake` bounding the handshake as
+/// on TCP.
+fn quic_transport(key: &Keypair, handshake: Duration) -> Boxed<(PeerId, StreamMuxerBox)> {
+    let mut config = quic::Config::new(key);
+    config.handshake_timeout = handshake;
+    quic::tokio::Transport::new(config)
+        .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+        .boxed()
+}
+
+/// The daemon's transports: TCP, QUIC, and circuits through relays (each under noise +
+/// yamux, as libp2p's relay client expects).
+fn network_transport(
+    key: &Keypair,
+    handshake: Duration,
+    relayed: relay::client::Transport,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BehaviourError> {
+    let relayed = relayed
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .timeout(handshake)
+        .boxed();
+    Ok(tcp_transport(key, handshake)?
+        .or_transport(quic_transport(key, handshake))
+        .map(|either, _| either.into_inner())
+        .or_transport(relayed)
+        .map(|either, _| either.into_inner())
+        .boxed())
+}
+
 /// The swarm over the configured transport, with the node's behaviours.
 pub(super) fn build_swarm(cfg: &NetConfig, metrics: Arc<Metrics>) -> anyhow::Result<Swarm<Behaviour>> {
     let limits = &cfg.limits;
@@ -111,14 +163,17 @@ pub(super) fn build_swarm(cfg: &NetConfig, metrics: Arc<Metrics>) -> anyhow::Res
     let handshake = limits.handshake_timeout;
     let builder = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone()).with_tokio();
     let swarm = match cfg.transport {
-        Transport::Tcp => builder
-            .with_other_transport(|key| tcp_transport(key, handshake))?
-            .with_behaviour(|key| behaviour(key, cfg, metrics))?
-            .with_swarm_config(idle)
-            .build(),
+        Transport::Tcp => {
+            let (relayed, relay_client) = relay::client::new(cfg.keypair.public().to_peer_id());
+            builder
+                .with_other_transport(|key| network_transport(key, handshake, relayed))?
+                .with_behaviour(|key| behaviour(key, cfg, metrics, Some(relay_client)))?
+                .with_swarm_config(idle)
+                .build()
+        }
         Transport::Memory => builder
             .with_other_transport(|key| memory_transport_with(key, handshake))?
-            .with_behaviour(|key| behaviour(key, cfg, metrics))?
+            .with_behaviour(|key| behaviour(key, cfg, metrics, None))?
             .with_swarm_config(idle)
             .build(),
     };
@@ -142,8 +197,30 @@ fn connection_limits(limits: &Limits, bypass: &HashSet<PeerId>) -> connection_li
     b
 }
 
-/// The node's behaviours, one configuration whatever the transport.
-fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Behaviour, BehaviourError> {
+/// The relay server's bounds from `[relay]`; libp2p's rate limits (per peer, one
+/// reservation and one circuit every 2 minutes with a burst of 30 an hour; per IP,
+/// twice that) stay.
+fn relay_config(r: &RelayConfig) -> relay::Config {
+    relay::Config {
+        max_reservations: r.max_reservations,
+        max_reservations_per_peer: r.max_reservations_per_peer,
+        reservation_duration: r.reservation_duration,
+        max_circuits: r.max_circuits,
+        max_circuits_per_peer: r.max_circuits_per_peer,
+        max_circuit_duration: r.circuit_duration,
+        max_circuit_bytes: r.circuit_bytes,
+        ..relay::Config::default()
+    }
+}
+
+/// The node's behaviours, one configuration whatever the transport; NAT traversal
+/// only with a `relay_client` (the network transports).
+fn behaviour(
+    key: &Keypair,
+    cfg: &NetConfig,
+    metrics: Arc<Metrics>,
+    relay_client: Option<relay::client::Behaviour>,
+) -> Result<Behaviour, BehaviourError> {
     let peer_id = key.public().to_peer_id();
     let limits = &cfg.limits;
     let bypass: HashSet<PeerId> = cfg
@@ -180,8 +257,26 @@ fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Be
     // someone to ask) rather than by kad's own timer, which warns on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);
     let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-    // Every node listens and serves the DHT; fraudmesh nodes are not light clients.
-    kad.set_mode(Some(kad::Mode::Server));
+    // A node serves the DHT once others can reach it (publicly, or through a relay):
+    // the event loop switches the mode with reachability. On the memory transport every
+    // node is reachable.
+    kad.set_mode(Some(if relay_client.is_some() {
+        kad::Mode::Client
+    } else {
+        kad::Mode::Server
+    }));
+    let nat = relay_client.is_some();
+    let relay = (nat && cfg.nat.relay.serve && !cfg.nat.relay_only).then(|| {
+        let mut relay = relay::Behaviour::new(peer_id, relay_config(&cfg.nat.relay));
+        // Not on its own external addresses (a relayed address is one too): the event
+        // loop enables it while the node is publicly reachable.
+        relay.set_status(Some(relay::Status::Disable));
+        relay
+    });
+    let autonat = nat.then(autonat::v2::client::Behaviour::default);
+    let autonat_server = nat.then(|| DialBackGuard::new(autonat::v2::server::Behaviour::default(), policy.clone()));
+    let dcutr = nat.then(|| dcutr::Behaviour::new(peer_id));
+    let upnp = (nat && cfg.nat.upnp).then(upnp::tokio::Behaviour::default);
     // No address cache: identify would hand every address a peer announced to the
     // swarm for dials, around the dial policy. The event loop gives Kademlia the ones
     // the policy allows.
@@ -202,6 +297,12 @@ fn behaviour(key: &Keypair, cfg: &NetConfig, metrics: Arc<Metrics>) -> Result<Be
         limits: connection_limits(limits, &bypass),
         memory: memory.into(),
         per_ip: guard::Behaviour::new(limits.max_incoming_per_ip, bypass),
+        relay_client: relay_client.into(),
+        relay: relay.into(),
+        autonat: autonat.into(),
+        autonat_server: autonat_server.into(),
+        dcutr: dcutr.into(),
+        upnp: upnp.into(),
         gossipsub,
         kad: DialFilter::new(kad, policy, metrics),
         identify,

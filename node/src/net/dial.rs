@@ -13,16 +13,24 @@
 //! private network), when the address is a seed's, or when `net.dial_private` is set.
 //! Global addresses and addresses without an IP (`/memory/N`) are dialled. The seeds
 //! themselves are dialled from the config, never through this filter.
+//!
+//! A relayed address (`<relay address>/p2p/<relay>/p2p-circuit/p2p/<peer>`) makes the
+//! node dial the relay, so the rule applies to the relay's address; a relayed address
+//! without the relay's IP or peer id, or through more than one relay, is never dialled.
+//! Addresses a peer asks this node to dial back (AutoNAT's server) pass
+//! [`DialBackGuard`]: the rule above, and only at the IP the peer connects from.
 
 use crate::metrics::Metrics;
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::ConnectionEstablished;
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -127,6 +135,10 @@ impl DialPolicy {
 
     /// Whether a learned `addr` may be dialled.
     pub fn allows(&self, addr: &Multiaddr) -> bool {
+        let circuits = addr.iter().filter(|p| matches!(p, Protocol::P2pCircuit)).count();
+        if circuits > 1 || (circuits == 1 && (crate::net::nat::relay_of(addr).is_none() || ip_of(addr).is_none())) {
+            return false;
+        }
         let Some(ip) = ip_of(addr) else {
             return true;
         };
@@ -240,6 +252,149 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialFilter<B> {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         self.inner.poll(cx)
+    }
+}
+
+/// A dial-back refused by [`DialBackGuard`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("dial-back to {addr} refused: not the asking peer's IP, or not allowed by the dial policy")]
+pub struct DialBackRefused {
+    /// The address asked for.
+    pub addr: Multiaddr,
+}
+
+/// AutoNAT's server dials back whatever address a peer asks it to test (the v2 protocol
+/// only makes the peer send some data first when the address is not the one it
+/// connects from). Unguarded, any peer could have this node dial any host and port.
+/// This wrapper lets a dial-back through only to the IP of one of the asking peer's
+/// direct connections, and only where the [`DialPolicy`] allows.
+pub struct DialBackGuard<B> {
+    /// The AutoNAT server.
+    inner: B,
+    /// What may be dialled.
+    policy: Arc<DialPolicy>,
+    /// The remote IPs of each peer's direct connections.
+    peer_ips: HashMap<PeerId, HashMap<ConnectionId, IpAddr>>,
+    /// Dial-backs the inner behaviour asked for (by connection), with their peer.
+    dialbacks: HashMap<ConnectionId, Option<PeerId>>,
+}
+
+impl<B> DialBackGuard<B> {
+    /// `inner`'s dials checked against `policy` and the peers' IPs.
+    pub fn new(inner: B, policy: Arc<DialPolicy>) -> Self {
+        Self {
+            inner,
+            policy,
+            peer_ips: HashMap::new(),
+            dialbacks: HashMap::new(),
+        }
+    }
+
+    /// Whether a dial-back to `addr` for `peer` may go out.
+    fn allows(&self, peer: Option<PeerId>, addr: &Multiaddr) -> bool {
+        let (Some(peer), Some(ip)) = (peer, ip_of(addr)) else {
+            return false;
+        };
+        let at_peer = self
+            .peer_ips
+            .get(&peer)
+            .is_some_and(|ips| ips.values().any(|i| *i == ip));
+        at_peer && self.policy.allows(addr) && !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+    }
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
+    type ConnectionHandler = B::ConnectionHandler;
+    type ToSwarm = B::ToSwarm;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner.handle_pending_inbound_connection(id, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_inbound_connection(id, peer, local, remote)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if let Some(client) = self.dialbacks.remove(&id) {
+            if let Some(bad) = addresses.iter().find(|a| !self.allows(client, a)) {
+                tracing::debug!(?client, addr = %bad, "AutoNAT dial-back refused");
+                return Err(ConnectionDenied::new(DialBackRefused { addr: bad.clone() }));
+            }
+        }
+        self.inner.handle_pending_outbound_connection(id, peer, addresses, role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_outbound_connection(id, peer, addr, role, port_use)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match &event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            }) if !endpoint.is_relayed() => {
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    self.peer_ips.entry(*peer_id).or_default().insert(*connection_id, ip);
+                }
+            }
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id, connection_id, ..
+            }) => {
+                if let Some(ips) = self.peer_ips.get_mut(peer_id) {
+                    ips.remove(connection_id);
+                    if ips.is_empty() {
+                        self.peer_ips.remove(peer_id);
+                    }
+                }
+            }
+            FromSwarm::DialFailure(f) => {
+                self.dialbacks.remove(&f.connection_id);
+            }
+            _ => {}
+        }
+        self.inner.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(&mut self, peer: PeerId, id: ConnectionId, event: THandlerOutEvent<Self>) {
+        self.inner.on_connection_handler_event(peer, id, event)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        let event = self.inner.poll(cx);
+        if let Poll::Ready(ToSwarm::Dial { opts }) = &event {
+            self.dialbacks.insert(opts.connection_id(), opts.get_peer_id());
+        }
+        event
     }
 }
 

@@ -33,8 +33,16 @@ pub struct PerIpExceeded {
 }
 
 /// The source an incoming connection is counted under: its IPv4 address or the /64 of
-/// its IPv6 address (an IPv4-mapped IPv6 address counts as the IPv4 one).
+/// its IPv6 address (an IPv4-mapped IPv6 address counts as the IPv4 one). A relayed
+/// connection has none: its address is the relay's, shared by everyone it relays, and
+/// the relay bounds its circuits per peer itself.
 pub fn source_key(remote: &Multiaddr) -> Option<IpAddr> {
+    if remote
+        .iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+    {
+        return None;
+    }
     match super::dial::ip_of(remote)? {
         IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

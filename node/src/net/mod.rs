@@ -294,6 +294,8 @@ pub struct NetConfig {
     pub limits: Limits,
     /// The transport.
     pub transport: Transport,
+    /// NAT traversal (UPnP, declared external addresses, relay bounds).
+    pub nat: nat::NatConfig,
 }
 
 /// The transport under noise + yamux.
@@ -318,11 +320,7 @@ pub fn start(
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
     let mut swarm = build_swarm(&cfg, metrics.clone())?;
     swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(TOPIC))?;
-    for addr in &cfg.listen {
-        swarm
-            .listen_on(addr.clone())
-            .with_context(|| format!("listening on {addr}"))?;
-    }
+    listen(&mut swarm, &cfg)?;
     for (peer, addr) in &cfg.seeds {
         swarm.behaviour_mut().kad.add_address(peer, addr.clone());
         if let Err(e) = swarm.dial(addr.clone()) {
@@ -347,6 +345,14 @@ pub fn start(
         seeds: cfg.seeds,
         keep: cfg.trusted.into_iter().collect(),
         limits: cfg.limits,
+        reachability: if cfg.transport == Transport::Memory || !cfg.nat.external.is_empty() {
+            Some(nat::Reachability::Public)
+        } else if cfg.nat.relay_only {
+            Some(nat::Reachability::Private)
+        } else {
+            None
+        },
+        external: cfg.nat.external,
     };
     // The loop is made inside the task: its timers start when the task does.
     let task = tokio::spawn(async move { EventLoop::new(swarm, peers, engine, metrics, channels).run().await });
@@ -360,6 +366,27 @@ pub fn start(
         },
         task,
     ))
+}
+
+/// Listens on the configured addresses: one that fails (IPv6 on a host without it, a
+/// port taken for one protocol) is a warning while another listens; all failing is an
+/// error. With `debug.relay_only` the node listens on nothing of its own.
+fn listen(swarm: &mut libp2p::Swarm<behaviour::Behaviour>, cfg: &NetConfig) -> anyhow::Result<()> {
+    if cfg.nat.relay_only {
+        tracing::warn!("debug.relay_only: listening on relayed addresses only");
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    for addr in &cfg.listen {
+        if let Err(e) = swarm.listen_on(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot listen on this address");
+            failed.push(format!("{addr}: {e}"));
+        }
+    }
+    if failed.len() == cfg.listen.len() {
+        anyhow::bail!("cannot listen on any address: {}", failed.join("; "));
+    }
+    Ok(())
 }
 
 /// The libp2p keypair of an identity (the same ed25519 key).

@@ -13,13 +13,14 @@
 //! The loop's side of catch-up sync (starting sessions, answering requests) is in
 //! [`sessions`], its per-peer bookkeeping in [`sync_peers`].
 
+mod nat;
 mod sessions;
 mod sync_peers;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dial::ip_of;
 use super::guard::PerIpExceeded;
-use super::nat::{self, NatState, NatStatus};
+use super::nat::{transport_of, Connection, NatState, NatStatus, Reachability};
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
@@ -70,6 +71,11 @@ pub(super) struct Known {
     pub(super) keep: HashSet<PeerId>,
     /// The network's bounds.
     pub(super) limits: Limits,
+    /// Reachability fixed by the config (declared external addresses: public;
+    /// `debug.relay_only`: private; the memory transport: public), else None.
+    pub(super) reachability: Option<Reachability>,
+    /// The operator's external addresses, confirmed at start.
+    pub(super) external: Vec<Multiaddr>,
 }
 
 /// The channels the loop talks to the rest of the node through.
@@ -172,11 +178,10 @@ impl EventLoop {
         let discovery = tokio::time::interval(DISCOVERY_INTERVAL);
         let sync_timer = tokio::time::interval(SYNC_INTERVAL);
         let retry = tokio::time::interval(Duration::from_millis(500));
-        let nat = NatState::new(*swarm.local_peer_id(), false);
-        channels.nat.send_replace(nat.status());
+        let nat = NatState::new(*swarm.local_peer_id(), known.reachability);
         let mut keep = known.keep;
         keep.extend(known.seeds.iter().map(|(p, _)| *p));
-        Self {
+        let mut this = Self {
             swarm,
             topic: IdentTopic::new(TOPIC),
             seeds: known.seeds,
@@ -202,7 +207,9 @@ impl EventLoop {
             queued: VecDeque::new(),
             resync: HashSet::new(),
             nat,
-        }
+        };
+        this.nat_start(&known.external);
+        this
     }
 
     /// Runs until shutdown. Every branch's future is cancel-safe (channel receives,
@@ -329,6 +336,7 @@ impl EventLoop {
     /// Every [`DISCOVERY_INTERVAL`], while below [`WANTED_PEERS`]: redial the seeds and
     /// walk the DHT; above it, close idle strangers.
     fn discover(&mut self) {
+        self.nat_tick();
         self.close_idle();
         if self.swarm.connected_peers().count() < WANTED_PEERS {
             for (peer, addr) in &self.seeds {
@@ -399,6 +407,7 @@ impl EventLoop {
                 | SwarmEvent::Dialing { .. }
                 | SwarmEvent::OutgoingConnectionError { .. }
         );
+        self.nat_observe(&event);
         self.dispatch(event);
         if connections_changed {
             self.count_connections();
@@ -475,6 +484,14 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.on_ping(e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            SwarmEvent::Behaviour(
+                e @ (BehaviourEvent::Autonat(_)
+                | BehaviourEvent::AutonatServer(_)
+                | BehaviourEvent::RelayClient(_)
+                | BehaviourEvent::Relay(_)
+                | BehaviourEvent::Dcutr(_)
+                | BehaviourEvent::Upnp(_)),
+            ) => self.on_nat_behaviour(e),
             _ => {}
         }
     }
@@ -519,7 +536,7 @@ impl EventLoop {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
         let remote = endpoint.get_remote_address();
-        let connection = nat::Connection::of(remote);
+        let connection = Connection::of(remote);
         let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
             peer_id: peer_id.to_string(),
             address: remote.to_string(),
@@ -527,13 +544,13 @@ impl EventLoop {
             gossip: false,
             rtt_ms: None,
             connection: connection.as_str().into(),
-            transport: nat::transport_of(remote).into(),
+            transport: transport_of(remote).into(),
         });
         // A direct connection beside a relayed one is the one shown (and used).
-        if connection == nat::Connection::Direct && info.connection != connection.as_str() {
+        if connection == Connection::Direct && info.connection != connection.as_str() {
             info.address = remote.to_string();
             info.connection = connection.as_str().into();
-            info.transport = nat::transport_of(remote).into();
+            info.transport = transport_of(remote).into();
         }
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
     }
