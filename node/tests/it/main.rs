@@ -25,6 +25,7 @@ mod enforce_nftables;
 mod flood;
 mod gossip_validation;
 mod mesh;
+mod nat;
 mod relay;
 mod sensor;
 mod sync;

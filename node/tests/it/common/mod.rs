@@ -2,6 +2,7 @@
 //! driven through the CLI exactly as an operator would. Every wait polls with a deadline.
 
 pub mod kamailio;
+pub mod natlab;
 pub mod netns;
 
 use fraudmesh_node::metrics::Scrape;
