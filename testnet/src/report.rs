@@ -123,6 +123,10 @@ pub struct NodeReport {
     /// What it spent on the scenario's load, when the scenario measures that.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// CPU time it spent per sighting it received, µs (wave CPU minus idle CPU over the
+    /// same time), when the scenario measures it (`attack-wave`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_sighting: Option<f64>,
 }
 
 /// The whole report.

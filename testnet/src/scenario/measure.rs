@@ -122,6 +122,7 @@ async fn node_reports(ctx: &Ctx, per_lat: &[Vec<f64>], blocked: &Blocked) -> any
             starts: m.starts,
             role: m.role.map(str::to_string),
             resources: ctx.resources[m.index],
+            cpu_us_per_sighting: ctx.cpu_us_per_sighting[m.index],
         });
     }
     Ok(per_node)

@@ -19,6 +19,7 @@
 
 mod attack_wave;
 mod churn;
+mod cpu;
 mod flood;
 mod late_join;
 mod measure;
@@ -265,6 +266,8 @@ struct Ctx {
     rss_max: Vec<u64>,
     /// What each node spent on the scenario's load, when the scenario measures it.
     resources: Vec<Option<Resources>>,
+    /// CPU per received sighting of each node, µs, when the scenario measures it.
+    cpu_us_per_sighting: Vec<Option<f64>>,
     figures: serde_json::Map<String, serde_json::Value>,
     expectations: Vec<Expectation>,
 }
@@ -534,6 +537,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         rng: StdRng::seed_from_u64(args.seed),
         rss_max: vec![0; args.nodes],
         resources: vec![None; args.nodes],
+        cpu_us_per_sighting: vec![None; args.nodes],
         cluster,
         bar: progress_bar(args.progress)?,
         figures: Default::default(),
