@@ -124,3 +124,29 @@ fn nodes_behind_nat_connect_and_gossip_through_a_seed_relay() {
         "{text}"
     );
 }
+
+#[test]
+fn a_node_learns_from_its_seed_that_it_is_reachable() {
+    let mut seed = Node::init(&[]);
+    seed.start();
+    let mut a = Node::init(&["--seed", &seed.addr()]);
+    a.start();
+    // The seed serves AutoNAT: A's observed address (its listen port: dials reuse it) is
+    // dialled back on a fresh connection, which the seed closes once answered.
+    let st = wait_for("A's reachability public (AutoNAT)", DISCOVERY_DEADLINE, || {
+        let st = a.status();
+        (st["reachability"] == "public").then_some(st)
+    });
+    assert_eq!(
+        st["relays"],
+        serde_json::json!([]),
+        "a public node holds no relay: {st}"
+    );
+    assert_eq!(a.metric("fraudmesh_reachability", &[("state", "public")]), 1.0);
+    assert_eq!(a.metric("fraudmesh_reachability", &[("state", "unknown")]), 0.0);
+    let entry = peer_entry(&a, &seed.peer_id).expect("A is connected to its seed");
+    assert_eq!(
+        (entry["connection"].as_str(), entry["transport"].as_str()),
+        (Some("direct"), Some("tcp"))
+    );
+}
