@@ -24,11 +24,11 @@ use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::memory_connection_limits;
 use libp2p::ping;
+#[cfg(feature = "quic")]
+use libp2p::quic;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-#[cfg(feature = "quic")]
-use libp2p::quic;
 use libp2p::{autonat, dcutr, relay, upnp};
 use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
