@@ -287,7 +287,7 @@ fn behaviour(
         relay
     });
     let autonat = nat.then(autonat::v2::client::Behaviour::default);
-    let autonat_server = nat.then(|| DialBackGuard::new(autonat::v2::server::Behaviour::default(), policy.clone()));
+    let autonat_server = nat.then(|| DialBackGuard::new(autonat::v2::server::Behaviour::default()));
     let dcutr = nat.then(|| dcutr::Behaviour::new(peer_id));
     let upnp = (nat && cfg.nat.upnp).then(upnp::tokio::Behaviour::default);
     // No address cache: identify would hand every address a peer announced to the
