@@ -812,7 +812,7 @@ mod tests {
                 "relay.max_circuits_per_peer: must not exceed",
             ),
             (
-                "[relay]\ncircuit_duration = \"10s\"",
+                "[relay]\ncircuit_duration = \"500ms\"",
                 "relay.circuit_duration: must be between",
             ),
             ("[relay]\nreservation_duration = \"2d\"", "relay.reservation_duration"),

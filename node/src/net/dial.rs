@@ -18,19 +18,21 @@
 //! node dial the relay, so the rule applies to the relay's address; a relayed address
 //! without the relay's IP or peer id, or through more than one relay, is never dialled.
 //! Addresses a peer asks this node to dial back (AutoNAT's server) pass
-//! [`DialBackGuard`]: the rule above, and only at the IP the peer connects from.
+//! [`DialBackGuard`]: only the IP the peer connects from (whatever its range: a
+//! provider's private network must work too), never a relayed address.
 
 use crate::metrics::Metrics;
+use libp2p::autonat;
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::ConnectionEstablished;
 use libp2p::swarm::{
-    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -257,7 +259,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialFilter<B> {
 
 /// A dial-back refused by [`DialBackGuard`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("dial-back to {addr} refused: not the asking peer's IP, or not allowed by the dial policy")]
+#[error("dial-back to {addr} refused: not the asking peer's IP")]
 pub struct DialBackRefused {
     /// The address asked for.
     pub addr: Multiaddr,
@@ -267,26 +269,32 @@ pub struct DialBackRefused {
 /// only makes the peer send some data first when the address is not the one it
 /// connects from). Unguarded, any peer could have this node dial any host and port.
 /// This wrapper lets a dial-back through only to the IP of one of the asking peer's
-/// direct connections, and only where the [`DialPolicy`] allows.
-pub struct DialBackGuard<B> {
+/// direct connections (the peer, or the NAT it is behind: nobody else). It also closes each
+/// dial-back connection once its test is answered: gossipsub and the other protocols
+/// would keep it open for good, and two nodes testing each other would soon fill their
+/// connections-per-peer bound.
+pub struct DialBackGuard {
     /// The AutoNAT server.
-    inner: B,
-    /// What may be dialled.
-    policy: Arc<DialPolicy>,
+    inner: autonat::v2::server::Behaviour,
     /// The remote IPs of each peer's direct connections.
     peer_ips: HashMap<PeerId, HashMap<ConnectionId, IpAddr>>,
-    /// Dial-backs the inner behaviour asked for (by connection), with their peer.
+    /// Dial-backs the server asked for and the swarm has not yet handed to the guard.
     dialbacks: HashMap<ConnectionId, Option<PeerId>>,
+    /// Dial-back connections let through (pending or open), with their peer.
+    open: HashMap<ConnectionId, PeerId>,
+    /// Dial-back connections to close.
+    to_close: VecDeque<(PeerId, ConnectionId)>,
 }
 
-impl<B> DialBackGuard<B> {
-    /// `inner`'s dials checked against `policy` and the peers' IPs.
-    pub fn new(inner: B, policy: Arc<DialPolicy>) -> Self {
+impl DialBackGuard {
+    /// The AutoNAT server's dials checked against the peers' IPs.
+    pub fn new(inner: autonat::v2::server::Behaviour) -> Self {
         Self {
             inner,
-            policy,
             peer_ips: HashMap::new(),
             dialbacks: HashMap::new(),
+            open: HashMap::new(),
+            to_close: VecDeque::new(),
         }
     }
 
@@ -299,13 +307,13 @@ impl<B> DialBackGuard<B> {
             .peer_ips
             .get(&peer)
             .is_some_and(|ips| ips.values().any(|i| *i == ip));
-        at_peer && self.policy.allows(addr) && !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+        at_peer && scope(ip) != Scope::Never && !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
     }
 }
 
-impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
-    type ConnectionHandler = B::ConnectionHandler;
-    type ToSwarm = B::ToSwarm;
+impl NetworkBehaviour for DialBackGuard {
+    type ConnectionHandler = THandler<autonat::v2::server::Behaviour>;
+    type ToSwarm = autonat::v2::server::Event;
 
     fn handle_pending_inbound_connection(
         &mut self,
@@ -339,6 +347,9 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
                 tracing::debug!(?client, addr = %bad, "AutoNAT dial-back refused");
                 return Err(ConnectionDenied::new(DialBackRefused { addr: bad.clone() }));
             }
+            if let Some(client) = client {
+                self.open.insert(id, client);
+            }
         }
         self.inner.handle_pending_outbound_connection(id, peer, addresses, role)
     }
@@ -362,7 +373,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
                 connection_id,
                 endpoint,
                 ..
-            }) if !endpoint.is_relayed() => {
+            }) if !endpoint.is_relayed() && !self.open.contains_key(connection_id) => {
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
                     self.peer_ips.entry(*peer_id).or_default().insert(*connection_id, ip);
                 }
@@ -370,6 +381,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id, connection_id, ..
             }) => {
+                self.open.remove(connection_id);
                 if let Some(ips) = self.peer_ips.get_mut(peer_id) {
                     ips.remove(connection_id);
                     if ips.is_empty() {
@@ -379,6 +391,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
             }
             FromSwarm::DialFailure(f) => {
                 self.dialbacks.remove(&f.connection_id);
+                self.open.remove(&f.connection_id);
             }
             _ => {}
         }
@@ -390,9 +403,32 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        if let Some((peer_id, id)) = self.to_close.pop_front() {
+            return Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(id),
+            });
+        }
         let event = self.inner.poll(cx);
-        if let Poll::Ready(ToSwarm::Dial { opts }) = &event {
-            self.dialbacks.insert(opts.connection_id(), opts.get_peer_id());
+        match &event {
+            Poll::Ready(ToSwarm::Dial { opts }) => {
+                self.dialbacks.insert(opts.connection_id(), opts.get_peer_id());
+            }
+            // The test is answered: its dial-back connections have done their work.
+            Poll::Ready(ToSwarm::GenerateEvent(e)) => {
+                let done: Vec<ConnectionId> = self
+                    .open
+                    .iter()
+                    .filter(|(_, p)| **p == e.client)
+                    .map(|(c, _)| *c)
+                    .collect();
+                for id in done {
+                    self.open.remove(&id);
+                    self.to_close.push_back((e.client, id));
+                }
+                cx.waker().wake_by_ref();
+            }
+            _ => {}
         }
         event
     }
@@ -529,10 +565,9 @@ mod tests {
     }
 
     #[test]
-    fn dial_backs_go_only_to_the_asking_peers_ip_and_as_the_policy_allows() {
+    fn dial_backs_go_only_to_the_asking_peers_ip() {
         use libp2p::core::ConnectedPoint;
-        let policy = Arc::new(DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[], false));
-        let mut guard = DialBackGuard::new(libp2p::swarm::dummy::Behaviour, policy);
+        let mut guard = DialBackGuard::new(autonat::v2::server::Behaviour::default());
         let (peer, stranger) = (PeerId::random(), PeerId::random());
         let endpoint = ConnectedPoint::Listener {
             local_addr: a("/ip4/192.0.2.1/tcp/7710"),
@@ -555,6 +590,20 @@ mod tests {
             "not its IP"
         );
         assert!(!guard.allows(None, &a("/ip4/198.51.100.4/tcp/7710")));
+        // A peer on a private network (behind a provider's NAT) is tested too.
+        let lan = ConnectedPoint::Listener {
+            local_addr: a("/ip4/10.0.0.1/tcp/7710"),
+            send_back_addr: a("/ip4/10.9.8.7/tcp/40000"),
+        };
+        guard.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: stranger,
+            connection_id: ConnectionId::new_unchecked(2),
+            endpoint: &lan,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        assert!(guard.allows(Some(stranger), &a("/ip4/10.9.8.7/tcp/7710")));
+        assert!(!guard.allows(Some(stranger), &a("/ip4/10.9.8.8/tcp/7710")));
 
         // Through the swarm's hook: a dial the guarded behaviour asked for is denied.
         let id = ConnectionId::new_unchecked(7);

@@ -24,8 +24,9 @@ pub const MAX_RELAYS: usize = 2;
 /// otherwise stay unreachable.
 pub const UNKNOWN_GRACE: Duration = Duration::from_secs(60);
 /// How long after losing (or failing to get) a reservation on a relay the node asks that
-/// relay again.
-pub const RELAY_RETRY: Duration = Duration::from_secs(30);
+/// relay again, unless it reconnects to the relay first (a restarted seed is asked at
+/// once).
+pub const RELAY_RETRY: Duration = Duration::from_secs(10);
 
 /// The `[relay]` config section: this node as a circuit relay v2 server for nodes that
 /// cannot be dialled (defaults in [`RelayConfig::default`]).
@@ -82,10 +83,13 @@ impl Default for RelayConfig {
     }
 }
 
-/// Smallest `relay.circuit_bytes`: below it a catch-up sync cannot finish over a relay.
-pub const MIN_CIRCUIT_BYTES: u64 = 1024 * 1024;
-/// Shortest `relay.circuit_duration` and `relay.reservation_duration`.
-pub const MIN_RELAY_DURATION: Duration = Duration::from_secs(60);
+/// Smallest `relay.circuit_bytes` (libp2p takes 0 as unlimited, which this config does
+/// not allow). Values this small are for tests of the limit: a relayed connection then
+/// ends before a catch-up sync does.
+pub const MIN_CIRCUIT_BYTES: u64 = 4096;
+/// Shortest `relay.circuit_duration` and `relay.reservation_duration` (short ones are
+/// for tests of the limits).
+pub const MIN_RELAY_DURATION: Duration = Duration::from_secs(1);
 /// Longest `relay.circuit_duration` and `relay.reservation_duration` (libp2p sends them
 /// as 32-bit seconds; a day is plenty).
 pub const MAX_RELAY_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -116,12 +120,12 @@ impl RelayConfig {
             ("circuit_duration", self.circuit_duration),
         ] {
             if !(MIN_RELAY_DURATION..=MAX_RELAY_DURATION).contains(&d) {
-                return Err(format!("relay.{key}: must be between 1m and 24h"));
+                return Err(format!("relay.{key}: must be between 1s and 24h"));
             }
         }
         if self.circuit_bytes < MIN_CIRCUIT_BYTES {
             return Err(format!(
-                "relay.circuit_bytes: must be at least {MIN_CIRCUIT_BYTES} (1 MiB); a relayed connection must carry gossip and a catch-up sync"
+                "relay.circuit_bytes: must be at least {MIN_CIRCUIT_BYTES} (0, unlimited, is not allowed)"
             ));
         }
         Ok(())
@@ -388,6 +392,11 @@ impl NatState {
         Some(relay)
     }
 
+    /// A new connection to `relay`: it may be asked for a reservation at once.
+    pub fn relay_reconnected(&mut self, relay: &PeerId) {
+        self.retry_at.remove(relay);
+    }
+
     /// The relay listeners, to close when the node no longer needs them; forgets them.
     pub fn take_listeners(&mut self) -> Vec<ListenerId> {
         let out = self.listeners.drain().map(|(_, l)| l).collect();
@@ -604,6 +613,8 @@ mod tests {
         assert!(!s.is_pinned(&other));
         assert!(!s.may_reserve(&other, now), "asked again only after a while");
         assert!(s.may_reserve(&other, now + RELAY_RETRY));
+        s.relay_reconnected(&other);
+        assert!(s.may_reserve(&other, now), "a relay reconnected to is asked at once");
         assert!(
             s.may_reserve(&relay, now),
             "a relay whose addresses went is asked again"

@@ -108,6 +108,14 @@ fn nodes_behind_nat_connect_and_gossip_through_a_seed_relay() {
     let seed_entry = peer_entry(&c, &seed.peer_id).expect("C is connected to its seed");
     assert_eq!(seed_entry["connection"], "direct", "{seed_entry}");
 
+    // Sync ran over the circuit too: the dialling side of each new connection starts a
+    // session, so B and C between them ran one with the seed each and one through the
+    // relay (the sync timer picks no one this early: it first ticked with no peers).
+    wait_for("a sync session over the relayed connection", DEADLINE, || {
+        let ok = |n: &Node| n.metric("fraudmesh_sync_sessions_total", &[("result", "ok")]);
+        (ok(&b) + ok(&c) >= 3.0).then_some(())
+    });
+
     // A report on B blocks on C (C trusts B).
     let attacker = "203.0.113.77";
     b.report(&[attacker, "--kind", "scan", "--reason", "relay test"]);
@@ -122,5 +130,31 @@ fn nodes_behind_nat_connect_and_gossip_through_a_seed_relay() {
     assert!(
         text.contains("reachable private") && text.contains("/p2p-circuit/"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_node_learns_from_its_seed_that_it_is_reachable() {
+    let mut seed = Node::init(&[]);
+    seed.start();
+    let mut a = Node::init(&["--seed", &seed.addr()]);
+    a.start();
+    // The seed serves AutoNAT: A's observed address (its listen port: dials reuse it) is
+    // dialled back on a fresh connection, which the seed closes once answered.
+    let st = wait_for("A's reachability public (AutoNAT)", DISCOVERY_DEADLINE, || {
+        let st = a.status();
+        (st["reachability"] == "public").then_some(st)
+    });
+    assert_eq!(
+        st["relays"],
+        serde_json::json!([]),
+        "a public node holds no relay: {st}"
+    );
+    assert_eq!(a.metric("fraudmesh_reachability", &[("state", "public")]), 1.0);
+    assert_eq!(a.metric("fraudmesh_reachability", &[("state", "unknown")]), 0.0);
+    let entry = peer_entry(&a, &seed.peer_id).expect("A is connected to its seed");
+    assert_eq!(
+        (entry["connection"].as_str(), entry["transport"].as_str()),
+        (Some("direct"), Some("tcp"))
     );
 }
