@@ -101,8 +101,15 @@ pub(super) fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
 }
 
 /// Assembles a record from a decoded sighting, its payload and signature, computing its id.
-pub(super) fn record_of(sighting: Sighting, mut payload: Vec<u8>, signature: &[u8; 64]) -> Record {
+pub(super) fn record_of(sighting: Sighting, payload: Vec<u8>, signature: &[u8; 64]) -> Record {
     let id = record_id(&payload, signature);
+    record_with_id(sighting, payload, signature, id)
+}
+
+/// [`record_of`] with the id already computed (by [`record_id`] over the same payload
+/// and signature: a received record's id is hashed once, for dedup before the signature
+/// stage, and kept).
+pub(super) fn record_with_id(sighting: Sighting, mut payload: Vec<u8>, signature: &[u8; 64], id: RecordId) -> Record {
     payload.extend_from_slice(signature);
     Record {
         sighting,

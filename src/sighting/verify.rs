@@ -49,7 +49,7 @@
 //! can turn one valid signature into another (the record id, which hashes the signature,
 //! cannot be changed by a relay).
 
-use super::record::record_of;
+use super::record::{record_id, record_with_id};
 use super::sign::signed_message;
 use super::{
     AcceptLimits, Error, Evidence, Kind, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES,
@@ -77,6 +77,9 @@ pub struct Pending {
     payload: Vec<u8>,
     /// `R ‖ s`, as received.
     signature: [u8; 64],
+    /// SHA-256(payload ‖ signature): hashed once here, for dedup before the signature
+    /// stage and then as the record's id.
+    id: super::RecordId,
     /// `s`, checked to be below `l`.
     s: Scalar,
     /// The reporter key `A`, checked to be a canonical point of prime order.
@@ -197,6 +200,7 @@ impl Pending {
                 ttl_s: p.ttl_s,
                 count: p.count,
             },
+            id: record_id(payload, &signature),
             payload: payload.to_vec(),
             signature,
             s,
@@ -213,7 +217,7 @@ impl Pending {
     /// The id the record will have once verified (SHA-256(payload ‖ signature)), for
     /// dedup before the signature is checked.
     pub fn id(&self) -> super::RecordId {
-        super::record::record_id(&self.payload, &self.signature)
+        self.id
     }
 
     /// Checks the signature alone (see the module doc for what is checked).
@@ -251,7 +255,7 @@ impl Pending {
     }
 
     pub(super) fn into_record(self) -> Record {
-        record_of(self.sighting, self.payload, &self.signature)
+        record_with_id(self.sighting, self.payload, &self.signature, self.id)
     }
 }
 

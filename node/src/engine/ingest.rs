@@ -33,7 +33,7 @@ use crate::metrics::SourceLabel;
 use crate::now_ms;
 use fraudmesh::identity::PublicKey;
 use fraudmesh::proto;
-use fraudmesh::sighting::{self, wire_id, Pending, Record, RecordId, Sighting};
+use fraudmesh::sighting::{self, Pending, Record, RecordId, Sighting};
 use fraudmesh::Millis;
 use prost::Message;
 use std::collections::HashSet;
@@ -103,7 +103,9 @@ impl Engine {
                 Err(e) if self.refused(&e, source, &charged) => return None,
                 Err(_) => continue,
             };
-            let id = wire_id(signed);
+            // The same SHA-256(payload ‖ signature) as `wire_id(signed)`, hashed once
+            // in the checks and kept as the record's id.
+            let id = p.id();
             if !in_message.insert(id) || self.ledger.holds(&id) || self.recent.contains(&id) {
                 self.metrics.duplicates.inc();
                 continue;
@@ -229,7 +231,7 @@ impl Engine {
     }
 
     /// Applies a batch's consequences: re-decide its targets, count, queue its changes
-    /// for the writer. Returns how many records were merged.
+    /// for the writer (handed over in batches: see "Writes" in the engine's module doc). Returns how many records were merged.
     pub(super) fn commit(&mut self, batch: Batch, now: Millis, source: &'static str) -> usize {
         if batch.changes.is_empty() {
             return 0;
@@ -249,7 +251,7 @@ impl Engine {
         self.metrics.stranger_records.set(self.quota.total() as i64);
         // Enforcers read the snapshot: publish it now unless one went out moments ago.
         self.rebuild_if_due();
-        self.writer.apply(batch.changes);
+        self.queue_writes(batch.changes);
         batch.merged
     }
 

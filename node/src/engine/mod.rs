@@ -6,9 +6,22 @@
 //! and the relay rules are written down): cheap checks, dedup by record id, the
 //! stranger rate limit, batched signature verification, this node's own limits, the
 //! strangers' fair-share quota, merge, re-decide the touched targets; then the store's
-//! writer thread persists it. Local reports are signed and merged, and published only
+//! writer thread persists it (received sightings' changes are handed to it in batches:
+//! see "Writes" below). Local reports are signed and merged, and published only
 //! once the store flushed them. The decided set is published as an immutable
 //! [`Blocklist`] snapshot swapped atomically, so hot-path lookups never wait.
+//!
+//! # Writes
+//! Received sightings' changes are queued in the engine and handed to the writer at the
+//! next tick (every 50 ms), when [`WRITE_BATCH`] of them are queued, and before
+//! every flush, instead of one hand-over per gossip message: each hand-over wakes the
+//! store thread, and in a steady wave of one sighting per message those wake-ups cost
+//! more than the writes. Durability is unchanged where it is promised: a local report is
+//! acknowledged only after a flush, and a flush always hands over everything queued
+//! first (so it covers every change made before it, in order). Received sightings were
+//! never acknowledged to anyone and sled only makes them durable every 500 ms anyway;
+//! a crash now loses at most one tick more of them, which peers still hold and sync
+//! brings back.
 //!
 //! Work per request is bounded: dedup and sync fetches find records through the
 //! ledger's id index (one lookup per id, never a scan), and the reconciliation set is
@@ -74,6 +87,8 @@ const REBUILD_SHARE: u32 = 20;
 /// a sort: about 0.1 s at a million records); the set served may be this much older
 /// than the ledger.
 pub const SYNC_ITEMS_REFRESH: Duration = Duration::from_secs(1);
+/// Changes queued for the writer before they are handed over at once (see "Writes").
+const WRITE_BATCH: usize = 512;
 /// Ids of records relayed but not stored, remembered to drop them as duplicates when
 /// they come again (32 bytes each, twice: about 4 MiB).
 const RECENT_IDS: usize = 65_536;
@@ -127,6 +142,8 @@ pub struct Engine {
     /// Reads (fetch, size); writes go through `writer`.
     store: Arc<dyn Store>,
     writer: Writer,
+    /// Changes not yet handed to `writer`, in order (see "Writes" in the module doc).
+    unwritten: Vec<Change>,
     metrics: Arc<Metrics>,
     blocklist: Arc<ArcSwap<Blocklist>>,
     publish: mpsc::Sender<Vec<u8>>,
@@ -285,6 +302,7 @@ impl Engine {
             decisions: DecisionLog::new(DECISION_LOG),
             decisions_head: Arc::new(watch::channel(0).0),
             writer: Writer::start(store.clone(), metrics.clone())?,
+            unwritten: Vec::new(),
             store,
             metrics,
             blocklist: Arc::new(ArcSwap::from_pointee(Blocklist::default())),
@@ -339,13 +357,31 @@ impl Engine {
             self.ledger.remove(reporter, target);
         }
         let n = drop.len();
-        self.writer.remove(drop);
+        self.queue_writes(drop.into_iter().map(|(r, t)| Change::Remove(r, t)));
+        self.hand_over_writes();
         n
     }
 
     /// Makes everything stored so far durable, and waits for it.
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.hand_over_writes();
         self.writer.flush_wait()
+    }
+
+    /// Queues changes for the writer, in order; hands them over once [`WRITE_BATCH`] are
+    /// queued (else at the next tick or flush).
+    pub(super) fn queue_writes(&mut self, changes: impl IntoIterator<Item = Change>) {
+        self.unwritten.extend(changes);
+        if self.unwritten.len() >= WRITE_BATCH {
+            self.hand_over_writes();
+        }
+    }
+
+    /// Hands every queued change to the writer (one wake-up of the store thread).
+    fn hand_over_writes(&mut self) {
+        if !self.unwritten.is_empty() {
+            self.writer.apply(std::mem::take(&mut self.unwritten));
+        }
     }
 
     /// Records held.
@@ -379,6 +415,8 @@ impl Engine {
                 let out = self.sign_and_merge(drafts);
                 let envelopes = envelopes(&out);
                 let publish = self.publish.clone();
+                // The flush covers everything queued so far, these records included.
+                self.hand_over_writes();
                 self.writer.flush_then(Box::new(move |r| {
                     let r = r.map(|()| {
                         publish_all(&publish, envelopes);
@@ -450,6 +488,7 @@ impl Engine {
     /// Signs and merges local sightings, and publishes them once durable.
     pub fn report(&mut self, drafts: Vec<Draft>) -> anyhow::Result<Vec<Record>> {
         let out = self.sign_and_merge(drafts);
+        self.hand_over_writes();
         self.writer.flush_wait()?;
         publish_all(&self.publish, envelopes(&out));
         Ok(out)
@@ -482,8 +521,8 @@ impl Engine {
     }
 
     /// Looks records up by id through the ledger's id index, then reads them from the
-    /// store. A record merged moments ago may still sit in the writer's queue (the store
-    /// then holds an older record of its key, or none) and is skipped: the peer gets it
+    /// store. A record merged moments ago may still sit in the engine's or the writer's
+    /// queue (the store then holds an older record of its key, or none) and is skipped: the peer gets it
     /// by gossip or its next session, and never a record it did not ask for.
     fn fetch(&self, ids: Vec<RecordId>) -> Vec<proto::SignedSighting> {
         let mut seen = HashSet::new();
@@ -567,12 +606,13 @@ impl Engine {
                     keys.push((*e.reporter(), t));
                 }
                 tracing::debug!(expired = keys.len(), "expired records collected");
-                self.writer.remove(keys);
+                self.queue_writes(keys.into_iter().map(|(r, t)| Change::Remove(r, t)));
                 self.metrics.records.set(self.ledger.len() as i64);
                 self.metrics.stranger_records.set(self.quota.total() as i64);
             }
             self.metrics.stranger_rate_tracked.set(self.rate.tracked() as i64);
         }
+        self.hand_over_writes();
         self.rebuild_if_due();
     }
 
@@ -597,6 +637,14 @@ impl Engine {
         self.dirty = false;
         self.last_rebuild = Instant::now();
         self.rebuild_cost = self.last_rebuild - started;
+    }
+}
+
+impl Drop for Engine {
+    /// Hands the queued changes to the writer, whose own drop then writes and flushes
+    /// them: stopping the node loses nothing merged.
+    fn drop(&mut self) {
+        self.hand_over_writes();
     }
 }
 
