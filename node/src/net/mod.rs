@@ -178,12 +178,15 @@ impl Limits {
     /// Gossipsub's mesh degrees for a node with `seeds` seeds: its defaults (2, 5, 6,
     /// 12) lowered so that the mesh and the seeds fit within `max_peers`. Pruning never
     /// closes a mesh peer or a seed, so a mesh allowed beyond that room would hold the
-    /// node above its bound. Keeps gossipsub's own rules (outbound_min ≤ low ≤ n ≤
-    /// high, 2 × outbound_min ≤ n).
+    /// node above its bound. The mesh aims at half its upper bound, as gossipsub's
+    /// defaults do: without that slack a node whose mesh is full refuses a newcomer's
+    /// graft, and with every mesh full a newcomer stays an idle stranger everywhere
+    /// and is pruned wherever it connects. Keeps gossipsub's own rules (outbound_min ≤
+    /// low ≤ n ≤ high, 2 × outbound_min ≤ n).
     pub(crate) fn gossip_mesh(&self, seeds: usize) -> MeshDegrees {
         let room = (self.max_peers as usize).saturating_sub(seeds);
         let high = room.clamp(1, 12);
-        let n = high.min(6);
+        let n = (high / 2).clamp(1, 6);
         let low = n.min(5);
         let outbound_min = (n / 2).min(2).min(low);
         (outbound_min, low, n, high)
@@ -454,12 +457,13 @@ mod tests {
             (2, 5, 6, 12),
             "room enough beside six seeds"
         );
-        assert_eq!(with(3).gossip_mesh(0), (1, 3, 3, 3));
-        assert_eq!(with(3).gossip_mesh(1), (1, 2, 2, 2), "the seed takes one place");
+        assert_eq!(with(5).gossip_mesh(0), (1, 2, 2, 5));
+        assert_eq!(with(5).gossip_mesh(1), (1, 2, 2, 4), "the seed takes one place");
         for max in 1..=40 {
             for seeds in 0..4 {
                 let (out, low, n, high) = with(max).gossip_mesh(seeds);
                 assert!(out <= low && low <= n && n <= high && 2 * out <= n && low >= 1);
+                assert!(n <= high.div_ceil(2), "slack for newcomers' grafts");
                 assert!(high + seeds <= max as usize || high == 1);
             }
         }

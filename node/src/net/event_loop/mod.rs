@@ -592,8 +592,8 @@ impl EventLoop {
             let healed = self.resync.remove(&peer_id);
             self.start_session(peer_id, healed);
         }
-        self.tracker.connected(peer_id, Instant::now());
-        self.redial.connected(&peer_id);
+        self.tracker.connected(peer_id, Instant::now(), endpoint.is_dialer());
+        self.redial.connected(&peer_id, Instant::now());
         let remote = endpoint.get_remote_address();
         let connection = Connection::of(remote);
         let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
@@ -622,7 +622,7 @@ impl EventLoop {
         self.tracker.disconnected(&peer_id);
         let on_purpose = self.closing.remove(&peer_id) || self.banned.contains_key(&peer_id);
         if !on_purpose && (was_gossip || self.seeds.contains(&peer_id)) {
-            self.redial.lost(peer_id, Instant::now());
+            self.redial.lost(peer_id, Instant::now(), rand::random::<f64>());
         }
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
     }

@@ -10,8 +10,13 @@
 //!   useful peers go once their connection is older than a short grace (a newcomer
 //!   bootstraps through a seed that is full, and the seed's gossip mesh may take it in);
 //! - **idle**: beyond [`Limits::target_peers`](crate::net::Limits::target_peers),
-//!   strangers that stayed outside the gossip mesh (and not syncing) for
-//!   [`Limits::idle_timeout`](crate::net::Limits::idle_timeout) go.
+//!   strangers this node dialled that stayed outside the gossip mesh (and not syncing)
+//!   for [`Limits::idle_timeout`](crate::net::Limits::idle_timeout) go. A connection
+//!   is trimmed to target by the side that wanted it: a node below target looks for
+//!   peers and dials them; had they closed its connections for being beyond *their*
+//!   target, it would fall below again and look again, every lookup interval (seen
+//!   in an eight-node mesh with target 3). Connections others dialled are bounded by
+//!   the surplus rule only.
 //!
 //! Never closed: gossipsub mesh peers (gossip flows through them; gossipsub's own mesh
 //! bounds are derived from `max_peers`, see [`Limits::gossip_mesh`](crate::net::Limits::gossip_mesh)),
@@ -51,6 +56,8 @@ pub(super) struct Tracked {
     pub(super) connected_at: Instant,
     /// Since when it has been idle; reset to now while it is busy.
     pub(super) idle_since: Instant,
+    /// Whether this node dialled one of its connections.
+    pub(super) outbound: bool,
 }
 
 /// What the rules see of the node's peers.
@@ -98,7 +105,7 @@ impl View<'_> {
 
 /// The peers to disconnect now, and why: first the surplus beyond `max` (strangers
 /// before trusted peers, peers off the topic before gossip peers, longest idle first),
-/// then idle strangers beyond `target`.
+/// then idle strangers this node dialled, beyond `target`.
 pub(super) fn choose(view: &View<'_>, bounds: &Bounds, now: Instant) -> Vec<(PeerId, Reason)> {
     let mut candidates: Vec<(bool, bool, Instant, PeerId)> = view
         .connected
@@ -106,6 +113,7 @@ pub(super) fn choose(view: &View<'_>, bounds: &Bounds, now: Instant) -> Vec<(Pee
         .filter(|(p, _)| !view.protected(p))
         .map(|(p, t)| (view.trusted.contains(p), view.gossip.contains(p), t.idle_since, *p))
         .collect();
+    let outbound = |p: &PeerId| view.connected.get(p).is_some_and(|t| t.outbound);
     // Least useful first; the peer id makes the order total (deterministic tests).
     candidates.sort();
     let mut out = Vec::new();
@@ -127,7 +135,7 @@ pub(super) fn choose(view: &View<'_>, bounds: &Bounds, now: Instant) -> Vec<(Pee
         if left <= bounds.target {
             break;
         }
-        if !trusted && now.saturating_duration_since(idle_since) >= bounds.idle_timeout {
+        if !trusted && outbound(&peer) && now.saturating_duration_since(idle_since) >= bounds.idle_timeout {
             out.push((peer, Reason::Idle));
             left -= 1;
         }
@@ -143,12 +151,16 @@ pub(super) struct Tracker {
 }
 
 impl Tracker {
-    /// A peer's first connection is up.
-    pub(super) fn connected(&mut self, peer: PeerId, now: Instant) {
-        self.peers.entry(peer).or_insert(Tracked {
-            connected_at: now,
-            idle_since: now,
-        });
+    /// A connection to `peer` is up (`outbound`: this node dialled it).
+    pub(super) fn connected(&mut self, peer: PeerId, now: Instant, outbound: bool) {
+        self.peers
+            .entry(peer)
+            .or_insert(Tracked {
+                connected_at: now,
+                idle_since: now,
+                outbound,
+            })
+            .outbound |= outbound;
     }
 
     /// A peer's last connection is gone.
@@ -198,6 +210,7 @@ mod tests {
                     Tracked {
                         connected_at: t0,
                         idle_since: t0 + i as u32 * S,
+                        outbound: true,
                     },
                 )
             })
@@ -278,6 +291,23 @@ mod tests {
     }
 
     #[test]
+    fn connections_others_dialled_are_not_idle_only_surplus() {
+        let t0 = Instant::now();
+        let (ids, mut connected) = peers(6, t0);
+        for p in &ids[..3] {
+            connected.get_mut(p).unwrap().outbound = false;
+        }
+        let s = Sets::new();
+        // Everyone idle for ages, target 2: only our own dials go (3, 4, 5) though the
+        // inbound ones are idle longer; 3 peers stay, above target.
+        let got = s.choose(&connected, bounds(2, 32), t0 + 3600 * S);
+        assert_eq!(got, [ids[3], ids[4], ids[5]].map(|p| (p, Reason::Idle)));
+        // Beyond max, inbound ones go too.
+        let got = s.choose(&connected, bounds(2, 4), t0 + 3600 * S);
+        assert_eq!(&got[..2], &[(ids[0], Reason::Surplus), (ids[1], Reason::Surplus)]);
+    }
+
+    #[test]
     fn mesh_seeds_busy_and_pinned_peers_are_never_closed() {
         let t0 = Instant::now();
         let (ids, connected) = peers(8, t0);
@@ -329,9 +359,11 @@ mod tests {
         let t0 = Instant::now();
         let (a, b) = (PeerId::random(), PeerId::random());
         let mut t = Tracker::default();
-        t.connected(a, t0);
-        t.connected(b, t0);
-        t.connected(a, t0 + 5 * S);
+        t.connected(a, t0, false);
+        t.connected(b, t0, false);
+        t.connected(a, t0 + 5 * S, true);
+        assert!(t.peers()[&a].outbound, "either connection dialled by us");
+        assert!(!t.peers()[&b].outbound);
         assert_eq!(
             t.peers()[&a].connected_at,
             t0,

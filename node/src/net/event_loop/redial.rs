@@ -5,12 +5,16 @@
 //! its wait is over: one second after the loss, then twice as long after each failure
 //! up to [`Limits::redial_max`](crate::net::Limits::redial_max), each wait shortened by
 //! up to half at random so that the nodes a restarted seed dropped do not all come back
-//! in the same instant. A connection starts the peer's waits over. A restarted seed is
-//! thus back within `redial_max` (plus a handshake) of coming up, where the discovery
-//! timer alone took up to its interval and hammered the seed at a fixed rate meanwhile.
+//! in the same instant. A connection that lasted [`STABLE`] starts the peer's waits
+//! over; one that ends sooner (a full peer accepted it and pruned it after its grace)
+//! counts as a failure, so a peer that keeps pruning this node is retried ever more
+//! slowly, not every grace period. A restarted seed is thus back within `redial_max`
+//! (plus a handshake) of coming up, where the discovery timer alone took up to its
+//! interval and hammered the seed at a fixed rate meanwhile.
 //!
-//! Lost peers are given up after [`LOST_ATTEMPTS`] failed redials and at most
-//! [`MAX_LOST`] are kept; seeds are never given up.
+//! Lost peers are given up after [`LOST_ATTEMPTS`] redials without a stable connection,
+//! dropped once connected for [`STABLE`], and at most [`MAX_LOST`] are kept; seeds are
+//! never given up.
 
 use crate::backoff::{jitter, Backoff};
 use libp2p::{Multiaddr, PeerId};
@@ -19,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// The first wait after a loss or a failure.
 const MIN_WAIT: Duration = Duration::from_secs(1);
+/// A connection that lasted this long was a success: the waits start over.
+pub(super) const STABLE: Duration = Duration::from_secs(60);
 /// Failed redials after which a lost peer (not a seed) is given up.
 pub(super) const LOST_ATTEMPTS: u32 = 8;
 /// Most lost peers kept for redialling; beyond it new losses are not redialled.
@@ -34,8 +40,10 @@ struct Entry {
     backoff: Backoff,
     /// Not before this.
     next: Instant,
-    /// Attempts since the last connection.
+    /// Attempts since the last stable connection.
     attempts: u32,
+    /// Since when it is connected, while it is.
+    up_since: Option<Instant>,
 }
 
 /// What to dial: a peer, and the seed address to dial it at.
@@ -69,22 +77,33 @@ impl Redial {
             backoff: Backoff::new(MIN_WAIT, self.max),
             next: now + MIN_WAIT,
             attempts: 0,
+            up_since: None,
         }
     }
 
-    /// A peer connected: its waits start over.
-    pub(super) fn connected(&mut self, peer: &PeerId) {
+    /// A peer connected.
+    pub(super) fn connected(&mut self, peer: &PeerId, now: Instant) {
         if let Some(e) = self.entries.get_mut(peer) {
-            e.backoff.reset();
-            e.attempts = 0;
+            e.up_since.get_or_insert(now);
         }
     }
 
-    /// A gossip peer was lost without this node closing it: redial it (a seed's entry
-    /// is kept as it is, its next try one wait away).
-    pub(super) fn lost(&mut self, peer: PeerId, now: Instant) {
+    /// A seed or a gossip peer was lost without this node closing it: redial it. After
+    /// a stable connection, one [`MIN_WAIT`] later and with the waits started over;
+    /// after a short one, one (growing) wait later.
+    pub(super) fn lost(&mut self, peer: PeerId, now: Instant, rand01: f64) {
         if let Some(e) = self.entries.get_mut(&peer) {
-            e.next = now + MIN_WAIT;
+            let stable = e
+                .up_since
+                .take()
+                .is_some_and(|t| now.saturating_duration_since(t) >= STABLE);
+            if stable {
+                e.backoff.reset();
+                e.attempts = 0;
+                e.next = now + MIN_WAIT;
+            } else {
+                e.next = now + jitter(e.backoff.next_delay(), rand01);
+            }
         } else if self.entries.len() < MAX_LOST {
             let e = self.entry(None, now);
             self.entries.insert(peer, e);
@@ -109,8 +128,8 @@ impl Redial {
         let mut out = Vec::new();
         self.entries.retain(|peer, e| {
             if connected(peer) {
-                // Kept (a seed) or kept until it is lost again (dropped below).
-                return e.addr.is_some();
+                // A seed is kept; a lost peer until its connection proved stable.
+                return e.addr.is_some() || e.up_since.is_none_or(|t| now.saturating_duration_since(t) < STABLE);
             }
             if e.next > now {
                 return true;
@@ -182,12 +201,12 @@ mod tests {
         let mut r = Redial::new(std::slice::from_ref(&s), 30 * S, t0);
         let times = dial_times(&mut r, t0, 40, 0.9999);
         assert!(times.len() >= 5);
-        r.connected(&s.0);
+        r.connected(&s.0, t0 + 40 * S);
         // Connected: nothing to dial.
         assert!(r.due(t0 + 100 * S, |_| true, || 0.5).is_empty());
-        // Lost again: one second, then two.
+        // Lost after a stable connection: one second, then two.
         let t1 = t0 + 200 * S;
-        r.lost(s.0, t1);
+        r.lost(s.0, t1, 0.9999);
         let ms = Duration::from_millis;
         assert!(r.due(t1, |_| false, || 0.9999).is_empty());
         assert_eq!(r.due(t1 + S, |_| false, || 0.9999).len(), 1);
@@ -198,22 +217,52 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_keeps_pruning_us_is_retried_ever_more_slowly_and_given_up() {
+        let t0 = Instant::now();
+        let mut r = Redial::new(&[], 30 * S, t0);
+        let p = PeerId::random();
+        r.lost(p, t0, 0.9999);
+        // Each redial connects and is pruned 10 s later (a full peer's grace).
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        let mut last = t0;
+        for _ in 0..2000 {
+            now += Duration::from_millis(100);
+            if !r.due(now, |_| false, || 0.9999).is_empty() {
+                gaps.push((now - last).as_secs());
+                last = now;
+                r.connected(&p, now);
+                now += 10 * S;
+                r.lost(p, now, 0.9999);
+            }
+        }
+        // Waits keep growing after each short connection (the 10 s connection
+        // included): never a redial every grace period.
+        assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "{gaps:?}");
+        assert_eq!(gaps.len(), LOST_ATTEMPTS as usize, "given up: {gaps:?}");
+        assert!(!r.has(&p));
+    }
+
+    #[test]
     fn lost_peers_are_given_up_and_bounded() {
         let t0 = Instant::now();
         let mut r = Redial::new(&[], 2 * S, t0);
         let p = PeerId::random();
-        r.lost(p, t0);
+        r.lost(p, t0, 0.5);
         let times = dial_times(&mut r, t0, 120, 0.9999);
         assert_eq!(times.len(), LOST_ATTEMPTS as usize);
         assert!(!r.has(&p), "given up");
         for _ in 0..MAX_LOST + 10 {
-            r.lost(PeerId::random(), t0);
+            r.lost(PeerId::random(), t0, 0.5);
         }
         assert_eq!(r.entries.len(), MAX_LOST);
-        // A lost peer that came back is dropped: it is redialled only when lost again.
+        // A lost peer that came back is dropped once its connection proved stable: it
+        // is redialled only when lost again.
         let q = *r.entries.keys().next().unwrap();
-        r.connected(&q);
-        r.due(t0, |p| *p == q, || 0.5);
+        r.connected(&q, t0);
+        r.due(t0 + S, |p| *p == q, || 0.5);
+        assert!(r.has(&q), "not yet stable");
+        r.due(t0 + STABLE, |p| *p == q, || 0.5);
         assert!(!r.has(&q));
     }
 }
