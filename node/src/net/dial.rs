@@ -161,12 +161,31 @@ pub struct DialFilter<B> {
     policy: Arc<DialPolicy>,
     /// Counts the addresses dropped.
     metrics: Arc<Metrics>,
+    /// Whether the wrapped behaviour's own dials go ahead (see [`DialFilter::open_dials`]).
+    dials_open: bool,
 }
 
 impl<B> DialFilter<B> {
     /// `inner` with its dial addresses filtered by `policy`.
     pub fn new(inner: B, policy: Arc<DialPolicy>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, policy, metrics }
+        Self {
+            inner,
+            policy,
+            metrics,
+            dials_open: true,
+        }
+    }
+
+    /// Lets the wrapped behaviour's own dials through, or drops them (the event loop
+    /// opens them only while the node has fewer peers than it wants). Kademlia dials every
+    /// peer a lookup asks, and bootstraps by itself whenever a peer joins a routing table
+    /// of fewer than 20 (a setting libp2p-kad 0.49 keeps private): with a bounded peer
+    /// count the table stays small, so every pruned and replaced peer started a walk that
+    /// connected the node to a dozen more, only for pruning to close them again. A
+    /// dropped dial leaves the lookup waiting on that peer until its timeout; the lookup
+    /// goes on with the peers it is connected to.
+    pub fn open_dials(&mut self, open: bool) {
+        self.dials_open = open;
     }
 
     /// The policy applied.
@@ -253,7 +272,14 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialFilter<B> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.inner.poll(cx)
+        loop {
+            match self.inner.poll(cx) {
+                Poll::Ready(ToSwarm::Dial { opts }) if !self.dials_open => {
+                    tracing::trace!(peer = ?opts.get_peer_id(), "dial not made: the node has the peers it wants");
+                }
+                other => return other,
+            }
+        }
     }
 }
 

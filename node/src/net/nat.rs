@@ -8,6 +8,7 @@
 //! here touches the swarm, so the transitions are tested without one.
 
 use libp2p::core::transport::ListenerId;
+use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
@@ -199,6 +200,35 @@ impl Connection {
         } else {
             Self::Direct
         }
+    }
+}
+
+/// The address a connection is shown and classified by: the remote address, except for
+/// a connection that came in through a relay. There libp2p gives only `/p2p/<peer>` as
+/// the remote address, and the relay is in the local (relayed listen) address; the
+/// address shown is then the relayed one, `…/p2p/<relay>/p2p-circuit/p2p/<peer>`.
+pub fn address_of(endpoint: &ConnectedPoint) -> Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener {
+            local_addr,
+            send_back_addr,
+        } if endpoint.is_relayed() && Connection::of(send_back_addr) == Connection::Direct => {
+            let mut addr: Multiaddr = Multiaddr::empty();
+            let mut circuit = false;
+            for p in local_addr.iter() {
+                // The listen address may end with this node's own id after the circuit.
+                if circuit && matches!(p, Protocol::P2p(_)) {
+                    break;
+                }
+                circuit |= matches!(p, Protocol::P2pCircuit);
+                addr.push(p);
+            }
+            for p in send_back_addr.iter() {
+                addr.push(p);
+            }
+            addr
+        }
+        _ => endpoint.get_remote_address().clone(),
     }
 }
 
@@ -685,6 +715,22 @@ mod tests {
         let relay = PeerId::random();
         let a = |s: &str| s.parse::<Multiaddr>().unwrap();
         assert_eq!(Connection::of(&a("/ip4/192.0.2.1/tcp/1")), Connection::Direct);
+        // A connection that came in through a relay has only `/p2p/<peer>` as its remote
+        // address; it is shown (and counted) as relayed, with the relay's address.
+        let peer = PeerId::random();
+        let incoming = ConnectedPoint::Listener {
+            local_addr: format!("{}/p2p/{}", circuit(&relay, 3), PeerId::random())
+                .parse()
+                .unwrap(),
+            send_back_addr: format!("/p2p/{peer}").parse().unwrap(),
+        };
+        let shown = address_of(&incoming);
+        assert_eq!(Connection::of(&shown), Connection::Relayed, "{shown}");
+        assert!(
+            shown.to_string().ends_with(&format!("/p2p-circuit/p2p/{peer}")),
+            "{shown}"
+        );
+        assert_eq!(transport_of(&shown), transport_of(&circuit(&relay, 3)));
         assert_eq!(Connection::of(&circuit(&relay, 3)), Connection::Relayed);
         assert_eq!(transport_of(&a("/ip6/::1/tcp/1")), "tcp");
         assert_eq!(transport_of(&circuit(&relay, 3)), "quic");

@@ -23,7 +23,7 @@ mod sync_peers;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dial::ip_of;
 use super::guard::PerIpExceeded;
-use super::nat::{transport_of, Connection, NatState, NatStatus, Reachability};
+use super::nat::{address_of, transport_of, Connection, NatState, NatStatus, Reachability};
 use super::sync::{Misbehaved, SessionError};
 use super::{
     Limits, NetCommand, PeerInfo, DISCOVERY_INTERVAL, KAD_PROTOCOL, MAX_PENDING_VALIDATIONS, MAX_SYNC_PEERS,
@@ -478,6 +478,8 @@ impl EventLoop {
         self.nat_observe(&event);
         self.dispatch(event);
         if connections_changed {
+            let open = self.below_target();
+            self.swarm.behaviour_mut().kad.open_dials(open);
             self.count_connections();
         }
     }
@@ -594,7 +596,7 @@ impl EventLoop {
         }
         self.tracker.connected(peer_id, Instant::now(), endpoint.is_dialer());
         self.redial.connected(&peer_id, Instant::now());
-        let remote = endpoint.get_remote_address();
+        let remote = &address_of(endpoint);
         let connection = Connection::of(remote);
         let info = self.peers.entry(peer_id).or_insert_with(|| PeerInfo {
             peer_id: peer_id.to_string(),

@@ -68,7 +68,7 @@ impl EventLoop {
                 self.nat.connected(
                     *peer_id,
                     *connection_id,
-                    endpoint.get_remote_address(),
+                    &nat::address_of(endpoint),
                     !endpoint.is_dialer(),
                 );
                 if self.seeds.contains(peer_id) {
