@@ -737,6 +737,63 @@ mod tests {
     }
 
     #[test]
+    fn nat_keys_parse_with_defaults_and_bad_values_name_the_key() {
+        let s = Config::default().settings(local()).unwrap();
+        assert_eq!(s.listen.len(), 4, "TCP and QUIC on IPv4 and IPv6 by default");
+        assert!(s.listen.iter().any(|a| a.to_string() == "/ip6/::/udp/7710/quic-v1"));
+        assert!(!s.nat.upnp && s.nat.external.is_empty() && !s.nat.relay_only);
+        assert_eq!(s.nat.relay, crate::net::nat::RelayConfig::default());
+        assert!(s.nat.relay.serve);
+
+        let text = "[node]\nupnp = true\nexternal_addresses = [\"/ip4/192.0.2.10/tcp/7710\", \"/ip6/2001:db8::1/udp/7710/quic-v1\"]\n\
+                    [relay]\nserve = false\nmax_circuits = 4\nmax_circuits_per_peer = 2\ncircuit_duration = \"10m\"\ncircuit_bytes = 2000000\n\
+                    [debug]\nrelay_only = true";
+        let s = Config::parse(text).unwrap().settings(local()).unwrap();
+        assert!(s.nat.upnp && s.nat.relay_only && !s.nat.relay.serve);
+        assert_eq!(s.nat.external.len(), 2);
+        assert_eq!(s.nat.relay.max_circuits, 4);
+        assert_eq!(s.nat.relay.circuit_duration, Duration::from_secs(600));
+        assert_eq!(s.nat.relay.max_reservations, 128, "the others keep their defaults");
+
+        for (text, needle) in [
+            (
+                "[node]\nexternal_addresses = [\"nonsense\"]",
+                "node.external_addresses: bad multiaddr",
+            ),
+            (
+                "[node]\nexternal_addresses = [\"/ip4/0.0.0.0/tcp/7710\"]",
+                "needs a specific IP",
+            ),
+            ("[node]\nexternal_addresses = [\"/ip4/192.0.2.1\"]", "TCP or UDP port"),
+            (
+                "[node]\nexternal_addresses = [\"/ip4/192.0.2.1/tcp/1/p2p-circuit\"]",
+                "without /p2p",
+            ),
+            ("[relay]\nmax_circuits = 0", "relay.max_circuits: must be at least 1"),
+            (
+                "[relay]\nmax_reservations = 2\nmax_reservations_per_peer = 3",
+                "relay.max_reservations_per_peer",
+            ),
+            (
+                "[relay]\nmax_circuits = 2",
+                "relay.max_circuits_per_peer: must not exceed",
+            ),
+            (
+                "[relay]\ncircuit_duration = \"500ms\"",
+                "relay.circuit_duration: must be between",
+            ),
+            ("[relay]\nreservation_duration = \"2d\"", "relay.reservation_duration"),
+            ("[relay]\ncircuit_bytes = 0", "relay.circuit_bytes: must be at least"),
+        ] {
+            let err = Config::parse(text).and_then(|c| c.settings(local()).map(|_| ()));
+            let msg = format!("{:#}", err.expect_err(text));
+            assert!(msg.contains(needle), "{text}\n→ {msg}");
+        }
+        let unknown = format!("{:#}", Config::parse("[relay]\nmax_bytes = 1").unwrap_err());
+        assert!(unknown.contains("unknown field"), "{unknown}");
+    }
+
+    #[test]
     fn own_addresses_are_allowlisted_also_when_listening_on_every_interface() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let listen = |a: &str| vec![a.parse::<Multiaddr>().unwrap()];

@@ -66,7 +66,7 @@ pub(super) struct Behaviour {
     pub(super) autonat: Toggle<autonat::v2::client::Behaviour>,
     /// Dials peers' candidate addresses back for them, only at the IP they connect
     /// from (see [`DialBackGuard`]).
-    pub(super) autonat_server: Toggle<DialBackGuard<autonat::v2::server::Behaviour>>,
+    pub(super) autonat_server: Toggle<DialBackGuard>,
     /// Hole punching: upgrades a relayed connection to a direct one.
     pub(super) dcutr: Toggle<dcutr::Behaviour>,
     /// Port mappings on the router (`[node] upnp`).
@@ -187,7 +187,11 @@ fn connection_limits(limits: &Limits, bypass: &HashSet<PeerId>) -> connection_li
             .with_max_established_incoming(Some(limits.max_incoming))
             .with_max_established_outgoing(Some(limits.max_outgoing))
             .with_max_established(Some(limits.max_connections))
-            .with_max_established_per_peer(Some(limits.max_per_peer))
+            // Two more than configured: AutoNAT v2 tests an address on a new connection
+            // to a peer that is connected already (twice, after a simultaneous dial), one
+            // each way when two nodes test each other, and the dial-back connection stays
+            // until the idle timeout; without room for them such tests fail.
+            .with_max_established_per_peer(Some(limits.max_per_peer.saturating_add(2)))
             .with_max_pending_incoming(Some(limits.max_pending_incoming))
             .with_max_pending_outgoing(Some(limits.max_pending_outgoing)),
     );
@@ -283,7 +287,10 @@ fn behaviour(
     let identify = identify::Behaviour::new(
         identify::Config::new(ID_PROTOCOL.into(), key.public())
             .with_agent_version(format!("fraudmesh/{}", env!("CARGO_PKG_VERSION")))
-            .with_cache_size(0),
+            .with_cache_size(0)
+            // A relayed address reserved after connecting reaches the peers at once, not
+            // at the next periodic identify (5 minutes later).
+            .with_push_listen_addr_updates(true),
     );
     let sync = request_response::Behaviour::with_codec(
         SyncCodec::new(metrics.clone()),

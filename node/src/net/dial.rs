@@ -21,16 +21,17 @@
 //! [`DialBackGuard`]: the rule above, and only at the IP the peer connects from.
 
 use crate::metrics::Metrics;
+use libp2p::autonat;
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::ConnectionEstablished;
 use libp2p::swarm::{
-    ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -267,26 +268,35 @@ pub struct DialBackRefused {
 /// only makes the peer send some data first when the address is not the one it
 /// connects from). Unguarded, any peer could have this node dial any host and port.
 /// This wrapper lets a dial-back through only to the IP of one of the asking peer's
-/// direct connections, and only where the [`DialPolicy`] allows.
-pub struct DialBackGuard<B> {
+/// direct connections, and only where the [`DialPolicy`] allows. It also closes each
+/// dial-back connection once its test is answered: gossipsub and the other protocols
+/// would keep it open for good, and two nodes testing each other would soon fill their
+/// connections-per-peer bound.
+pub struct DialBackGuard {
     /// The AutoNAT server.
-    inner: B,
+    inner: autonat::v2::server::Behaviour,
     /// What may be dialled.
     policy: Arc<DialPolicy>,
     /// The remote IPs of each peer's direct connections.
     peer_ips: HashMap<PeerId, HashMap<ConnectionId, IpAddr>>,
-    /// Dial-backs the inner behaviour asked for (by connection), with their peer.
+    /// Dial-backs the server asked for and the swarm has not yet handed to the guard.
     dialbacks: HashMap<ConnectionId, Option<PeerId>>,
+    /// Dial-back connections let through (pending or open), with their peer.
+    open: HashMap<ConnectionId, PeerId>,
+    /// Dial-back connections to close.
+    to_close: VecDeque<(PeerId, ConnectionId)>,
 }
 
-impl<B> DialBackGuard<B> {
-    /// `inner`'s dials checked against `policy` and the peers' IPs.
-    pub fn new(inner: B, policy: Arc<DialPolicy>) -> Self {
+impl DialBackGuard {
+    /// The AutoNAT server's dials checked against `policy` and the peers' IPs.
+    pub fn new(inner: autonat::v2::server::Behaviour, policy: Arc<DialPolicy>) -> Self {
         Self {
             inner,
             policy,
             peer_ips: HashMap::new(),
             dialbacks: HashMap::new(),
+            open: HashMap::new(),
+            to_close: VecDeque::new(),
         }
     }
 
@@ -303,9 +313,9 @@ impl<B> DialBackGuard<B> {
     }
 }
 
-impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
-    type ConnectionHandler = B::ConnectionHandler;
-    type ToSwarm = B::ToSwarm;
+impl NetworkBehaviour for DialBackGuard {
+    type ConnectionHandler = THandler<autonat::v2::server::Behaviour>;
+    type ToSwarm = autonat::v2::server::Event;
 
     fn handle_pending_inbound_connection(
         &mut self,
@@ -339,6 +349,9 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
                 tracing::debug!(?client, addr = %bad, "AutoNAT dial-back refused");
                 return Err(ConnectionDenied::new(DialBackRefused { addr: bad.clone() }));
             }
+            if let Some(client) = client {
+                self.open.insert(id, client);
+            }
         }
         self.inner.handle_pending_outbound_connection(id, peer, addresses, role)
     }
@@ -362,7 +375,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
                 connection_id,
                 endpoint,
                 ..
-            }) if !endpoint.is_relayed() => {
+            }) if !endpoint.is_relayed() && !self.open.contains_key(connection_id) => {
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
                     self.peer_ips.entry(*peer_id).or_default().insert(*connection_id, ip);
                 }
@@ -370,6 +383,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id, connection_id, ..
             }) => {
+                self.open.remove(connection_id);
                 if let Some(ips) = self.peer_ips.get_mut(peer_id) {
                     ips.remove(connection_id);
                     if ips.is_empty() {
@@ -379,6 +393,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
             }
             FromSwarm::DialFailure(f) => {
                 self.dialbacks.remove(&f.connection_id);
+                self.open.remove(&f.connection_id);
             }
             _ => {}
         }
@@ -390,9 +405,32 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialBackGuard<B> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        if let Some((peer_id, id)) = self.to_close.pop_front() {
+            return Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(id),
+            });
+        }
         let event = self.inner.poll(cx);
-        if let Poll::Ready(ToSwarm::Dial { opts }) = &event {
-            self.dialbacks.insert(opts.connection_id(), opts.get_peer_id());
+        match &event {
+            Poll::Ready(ToSwarm::Dial { opts }) => {
+                self.dialbacks.insert(opts.connection_id(), opts.get_peer_id());
+            }
+            // The test is answered: its dial-back connections have done their work.
+            Poll::Ready(ToSwarm::GenerateEvent(e)) => {
+                let done: Vec<ConnectionId> = self
+                    .open
+                    .iter()
+                    .filter(|(_, p)| **p == e.client)
+                    .map(|(c, _)| *c)
+                    .collect();
+                for id in done {
+                    self.open.remove(&id);
+                    self.to_close.push_back((e.client, id));
+                }
+                cx.waker().wake_by_ref();
+            }
+            _ => {}
         }
         event
     }
@@ -503,5 +541,68 @@ mod tests {
         assert!(p.allows(&a(
             "/memory/42/p2p/12D3KooWGzR5iPWw8Fv1CEkYPQxVBJJJy8NXnG96vTuzMu2p9ny9"
         )));
+    }
+
+    #[test]
+    fn relayed_addresses_pass_as_their_relay_and_only_through_one() {
+        let relay = PeerId::random();
+        let target = PeerId::random();
+        let policy = DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[a("/ip4/10.0.0.1/tcp/7710")], false);
+        let via = |host: &str| a(&format!("/ip4/{host}/tcp/7710/p2p/{relay}/p2p-circuit/p2p/{target}"));
+        assert!(policy.allows(&via("192.0.2.1")), "through a public relay");
+        assert!(policy.allows(&via("10.0.0.1")), "through a seed");
+        assert!(!policy.allows(&via("169.254.0.9")), "through a link-local host");
+        assert!(
+            !policy.allows(&a(&format!("/p2p-circuit/p2p/{target}"))),
+            "no relay named"
+        );
+        assert!(
+            !policy.allows(&a(&format!("/ip4/192.0.2.1/tcp/1/p2p-circuit/p2p/{target}"))),
+            "no relay id"
+        );
+        let twice = a(&format!(
+            "/ip4/192.0.2.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{target}/p2p-circuit/p2p/{target}"
+        ));
+        assert!(!policy.allows(&twice), "through two relays");
+    }
+
+    #[test]
+    fn dial_backs_go_only_to_the_asking_peers_ip_and_as_the_policy_allows() {
+        use libp2p::core::ConnectedPoint;
+        let policy = Arc::new(DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[], false));
+        let mut guard = DialBackGuard::new(autonat::v2::server::Behaviour::default(), policy);
+        let (peer, stranger) = (PeerId::random(), PeerId::random());
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: a("/ip4/192.0.2.1/tcp/7710"),
+            send_back_addr: a("/ip4/198.51.100.4/tcp/40000"),
+        };
+        guard.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(1),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        assert!(guard.allows(Some(peer), &a("/ip4/198.51.100.4/udp/7710/quic-v1")));
+        assert!(
+            !guard.allows(Some(peer), &a("/ip4/198.51.100.5/tcp/7710")),
+            "another host"
+        );
+        assert!(
+            !guard.allows(Some(stranger), &a("/ip4/198.51.100.4/tcp/7710")),
+            "not its IP"
+        );
+        assert!(!guard.allows(None, &a("/ip4/198.51.100.4/tcp/7710")));
+
+        // Through the swarm's hook: a dial the guarded behaviour asked for is denied.
+        let id = ConnectionId::new_unchecked(7);
+        guard.dialbacks.insert(id, Some(peer));
+        let denied =
+            guard.handle_pending_outbound_connection(id, Some(peer), &[a("/ip4/203.0.113.1/tcp/22")], Endpoint::Dialer);
+        assert!(denied.is_err());
+        let other = ConnectionId::new_unchecked(8);
+        let passed =
+            guard.handle_pending_outbound_connection(other, None, &[a("/ip4/203.0.113.1/tcp/22")], Endpoint::Dialer);
+        assert!(passed.is_ok(), "other dials are not the guard's business");
     }
 }

@@ -82,10 +82,13 @@ impl Default for RelayConfig {
     }
 }
 
-/// Smallest `relay.circuit_bytes`: below it a catch-up sync cannot finish over a relay.
-pub const MIN_CIRCUIT_BYTES: u64 = 1024 * 1024;
-/// Shortest `relay.circuit_duration` and `relay.reservation_duration`.
-pub const MIN_RELAY_DURATION: Duration = Duration::from_secs(60);
+/// Smallest `relay.circuit_bytes` (libp2p takes 0 as unlimited, which this config does
+/// not allow). Values this small are for tests of the limit: a relayed connection then
+/// ends before a catch-up sync does.
+pub const MIN_CIRCUIT_BYTES: u64 = 4096;
+/// Shortest `relay.circuit_duration` and `relay.reservation_duration` (short ones are
+/// for tests of the limits).
+pub const MIN_RELAY_DURATION: Duration = Duration::from_secs(1);
 /// Longest `relay.circuit_duration` and `relay.reservation_duration` (libp2p sends them
 /// as 32-bit seconds; a day is plenty).
 pub const MAX_RELAY_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -116,12 +119,12 @@ impl RelayConfig {
             ("circuit_duration", self.circuit_duration),
         ] {
             if !(MIN_RELAY_DURATION..=MAX_RELAY_DURATION).contains(&d) {
-                return Err(format!("relay.{key}: must be between 1m and 24h"));
+                return Err(format!("relay.{key}: must be between 1s and 24h"));
             }
         }
         if self.circuit_bytes < MIN_CIRCUIT_BYTES {
             return Err(format!(
-                "relay.circuit_bytes: must be at least {MIN_CIRCUIT_BYTES} (1 MiB); a relayed connection must carry gossip and a catch-up sync"
+                "relay.circuit_bytes: must be at least {MIN_CIRCUIT_BYTES} (0, unlimited, is not allowed)"
             ));
         }
         Ok(())

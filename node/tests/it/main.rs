@@ -25,5 +25,6 @@ mod flood;
 mod gossip_validation;
 mod mesh;
 mod nat;
+mod relay;
 mod sensor;
 mod sync;
