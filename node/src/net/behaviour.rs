@@ -24,10 +24,12 @@ use libp2p::identify;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::memory_connection_limits;
 use libp2p::ping;
+#[cfg(feature = "quic")]
+use libp2p::quic;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{autonat, dcutr, quic, relay, upnp};
+use libp2p::{autonat, dcutr, relay, upnp};
 use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -123,6 +125,7 @@ fn tcp_transport(key: &Keypair, handshake: Duration) -> Result<Boxed<(PeerId, St
 
 /// QUIC (its own TLS 1.3 handshake and streams), `handshake` bounding the handshake as
 /// on TCP.
+#[cfg(feature = "quic")]
 fn quic_transport(key: &Keypair, handshake: Duration) -> Boxed<(PeerId, StreamMuxerBox)> {
     let mut config = quic::Config::new(key);
     config.handshake_timeout = handshake;
@@ -144,9 +147,15 @@ fn network_transport(
         .multiplex(yamux::Config::default())
         .timeout(handshake)
         .boxed();
-    Ok(tcp_transport(key, handshake)?
+    let direct = tcp_transport(key, handshake)?;
+    // Without the `quic` feature, QUIC addresses are not supported: listening on one is
+    // a warning (see `net::start`), dialling one fails over to the peer's others.
+    #[cfg(feature = "quic")]
+    let direct = direct
         .or_transport(quic_transport(key, handshake))
         .map(|either, _| either.into_inner())
+        .boxed();
+    Ok(direct
         .or_transport(relayed)
         .map(|either, _| either.into_inner())
         .boxed())
@@ -278,7 +287,7 @@ fn behaviour(
         relay
     });
     let autonat = nat.then(autonat::v2::client::Behaviour::default);
-    let autonat_server = nat.then(|| DialBackGuard::new(autonat::v2::server::Behaviour::default(), policy.clone()));
+    let autonat_server = nat.then(|| DialBackGuard::new(autonat::v2::server::Behaviour::default()));
     let dcutr = nat.then(|| dcutr::Behaviour::new(peer_id));
     let upnp = (nat && cfg.nat.upnp).then(upnp::tokio::Behaviour::default);
     // No address cache: identify would hand every address a peer announced to the

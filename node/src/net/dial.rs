@@ -18,7 +18,8 @@
 //! node dial the relay, so the rule applies to the relay's address; a relayed address
 //! without the relay's IP or peer id, or through more than one relay, is never dialled.
 //! Addresses a peer asks this node to dial back (AutoNAT's server) pass
-//! [`DialBackGuard`]: the rule above, and only at the IP the peer connects from.
+//! [`DialBackGuard`]: only the IP the peer connects from (whatever its range: a
+//! provider's private network must work too), never a relayed address.
 
 use crate::metrics::Metrics;
 use libp2p::autonat;
@@ -258,7 +259,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DialFilter<B> {
 
 /// A dial-back refused by [`DialBackGuard`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("dial-back to {addr} refused: not the asking peer's IP, or not allowed by the dial policy")]
+#[error("dial-back to {addr} refused: not the asking peer's IP")]
 pub struct DialBackRefused {
     /// The address asked for.
     pub addr: Multiaddr,
@@ -268,15 +269,13 @@ pub struct DialBackRefused {
 /// only makes the peer send some data first when the address is not the one it
 /// connects from). Unguarded, any peer could have this node dial any host and port.
 /// This wrapper lets a dial-back through only to the IP of one of the asking peer's
-/// direct connections, and only where the [`DialPolicy`] allows. It also closes each
+/// direct connections (the peer, or the NAT it is behind: nobody else). It also closes each
 /// dial-back connection once its test is answered: gossipsub and the other protocols
 /// would keep it open for good, and two nodes testing each other would soon fill their
 /// connections-per-peer bound.
 pub struct DialBackGuard {
     /// The AutoNAT server.
     inner: autonat::v2::server::Behaviour,
-    /// What may be dialled.
-    policy: Arc<DialPolicy>,
     /// The remote IPs of each peer's direct connections.
     peer_ips: HashMap<PeerId, HashMap<ConnectionId, IpAddr>>,
     /// Dial-backs the server asked for and the swarm has not yet handed to the guard.
@@ -288,11 +287,10 @@ pub struct DialBackGuard {
 }
 
 impl DialBackGuard {
-    /// The AutoNAT server's dials checked against `policy` and the peers' IPs.
-    pub fn new(inner: autonat::v2::server::Behaviour, policy: Arc<DialPolicy>) -> Self {
+    /// The AutoNAT server's dials checked against the peers' IPs.
+    pub fn new(inner: autonat::v2::server::Behaviour) -> Self {
         Self {
             inner,
-            policy,
             peer_ips: HashMap::new(),
             dialbacks: HashMap::new(),
             open: HashMap::new(),
@@ -309,7 +307,7 @@ impl DialBackGuard {
             .peer_ips
             .get(&peer)
             .is_some_and(|ips| ips.values().any(|i| *i == ip));
-        at_peer && self.policy.allows(addr) && !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+        at_peer && scope(ip) != Scope::Never && !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
     }
 }
 
@@ -567,10 +565,9 @@ mod tests {
     }
 
     #[test]
-    fn dial_backs_go_only_to_the_asking_peers_ip_and_as_the_policy_allows() {
+    fn dial_backs_go_only_to_the_asking_peers_ip() {
         use libp2p::core::ConnectedPoint;
-        let policy = Arc::new(DialPolicy::new(&[a("/ip4/0.0.0.0/tcp/7710")], &[], false));
-        let mut guard = DialBackGuard::new(autonat::v2::server::Behaviour::default(), policy);
+        let mut guard = DialBackGuard::new(autonat::v2::server::Behaviour::default());
         let (peer, stranger) = (PeerId::random(), PeerId::random());
         let endpoint = ConnectedPoint::Listener {
             local_addr: a("/ip4/192.0.2.1/tcp/7710"),
@@ -593,6 +590,20 @@ mod tests {
             "not its IP"
         );
         assert!(!guard.allows(None, &a("/ip4/198.51.100.4/tcp/7710")));
+        // A peer on a private network (behind a provider's NAT) is tested too.
+        let lan = ConnectedPoint::Listener {
+            local_addr: a("/ip4/10.0.0.1/tcp/7710"),
+            send_back_addr: a("/ip4/10.9.8.7/tcp/40000"),
+        };
+        guard.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: stranger,
+            connection_id: ConnectionId::new_unchecked(2),
+            endpoint: &lan,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        assert!(guard.allows(Some(stranger), &a("/ip4/10.9.8.7/tcp/7710")));
+        assert!(!guard.allows(Some(stranger), &a("/ip4/10.9.8.8/tcp/7710")));
 
         // Through the swarm's hook: a dial the guarded behaviour asked for is denied.
         let id = ConnectionId::new_unchecked(7);

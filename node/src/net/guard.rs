@@ -176,6 +176,9 @@ mod tests {
             Some("192.0.2.1".parse().unwrap())
         );
         assert_eq!(source_key(&a("/memory/5")), None);
+        let relay = PeerId::random();
+        let relayed = a(&format!("/ip4/192.0.2.1/tcp/1/p2p/{relay}/p2p-circuit"));
+        assert_eq!(source_key(&relayed), None, "the relay's IP is not the peer's");
     }
 
     /// Establishes an incoming connection from `remote` as the swarm would: the check,

@@ -1,5 +1,5 @@
-//! The network: one task owns the libp2p swarm (TCP + noise + yamux; gossipsub,
-//! Kademlia, identify, ping). Everyone else holds a [`NetHandle`].
+//! The network: one task owns the libp2p swarm (TCP + noise + yamux and QUIC; gossipsub,
+//! Kademlia, identify, ping, sync, NAT traversal). Everyone else holds a [`NetHandle`].
 //!
 //! Gossip runs with `validate_messages()`: gossipsub forwards nothing until the engine
 //! has given each message exactly one verdict. Messages are unsigned at the gossipsub
@@ -17,6 +17,12 @@
 //! peer, frame sizes read as they arrive). Configured seeds and trusted peers bypass the
 //! connection bounds. Addresses learned from other peers are dialled only as
 //! [`dial`] allows.
+//!
+//! Nodes behind NAT (see [`nat`]): AutoNAT v2 tells a node whether its addresses are
+//! reachable; one that is not reserves relayed addresses on its seeds (circuit relay
+//! v2; seeds serve as relays while publicly reachable), and relayed connections are
+//! upgraded to direct ones by hole punching (DCUtR) where the NATs allow. QUIC listens
+//! beside TCP: UDP hole punching works far more often.
 //!
 //! This module is the public face: the limits, [`NetConfig`], the [`NetHandle`] and the
 //! commands it sends, and [`start`]. The swarm's make-up is in `behaviour`, the task

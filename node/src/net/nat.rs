@@ -24,8 +24,9 @@ pub const MAX_RELAYS: usize = 2;
 /// otherwise stay unreachable.
 pub const UNKNOWN_GRACE: Duration = Duration::from_secs(60);
 /// How long after losing (or failing to get) a reservation on a relay the node asks that
-/// relay again.
-pub const RELAY_RETRY: Duration = Duration::from_secs(30);
+/// relay again, unless it reconnects to the relay first (a restarted seed is asked at
+/// once).
+pub const RELAY_RETRY: Duration = Duration::from_secs(10);
 
 /// The `[relay]` config section: this node as a circuit relay v2 server for nodes that
 /// cannot be dialled (defaults in [`RelayConfig::default`]).
@@ -391,6 +392,11 @@ impl NatState {
         Some(relay)
     }
 
+    /// A new connection to `relay`: it may be asked for a reservation at once.
+    pub fn relay_reconnected(&mut self, relay: &PeerId) {
+        self.retry_at.remove(relay);
+    }
+
     /// The relay listeners, to close when the node no longer needs them; forgets them.
     pub fn take_listeners(&mut self) -> Vec<ListenerId> {
         let out = self.listeners.drain().map(|(_, l)| l).collect();
@@ -607,6 +613,8 @@ mod tests {
         assert!(!s.is_pinned(&other));
         assert!(!s.may_reserve(&other, now), "asked again only after a while");
         assert!(s.may_reserve(&other, now + RELAY_RETRY));
+        s.relay_reconnected(&other);
+        assert!(s.may_reserve(&other, now), "a relay reconnected to is asked at once");
         assert!(
             s.may_reserve(&relay, now),
             "a relay whose addresses went is asked again"

@@ -108,6 +108,14 @@ fn nodes_behind_nat_connect_and_gossip_through_a_seed_relay() {
     let seed_entry = peer_entry(&c, &seed.peer_id).expect("C is connected to its seed");
     assert_eq!(seed_entry["connection"], "direct", "{seed_entry}");
 
+    // Sync ran over the circuit too: the dialling side of each new connection starts a
+    // session, so B and C between them ran one with the seed each and one through the
+    // relay (the sync timer picks no one this early: it first ticked with no peers).
+    wait_for("a sync session over the relayed connection", DEADLINE, || {
+        let ok = |n: &Node| n.metric("fraudmesh_sync_sessions_total", &[("result", "ok")]);
+        (ok(&b) + ok(&c) >= 3.0).then_some(())
+    });
+
     // A report on B blocks on C (C trusts B).
     let attacker = "203.0.113.77";
     b.report(&[attacker, "--kind", "scan", "--reason", "relay test"]);

@@ -11,7 +11,8 @@
 //! sync sessions) runs in futures or tasks whose results come back as input.
 //!
 //! The loop's side of catch-up sync (starting sessions, answering requests) is in
-//! [`sessions`], its per-peer bookkeeping in [`sync_peers`].
+//! [`sessions`], its per-peer bookkeeping in [`sync_peers`]; its side of NAT traversal
+//! (reachability, relay reservations, hole punches) in [`nat`].
 
 mod nat;
 mod sessions;

@@ -72,6 +72,9 @@ impl EventLoop {
                     !endpoint.is_dialer(),
                 );
                 if self.seeds.iter().any(|(p, _)| p == peer_id) {
+                    if !endpoint.is_relayed() {
+                        self.nat.relay_reconnected(peer_id);
+                    }
                     self.reserve_relays();
                 }
                 self.count_peers_by_connection();
