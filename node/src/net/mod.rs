@@ -112,7 +112,11 @@ pub struct Limits {
     /// share of the host's RAM, percent (`net.max_memory_percent`, 50; 0 = off; always
     /// off on the memory transport, where many nodes share one process).
     pub max_memory_percent: u8,
-    /// Longest noise + yamux handshake of a new connection (`net.handshake_timeout`, 10 s).
+    /// Longest dial plus noise + yamux (or QUIC) handshake of a new connection
+    /// (`net.handshake_timeout`, 5 s). It bounds AutoNAT's dial-backs too, and must stay
+    /// below the AutoNAT server's own 10 s limit per test: a dial-back lost in a NAT that
+    /// drops packets must fail before it, or the asking node hears nothing and never
+    /// learns that it is not reachable.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A connection with no open stream is closed after this; and a stranger outside the
@@ -157,7 +161,7 @@ impl Default for Limits {
             max_pending_outgoing: 32,
             max_incoming_per_ip: 8,
             max_memory_percent: 50,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             sync_streams: 4,
             sync_timeout: Duration::from_secs(15),
