@@ -583,7 +583,9 @@ mod tests {
         assert!(r.p99_ratio.is_some());
         assert!(r.payload_bytes > 100 && r.payload_bytes < 400, "{}", r.payload_bytes);
         assert!(r.table().contains("gossipsub"));
-        assert!(r.connections_max >= 2 && r.connections_max <= 11, "{r:?}");
+        // Connections, not peers: a pair may hold two for a while (both dialled at once,
+        // or an AutoNAT dial-back beside the connection it tests).
+        assert!(r.connections_max >= 2 && r.connections_max <= 2 * 11, "{r:?}");
         assert!(r.connections_mean >= 2.0 && r.connections_mean <= r.connections_max as f64);
         let b = r.baseline.as_ref().unwrap();
         assert_eq!(b.connections_mean, 2.0 * r.edges as f64 / 12.0, "the graph's degree");
