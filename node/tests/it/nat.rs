@@ -302,11 +302,8 @@ fn two_sites_behind_nat_connect_through_the_relay_then_punch_a_direct_connection
     );
 }
 
-// Fails as of nat f9aa347, for the node, not the lab: a relayed connection the node
-// *accepted* shows `"connection": "direct"` in `peers --json`. libp2p's relay client
-// gives an inbound circuit the remote address `/p2p/<src>` (no `/p2p-circuit`), and
-// `nat::Connection::of(remote address)` takes that for direct; the fix is to classify by
-// `ConnectedPoint::is_relayed()` (which looks at the local address for a listener).
+// Both ends must see the connection as relayed: libp2p gives a circuit the node
+// *accepted* only `/p2p/<src>` as its remote address (see `nat::address_of`).
 #[test]
 fn a_site_behind_a_symmetric_nat_stays_relayed_and_still_converges() {
     let _x = exclusive();
@@ -540,8 +537,6 @@ fn a_relayed_circuit_ends_at_the_relay_byte_limit() {
     );
 }
 
-// Needs `[net] redial_max` (branch bounds): until nat and bounds are merged, the site's
-// config is refused with "unknown field `redial_max`".
 #[test]
 fn a_seed_restart_partitions_the_sites_no_longer_than_the_redial_cap() {
     let _x = exclusive();
