@@ -1,0 +1,1 @@
+//! Tests of endorsement signing, verification and lines.
