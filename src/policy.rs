@@ -28,6 +28,7 @@
 //! persists and restores that state; this module only computes with it.
 
 use crate::blocklist::{Blocklist, BlocklistBuilder};
+use crate::endorsement::EndorsementRecord;
 use crate::identity::PublicKey;
 use crate::ledger::{Ledger, RecordSummary};
 use crate::roster::Roster;
@@ -252,6 +253,14 @@ pub struct ExplainedRecord {
     pub reason: &'static str,
 }
 
+/// Where a reporter's configured weight comes from (see [`Policy::weight`]).
+enum Source<'a> {
+    Local,
+    Peer(Weight),
+    Org(&'a OrgTrust, &'a EndorsementRecord),
+    Stranger,
+}
+
 /// The block policy: a checked [`TrustConfig`], the allowlist and the node's local trust
 /// state (roster, allows, reputation), turning a target's ledger entries into a
 /// [`Verdict`] at a given instant.
@@ -305,61 +314,81 @@ impl Policy {
     /// reporter's reputation factor, so it is never above the configured weight.
     /// `valid_until` is the expiry of the endorsement chosen.
     pub fn weight(&self, reporter: &PublicKey, now: Millis) -> Weighed {
-        if *reporter == self.trust.local {
-            return Weighed {
-                weight: FULL,
-                configured: FULL,
-                reputation: FULL,
-                via: Via::Local,
-                stranger: false,
-                valid_until: None,
-            };
+        let (configured, via, valid_until) = match self.source(reporter, now) {
+            Source::Local => (FULL, Via::Local, None),
+            Source::Peer(w) => (w, Via::Peer, None),
+            Source::Org(trust, rec) => {
+                let e = rec.endorsement();
+                let via = Via::Org {
+                    org: e.org,
+                    org_name: trust.name.clone(),
+                    member_name: e.name.clone(),
+                    until: e.expires_at,
+                };
+                (trust.weight, via, Some(e.expires_at))
+            }
+            Source::Stranger => (self.trust.stranger_weight, Via::Stranger, None),
+        };
+        let reputation = match via {
+            Via::Peer | Via::Org { .. } => self.reputation_of(reporter, now),
+            Via::Local | Via::Stranger => FULL,
+        };
+        Weighed {
+            weight: scale(configured, reputation),
+            configured,
+            reputation,
+            stranger: via == Via::Stranger,
+            via,
+            valid_until,
         }
-        let mut best: Option<(Weight, Via, Option<Millis>)> =
-            self.trust.trusted.get(reporter).map(|&w| (w, Via::Peer, None));
+    }
+
+    /// [`Policy::weight`] without the names: (weight, stranger, valid_until). What
+    /// [`Policy::decide`] uses, allocation-free; always the same numbers as `weight`.
+    fn weight_numbers(&self, reporter: &PublicKey, now: Millis) -> (Weight, bool, Option<Millis>) {
+        match self.source(reporter, now) {
+            Source::Local => (FULL, false, None),
+            Source::Stranger => (self.trust.stranger_weight, true, None),
+            Source::Peer(w) => (scale(w, self.reputation_of(reporter, now)), false, None),
+            Source::Org(trust, rec) => (
+                scale(trust.weight, self.reputation_of(reporter, now)),
+                false,
+                Some(rec.endorsement().expires_at),
+            ),
+        }
+    }
+
+    /// Where a reporter's configured weight comes from at `now` (see [`Policy::weight`]).
+    fn source(&self, reporter: &PublicKey, now: Millis) -> Source<'_> {
+        if *reporter == self.trust.local {
+            return Source::Local;
+        }
+        let mut best = match self.trust.trusted.get(reporter) {
+            Some(&w) => Source::Peer(w),
+            None => Source::Stranger,
+        };
         for rec in self.roster.of_member(reporter) {
             if !rec.is_active(now) {
                 continue;
             }
-            let e = rec.endorsement();
-            let Some(org) = self.trust.orgs.get(&e.org) else {
+            let Some(trust) = self.trust.orgs.get(&rec.endorsement().org) else {
                 continue;
             };
+            let expires_at = rec.endorsement().expires_at;
             let better = match &best {
-                None => true,
-                Some((w, _, until)) => org.weight > *w || (org.weight == *w && until.is_some_and(|u| e.expires_at > u)),
+                Source::Stranger => true,
+                Source::Peer(w) => trust.weight > *w,
+                Source::Org(held, held_rec) => {
+                    trust.weight > held.weight
+                        || (trust.weight == held.weight && expires_at > held_rec.endorsement().expires_at)
+                }
+                Source::Local => false,
             };
             if better {
-                let via = Via::Org {
-                    org: e.org,
-                    org_name: org.name.clone(),
-                    member_name: e.name.clone(),
-                    until: e.expires_at,
-                };
-                best = Some((org.weight, via, Some(e.expires_at)));
+                best = Source::Org(trust, rec);
             }
         }
-        match best {
-            None => Weighed {
-                weight: self.trust.stranger_weight,
-                configured: self.trust.stranger_weight,
-                reputation: FULL,
-                via: Via::Stranger,
-                stranger: true,
-                valid_until: None,
-            },
-            Some((configured, via, valid_until)) => {
-                let reputation = self.reputation_of(reporter, now);
-                Weighed {
-                    weight: scale(configured, reputation),
-                    configured,
-                    reputation,
-                    via,
-                    stranger: false,
-                    valid_until,
-                }
-            }
-        }
+        best
     }
 
     /// Whether the reporter is a stranger at `now` (neither this node, nor a configured
@@ -502,7 +531,7 @@ impl Policy {
         records: impl IntoIterator<Item = &'a RecordSummary>,
         now: Millis,
     ) -> Verdict {
-        self.judge(target, records, now).0
+        self.judge(target, records, now, false).0
     }
 
     /// Explains the decision on one target: every record with its reporter's weight and
@@ -513,7 +542,7 @@ impl Policy {
         records: impl IntoIterator<Item = &'a RecordSummary>,
         now: Millis,
     ) -> Explanation {
-        let (verdict, records) = self.judge(target, records, now);
+        let (verdict, records) = self.judge(target, records, now, true);
         let allowed = self.allowed(target, now).map(|(t, a)| (t.clone(), a.clone()));
         let threshold = self.trust.threshold;
         let why = if verdict.allowlisted && verdict.score >= threshold {
@@ -559,12 +588,13 @@ impl Policy {
         }
     }
 
-    /// The verdict and each record's part in it.
+    /// The verdict and, if `explain`, each record's part in it.
     fn judge<'a>(
         &self,
         target: &Target,
         records: impl IntoIterator<Item = &'a RecordSummary>,
         now: Millis,
+        explain: bool,
     ) -> (Verdict, Vec<ExplainedRecord>) {
         // (until, weight) of each trusted active accusation.
         let mut trusted: Vec<(Millis, Weight)> = Vec::new();
@@ -572,35 +602,40 @@ impl Policy {
         let mut reporters = Vec::new();
         let mut explained = Vec::new();
         for r in records {
-            let weighed = self.weight(r.reporter(), now);
             let reason = if r.kind() == Kind::Retract {
                 "retraction"
             } else if !r.is_active(now) {
                 "expired"
-            } else if weighed.stranger {
-                strangers = strangers.saturating_add(weighed.weight);
-                "stranger"
-            } else if weighed.valid_until.is_some_and(|u| u <= now) {
-                "weight expired"
             } else {
-                let until = weighed.valid_until.map_or(r.expires_at(), |u| u.min(r.expires_at()));
-                trusted.push((until, weighed.weight));
-                "counted"
+                match self.weight_numbers(r.reporter(), now) {
+                    (w, true, _) => {
+                        strangers = strangers.saturating_add(w);
+                        "stranger"
+                    }
+                    (_, false, Some(until)) if until <= now => "weight expired",
+                    (w, false, valid_until) => {
+                        let until = valid_until.map_or(r.expires_at(), |u| u.min(r.expires_at()));
+                        trusted.push((until, w));
+                        "counted"
+                    }
+                }
             };
             if reason == "counted" || reason == "stranger" {
                 reporters.push(*r.reporter());
             }
-            explained.push(ExplainedRecord {
-                id: *r.id(),
-                reporter: *r.reporter(),
-                kind: r.kind(),
-                count: r.count(),
-                observed_at: r.observed_at(),
-                expires_at: r.expires_at(),
-                weighed,
-                counted: reason == "counted",
-                reason,
-            });
+            if explain {
+                explained.push(ExplainedRecord {
+                    id: *r.id(),
+                    reporter: *r.reporter(),
+                    kind: r.kind(),
+                    count: r.count(),
+                    observed_at: r.observed_at(),
+                    expires_at: r.expires_at(),
+                    weighed: self.weight(r.reporter(), now),
+                    counted: reason == "counted",
+                    reason,
+                });
+            }
         }
         reporters.sort();
         let score_of =
