@@ -789,18 +789,22 @@ fn endorsements_survive_a_restart() {
     let member = stranger(13);
     let s = record(&member, "192.0.2.14", now, 600);
     let e = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
-    let stale = endorsed(&org(), &stranger(14), now - 20_000, 10_000);
+    // One that expires while the node is down (kept inactive: the roster's rule), and one
+    // of an organisation this node no longer trusts (dropped from disk at start).
+    let lapsed = endorsed(&org(), &stranger(14), now - 20_000, 10_000);
+    let foreign = endorsed(&other_org(), &stranger(15), now, endorsement::DEFAULT_TTL_MS);
+    let lapsed_s = record(&stranger(14), "192.0.2.15", now, 600);
     {
         let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-        // An endorsement that expires while the node is down, written directly.
-        store
-            .table_write(
-                Table::Endorsements,
-                &[(
-                    [org().public().as_bytes().as_slice(), stranger(14).public().as_bytes()].concat(),
-                    Some(stale.encode()),
-                )],
+        let row = |r: &EndorsementRecord| {
+            let e = r.endorsement();
+            (
+                [e.org.as_bytes().as_slice(), e.member.as_bytes()].concat(),
+                Some(r.encode()),
             )
+        };
+        store
+            .table_write(Table::Endorsements, &[row(&lapsed), row(&foreign)])
             .unwrap();
         let (tx, _rx) = mpsc::channel(16);
         let mut engine = Engine::new(
@@ -811,7 +815,7 @@ fn endorsements_survive_a_restart() {
         )
         .unwrap();
         assert_eq!(
-            engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+            engine.gossip(&endorsements_envelope(&[&e], &[&s, &lapsed_s])),
             GossipVerdict::Accept
         );
         engine.flush().unwrap();
@@ -819,28 +823,33 @@ fn endorsements_survive_a_restart() {
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let (tx, _rx) = mpsc::channel(16);
     let mut engine = Engine::new(config(me), Box::new(store), Arc::default(), tx).unwrap();
-    assert_eq!(
-        engine.policy.roster().len(),
-        1,
-        "the live endorsement, not the expired one"
-    );
+    assert_eq!(engine.policy.roster().len(), 2, "the live and the lapsed endorsement");
     assert!(
         engine.decisions.get(&s.sighting().target).is_some(),
         "the member is trusted at start"
     );
-    assert_eq!(engine.stranger_records(), 0);
+    assert!(
+        engine.decisions.get(&lapsed_s.sighting().target).is_none(),
+        "a lapsed member is a stranger"
+    );
+    assert_eq!(engine.stranger_records(), 1);
     assert_eq!(
         engine.fetch(vec![*e.id()]).endorsements,
         vec![e.to_proto()],
         "and served to sync"
     );
-    assert!(engine.sync_items().iter().any(|(_, id)| id == e.id()));
+    let items = engine.sync_items();
+    assert!(items.iter().any(|(_, id)| id == e.id()));
+    assert!(!items.iter().any(|(_, id)| id == lapsed.id()), "expired: not offered");
     engine.flush().unwrap();
     drop(engine);
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let mut left = 0;
     store.table_scan(Table::Endorsements, &mut |_| left += 1).unwrap();
-    assert_eq!(left, 1, "the expired endorsement was removed from disk at start");
+    assert_eq!(
+        left, 2,
+        "the untrusted organisation's record was removed from disk at start"
+    );
 }
 
 #[test]
