@@ -782,6 +782,37 @@ fn an_expired_endorsement_is_skipped_without_blame() {
 }
 
 #[test]
+fn a_block_through_an_endorsement_ends_when_it_expires_and_the_member_becomes_a_stranger() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(16);
+    let s = record(&member, "192.0.2.16", now, 600);
+    let e = endorsed(&org(), &member, now, 300);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+        GossipVerdict::Accept
+    );
+    assert!(h.decided(&s.sighting().target));
+    assert_eq!(h.engine.stranger_records(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while now_ms() <= e.endorsement().expires_at {
+        assert!(Instant::now() < deadline, "the clock did not pass the expiry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The block ends at the endorsement's expiry through the decision log (no GC needed).
+    h.engine.tick();
+    assert!(!h.decided(&s.sighting().target), "lifted when the endorsement expired");
+    // The next garbage collection moves the lapsed member's records into the quota; the
+    // record stays in the roster (inactive) as the roster's retention says.
+    h.engine.last_gc = Instant::now().checked_sub(GC_INTERVAL).unwrap();
+    h.engine.tick();
+    assert_eq!(h.engine.stranger_records(), 1);
+    assert_eq!(h.engine.policy.roster().len(), 1);
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "expired")]), 1.0);
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "active")]), 0.0);
+}
+
+#[test]
 fn endorsements_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let me = Identity::from_secret([3; 32]);
@@ -913,6 +944,7 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
     let peer = record(&trusted(), "192.0.2.20", now, 3600);
     let target = peer.sighting().target.clone();
     let prefix = Target::parse("192.0.2.0/24", Bounds::default()).unwrap();
+    let metrics = Arc::new(Metrics::new());
     let start = |tmp: &std::path::Path| {
         let store = SledStore::open(tmp, 1 << 20).unwrap();
         let (tx, rx) = mpsc::channel(16);
@@ -920,7 +952,7 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
             Engine::new(
                 config(Identity::from_secret([3; 32])),
                 Box::new(store),
-                Arc::default(),
+                metrics.clone(),
                 tx,
             )
             .unwrap(),
@@ -958,6 +990,15 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
     assert!(engine.decisions.get(&target).is_none());
     let rep = engine.policy.reputation_of(&trusted().public(), now_ms());
     assert!(rep < FULL, "the penalty persisted: {rep}");
+    let scrape = Scrape::parse(&metrics.encode());
+    let shown = scrape
+        .value(
+            "fraudmesh_reporter_reputation",
+            &[("reporter", trusted().public().peer_id().as_str())],
+        )
+        .unwrap();
+    assert!((shown - f64::from(rep) / 1000.0).abs() < 0.01, "shown {shown}");
+    assert_eq!(scrape.value("fraudmesh_allows", &[]), Some(1.0));
     assert!(engine.unallow_local(&prefix));
     assert!(!engine.unallow_local(&prefix), "once");
     assert!(
