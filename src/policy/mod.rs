@@ -26,18 +26,28 @@
 //! operator overrides loses `penalty` thousandths of its weight factor, regained linearly
 //! at `recovery_per_day`; its weight is never above its configured weight). The node
 //! persists and restores that state; this module only computes with it.
+//!
+//! Layout: this file holds the configuration, [`Policy::weight`] and the decision;
+//! `local.rs` the allows and reputation; `explain.rs` explanations for operators.
+
+mod explain;
+mod local;
+#[cfg(test)]
+mod tests;
+
+pub use explain::{decimal, utc, ExplainedRecord, Explanation};
+pub use local::{Allow, Penalty};
 
 use crate::blocklist::{Blocklist, BlocklistBuilder};
 use crate::endorsement::EndorsementRecord;
 use crate::identity::PublicKey;
 use crate::ledger::{Ledger, RecordSummary};
 use crate::roster::Roster;
-use crate::sighting::{Kind, RecordId};
+use crate::sighting::Kind;
 use crate::target::Target;
 use crate::Millis;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Trust weight in thousandths: 1000 is "one fully trusted reporter".
@@ -46,9 +56,6 @@ pub type Weight = u32;
 /// Full trust, 1000 thousandths: the weight of this node's own sightings and of one
 /// fully trusted peer; also an untouched reputation factor.
 pub const FULL: Weight = 1000;
-
-/// One day in ms: the unit of reputation recovery.
-const DAY_MS: Millis = 86_400_000;
 
 /// Why a policy could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,34 +171,6 @@ pub struct Weighed {
     pub valid_until: Option<Millis>,
 }
 
-/// An operator's local override: the target is not blocked, whatever the mesh says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allow {
-    /// Why (shown in `explain` and `list`).
-    pub reason: String,
-    /// When it was made, ms.
-    pub at: Millis,
-    /// When it ends (exclusive), or never.
-    pub until: Option<Millis>,
-}
-
-impl Allow {
-    /// Whether the allow is in force at `now`.
-    pub fn is_active(&self, now: Millis) -> bool {
-        self.until.is_none_or(|u| now < u)
-    }
-}
-
-/// A reporter's reputation loss: `amount` thousandths of its factor lost as of `at`,
-/// recovering from then on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Penalty {
-    /// Thousandths lost as of `at` (at most [`FULL`]).
-    pub amount: Weight,
-    /// When the last penalty was added, ms.
-    pub at: Millis,
-}
-
 /// The decision for one target at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -205,52 +184,15 @@ pub struct Verdict {
     pub stranger_score: Weight,
     /// Reporters with an active, non-retracted sighting (trusted or not), sorted.
     pub reporters: Vec<PublicKey>,
-    /// While nothing new arrives, the block lasts until this instant (exclusive).
+    /// While nothing new arrives, the block lasts until this instant (exclusive): when the
+    /// accusation whose departure takes the score below the threshold expires or its
+    /// endorsement does. Decide again then: a member endorsed by two organisations may
+    /// still count, at the other's weight.
     pub until: Option<Millis>,
     /// The target touches the allowlist and is never blocked.
     pub allowlisted: bool,
     /// An operator's active allow covers the target: not blocked.
     pub allowed: bool,
-}
-
-/// Why a target is or is not blocked, record by record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Explanation {
-    /// The decision.
-    pub verdict: Verdict,
-    /// The block threshold, thousandths.
-    pub threshold: Weight,
-    /// Every record given, in the order given.
-    pub records: Vec<ExplainedRecord>,
-    /// The operator's allow covering the target, if any (its target may be broader or
-    /// narrower than the one explained).
-    pub allowed: Option<(Target, Allow)>,
-    /// One sentence saying why the target is or is not blocked.
-    pub why: String,
-}
-
-/// One record of an [`Explanation`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExplainedRecord {
-    /// The record id.
-    pub id: RecordId,
-    /// Who signed it.
-    pub reporter: PublicKey,
-    /// What it says.
-    pub kind: Kind,
-    /// How many events it summarises.
-    pub count: u32,
-    /// When the reporter saw it, ms.
-    pub observed_at: Millis,
-    /// When it stops being active, ms.
-    pub expires_at: Millis,
-    /// The reporter's weight now.
-    pub weighed: Weighed,
-    /// Whether it adds to the score.
-    pub counted: bool,
-    /// Why it counts or not: `"counted"`, `"stranger"`, `"expired"`, `"retraction"`, or
-    /// `"weight expired"` (the trust it counted through has ended).
-    pub reason: &'static str,
 }
 
 /// Where a reporter's configured weight comes from (see [`Policy::weight`]).
@@ -413,101 +355,6 @@ impl Policy {
         &mut self.roster
     }
 
-    /// Adds (or replaces) the operator's allow of `target`.
-    pub fn allow(&mut self, target: Target, allow: Allow) {
-        self.allows.insert(target, allow);
-    }
-
-    /// Removes the operator's allow of exactly `target`; true if there was one.
-    pub fn unallow(&mut self, target: &Target) -> bool {
-        self.allows.remove(target).is_some()
-    }
-
-    /// Every allow (active or not yet expired away), by target.
-    pub fn allows(&self) -> impl Iterator<Item = (&Target, &Allow)> {
-        self.allows.iter()
-    }
-
-    /// Removes the allows that ended at or before `now`; returns their targets.
-    pub fn expire_allows(&mut self, now: Millis) -> Vec<Target> {
-        let gone: Vec<Target> = self
-            .allows
-            .iter()
-            .filter(|(_, a)| !a.is_active(now))
-            .map(|(t, _)| t.clone())
-            .collect();
-        for t in &gone {
-            self.allows.remove(t);
-        }
-        gone
-    }
-
-    /// The active allow overlapping `target` (an allowed prefix containing it, or an
-    /// allowed address or number inside it: blocking it would hit what the operator
-    /// allowed), the first in target order.
-    pub fn allowed(&self, target: &Target, now: Millis) -> Option<(&Target, &Allow)> {
-        self.allows.iter().find(|(t, a)| a.is_active(now) && overlap(t, target))
-    }
-
-    /// Lowers a trusted reporter's reputation by the configured penalty (as of `now`,
-    /// after the recovery so far; at most to 0). This node and strangers are never
-    /// penalised (a stranger's weight never counts, and its keys are free). True if the
-    /// reporter was penalised.
-    pub fn penalise(&mut self, reporter: &PublicKey, now: Millis) -> bool {
-        if self.is_stranger(reporter, now) || *reporter == self.trust.local {
-            return false;
-        }
-        let outstanding = self.outstanding(reporter, now);
-        let amount = outstanding.saturating_add(self.trust.reputation.penalty).min(FULL);
-        if amount == 0 {
-            self.penalties.remove(reporter);
-        } else {
-            self.penalties.insert(*reporter, Penalty { amount, at: now });
-        }
-        true
-    }
-
-    /// The reporter's reputation factor at `now`, thousandths: [`FULL`] minus what is
-    /// still lost (penalties less the linear recovery since the last one), never below 0.
-    pub fn reputation_of(&self, reporter: &PublicKey, now: Millis) -> Weight {
-        FULL - self.outstanding(reporter, now)
-    }
-
-    /// Thousandths still lost at `now`.
-    fn outstanding(&self, reporter: &PublicKey, now: Millis) -> Weight {
-        let Some(p) = self.penalties.get(reporter) else {
-            return 0;
-        };
-        let elapsed = now.saturating_sub(p.at);
-        let recovered = elapsed.saturating_mul(Millis::from(self.trust.reputation.recovery_per_day)) / DAY_MS;
-        let left = Millis::from(p.amount.min(FULL)).saturating_sub(recovered);
-        left as Weight
-    }
-
-    /// Every penalty held (including fully recovered ones not yet forgotten).
-    pub fn penalties(&self) -> impl Iterator<Item = (&PublicKey, &Penalty)> {
-        self.penalties.iter()
-    }
-
-    /// Restores a penalty the node persisted.
-    pub fn restore_penalty(&mut self, reporter: PublicKey, penalty: Penalty) {
-        self.penalties.insert(reporter, penalty);
-    }
-
-    /// Forgets the penalties fully recovered at `now`; returns their reporters.
-    pub fn expire_penalties(&mut self, now: Millis) -> Vec<PublicKey> {
-        let gone: Vec<PublicKey> = self
-            .penalties
-            .keys()
-            .filter(|k| self.outstanding(k, now) == 0)
-            .copied()
-            .collect();
-        for k in &gone {
-            self.penalties.remove(k);
-        }
-        gone
-    }
-
     /// Whether the target overlaps the allowlist: an allowlisted address inside it, or it
     /// inside an allowlisted prefix. Either way, blocking it would hit a protected address.
     pub fn is_allowlisted(&self, target: &Target) -> bool {
@@ -532,60 +379,6 @@ impl Policy {
         now: Millis,
     ) -> Verdict {
         self.judge(target, records, now, false).0
-    }
-
-    /// Explains the decision on one target: every record with its reporter's weight and
-    /// whether it counted, the threshold, the operator's allow, and one sentence why.
-    pub fn explain<'a>(
-        &self,
-        target: &Target,
-        records: impl IntoIterator<Item = &'a RecordSummary>,
-        now: Millis,
-    ) -> Explanation {
-        let (verdict, records) = self.judge(target, records, now, true);
-        let allowed = self.allowed(target, now).map(|(t, a)| (t.clone(), a.clone()));
-        let threshold = self.trust.threshold;
-        let why = if verdict.allowlisted && verdict.score >= threshold {
-            "not blocked: the target overlaps the allowlist".to_string()
-        } else if let Some((t, a)) = &allowed {
-            let mut w = String::from("not blocked: allowed by the operator");
-            if t != target {
-                let _ = write!(w, " (as {t})");
-            }
-            match a.until {
-                Some(u) => {
-                    let _ = write!(w, " until {}", utc(u));
-                }
-                None => w.push_str(" indefinitely"),
-            }
-            let _ = write!(w, ": {}", a.reason);
-            w
-        } else if verdict.allowlisted {
-            "not blocked: the target overlaps the allowlist".to_string()
-        } else if verdict.blocked {
-            format!(
-                "blocked: trusted weight {} reaches the threshold {}",
-                decimal(verdict.score),
-                decimal(threshold)
-            )
-        } else if records.iter().any(|r| r.counted) {
-            format!(
-                "not blocked: trusted weight {} is below the threshold {}",
-                decimal(verdict.score),
-                decimal(threshold)
-            )
-        } else if records.iter().any(|r| r.reason == "stranger") {
-            "not blocked: only strangers accuse it".to_string()
-        } else {
-            "not blocked: no active accusation".to_string()
-        };
-        Explanation {
-            verdict,
-            threshold,
-            records,
-            allowed,
-            why,
-        }
     }
 
     /// The verdict and, if `explain`, each record's part in it.
@@ -684,271 +477,4 @@ impl Policy {
 /// `configured × factor / FULL`, never above `configured`.
 fn scale(configured: Weight, factor: Weight) -> Weight {
     (u64::from(configured) * u64::from(factor.min(FULL)) / u64::from(FULL)) as Weight
-}
-
-/// Whether two targets overlap: one address prefix contains the other, or one number
-/// prefix starts the other.
-fn overlap(a: &Target, b: &Target) -> bool {
-    match (a, b) {
-        (Target::Ip(x), Target::Ip(y)) => x.contains(y) || y.contains(x),
-        (Target::Number(x), Target::Number(y)) => x.starts_with(&**y) || y.starts_with(&**x),
-        _ => false,
-    }
-}
-
-/// A weight in thousandths as a decimal: 1500 → "1.5", 1000 → "1.0", 250 → "0.25".
-pub fn decimal(w: Weight) -> String {
-    let frac = format!("{:03}", w % FULL);
-    let frac = frac.trim_end_matches('0');
-    format!("{}.{}", w / FULL, if frac.is_empty() { "0" } else { frac })
-}
-
-/// An instant as RFC 3339 UTC to the second, e.g. `2026-11-27T20:30:00Z`.
-pub fn utc(ms: Millis) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identity::Identity;
-    use crate::sighting::Record;
-    use crate::sighting::{sign, Draft, Evidence};
-    use crate::target::Bounds;
-    use proptest::prelude::*;
-
-    fn id(n: u8) -> Identity {
-        Identity::from_secret([n; 32])
-    }
-
-    fn rec(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> RecordSummary {
-        RecordSummary::from(&rec_signed(who, target, kind, at, ttl_s))
-    }
-
-    fn rec_signed(who: &Identity, target: &str, kind: Kind, at: Millis, ttl_s: u32) -> Record {
-        sign(
-            who,
-            Draft {
-                target: Target::parse(target, Bounds::default()).unwrap(),
-                kind,
-                observed_at: at,
-                ttl_s,
-                count: 1,
-                evidence: Evidence::default(),
-            },
-        )
-    }
-
-    fn policy() -> Policy {
-        let mut trusted = HashMap::new();
-        trusted.insert(id(2).public(), 600);
-        trusted.insert(id(3).public(), 600);
-        Policy::new(
-            TrustConfig {
-                local: id(1).public(),
-                trusted,
-                stranger_weight: 100,
-                stranger_cap: 500,
-                threshold: FULL,
-                orgs: HashMap::new(),
-                reputation: ReputationConfig::default(),
-            },
-            vec!["192.0.2.0/24".parse().unwrap(), "198.51.100.7/32".parse().unwrap()],
-        )
-        .unwrap()
-    }
-
-    fn t(s: &str) -> Target {
-        Target::parse(s, Bounds::default()).unwrap()
-    }
-
-    #[test]
-    fn own_sighting_blocks_until_expiry() {
-        let r = rec(&id(1), "1.2.3.4", Kind::Scan, 1000, 60);
-        let d = policy().decide(&t("1.2.3.4"), [&r], 2000);
-        assert!(d.blocked);
-        assert_eq!(d.until, Some(61_000));
-        assert_eq!(d.reporters, vec![id(1).public()]);
-        assert!(!policy().decide(&t("1.2.3.4"), [&r], 61_000).blocked);
-    }
-
-    #[test]
-    fn two_partly_trusted_peers_block_one_does_not() {
-        let a = rec(&id(2), "1.2.3.4", Kind::Scan, 1000, 60);
-        let b = rec(&id(3), "1.2.3.4", Kind::Scan, 1000, 30);
-        let p = policy();
-        assert!(!p.decide(&t("1.2.3.4"), [&a], 2000).blocked);
-        let d = p.decide(&t("1.2.3.4"), [&a, &b], 2000);
-        assert!(d.blocked);
-        assert_eq!(d.score, 1200);
-        // Blocked only while both are active: until the shorter one expires.
-        assert_eq!(d.until, Some(31_000));
-    }
-
-    #[test]
-    fn strangers_never_count_toward_a_block() {
-        let strangers: Vec<_> = (10..=200u8)
-            .map(|n| rec(&id(n), "1.2.3.4", Kind::Scan, 1000, 60))
-            .collect();
-        let d = policy().decide(&t("1.2.3.4"), strangers.iter(), 2000);
-        assert!(!d.blocked);
-        assert_eq!((d.score, d.stranger_score), (0, 500));
-        assert_eq!(d.reporters.len(), strangers.len());
-        // Nor do they complete a trusted peer's weight (issue 14, item 7: a peer trusted
-        // at 0.6 plus strangers used to reach the threshold).
-        let a = rec(&id(2), "1.2.3.4", Kind::Scan, 1000, 60);
-        let d = policy().decide(&t("1.2.3.4"), strangers.iter().chain([&a]), 2000);
-        assert!(!d.blocked);
-        assert_eq!((d.score, d.stranger_score), (600, 500));
-        assert_eq!(d.reporters.len(), strangers.len() + 1);
-        // A second trusted peer does.
-        let b = rec(&id(3), "1.2.3.4", Kind::Scan, 1000, 30);
-        let d = policy().decide(&t("1.2.3.4"), strangers.iter().chain([&a, &b]), 2000);
-        assert!(d.blocked);
-        assert_eq!((d.score, d.until), (1200, Some(31_000)));
-    }
-
-    #[test]
-    fn retractions_and_allowlist() {
-        let r = rec(&id(1), "1.2.3.4", Kind::Retract, 1000, 60);
-        assert!(!policy().decide(&t("1.2.3.4"), [&r], 2000).blocked);
-        for target in ["192.0.2.55", "192.0.2.0/24", "198.51.100.0/24"] {
-            let r = rec(&id(1), target, Kind::Manual, 1000, 60);
-            let d = policy().decide(&t(target), [&r], 2000);
-            assert!(!d.blocked && d.allowlisted, "{target}");
-        }
-        assert!(policy().is_allowlisted_ip("192.0.2.1".parse().unwrap()));
-        assert!(!policy().is_allowlisted_ip("192.0.3.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn bad_configs_are_refused() {
-        let base = policy().trust().clone();
-        let cap_high = TrustConfig {
-            stranger_cap: FULL,
-            ..base.clone()
-        };
-        assert!(matches!(
-            Policy::new(cap_high, vec![]),
-            Err(Error::CapNotBelowThreshold { .. })
-        ));
-        let zero = TrustConfig {
-            threshold: 0,
-            stranger_cap: 0,
-            ..base.clone()
-        };
-        assert_eq!(Policy::new(zero, vec![]).unwrap_err(), Error::ZeroThreshold);
-        let unreachable = TrustConfig {
-            threshold: 2000,
-            ..base
-        };
-        assert!(matches!(
-            Policy::new(unreachable, vec![]),
-            Err(Error::OwnWeightBelowThreshold { .. })
-        ));
-    }
-
-    proptest! {
-        /// For any trusted weights and threshold, any trusted accusations and any set of
-        /// strangers (any stranger weight and cap): the decision, its score and its end
-        /// are those without the strangers.
-        #[test]
-        fn strangers_never_change_a_decision(
-            weights in prop::collection::vec(0u32..=FULL, 3),
-            threshold in 1u32..=FULL,
-            stranger_weight in 0u32..=FULL,
-            cap_fraction in 0u32..1000,
-            trusted in prop::collection::vec((0usize..4, 1u32..100), 0..6),
-            strangers in prop::collection::vec((10u8..60, 1u32..100), 0..12),
-            now in 1000u64..100_000,
-        ) {
-            let mut peers = HashMap::new();
-            for (n, w) in weights.iter().enumerate() {
-                peers.insert(id(n as u8 + 2).public(), *w);
-            }
-            let p = Policy::new(
-                TrustConfig {
-                    local: id(1).public(),
-                    trusted: peers,
-                    stranger_weight,
-                    stranger_cap: threshold * cap_fraction / 1000,
-                    threshold,
-                    orgs: HashMap::new(),
-                    reputation: ReputationConfig::default(),
-                },
-                vec![],
-            )
-            .unwrap();
-            // Reporter 0 is this node, 1..=3 the peers.
-            let trusted: Vec<RecordSummary> =
-                trusted.iter().map(|&(who, ttl)| rec(&id(who as u8 + 1), "1.2.3.4", Kind::Scan, 1000, ttl)).collect();
-            let strangers: Vec<RecordSummary> =
-                strangers.iter().map(|&(who, ttl)| rec(&id(who), "1.2.3.4", Kind::Scan, 1000, ttl)).collect();
-            let without = p.decide(&t("1.2.3.4"), trusted.iter(), now);
-            let with = p.decide(&t("1.2.3.4"), trusted.iter().chain(&strangers), now);
-            prop_assert_eq!(with.blocked, without.blocked);
-            prop_assert_eq!(with.score, without.score);
-            prop_assert_eq!(with.until, without.until);
-            prop_assert_eq!(without.stranger_score, 0);
-            prop_assert!(with.stranger_score < threshold);
-        }
-
-        /// N replicas receiving the same records in random orders, with duplicates, decide
-        /// the same blocklist.
-        #[test]
-        fn replicas_converge_on_the_same_blocklist(
-            picks in prop::collection::vec((1u8..=6, 0usize..4, 0u64..5, any::<bool>()), 1..40),
-            orders in prop::collection::vec(any::<u64>(), 2..5),
-            now in 0u64..200_000,
-        ) {
-            let targets = ["1.2.3.4", "10.9.0.0/16", "2001:db8::/48", "+41900"];
-            let records: Vec<_> = picks
-                .iter()
-                .map(|&(who, ti, at, retract)| {
-                    let kind = if retract { Kind::Retract } else { Kind::Scan };
-                    rec_signed(&id(who), targets[ti], kind, at * 10_000, 60 + (at as u32) * 7)
-                })
-                .collect();
-            let p = policy();
-            let mut decided = Vec::new();
-            for seed in orders {
-                let mut order: Vec<usize> = (0..records.len()).chain(0..records.len() / 2).collect();
-                let mut s = seed;
-                for i in (1..order.len()).rev() {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    order.swap(i, (s >> 33) as usize % (i + 1));
-                }
-                let mut l = Ledger::new();
-                for i in order {
-                    l.merge(&records[i]);
-                }
-                let (bl, blocked) = p.decide_all(&l, now);
-                let hits: Vec<bool> = ["1.2.3.4", "10.9.3.3", "2001:db8::5"]
-                    .iter()
-                    .map(|a| bl.is_blocked(a.parse().unwrap()))
-                    .collect();
-                decided.push((blocked, hits, bl.blocked_number_prefix("41900555").map(str::to_string)));
-            }
-            for d in &decided[1..] {
-                prop_assert_eq!(d, &decided[0]);
-            }
-        }
-    }
 }
