@@ -45,8 +45,9 @@ pub struct ExplainedRecord {
     pub weighed: Weighed,
     /// Whether it adds to the score.
     pub counted: bool,
-    /// Why it counts or not: `"counted"`, `"stranger"`, `"expired"`, `"retraction"`, or
-    /// `"weight expired"` (the trust it counted through has ended).
+    /// Why it counts or not: `"counted"`, `"stranger"` (neither this node, nor a peer, nor
+    /// actively endorsed by a trusted organisation: also a revoked or expired member),
+    /// `"expired"` (the record itself) or `"retraction"`.
     pub reason: &'static str,
 }
 

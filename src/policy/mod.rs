@@ -405,7 +405,6 @@ impl Policy {
                         strangers = strangers.saturating_add(w);
                         "stranger"
                     }
-                    (_, false, Some(until)) if until <= now => "weight expired",
                     (w, false, valid_until) => {
                         let until = valid_until.map_or(r.expires_at(), |u| u.min(r.expires_at()));
                         trusted.push((until, w));
