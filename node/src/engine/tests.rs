@@ -934,6 +934,47 @@ fn the_operators_endorsements_are_checked_all_first_and_refused_clearly() {
     assert_eq!(infos[0].org_name, "acme");
 }
 
+#[test]
+fn an_endorsement_is_acknowledged_and_published_only_once_durable() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let e = endorsed(&org(), &stranger(17), now, endorsement::DEFAULT_TTL_MS);
+    h.store.fail_tables.store(true, Ordering::SeqCst);
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    h.engine.handle(Command::Endorse {
+        records: vec![e.clone()],
+        reply,
+    });
+    let answer = rx.blocking_recv().expect("an answer");
+    assert!(
+        matches!(&answer, Err(EndorseError::Store(m)) if m.contains("disk full")),
+        "{answer:?}"
+    );
+    assert!(h.published().is_empty(), "not durable: not published");
+    // The write is kept and retried: once the disk recovers, a flush makes it durable.
+    h.store.fail_tables.store(false, Ordering::SeqCst);
+    assert_eq!(h.table_len(Table::Endorsements), 1);
+    // An allow is acknowledged only once flushed too.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    h.engine.handle(Command::Allow {
+        target: Target::parse("192.0.2.30", Bounds::default()).unwrap(),
+        until: None,
+        reason: "known customer".into(),
+        reply,
+    });
+    assert!(rx.blocking_recv().expect("an answer").is_ok());
+    assert_eq!(
+        h.store
+            .tables
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| *t == Table::Allows)
+            .count(),
+        1
+    );
+}
+
 // ---- allows and reputation ----
 
 #[test]
