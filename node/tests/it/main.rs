@@ -26,6 +26,7 @@ mod flood;
 mod gossip_validation;
 mod mesh;
 mod nat;
+mod org;
 mod org_sync;
 mod relay;
 mod sensor;
