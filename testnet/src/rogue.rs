@@ -198,7 +198,11 @@ pub fn stranger_envelope(identity: &Identity, targets: &[&str], now_ms: u64, ttl
             Ok(sign(identity, draft).to_proto())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(proto::Envelope { sightings }.encode_to_vec())
+    Ok(proto::Envelope {
+        sightings,
+        ..Default::default()
+    }
+    .encode_to_vec())
 }
 
 /// An invalid message: alternately random bytes and a sighting whose signature was

@@ -18,14 +18,17 @@
 //!    figure is the time of the first answer saying "not blocked", an upper bound), and
 //!    its new reports count nowhere but on itself.
 //! 4. Endorsements of a B member signed by an untrusted key, expired, or forged (signed
-//!    by another key than the organisation they name) are refused and change nothing:
-//!    one B member's report blocks nothing, a second B member's report blocks everywhere.
+//!    by another key than the organisation they name), posted to node 0 and gossiped by
+//!    a rogue libp2p peer into another node, are refused and change nothing (checked
+//!    once a stranger's sighting the rogue sent after them reached every node): one B
+//!    member's report blocks nothing, a second B member's report blocks everywhere.
 
 use super::wave::Sent;
-use super::{attackers, Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, POLL};
+use super::{attackers, Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, MESH_DEADLINE, POLL};
 use crate::client::{add_endorsement, blocked_since, endorsement_count, report_scan, Api};
 use crate::cluster::{NodeSpec, OrgEntry};
 use crate::report::Percentiles;
+use crate::rogue::{self, Rogue};
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use fraudmesh::endorsement::{self, LINE_PREFIX};
@@ -144,6 +147,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
     let target_of = |i: usize| targets[i].clone();
     let revoked_later = targets[n].clone();
     let partner_target = targets[n + 1].clone();
+    let canary = targets[n + 2].clone();
     ctx.form(&initial).await?;
 
     // 1. Endorsements of every present member, through node 0.
@@ -280,13 +284,8 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
     wait_held(ctx, &all, &partner_target, b1).await?;
     let before = endorsement_counts(ctx, &all).await?;
     let bad = bad_endorsements(ctx, &orgs, b1)?;
-    let mut refused = Vec::new();
-    for (what, line) in &bad {
-        match add_endorsement(&publisher, line).await {
-            Ok(()) => refused.push(format!("{what}: ACCEPTED")),
-            Err(e) => refused.push(format!("{what}: {e:#}")),
-        }
-    }
+    let via = n - 4; // not the publisher: the gossiped ones enter elsewhere
+    let refused = publish_bad(ctx, &bad, via, &canary).await?;
     let accepted = refused.iter().filter(|r| r.ends_with("ACCEPTED")).count();
     let after = endorsement_counts(ctx, &all).await?;
     let one = blockers_besides(ctx, &all, &[(b1, partner_target.clone())]).await?;
@@ -340,25 +339,71 @@ fn endorse_line(ctx: &Ctx, org: &Identity, i: usize, name: &str) -> anyhow::Resu
 
 /// Endorsements of node `member` that must change nothing: by a key no node trusts,
 /// expired, and forged (naming the provider, signed by the untrusted key).
-fn bad_endorsements(ctx: &Ctx, orgs: &Orgs, member: usize) -> anyhow::Result<Vec<(&'static str, String)>> {
+fn bad_endorsements(
+    ctx: &Ctx,
+    orgs: &Orgs,
+    member: usize,
+) -> anyhow::Result<Vec<(&'static str, proto::SignedEndorsement)>> {
     let key = ctx.cluster_key(member)?;
     let now = now_ms();
-    let untrusted = endorsement::endorse(&orgs.untrusted, key, "rogue", now, TTL_MS)?.to_line();
+    let untrusted = endorsement::endorse(&orgs.untrusted, key, "rogue", now, TTL_MS)?.to_proto();
     let hour = 3_600_000;
-    let expired = endorsement::endorse(&orgs.provider, key, "expired", now - 2 * hour, hour)?.to_line();
+    let expired = endorsement::endorse(&orgs.provider, key, "expired", now - 2 * hour, hour)?.to_proto();
     let mut forged = endorsement::endorse(&orgs.untrusted, key, "forged", now, TTL_MS)?.to_proto();
-    let mut claim = proto::Endorsement::decode(forged.payload.as_slice()).context("decoding a payload")?;
-    claim.org = orgs.provider.public().as_bytes().to_vec();
-    forged.payload = claim.encode_to_vec();
-    let forged = format!(
-        "{LINE_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.encode_to_vec())
-    );
+    let mut claim = proto::Endorsement::decode(forged.payload.as_ref()).context("decoding a payload")?;
+    claim.org = orgs.provider.public().as_bytes().to_vec().into();
+    forged.payload = claim.encode_to_vec().into();
     Ok(vec![
         ("untrusted key", untrusted),
         ("expired", expired),
         ("forged", forged),
     ])
+}
+
+/// The one-line form of a signed endorsement, whether or not it verifies.
+fn line_of(signed: &proto::SignedEndorsement) -> String {
+    format!(
+        "{LINE_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signed.encode_to_vec())
+    )
+}
+
+/// Posts each bad endorsement to node 0 and has a rogue peer gossip each to node `via`
+/// (one envelope each), then a stranger's sighting of `canary`; waits until every node
+/// holds the canary. Returns what node 0 answered to each.
+async fn publish_bad(
+    ctx: &mut Ctx,
+    bad: &[(&'static str, proto::SignedEndorsement)],
+    via: usize,
+    canary: &str,
+) -> anyhow::Result<Vec<String>> {
+    let publisher = ctx.api(Roles::PUBLISHER)?.clone();
+    let mut answers = Vec::new();
+    for (what, signed) in bad {
+        match add_endorsement(&publisher, &line_of(signed)).await {
+            Ok(()) => answers.push(format!("{what}: ACCEPTED")),
+            Err(e) => answers.push(format!("{what}: {e:#}")),
+        }
+    }
+    let addr: libp2p::Multiaddr = ctx.cluster.members[via].addr().parse().context("node address")?;
+    let mut rogue = Rogue::start(&[addr])?;
+    rogue.wait_subscribed(1, MESH_DEADLINE).await?;
+    for (_, signed) in bad {
+        let envelope = proto::Envelope {
+            endorsements: vec![signed.clone()],
+            ..Default::default()
+        };
+        rogue.publish(envelope.encode_to_vec()).await?;
+    }
+    let stranger = Identity::from_secret(ctx.rng.gen());
+    rogue
+        .publish(rogue::stranger_sighting(&stranger, canary, now_ms())?)
+        .await?;
+    rogue.wait_published(bad.len() + 1, MESH_DEADLINE).await?;
+    let peer = stranger.public().peer_id();
+    let all = ctx.all();
+    wait_held_by(ctx, &all, canary, &peer).await?;
+    Ok(answers)
 }
 
 /// The figures of the nodes' configs: trust entries per node now, and before (every
@@ -423,13 +468,18 @@ async fn wait_records(ctx: &mut Ctx, nodes: &[usize], records: usize) -> anyhow:
 /// Waits until every node in `nodes` holds node `reporter`'s sighting of `target`.
 async fn wait_held(ctx: &mut Ctx, nodes: &[usize], target: &str, reporter: usize) -> anyhow::Result<()> {
     let peer = ctx.cluster.members[reporter].peer_id.clone();
+    wait_held_by(ctx, nodes, target, &peer).await
+}
+
+/// Waits until every node in `nodes` holds a sighting of `target` by the key `peer`.
+async fn wait_held_by(ctx: &mut Ctx, nodes: &[usize], target: &str, peer: &str) -> anyhow::Result<()> {
     ctx.phase("spreading", nodes.len() as u64);
     let apis = ctx.apis(nodes)?;
     let end = Instant::now() + CONVERGE_DEADLINE;
     loop {
         let mut have = 0;
         for (_, api) in &apis {
-            if api.check(target).await?.reporters.contains(&peer) {
+            if api.check(target).await?.reporters.iter().any(|r| r == peer) {
                 have += 1;
             }
         }
@@ -439,7 +489,7 @@ async fn wait_held(ctx: &mut Ctx, nodes: &[usize], target: &str, reporter: usize
         }
         if Instant::now() > end {
             bail!(
-                "{have}/{} nodes hold node {reporter}'s report of {target} after {CONVERGE_DEADLINE:?}",
+                "{have}/{} nodes hold {peer}'s report of {target} after {CONVERGE_DEADLINE:?}",
                 apis.len()
             );
         }
