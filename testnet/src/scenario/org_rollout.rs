@@ -20,7 +20,7 @@
 //! 4. Endorsements of a B member signed by an untrusted key, expired, or forged (signed
 //!    by another key than the organisation they name), posted to node 0 and gossiped by
 //!    a rogue libp2p peer into another node, are refused and change nothing (checked
-//!    once a stranger's sighting the rogue sent after them reached every node): one B
+//!    once a stranger's sighting another rogue sent after them reached every node): one B
 //!    member's report blocks nothing, a second B member's report blocks everywhere.
 
 use super::wave::Sent;
@@ -136,57 +136,100 @@ pub(super) fn layout(args: &super::RunArgs) -> Vec<NodeSpec> {
         .collect()
 }
 
+/// What every phase needs: the keys, the roles, the targets, node 0's API.
+struct Plan {
+    orgs: Orgs,
+    roles: Roles,
+    /// Node `i`'s first target (`i` < N), then the revoked member's second one, the
+    /// partner's and the rogue's canary.
+    targets: Vec<String>,
+    publisher: Api,
+}
+
+impl Plan {
+    fn target_of(&self, i: usize) -> &str {
+        &self.targets[i]
+    }
+
+    fn revoked_later(&self) -> &str {
+        &self.targets[self.roles.n]
+    }
+
+    fn partner_target(&self) -> &str {
+        &self.targets[self.roles.n + 1]
+    }
+
+    fn canary(&self) -> &str {
+        &self.targets[self.roles.n + 2]
+    }
+
+    /// How many endorsement records every node holds once every phase before the bad
+    /// endorsements is done: one per provider member (node 1's is its revocation), the
+    /// late node's, two partner members'.
+    fn records_held(&self) -> usize {
+        self.roles.provider_members().len() + 3
+    }
+}
+
 /// Runs `org-rollout`.
 pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
     let n = ctx.args.nodes;
-    let orgs = Orgs::of(ctx.args.seed);
     let roles = Roles { n };
     let initial = roles.initial();
     config_figures(ctx)?;
-    let targets = attackers(&mut ctx.rng, n + 3);
-    let target_of = |i: usize| targets[i].clone();
-    let revoked_later = targets[n].clone();
-    let partner_target = targets[n + 1].clone();
-    let canary = targets[n + 2].clone();
     ctx.form(&initial).await?;
+    let plan = Plan {
+        orgs: Orgs::of(ctx.args.seed),
+        roles,
+        targets: attackers(&mut ctx.rng, n + 3),
+        publisher: ctx.api(Roles::PUBLISHER)?.clone(),
+    };
+    let (wave_start, sent, blocked) = endorse_members(ctx, &plan).await?;
+    late_member(ctx, &plan, &sent).await?;
+    revocation(ctx, &plan).await?;
+    partner(ctx, &plan).await?;
+    let mut outcome = Outcome::new(wave_start, initial.clone(), sent, blocked);
+    outcome.blockers = Some(initial);
+    Ok(outcome)
+}
 
-    // 1. Endorsements of every present member, through node 0.
-    let members = roles.provider_members();
+/// Phase 1: every provider member present reports a target while unendorsed; then each
+/// one's endorsement (and the partner members') is published through node 0. Returns
+/// when the first was published, each member's (target, endorsement time) as a report,
+/// and the blocklists once every node blocks every member's target.
+async fn endorse_members(ctx: &mut Ctx, plan: &Plan) -> anyhow::Result<(u64, Vec<Sent>, Blocked)> {
+    let initial = plan.roles.initial();
+    let members = plan.roles.provider_members();
     for &m in &members {
-        report_scan(ctx.api(m)?, &target_of(m)).await?;
+        report_scan(ctx.api(m)?, plan.target_of(m)).await?;
     }
     wait_records(ctx, &initial, members.len()).await?;
-    let early = blockers_besides(
-        ctx,
-        &initial,
-        &members.iter().map(|&m| (m, target_of(m))).collect::<Vec<_>>(),
-    )
-    .await?;
+    let reported: Vec<(usize, String)> = members.iter().map(|&m| (m, plan.target_of(m).to_string())).collect();
+    let early = blockers_besides(ctx, &initial, &reported).await?;
     ctx.expect(
         "an unendorsed member's report blocks nothing but on itself",
         early == 0,
         format!("{early} (node, target) pairs blocked by other nodes before any endorsement"),
     );
-    let publisher = ctx.api(Roles::PUBLISHER)?.clone();
     let wave_start = now_ms();
     ctx.phase("endorsing", (members.len() + 2) as u64);
     let mut sent = Vec::with_capacity(members.len());
     for &m in &members {
-        let line = endorse_line(ctx, &orgs.provider, m, &format!("pbx-{m:03}"))?;
+        let line = endorse_line(ctx, &plan.orgs.provider, m, &format!("pbx-{m:03}"))?;
         let at_ms = now_ms();
-        add_endorsement(&publisher, &line)
+        add_endorsement(&plan.publisher, &line)
             .await
             .with_context(|| format!("endorsing node {m}"))?;
         sent.push(Sent {
-            target: target_of(m),
+            target: plan.target_of(m).to_string(),
             reporter: m,
             at_ms,
         });
         ctx.bar.inc(1);
     }
-    for b in roles.partner_members() {
-        let line = endorse_line(ctx, &orgs.partner, b, &format!("partner-{b:03}"))?;
-        add_endorsement(&publisher, &line)
+    for b in plan.roles.partner_members() {
+        let line = endorse_line(ctx, &plan.orgs.partner, b, &format!("partner-{b:03}"))?;
+        add_endorsement(&plan.publisher, &line)
             .await
             .with_context(|| format!("endorsing node {b}"))?;
         ctx.bar.inc(1);
@@ -204,14 +247,20 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
         "endorse_to_trusted_everywhere_ms",
         serde_json::to_value(Percentiles::of(&everywhere))?,
     );
+    Ok((wave_start, sent, blocked))
+}
 
-    // 2. The late node catches up, then its fresh endorsement makes it trusted everywhere.
-    let late = roles.late();
+/// Phase 2: the late node starts and catches up on every endorsement (it blocks every
+/// member's target), reports a target, and its fresh endorsement makes every node block
+/// it.
+async fn late_member(ctx: &mut Ctx, plan: &Plan, sent: &[Sent]) -> anyhow::Result<()> {
+    let n = plan.roles.n;
+    let late = plan.roles.late();
     let joined_at = now_ms();
     ctx.start_nodes(&[late]).await?;
-    let want = HashMap::from([(late, members.len())]);
+    let want = HashMap::from([(late, sent.len())]);
     let (_, late_blocked) = ctx.wait_blocked(&[late], &want, CONVERGE_DEADLINE).await?;
-    let caught = Coverage::of(&late_blocked, &[late], &sent);
+    let caught = Coverage::of(&late_blocked, &[late], sent);
     let catch_up = late_blocked
         .get(&late)
         .and_then(|b| b.values().max().copied())
@@ -224,37 +273,43 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
     );
     let all = ctx.all();
     ctx.wait_mesh(&all).await?;
-    let late_target = target_of(late);
-    report_scan(ctx.api(late)?, &late_target).await?;
-    wait_held(ctx, &all, &late_target, late).await?;
-    let line = endorse_line(ctx, &orgs.provider, late, "pbx-late")?;
+    let target = plan.target_of(late);
+    report_scan(ctx.api(late)?, target).await?;
+    wait_held(ctx, &all, target, late).await?;
+    let line = endorse_line(ctx, &plan.orgs.provider, late, "pbx-late")?;
     let at_ms = now_ms();
-    add_endorsement(&publisher, &line)
+    add_endorsement(&plan.publisher, &line)
         .await
         .context("endorsing the late node")?;
-    let late_lat = wait_target_blocked(ctx, &all, &late_target, late, at_ms).await?;
-    ctx.figure(
-        "late_endorse_to_trusted_ms",
-        serde_json::to_value(Percentiles::of(&late_lat))?,
-    );
+    let lat = wait_target_blocked(ctx, &all, target, late, at_ms).await?;
+    let p = Percentiles::of(&lat);
+    ctx.figure("late_endorse_to_trusted_ms", serde_json::to_value(p)?);
     ctx.expect(
         "a node endorsed after it joined is trusted everywhere",
-        late_lat.len() == n - 1,
+        lat.len() == n - 1,
         format!(
             "{}/{} other nodes block its target, the last {:.0} ms after the endorsement",
-            late_lat.len(),
+            lat.len(),
             n - 1,
-            Percentiles::of(&late_lat).max
+            p.max
         ),
     );
+    Ok(())
+}
 
-    // 3. Revocation of node 1: the block its report caused alone is lifted everywhere.
+/// Phase 3: node 1 is revoked through node 0; the block its report caused alone is
+/// lifted on every other node, and its new report counts nowhere but on itself.
+async fn revocation(ctx: &mut Ctx, plan: &Plan) -> anyhow::Result<()> {
+    let n = plan.roles.n;
     let revoked = Roles::REVOKED;
+    let all = ctx.all();
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != revoked).collect();
-    let line = endorsement::revoke(&orgs.provider, ctx.cluster_key(revoked)?, now_ms())?.to_line();
+    let line = endorsement::revoke(&plan.orgs.provider, ctx.cluster_key(revoked)?, now_ms())?.to_line();
     let at_ms = now_ms();
-    add_endorsement(&publisher, &line).await.context("revoking node 1")?;
-    let lifted = wait_lifted(ctx, &others, &target_of(revoked), at_ms).await?;
+    add_endorsement(&plan.publisher, &line)
+        .await
+        .context("revoking node 1")?;
+    let lifted = wait_lifted(ctx, &others, plan.target_of(revoked), at_ms).await?;
     let lift = Percentiles::of(&lifted);
     ctx.figure("revoke_to_lifted_ms", serde_json::to_value(lift)?);
     ctx.figure("revoke_to_lifted_poll_ms", LIFT_POLL.as_millis() as u64);
@@ -269,34 +324,47 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
             LIFT_POLL.as_millis()
         ),
     );
-    report_scan(ctx.api(revoked)?, &revoked_later).await?;
-    wait_held(ctx, &all, &revoked_later, revoked).await?;
-    let counted = blockers_besides(ctx, &all, &[(revoked, revoked_later.clone())]).await?;
+    let later = plan.revoked_later();
+    report_scan(ctx.api(revoked)?, later).await?;
+    wait_held(ctx, &all, later, revoked).await?;
+    let counted = blockers_besides(ctx, &all, &[(revoked, later.to_string())]).await?;
     ctx.expect(
         "a revoked member's new reports count nowhere but on itself",
         counted == 0,
         format!("{counted}/{} other nodes block its new target", n - 1),
     );
+    Ok(())
+}
 
-    // 4. The partner: bad endorsements change nothing, one member is not enough, two are.
-    let [b1, b2] = roles.partner_members();
-    report_scan(ctx.api(b1)?, &partner_target).await?;
-    wait_held(ctx, &all, &partner_target, b1).await?;
-    let before = endorsement_counts(ctx, &all).await?;
-    let bad = bad_endorsements(ctx, &orgs, b1)?;
+/// Phase 4: a partner member reports; bad endorsements of it change nothing; one partner
+/// member blocks nothing, the second one's report of the same target blocks everywhere.
+async fn partner(ctx: &mut Ctx, plan: &Plan) -> anyhow::Result<()> {
+    let n = plan.roles.n;
+    let all = ctx.all();
+    let [b1, b2] = plan.roles.partner_members();
+    let target = plan.partner_target();
+    report_scan(ctx.api(b1)?, target).await?;
+    wait_held(ctx, &all, target, b1).await?;
+    let held = plan.records_held();
+    wait_endorsements(ctx, &all, held).await?;
+    ctx.figure("endorsements_per_node", held);
+    let bad = bad_endorsements(ctx, &plan.orgs, b1)?;
     let via = n - 4; // not the publisher: the gossiped ones enter elsewhere
-    let refused = publish_bad(ctx, &bad, via, &canary).await?;
-    let accepted = refused.iter().filter(|r| r.ends_with("ACCEPTED")).count();
-    let after = endorsement_counts(ctx, &all).await?;
-    let one = blockers_besides(ctx, &all, &[(b1, partner_target.clone())]).await?;
-    ctx.figure("bad_endorsements", serde_json::to_value(&refused)?);
+    let answers = publish_bad(ctx, plan, &bad, via).await?;
+    let accepted = answers.iter().filter(|r| r.ends_with("ACCEPTED")).count();
+    let changed = endorsement_counts(ctx, &all)
+        .await?
+        .iter()
+        .filter(|&&c| c != held)
+        .count();
+    let one = blockers_besides(ctx, &all, &[(b1, target.to_string())]).await?;
+    ctx.figure("bad_endorsements", serde_json::to_value(&answers)?);
     ctx.expect(
         "endorsements by an untrusted key, expired or forged are refused and change nothing",
-        accepted == 0 && before == after && one == 0,
+        accepted == 0 && changed == 0 && one == 0,
         format!(
-            "{accepted}/{} accepted, {} nodes' endorsements changed, {one} other nodes block the target",
-            bad.len(),
-            before.iter().zip(&after).filter(|(a, b)| a != b).count()
+            "{accepted}/{} accepted by node 0, {changed} nodes' endorsements changed, {one} other nodes block the target",
+            bad.len()
         ),
     );
     ctx.expect(
@@ -305,8 +373,8 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
         format!("{one}/{} other nodes block its target", n - 1),
     );
     let at_ms = now_ms();
-    report_scan(ctx.api(b2)?, &partner_target).await?;
-    let two = wait_target_blocked(ctx, &all, &partner_target, b2, at_ms).await?;
+    report_scan(ctx.api(b2)?, target).await?;
+    let two = wait_target_blocked(ctx, &all, target, b2, at_ms).await?;
     ctx.figure(
         "partner_second_report_to_blocked_ms",
         serde_json::to_value(Percentiles::of(&two))?,
@@ -316,10 +384,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> anyhow::Result<Outcome> {
         two.len() == n - 1,
         format!("{}/{} other nodes block the target", two.len(), n - 1),
     );
-
-    let mut outcome = Outcome::new(wave_start, initial.clone(), sent, blocked);
-    outcome.blockers = Some(initial);
-    Ok(outcome)
+    Ok(())
 }
 
 impl Ctx {
@@ -368,41 +433,43 @@ fn line_of(signed: &proto::SignedEndorsement) -> String {
     )
 }
 
-/// Posts each bad endorsement to node 0 and has a rogue peer gossip each to node `via`
-/// (one envelope each), then a stranger's sighting of `canary`; waits until every node
-/// holds the canary. Returns what node 0 answered to each.
+/// Posts each bad endorsement to node 0, and has a rogue libp2p peer gossip each into
+/// node `via` (one envelope each); then a second rogue peer sends a stranger's sighting
+/// of the canary into the same node (the first may be cut off for the forgery), and
+/// this waits until every node holds it. Returns what node 0 answered to each.
 async fn publish_bad(
     ctx: &mut Ctx,
+    plan: &Plan,
     bad: &[(&'static str, proto::SignedEndorsement)],
     via: usize,
-    canary: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let publisher = ctx.api(Roles::PUBLISHER)?.clone();
     let mut answers = Vec::new();
     for (what, signed) in bad {
-        match add_endorsement(&publisher, &line_of(signed)).await {
+        match add_endorsement(&plan.publisher, &line_of(signed)).await {
             Ok(()) => answers.push(format!("{what}: ACCEPTED")),
             Err(e) => answers.push(format!("{what}: {e:#}")),
         }
     }
     let addr: libp2p::Multiaddr = ctx.cluster.members[via].addr().parse().context("node address")?;
-    let mut rogue = Rogue::start(&[addr])?;
-    rogue.wait_subscribed(1, MESH_DEADLINE).await?;
+    let mut forger = Rogue::start(std::slice::from_ref(&addr))?;
+    let mut herald = Rogue::start(&[addr])?;
+    forger.wait_subscribed(1, MESH_DEADLINE).await?;
+    herald.wait_subscribed(1, MESH_DEADLINE).await?;
     for (_, signed) in bad {
         let envelope = proto::Envelope {
             endorsements: vec![signed.clone()],
             ..Default::default()
         };
-        rogue.publish(envelope.encode_to_vec()).await?;
+        forger.publish(envelope.encode_to_vec()).await?;
     }
+    forger.wait_published(bad.len(), MESH_DEADLINE).await?;
     let stranger = Identity::from_secret(ctx.rng.gen());
-    rogue
-        .publish(rogue::stranger_sighting(&stranger, canary, now_ms())?)
+    herald
+        .publish(rogue::stranger_sighting(&stranger, plan.canary(), now_ms())?)
         .await?;
-    rogue.wait_published(bad.len() + 1, MESH_DEADLINE).await?;
-    let peer = stranger.public().peer_id();
+    herald.wait_published(1, MESH_DEADLINE).await?;
     let all = ctx.all();
-    wait_held_by(ctx, &all, canary, &peer).await?;
+    wait_held_by(ctx, &all, plan.canary(), &stranger.public().peer_id()).await?;
     Ok(answers)
 }
 
@@ -581,6 +648,24 @@ async fn poll_lifted(api: Api, target: String, bar: indicatif::ProgressBar) -> a
             return Ok(None);
         }
         tokio::time::sleep(LIFT_POLL).await;
+    }
+}
+
+/// Waits until every node in `nodes` holds `records` endorsement records.
+async fn wait_endorsements(ctx: &mut Ctx, nodes: &[usize], records: usize) -> anyhow::Result<()> {
+    ctx.phase("endorsements", nodes.len() as u64);
+    let end = Instant::now() + CONVERGE_DEADLINE;
+    loop {
+        let counts = endorsement_counts(ctx, nodes).await?;
+        let have = counts.iter().filter(|&&c| c == records).count();
+        ctx.bar.set_position(have as u64);
+        if have == nodes.len() {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            bail!("the nodes hold {counts:?} endorsements, not {records} each, after {CONVERGE_DEADLINE:?}");
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
