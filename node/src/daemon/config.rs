@@ -153,6 +153,50 @@ pub struct TrustSection {
     /// Trusted peers. Default none.
     #[serde(default)]
     pub peers: Vec<TrustedPeer>,
+    /// Trusted organisations: their endorsed members count the organisation's weight.
+    /// Default none.
+    #[serde(default)]
+    pub orgs: Vec<TrustedOrg>,
+    /// How overriding a reporter's sightings with `allow` lowers its weight here.
+    #[serde(default)]
+    pub reputation: ReputationSection,
+}
+
+/// One trusted organisation (`[[trust.orgs]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedOrg {
+    /// The organisation key's id (`12D3KooW…`, printed by `fraudmesh org init`).
+    pub id: String,
+    /// Its name, shown by `explain`: 1 to [`MAX_ORG_NAME_BYTES`] bytes, no control
+    /// characters.
+    pub name: String,
+    /// The weight of each member it endorses. Default 1.0.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+/// Longest `trust.orgs[].name`, bytes.
+pub const MAX_ORG_NAME_BYTES: usize = 64;
+
+/// `[trust.reputation]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReputationSection {
+    /// Share of its configured weight a reporter loses each time this node's operator
+    /// overrides one of its accusations with `allow`. Default 0.25; 0 turns it off.
+    pub penalty: f64,
+    /// Share of its configured weight a penalised reporter regains per day. Default 0.05.
+    pub recovery_per_day: f64,
+}
+
+impl Default for ReputationSection {
+    fn default() -> Self {
+        Self {
+            penalty: 0.25,
+            recovery_per_day: 0.05,
+        }
+    }
 }
 
 /// `[policy]`.
@@ -232,6 +276,8 @@ impl Default for TrustSection {
             stranger_weight: 0.1,
             stranger_cap: 0.5,
             peers: Vec::new(),
+            orgs: Vec::new(),
+            reputation: ReputationSection::default(),
         }
     }
 }
@@ -327,6 +373,10 @@ impl Config {
         let seeds = self.node.seeds()?;
         let api = self.node.api()?;
         let trust = self.trust.config(local)?;
+        // Until the core's policy takes them, organisations and reputation are validated
+        // here (a bad entry refuses the config) and handed over below.
+        let _orgs = self.trust.org_entries()?;
+        let _reputation = self.trust.reputation.thousandths()?;
         let (limits, default_ttl_s) = self.policy.limits()?;
         let mut allowlist = self.policy.allowlist()?;
         allowlist.extend(implicit_allowlist(&listen, &seeds));
@@ -509,6 +559,62 @@ impl TrustSection {
             stranger_cap: weight("trust.stranger_cap", self.stranger_cap)?,
             threshold: weight("trust.threshold", self.threshold)?,
         })
+    }
+}
+
+/// One `[[trust.orgs]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgEntry {
+    /// The organisation's key.
+    pub key: PublicKey,
+    /// Its name.
+    pub name: String,
+    /// Its members' weight, thousandths.
+    pub weight: Weight,
+}
+
+impl TrustSection {
+    /// `[[trust.orgs]]`, validated: ids are keys, names are printable and each
+    /// organisation is listed once.
+    pub fn org_entries(&self) -> anyhow::Result<Vec<OrgEntry>> {
+        let mut out: Vec<OrgEntry> = Vec::with_capacity(self.orgs.len());
+        for (i, o) in self.orgs.iter().enumerate() {
+            let key: PublicKey =
+                o.id.parse()
+                    .with_context(|| format!("trust.orgs[{i}].id: {:?} is not an organisation id (12D3KooW…)", o.id))?;
+            if o.name.is_empty() || o.name.len() > MAX_ORG_NAME_BYTES || o.name.chars().any(char::is_control) {
+                bail!(
+                    "trust.orgs[{i}].name: must be 1 to {MAX_ORG_NAME_BYTES} bytes without control characters, got {:?}",
+                    o.name
+                );
+            }
+            let weight = weight(&format!("trust.orgs[{i}].weight"), o.weight)?;
+            if let Some(j) = out.iter().position(|e| e.key == key) {
+                bail!("trust.orgs[{i}].id: {} is already listed as trust.orgs[{j}]", o.id);
+            }
+            out.push(OrgEntry {
+                key,
+                name: o.name.clone(),
+                weight,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl ReputationSection {
+    /// `(penalty, recovery_per_day)` in thousandths of the configured weight.
+    pub fn thousandths(&self) -> anyhow::Result<(Weight, Weight)> {
+        let share = |key: &str, v: f64| {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                bail!("{key}: must be between 0 and 1 (a share of the configured weight), got {v}");
+            }
+            Ok((v * 1000.0).round() as Weight)
+        };
+        Ok((
+            share("trust.reputation.penalty", self.penalty)?,
+            share("trust.reputation.recovery_per_day", self.recovery_per_day)?,
+        ))
     }
 }
 
@@ -856,6 +962,95 @@ mod tests {
                 "{a} is not allowlisted with the default listen address"
             );
         }
+    }
+
+    #[test]
+    fn organisations_and_reputation_parse_validate_and_name_their_key() {
+        let org = Identity::from_secret([7; 32]).public();
+        let other = Identity::from_secret([8; 32]).public();
+        let text = format!(
+            "[[trust.orgs]]\nid = \"{}\"\nname = \"example-telecom\"\n\
+             [[trust.orgs]]\nid = \"{}\"\nname = \"partner\"\nweight = 0.5\n\
+             [trust.reputation]\npenalty = 0.5",
+            org.peer_id(),
+            other.peer_id()
+        );
+        let c = Config::parse(&text).unwrap();
+        c.settings(local()).unwrap();
+        let orgs = c.trust.org_entries().unwrap();
+        assert_eq!(
+            orgs,
+            vec![
+                OrgEntry {
+                    key: org,
+                    name: "example-telecom".into(),
+                    weight: 1000
+                },
+                OrgEntry {
+                    key: other,
+                    name: "partner".into(),
+                    weight: 500
+                },
+            ],
+            "weight defaults to 1.0"
+        );
+        assert_eq!(
+            c.trust.reputation.thousandths().unwrap(),
+            (500, 50),
+            "recovery keeps its default"
+        );
+        assert_eq!(Config::default().trust.reputation.thousandths().unwrap(), (250, 50));
+        assert!(Config::default().trust.org_entries().unwrap().is_empty());
+
+        let id = org.peer_id();
+        for (text, needle) in [
+            (
+                "[[trust.orgs]]\nid = \"bob\"\nname = \"x\"".to_string(),
+                "trust.orgs[0].id: \"bob\" is not an organisation id",
+            ),
+            (
+                format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"\""),
+                "trust.orgs[0].name: must be 1 to 64 bytes",
+            ),
+            (
+                format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"{}\"", "x".repeat(65)),
+                "trust.orgs[0].name",
+            ),
+            (
+                format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"a\\nb\""),
+                "control characters",
+            ),
+            (
+                format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"x\"\nweight = -1.0"),
+                "trust.orgs[0].weight: must be between 0 and 1000",
+            ),
+            (
+                format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"x\"\n[[trust.orgs]]\nid = \"{id}\"\nname = \"y\""),
+                "trust.orgs[1].id",
+            ),
+            (
+                "[trust.reputation]\npenalty = 1.5".to_string(),
+                "trust.reputation.penalty: must be between 0 and 1",
+            ),
+            (
+                "[trust.reputation]\nrecovery_per_day = -0.1".to_string(),
+                "trust.reputation.recovery_per_day",
+            ),
+        ] {
+            let err = Config::parse(&text).and_then(|c| c.settings(local()).map(|_| ()));
+            let msg = format!("{:#}", err.expect_err(&text));
+            assert!(msg.contains(needle), "{text}\n→ {msg}");
+        }
+        for text in [
+            format!("[[trust.orgs]]\nid = \"{id}\""),
+            format!("[[trust.orgs]]\nid = \"{id}\"\nname = \"x\"\ncolour = \"red\""),
+            "[trust.reputation]\ndecay = 1".to_string(),
+        ] {
+            assert!(Config::parse(&text).is_err(), "{text}");
+        }
+        // What `init` writes reads back the same.
+        let written = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(Config::parse(&written).unwrap(), c, "{written}");
     }
 
     #[test]
