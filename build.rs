@@ -1,7 +1,11 @@
 //! Compiles `proto/*.proto` with protox (pure Rust, no `protoc` needed) and prost-build.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/fraudmesh/v1/sighting.proto", "proto/fraudmesh/v1/sync.proto"];
+    let files = [
+        "proto/fraudmesh/v1/endorsement.proto",
+        "proto/fraudmesh/v1/sighting.proto",
+        "proto/fraudmesh/v1/sync.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -27,12 +27,15 @@ pub mod blocklist;
 pub mod calls;
 pub mod decisions;
 pub mod detect;
+pub mod endorsement;
 pub mod identity;
 pub mod ledger;
 pub mod policy;
 pub mod quota;
 pub mod rate;
+pub mod roster;
 pub mod sighting;
+mod signature;
 pub mod sync;
 pub mod target;
 

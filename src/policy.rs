@@ -3,37 +3,52 @@
 //!
 //! Anyone can join the gossip; only trust turns sightings into a block. A target is
 //! blocked while the summed weight of the distinct *trusted* reporters holding an
-//! active, non-retracted sighting of it reaches the threshold, and the target is not
-//! allowlisted. Trusted are the node itself (its own reports and the operator's manual
-//! bans, [`FULL`]) and the configured peers (their configured weight). Every other
-//! reporter is a *stranger*: its sightings are stored, shown and relayed, and their
-//! weight (`stranger_weight` each, `stranger_cap` together) is reported as
-//! [`Verdict::stranger_score`], but it never counts toward a block — not alone, and not
-//! added to trusted weight. So no number of freshly minted keys changes any decision,
-//! whatever trusted weights are present (a peer trusted at 0.5 plus five strangers does
-//! not block).
+//! active, non-retracted sighting of it reaches the threshold, and neither the allowlist
+//! nor an operator's allow ([`Policy::allow`]) covers it. Trusted are the node itself (its
+//! own reports and the operator's manual bans, [`FULL`]), the configured peers (their
+//! configured weight) and the members of trusted organisations (the organisation's
+//! configured weight, while the organisation's newest record about them in the
+//! [`Roster`] is an unexpired endorsement). Every other reporter is a *stranger*: its
+//! sightings are stored, shown and relayed, and their weight (`stranger_weight` each,
+//! `stranger_cap` together) is reported as [`Verdict::stranger_score`], but it never
+//! counts toward a block — not alone, and not added to trusted weight. So no number of
+//! freshly minted keys changes any decision, whatever trusted weights are present (a peer
+//! trusted at 0.5 plus five strangers does not block).
 //!
 //! Weights are integers in thousandths ([`Weight`]) so every node sums them exactly and
-//! decides the same thing from the same records. The weight of a reporter is one
-//! function, [`Policy::weight`], of (reporter, local trust state), where later
-//! endorsements or reputation can slot in.
+//! decides the same thing from the same records. The weight of a reporter is one pure
+//! function, [`Policy::weight`], of (reporter, trust configuration, roster, reputation,
+//! now): replicas holding the same roster give every reporter the same weight.
+//!
+//! The policy also owns the node's local, mutable trust state: the roster of endorsements,
+//! the operator's allows (local overrides that win over the mesh like the allowlist, with
+//! an optional expiry) and each reporter's reputation (a reporter whose accusation the
+//! operator overrides loses `penalty` thousandths of its weight factor, regained linearly
+//! at `recovery_per_day`; its weight is never above its configured weight). The node
+//! persists and restores that state; this module only computes with it.
 
 use crate::blocklist::{Blocklist, BlocklistBuilder};
+use crate::endorsement::EndorsementRecord;
 use crate::identity::PublicKey;
 use crate::ledger::{Ledger, RecordSummary};
-use crate::sighting::Kind;
+use crate::roster::Roster;
+use crate::sighting::{Kind, RecordId};
 use crate::target::Target;
 use crate::Millis;
 use ipnet::IpNet;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Trust weight in thousandths: 1000 is "one fully trusted reporter".
 pub type Weight = u32;
 
 /// Full trust, 1000 thousandths: the weight of this node's own sightings and of one
-/// fully trusted peer.
+/// fully trusted peer; also an untouched reputation factor.
 pub const FULL: Weight = 1000;
+
+/// One day in ms: the unit of reputation recovery.
+const DAY_MS: Millis = 86_400_000;
 
 /// Why a policy could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +76,33 @@ pub enum Error {
     },
 }
 
+/// A trusted organisation: its members count `weight` each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgTrust {
+    /// The operator's name for it (shown in `explain`).
+    pub name: String,
+    /// The weight each endorsed member's sightings count, thousandths.
+    pub weight: Weight,
+}
+
+/// How overriding a reporter's accusations costs it weight on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReputationConfig {
+    /// Thousandths of the weight factor lost per override (default 250).
+    pub penalty: Weight,
+    /// Thousandths of the weight factor regained per day (default 50), linearly.
+    pub recovery_per_day: Weight,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        Self {
+            penalty: 250,
+            recovery_per_day: 50,
+        }
+    }
+}
+
 /// The operator's trust settings: whose sightings count how much (weights in
 /// thousandths, [`FULL`] = one fully trusted reporter) and when a target is blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +111,8 @@ pub struct TrustConfig {
     pub local: PublicKey,
     /// Explicitly trusted peers and their weights.
     pub trusted: HashMap<PublicKey, Weight>,
+    /// Trusted organisations by key: their endorsed members count the org's weight.
+    pub orgs: HashMap<PublicKey, OrgTrust>,
     /// Weight shown for any reporter neither local nor trusted, thousandths (never
     /// counted toward a block).
     pub stranger_weight: Weight,
@@ -76,13 +120,83 @@ pub struct TrustConfig {
     pub stranger_cap: Weight,
     /// Summed weight at which a target is blocked.
     pub threshold: Weight,
+    /// What an operator's override costs the reporters it overrides.
+    pub reputation: ReputationConfig,
+}
+
+/// Through what a reporter is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// This node itself.
+    Local,
+    /// A `[[trust.peers]]` entry.
+    Peer,
+    /// An active endorsement by a trusted organisation.
+    Org {
+        /// The organisation's key.
+        org: PublicKey,
+        /// The organisation's configured name.
+        org_name: String,
+        /// The member's name in the endorsement.
+        member_name: String,
+        /// When the endorsement expires.
+        until: Millis,
+    },
+    /// Not trusted: shown, never counted.
+    Stranger,
+}
+
+/// A reporter's weight at one instant and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weighed {
+    /// The weight its sightings count (or, for a stranger, show), after reputation.
+    pub weight: Weight,
+    /// The weight before reputation: configured for the peer or organisation.
+    pub configured: Weight,
+    /// The reputation factor, thousandths ([`FULL`] = untouched).
+    pub reputation: Weight,
+    /// Through what it is trusted.
+    pub via: Via,
+    /// Whether it is a stranger (its weight never counts toward a block).
+    pub stranger: bool,
+    /// While nothing changes, the weight holds until this instant (exclusive): the expiry
+    /// of the endorsement it comes through; `None` when it does not expire.
+    pub valid_until: Option<Millis>,
+}
+
+/// An operator's local override: the target is not blocked, whatever the mesh says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// Why (shown in `explain` and `list`).
+    pub reason: String,
+    /// When it was made, ms.
+    pub at: Millis,
+    /// When it ends (exclusive), or never.
+    pub until: Option<Millis>,
+}
+
+impl Allow {
+    /// Whether the allow is in force at `now`.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// A reporter's reputation loss: `amount` thousandths of its factor lost as of `at`,
+/// recovering from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Penalty {
+    /// Thousandths lost as of `at` (at most [`FULL`]).
+    pub amount: Weight,
+    /// When the last penalty was added, ms.
+    pub at: Millis,
 }
 
 /// The decision for one target at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// Whether the target is blocked at this instant (`score` reached the threshold and
-    /// not allowlisted).
+    /// neither allowlisted nor allowed).
     pub blocked: bool,
     /// The summed weight of trusted reporters' active accusations: what decides.
     pub score: Weight,
@@ -95,18 +209,72 @@ pub struct Verdict {
     pub until: Option<Millis>,
     /// The target touches the allowlist and is never blocked.
     pub allowlisted: bool,
+    /// An operator's active allow covers the target: not blocked.
+    pub allowed: bool,
 }
 
-/// The block policy: a checked [`TrustConfig`] and the allowlist, turning a target's
-/// ledger entries into a [`Verdict`] at a given instant.
+/// Why a target is or is not blocked, record by record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The decision.
+    pub verdict: Verdict,
+    /// The block threshold, thousandths.
+    pub threshold: Weight,
+    /// Every record given, in the order given.
+    pub records: Vec<ExplainedRecord>,
+    /// The operator's allow covering the target, if any (its target may be broader or
+    /// narrower than the one explained).
+    pub allowed: Option<(Target, Allow)>,
+    /// One sentence saying why the target is or is not blocked.
+    pub why: String,
+}
+
+/// One record of an [`Explanation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainedRecord {
+    /// The record id.
+    pub id: RecordId,
+    /// Who signed it.
+    pub reporter: PublicKey,
+    /// What it says.
+    pub kind: Kind,
+    /// How many events it summarises.
+    pub count: u32,
+    /// When the reporter saw it, ms.
+    pub observed_at: Millis,
+    /// When it stops being active, ms.
+    pub expires_at: Millis,
+    /// The reporter's weight now.
+    pub weighed: Weighed,
+    /// Whether it adds to the score.
+    pub counted: bool,
+    /// Why it counts or not: `"counted"`, `"stranger"`, `"expired"`, `"retraction"`, or
+    /// `"weight expired"` (the trust it counted through has ended).
+    pub reason: &'static str,
+}
+
+/// Where a reporter's configured weight comes from (see [`Policy::weight`]).
+enum Source<'a> {
+    Local,
+    Peer(Weight),
+    Org(&'a OrgTrust, &'a EndorsementRecord),
+    Stranger,
+}
+
+/// The block policy: a checked [`TrustConfig`], the allowlist and the node's local trust
+/// state (roster, allows, reputation), turning a target's ledger entries into a
+/// [`Verdict`] at a given instant.
 #[derive(Debug, Clone)]
 pub struct Policy {
     trust: TrustConfig,
     allowlist: Vec<IpNet>,
+    roster: Roster,
+    allows: BTreeMap<Target, Allow>,
+    penalties: BTreeMap<PublicKey, Penalty>,
 }
 
 impl Policy {
-    /// Checks the configuration's invariants.
+    /// Checks the configuration's invariants; the local state starts empty.
     pub fn new(trust: TrustConfig, allowlist: Vec<IpNet>) -> Result<Self, Error> {
         if trust.threshold == 0 {
             return Err(Error::ZeroThreshold);
@@ -123,7 +291,13 @@ impl Policy {
                 threshold: trust.threshold,
             });
         }
-        Ok(Self { trust, allowlist })
+        Ok(Self {
+            trust,
+            allowlist,
+            roster: Roster::new(),
+            allows: BTreeMap::new(),
+            penalties: BTreeMap::new(),
+        })
     }
 
     /// The trust configuration this policy was built with.
@@ -131,21 +305,207 @@ impl Policy {
         &self.trust
     }
 
-    /// The weight of a reporter, and whether it is a stranger (whose weight is only
-    /// shown, never counted toward a block).
-    pub fn weight(&self, reporter: &PublicKey) -> (Weight, bool) {
-        if *reporter == self.trust.local {
-            return (FULL, false);
-        }
-        match self.trust.trusted.get(reporter) {
-            Some(w) => (*w, false),
-            None => (self.trust.stranger_weight, true),
+    /// The weight of a reporter at `now` — the one function every count goes through.
+    ///
+    /// This node: [`FULL`]. Otherwise the largest of its `[[trust.peers]]` weight and the
+    /// weight of every trusted organisation whose newest record about it is an unexpired
+    /// endorsement (ties: a peer entry, which does not expire, then the later expiry,
+    /// then the smaller org key); none: a stranger. The result is then multiplied by the
+    /// reporter's reputation factor, so it is never above the configured weight.
+    /// `valid_until` is the expiry of the endorsement chosen.
+    pub fn weight(&self, reporter: &PublicKey, now: Millis) -> Weighed {
+        let (configured, via, valid_until) = match self.source(reporter, now) {
+            Source::Local => (FULL, Via::Local, None),
+            Source::Peer(w) => (w, Via::Peer, None),
+            Source::Org(trust, rec) => {
+                let e = rec.endorsement();
+                let via = Via::Org {
+                    org: e.org,
+                    org_name: trust.name.clone(),
+                    member_name: e.name.clone(),
+                    until: e.expires_at,
+                };
+                (trust.weight, via, Some(e.expires_at))
+            }
+            Source::Stranger => (self.trust.stranger_weight, Via::Stranger, None),
+        };
+        let reputation = match via {
+            Via::Peer | Via::Org { .. } => self.reputation_of(reporter, now),
+            Via::Local | Via::Stranger => FULL,
+        };
+        Weighed {
+            weight: scale(configured, reputation),
+            configured,
+            reputation,
+            stranger: via == Via::Stranger,
+            via,
+            valid_until,
         }
     }
 
-    /// Whether the reporter is a stranger (neither this node nor trusted).
-    pub fn is_stranger(&self, reporter: &PublicKey) -> bool {
-        self.weight(reporter).1
+    /// [`Policy::weight`] without the names: (weight, stranger, valid_until). What
+    /// [`Policy::decide`] uses, allocation-free; always the same numbers as `weight`.
+    fn weight_numbers(&self, reporter: &PublicKey, now: Millis) -> (Weight, bool, Option<Millis>) {
+        match self.source(reporter, now) {
+            Source::Local => (FULL, false, None),
+            Source::Stranger => (self.trust.stranger_weight, true, None),
+            Source::Peer(w) => (scale(w, self.reputation_of(reporter, now)), false, None),
+            Source::Org(trust, rec) => (
+                scale(trust.weight, self.reputation_of(reporter, now)),
+                false,
+                Some(rec.endorsement().expires_at),
+            ),
+        }
+    }
+
+    /// Where a reporter's configured weight comes from at `now` (see [`Policy::weight`]).
+    fn source(&self, reporter: &PublicKey, now: Millis) -> Source<'_> {
+        if *reporter == self.trust.local {
+            return Source::Local;
+        }
+        let mut best = match self.trust.trusted.get(reporter) {
+            Some(&w) => Source::Peer(w),
+            None => Source::Stranger,
+        };
+        for rec in self.roster.of_member(reporter) {
+            if !rec.is_active(now) {
+                continue;
+            }
+            let Some(trust) = self.trust.orgs.get(&rec.endorsement().org) else {
+                continue;
+            };
+            let expires_at = rec.endorsement().expires_at;
+            let better = match &best {
+                Source::Stranger => true,
+                Source::Peer(w) => trust.weight > *w,
+                Source::Org(held, held_rec) => {
+                    trust.weight > held.weight
+                        || (trust.weight == held.weight && expires_at > held_rec.endorsement().expires_at)
+                }
+                Source::Local => false,
+            };
+            if better {
+                best = Source::Org(trust, rec);
+            }
+        }
+        best
+    }
+
+    /// Whether the reporter is a stranger at `now` (neither this node, nor a configured
+    /// peer, nor actively endorsed by a trusted organisation).
+    pub fn is_stranger(&self, reporter: &PublicKey, now: Millis) -> bool {
+        self.weight(reporter, now).stranger
+    }
+
+    /// Whether `org` is a configured, trusted organisation.
+    pub fn is_trusted_org(&self, org: &PublicKey) -> bool {
+        self.trust.orgs.contains_key(org)
+    }
+
+    /// The endorsements known to this node.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// The endorsements, to merge into or expire. The caller re-decides targets when it
+    /// changes (weights follow the roster at once).
+    pub fn roster_mut(&mut self) -> &mut Roster {
+        &mut self.roster
+    }
+
+    /// Adds (or replaces) the operator's allow of `target`.
+    pub fn allow(&mut self, target: Target, allow: Allow) {
+        self.allows.insert(target, allow);
+    }
+
+    /// Removes the operator's allow of exactly `target`; true if there was one.
+    pub fn unallow(&mut self, target: &Target) -> bool {
+        self.allows.remove(target).is_some()
+    }
+
+    /// Every allow (active or not yet expired away), by target.
+    pub fn allows(&self) -> impl Iterator<Item = (&Target, &Allow)> {
+        self.allows.iter()
+    }
+
+    /// Removes the allows that ended at or before `now`; returns their targets.
+    pub fn expire_allows(&mut self, now: Millis) -> Vec<Target> {
+        let gone: Vec<Target> = self
+            .allows
+            .iter()
+            .filter(|(_, a)| !a.is_active(now))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in &gone {
+            self.allows.remove(t);
+        }
+        gone
+    }
+
+    /// The active allow overlapping `target` (an allowed prefix containing it, or an
+    /// allowed address or number inside it: blocking it would hit what the operator
+    /// allowed), the first in target order.
+    pub fn allowed(&self, target: &Target, now: Millis) -> Option<(&Target, &Allow)> {
+        self.allows.iter().find(|(t, a)| a.is_active(now) && overlap(t, target))
+    }
+
+    /// Lowers a trusted reporter's reputation by the configured penalty (as of `now`,
+    /// after the recovery so far; at most to 0). This node and strangers are never
+    /// penalised (a stranger's weight never counts, and its keys are free). True if the
+    /// reporter was penalised.
+    pub fn penalise(&mut self, reporter: &PublicKey, now: Millis) -> bool {
+        if self.is_stranger(reporter, now) || *reporter == self.trust.local {
+            return false;
+        }
+        let outstanding = self.outstanding(reporter, now);
+        let amount = outstanding.saturating_add(self.trust.reputation.penalty).min(FULL);
+        if amount == 0 {
+            self.penalties.remove(reporter);
+        } else {
+            self.penalties.insert(*reporter, Penalty { amount, at: now });
+        }
+        true
+    }
+
+    /// The reporter's reputation factor at `now`, thousandths: [`FULL`] minus what is
+    /// still lost (penalties less the linear recovery since the last one), never below 0.
+    pub fn reputation_of(&self, reporter: &PublicKey, now: Millis) -> Weight {
+        FULL - self.outstanding(reporter, now)
+    }
+
+    /// Thousandths still lost at `now`.
+    fn outstanding(&self, reporter: &PublicKey, now: Millis) -> Weight {
+        let Some(p) = self.penalties.get(reporter) else {
+            return 0;
+        };
+        let elapsed = now.saturating_sub(p.at);
+        let recovered = elapsed.saturating_mul(Millis::from(self.trust.reputation.recovery_per_day)) / DAY_MS;
+        let left = Millis::from(p.amount.min(FULL)).saturating_sub(recovered);
+        left as Weight
+    }
+
+    /// Every penalty held (including fully recovered ones not yet forgotten).
+    pub fn penalties(&self) -> impl Iterator<Item = (&PublicKey, &Penalty)> {
+        self.penalties.iter()
+    }
+
+    /// Restores a penalty the node persisted.
+    pub fn restore_penalty(&mut self, reporter: PublicKey, penalty: Penalty) {
+        self.penalties.insert(reporter, penalty);
+    }
+
+    /// Forgets the penalties fully recovered at `now`; returns their reporters.
+    pub fn expire_penalties(&mut self, now: Millis) -> Vec<PublicKey> {
+        let gone: Vec<PublicKey> = self
+            .penalties
+            .keys()
+            .filter(|k| self.outstanding(k, now) == 0)
+            .copied()
+            .collect();
+        for k in &gone {
+            self.penalties.remove(k);
+        }
+        gone
     }
 
     /// Whether the target overlaps the allowlist: an allowlisted address inside it, or it
@@ -161,51 +521,148 @@ impl Policy {
     }
 
     /// Decides one target from its records at `now`: blocked iff the trusted weight
-    /// reaches the threshold (and not allowlisted); strangers only add to
-    /// [`Verdict::stranger_score`] and [`Verdict::reporters`].
+    /// reaches the threshold and neither the allowlist nor an operator's allow covers it;
+    /// strangers only add to [`Verdict::stranger_score`] and [`Verdict::reporters`]. A
+    /// trusted accusation counts until its record expires or the trust it counts through
+    /// (an endorsement) does, whichever is first.
     pub fn decide<'a>(
         &self,
         target: &Target,
         records: impl IntoIterator<Item = &'a RecordSummary>,
         now: Millis,
     ) -> Verdict {
-        // (expiry, weight) of each trusted active accusation.
+        self.judge(target, records, now, false).0
+    }
+
+    /// Explains the decision on one target: every record with its reporter's weight and
+    /// whether it counted, the threshold, the operator's allow, and one sentence why.
+    pub fn explain<'a>(
+        &self,
+        target: &Target,
+        records: impl IntoIterator<Item = &'a RecordSummary>,
+        now: Millis,
+    ) -> Explanation {
+        let (verdict, records) = self.judge(target, records, now, true);
+        let allowed = self.allowed(target, now).map(|(t, a)| (t.clone(), a.clone()));
+        let threshold = self.trust.threshold;
+        let why = if verdict.allowlisted && verdict.score >= threshold {
+            "not blocked: the target overlaps the allowlist".to_string()
+        } else if let Some((t, a)) = &allowed {
+            let mut w = String::from("not blocked: allowed by the operator");
+            if t != target {
+                let _ = write!(w, " (as {t})");
+            }
+            match a.until {
+                Some(u) => {
+                    let _ = write!(w, " until {}", utc(u));
+                }
+                None => w.push_str(" indefinitely"),
+            }
+            let _ = write!(w, ": {}", a.reason);
+            w
+        } else if verdict.allowlisted {
+            "not blocked: the target overlaps the allowlist".to_string()
+        } else if verdict.blocked {
+            format!(
+                "blocked: trusted weight {} reaches the threshold {}",
+                decimal(verdict.score),
+                decimal(threshold)
+            )
+        } else if records.iter().any(|r| r.counted) {
+            format!(
+                "not blocked: trusted weight {} is below the threshold {}",
+                decimal(verdict.score),
+                decimal(threshold)
+            )
+        } else if records.iter().any(|r| r.reason == "stranger") {
+            "not blocked: only strangers accuse it".to_string()
+        } else {
+            "not blocked: no active accusation".to_string()
+        };
+        Explanation {
+            verdict,
+            threshold,
+            records,
+            allowed,
+            why,
+        }
+    }
+
+    /// The verdict and, if `explain`, each record's part in it.
+    fn judge<'a>(
+        &self,
+        target: &Target,
+        records: impl IntoIterator<Item = &'a RecordSummary>,
+        now: Millis,
+        explain: bool,
+    ) -> (Verdict, Vec<ExplainedRecord>) {
+        // (until, weight) of each trusted active accusation.
         let mut trusted: Vec<(Millis, Weight)> = Vec::new();
         let mut strangers: Weight = 0;
         let mut reporters = Vec::new();
+        let mut explained = Vec::new();
         for r in records {
-            if r.kind() == Kind::Retract || !r.is_active(now) {
-                continue;
+            let reason = if r.kind() == Kind::Retract {
+                "retraction"
+            } else if !r.is_active(now) {
+                "expired"
+            } else {
+                match self.weight_numbers(r.reporter(), now) {
+                    (w, true, _) => {
+                        strangers = strangers.saturating_add(w);
+                        "stranger"
+                    }
+                    (_, false, Some(until)) if until <= now => "weight expired",
+                    (w, false, valid_until) => {
+                        let until = valid_until.map_or(r.expires_at(), |u| u.min(r.expires_at()));
+                        trusted.push((until, w));
+                        "counted"
+                    }
+                }
+            };
+            if reason == "counted" || reason == "stranger" {
+                reporters.push(*r.reporter());
             }
-            match self.weight(r.reporter()) {
-                (w, true) => strangers = strangers.saturating_add(w),
-                (w, false) => trusted.push((r.expires_at(), w)),
+            if explain {
+                explained.push(ExplainedRecord {
+                    id: *r.id(),
+                    reporter: *r.reporter(),
+                    kind: r.kind(),
+                    count: r.count(),
+                    observed_at: r.observed_at(),
+                    expires_at: r.expires_at(),
+                    weighed: self.weight(r.reporter(), now),
+                    counted: reason == "counted",
+                    reason,
+                });
             }
-            reporters.push(*r.reporter());
         }
         reporters.sort();
         let score_of =
             |items: &[(Millis, Weight)]| -> Weight { items.iter().fold(0, |sum, &(_, w)| sum.saturating_add(w)) };
         let score = score_of(&trusted);
         let allowlisted = self.is_allowlisted(target);
-        let blocked = score >= self.trust.threshold && !allowlisted;
+        let allowed = self.allowed(target, now).is_some();
+        let blocked = score >= self.trust.threshold && !allowlisted && !allowed;
         let until = blocked.then(|| {
-            // Latest-expiring first: the block ends at the expiry of the accusation whose
-            // departure takes the score below the threshold.
+            // Latest-ending first: the block ends when the accusation whose departure
+            // takes the score below the threshold stops counting.
             trusted.sort_by_key(|a| std::cmp::Reverse(a.0));
             (1..=trusted.len())
                 .find(|&n| score_of(&trusted[..n]) >= self.trust.threshold)
                 .map(|n| trusted[n - 1].0)
                 .unwrap_or(now)
         });
-        Verdict {
+        let verdict = Verdict {
             blocked,
             score,
             stranger_score: strangers.min(self.trust.stranger_cap),
             reporters,
             until,
             allowlisted,
-        }
+            allowed,
+        };
+        (verdict, explained)
     }
 
     /// Decides every target of the ledger and builds the lookup structure of the blocked
@@ -222,6 +679,50 @@ impl Policy {
         }
         (builder.build(), blocked)
     }
+}
+
+/// `configured × factor / FULL`, never above `configured`.
+fn scale(configured: Weight, factor: Weight) -> Weight {
+    (u64::from(configured) * u64::from(factor.min(FULL)) / u64::from(FULL)) as Weight
+}
+
+/// Whether two targets overlap: one address prefix contains the other, or one number
+/// prefix starts the other.
+fn overlap(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Ip(x), Target::Ip(y)) => x.contains(y) || y.contains(x),
+        (Target::Number(x), Target::Number(y)) => x.starts_with(&**y) || y.starts_with(&**x),
+        _ => false,
+    }
+}
+
+/// A weight in thousandths as a decimal: 1500 → "1.5", 1000 → "1.0", 250 → "0.25".
+pub fn decimal(w: Weight) -> String {
+    let frac = format!("{:03}", w % FULL);
+    let frac = frac.trim_end_matches('0');
+    format!("{}.{}", w / FULL, if frac.is_empty() { "0" } else { frac })
+}
+
+/// An instant as RFC 3339 UTC to the second, e.g. `2026-11-27T20:30:00Z`.
+pub fn utc(ms: Millis) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -266,6 +767,8 @@ mod tests {
                 stranger_weight: 100,
                 stranger_cap: 500,
                 threshold: FULL,
+                orgs: HashMap::new(),
+                reputation: ReputationConfig::default(),
             },
             vec!["192.0.2.0/24".parse().unwrap(), "198.51.100.7/32".parse().unwrap()],
         )
@@ -387,6 +890,8 @@ mod tests {
                     stranger_weight,
                     stranger_cap: threshold * cap_fraction / 1000,
                     threshold,
+                    orgs: HashMap::new(),
+                    reputation: ReputationConfig::default(),
                 },
                 vec![],
             )

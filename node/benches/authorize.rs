@@ -345,7 +345,11 @@ fn flood_messages(n: usize) -> Vec<Vec<u8>> {
                     .to_proto()
                 })
                 .collect();
-            proto::Envelope { sightings }.encode_to_vec()
+            proto::Envelope {
+                sightings,
+                endorsements: vec![],
+            }
+            .encode_to_vec()
         })
         .collect()
 }

@@ -43,7 +43,11 @@ fn fixture() -> Fixture {
             let sightings = (0..BATCH)
                 .map(|i| common::sighting(&reporters, e * BATCH + i, now, 3600))
                 .collect();
-            proto::Envelope { sightings }.encode_to_vec()
+            proto::Envelope {
+                sightings,
+                endorsements: vec![],
+            }
+            .encode_to_vec()
         })
         .collect();
     Fixture { reporters, envelopes }
@@ -284,7 +288,11 @@ fn stranger_envelope(k: usize, now: u64) -> Vec<u8> {
             .to_proto()
         })
         .collect();
-    proto::Envelope { sightings }.encode_to_vec()
+    proto::Envelope {
+        sightings,
+        endorsements: vec![],
+    }
+    .encode_to_vec()
 }
 
 /// The flood, in this process (a fresh child of the bench, so its memory is its own):
@@ -304,7 +312,11 @@ fn flood(persist: bool) {
                 .map(|i| common::sighting(&reporters, 1_000_000 + trusted_sent + i, now, 3600))
                 .collect();
             trusted_sent += TRUSTED_PER_KEY;
-            let trusted = proto::Envelope { sightings: trusted }.encode_to_vec();
+            let trusted = proto::Envelope {
+                sightings: trusted,
+                endorsements: vec![],
+            }
+            .encode_to_vec();
             let (c, t) = (thread_cpu_ns(), Instant::now());
             assert_ne!(e.gossip(&flood), GossipVerdict::Reject);
             assert_eq!(

@@ -37,6 +37,7 @@ fn envelopes(reporters: &[Identity], n: usize) -> Vec<Vec<u8>> {
         .map(|i| {
             proto::Envelope {
                 sightings: vec![common::sighting(reporters, i, now, 3600)],
+                endorsements: vec![],
             }
             .encode_to_vec()
         })

@@ -162,3 +162,13 @@ impl Error {
         }
     }
 }
+
+impl From<crate::signature::Failure> for Error {
+    fn from(f: crate::signature::Failure) -> Self {
+        match f {
+            crate::signature::Failure::Weak(what) => Self::WeakSignature(what),
+            crate::signature::Failure::WrongDomain => Self::WrongDomain,
+            crate::signature::Failure::Invalid => Self::InvalidSignature,
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub use limits::{
     AcceptLimits, LimitsError, LocalLimit, MAX_METHOD_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_USERNAMES,
     MAX_USERNAME_BYTES, MAX_USER_AGENT_BYTES, PROTOCOL_MAX_TTL_S,
 };
+pub(crate) use record::record_id;
 pub use record::{wire_id, Record};
 pub use sign::sign;
 pub use verify::{verify, verify_batch, Pending};

@@ -93,7 +93,7 @@ pub fn wire_id(signed: &proto::SignedSighting) -> RecordId {
     record_id(&signed.payload, &signed.signature)
 }
 
-pub(super) fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
+pub(crate) fn record_id(payload: &[u8], signature: &[u8]) -> RecordId {
     let mut h = Sha256::new();
     h.update(payload);
     h.update(signature);

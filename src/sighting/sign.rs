@@ -5,18 +5,8 @@ use super::record::record_of;
 use super::{Draft, Evidence, Record, Sighting, DOMAIN};
 use crate::identity::Identity;
 use crate::proto;
-use ed25519_dalek::Signer;
+use crate::signature;
 use prost::Message;
-
-/// `len(domain) || domain || payload`: the bytes a signature in `domain` covers.
-pub(super) fn signed_message(domain: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(1 + domain.len() + payload.len());
-    // Domains are short constants; the length byte makes the split unambiguous.
-    m.push(domain.len() as u8);
-    m.extend_from_slice(domain);
-    m.extend_from_slice(payload);
-    m
-}
 
 /// Signs a draft as `identity`. The draft's evidence is cut to its bounds.
 pub fn sign(identity: &Identity, draft: Draft) -> Record {
@@ -34,10 +24,7 @@ pub(super) fn sign_in_domain(identity: &Identity, draft: Draft, domain: &[u8]) -
         count: draft.count.max(1),
     };
     let payload = encode_sighting(&sighting, &draft.evidence.truncated());
-    let signature = identity
-        .signing_key()
-        .sign(&signed_message(domain, &payload))
-        .to_bytes();
+    let signature = signature::sign(identity, domain, &payload);
     record_of(sighting, payload, &signature)
 }
 

@@ -1,8 +1,9 @@
 //! Signing, verification and every rejection reason.
 
-use super::sign::{sign_in_domain, signed_message};
+use super::sign::sign_in_domain;
 use super::*;
 use crate::identity::{Identity, KeyCache};
+use crate::signature::signed_message;
 use crate::target::Bounds;
 
 mod torsion;

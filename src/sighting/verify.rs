@@ -50,17 +50,17 @@
 //! cannot be changed by a relay).
 
 use super::record::{record_id, record_with_id};
-use super::sign::signed_message;
 use super::{
     AcceptLimits, Error, Evidence, Kind, Record, Sighting, DOMAIN, ENDORSEMENT_DOMAIN, MAX_PAYLOAD_BYTES,
     PROTOCOL_MAX_TTL_S,
 };
 use crate::identity::KeyCache;
 use crate::proto;
+use crate::signature;
 use crate::target::{self, Bounds, Target, PROTOCOL_BOUNDS};
 use crate::Millis;
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use prost::Message;
@@ -169,7 +169,7 @@ impl Pending {
             .as_ref()
             .try_into()
             .map_err(|_| Error::MalformedSignature(signed.signature.len()))?;
-        let s = signature_scalar(&signature)?;
+        let s = signature::signature_scalar(&signature)?;
         let p = proto::Sighting::decode(payload.as_ref()).map_err(|e| Error::Decode(e.to_string()))?;
         let (reporter, key) = keys.get(&p.reporter)?;
         let kind = Kind::from_proto(p.kind)?;
@@ -222,75 +222,31 @@ impl Pending {
 
     /// Checks the signature alone (see the module doc for what is checked).
     pub fn verify(self) -> Result<Record, Error> {
-        let r = r_point(&self.signature)?;
+        let r = signature::r_point(&self.signature)?;
         self.verify_with(&r)
     }
 
     /// The single check with `R` already decompressed and checked; names the wrong
     /// domain when the signature is one made for endorsements.
     fn verify_with(self, r: &EdwardsPoint) -> Result<Record, Error> {
-        if self.equation_holds(r, DOMAIN) {
-            return Ok(self.into_record());
-        }
-        if self.equation_holds(r, ENDORSEMENT_DOMAIN) {
-            return Err(Error::WrongDomain);
-        }
-        Err(Error::InvalidSignature)
+        signature::verify_in(&self.checked(*r), DOMAIN, &[ENDORSEMENT_DOMAIN], &self.payload).map_err(Error::from)?;
+        Ok(self.into_record())
     }
 
-    /// `SHA-512(R ‖ A ‖ len(domain) ‖ domain ‖ payload)`: the challenge before reduction.
-    fn challenge_hash(&self, domain: &[u8]) -> [u8; 64] {
-        let mut h = Sha512::new();
-        h.update(&self.signature[..32]);
-        h.update(self.sighting.reporter.as_bytes());
-        h.update(signed_message(domain, &self.payload));
-        h.finalize().into()
-    }
-
-    /// `[8]([s]B − [k]A − R) = 0`.
-    fn equation_holds(&self, r: &EdwardsPoint, domain: &[u8]) -> bool {
-        let k = Scalar::from_bytes_mod_order_wide(&self.challenge_hash(domain));
-        let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&-k, &self.key, &self.s);
-        (sb_minus_ka - r).mul_by_cofactor().is_identity()
+    /// The parts the shared signature checks take.
+    fn checked(&self, r: EdwardsPoint) -> signature::Checked<'_> {
+        signature::Checked {
+            signature: &self.signature,
+            r,
+            s: self.s,
+            signer: &self.sighting.reporter,
+            key: self.key,
+        }
     }
 
     pub(super) fn into_record(self) -> Record {
         record_with_id(self.sighting, self.payload, &self.signature, self.id)
     }
-}
-
-/// The cheap half of the encoding checks: `R`'s y-coordinate below `p`, and `s` below the
-/// group order (so `s` and `s + l` are not two signatures of one record). Returns `s`.
-fn signature_scalar(signature: &[u8; 64]) -> Result<Scalar, Error> {
-    let (r, s) = signature.split_at(32);
-    if !y_is_canonical(r) {
-        return Err(Error::WeakSignature("R is not canonically encoded"));
-    }
-    let mut s_bytes = [0u8; 32];
-    s_bytes.copy_from_slice(s);
-    Option::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(Error::WeakSignature("s is not below the group order"))
-}
-
-/// `R` from a signature whose y passed [`signature_scalar`]: a curve point (else the
-/// signature is simply invalid, as any corruption of `R` usually makes it), not of small
-/// order.
-fn r_point(signature: &[u8; 64]) -> Result<EdwardsPoint, Error> {
-    let mut bytes = [0u8; 32];
-    bytes.copy_from_slice(&signature[..32]);
-    let r = CompressedEdwardsY(bytes).decompress().ok_or(Error::InvalidSignature)?;
-    // Also refuses the one other non-canonical form: x = 0 with the sign bit set, which
-    // only the identity and the point of order 2 have.
-    if r.is_small_order() {
-        return Err(Error::WeakSignature("R has small order"));
-    }
-    Ok(r)
-}
-
-/// Whether the 255-bit y-coordinate of an encoded point (32 bytes) is below `p = 2²⁵⁵ − 19`.
-fn y_is_canonical(bytes: &[u8]) -> bool {
-    // y ≥ p exactly when the top byte (sign bit masked) is 0x7f, the 30 bytes below it
-    // are 0xff, and the lowest byte is at least 0xed.
-    !(bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
 }
 
 /// Verifies many signatures at once (about twice as fast per signature as one by one),
@@ -301,12 +257,12 @@ pub fn verify_batch(pending: Vec<Pending>) -> Vec<Result<Record, Error>> {
     let mut results: Vec<Option<Result<Record, Error>>> = Vec::with_capacity(pending.len());
     let mut members: Vec<(usize, Pending, EdwardsPoint)> = Vec::with_capacity(pending.len());
     for (i, p) in pending.into_iter().enumerate() {
-        match r_point(&p.signature) {
+        match signature::r_point(&p.signature) {
             Ok(r) => {
                 members.push((i, p, r));
                 results.push(None);
             }
-            Err(e) => results.push(Some(Err(e))),
+            Err(e) => results.push(Some(Err(e.into()))),
         }
     }
     let all_hold = members.len() >= 2 && batch_holds(&members);
@@ -322,7 +278,10 @@ pub fn verify_batch(pending: Vec<Pending>) -> Vec<Result<Record, Error>> {
 
 /// The batch equation over members whose `R` passed [`r_point`].
 fn batch_holds(members: &[(usize, Pending, EdwardsPoint)]) -> bool {
-    let hashes: Vec<[u8; 64]> = members.iter().map(|(_, p, _)| p.challenge_hash(DOMAIN)).collect();
+    let hashes: Vec<[u8; 64]> = members
+        .iter()
+        .map(|(_, p, _)| signature::challenge_hash(&p.signature, &p.sighting.reporter, DOMAIN, &p.payload))
+        .collect();
     // The multipliers depend on every input: each challenge hash binds R, A and the
     // message; s is added on its own.
     let mut transcript = Sha512::new();

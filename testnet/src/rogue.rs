@@ -200,7 +200,7 @@ pub fn stranger_envelope(identity: &Identity, targets: &[&str], now_ms: u64, ttl
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(proto::Envelope {
         sightings,
-        ..Default::default()
+        endorsements: vec![],
     }
     .encode_to_vec())
 }

@@ -8,7 +8,7 @@
 pub mod netns;
 
 use fraudmesh::identity::{Identity, PublicKey};
-use fraudmesh::policy::{Policy, TrustConfig, FULL};
+use fraudmesh::policy::{Policy, ReputationConfig, TrustConfig, FULL};
 use fraudmesh::proto;
 use fraudmesh::sighting::{sign, AcceptLimits, Draft, Evidence, Kind, Record};
 use fraudmesh::target::Target;
@@ -89,6 +89,8 @@ pub fn engine(reporters: &[Identity], dir: Option<&Path>) -> Engine {
             stranger_weight: 100,
             stranger_cap: 500,
             threshold: FULL,
+            orgs: HashMap::new(),
+            reputation: ReputationConfig::default(),
         },
         vec![],
     )
@@ -128,7 +130,11 @@ pub fn ingest(n: usize, dir: Option<&Path>) -> Engine {
         let sightings = (chunk * 256..((chunk + 1) * 256).min(n))
             .map(|i| sighting(&reporters, i, now, 86_400))
             .collect();
-        let env = proto::Envelope { sightings }.encode_to_vec();
+        let env = proto::Envelope {
+            sightings,
+            endorsements: vec![],
+        }
+        .encode_to_vec();
         assert_eq!(engine.gossip(&env), GossipVerdict::Accept);
         if chunk % 400 == 0 {
             eprintln!("  {} records, {:.0?}", engine.records(), start.elapsed());

@@ -5,7 +5,7 @@
 use super::dir::NodeDir;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::identity::PublicKey;
-use fraudmesh::policy::{Policy, TrustConfig, Weight};
+use fraudmesh::policy::{Policy, ReputationConfig, TrustConfig, Weight};
 use fraudmesh::sighting::{AcceptLimits, LimitsError};
 use fraudmesh::target::{Bounds, Target};
 use ipnet::IpNet;
@@ -558,6 +558,8 @@ impl TrustSection {
             stranger_weight: weight("trust.stranger_weight", self.stranger_weight)?,
             stranger_cap: weight("trust.stranger_cap", self.stranger_cap)?,
             threshold: weight("trust.threshold", self.threshold)?,
+            orgs: HashMap::new(),
+            reputation: ReputationConfig::default(),
         })
     }
 }

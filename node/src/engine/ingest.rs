@@ -111,7 +111,7 @@ impl Engine {
                 continue;
             }
             let reporter = p.sighting().reporter;
-            if self.policy.is_stranger(&reporter) {
+            if self.policy.is_stranger(&reporter, now) {
                 if !self.rate.allow(&reporter, now) {
                     self.metrics.reject("stranger_rate");
                     continue;
@@ -175,7 +175,7 @@ impl Engine {
         }
         // Strangers' records pass the quota first (it needs to know whether the record
         // is new or replaces one); anything else merges straight away.
-        if self.policy.is_stranger(&s.reporter) {
+        if self.policy.is_stranger(&s.reporter, now) {
             let key = (s.observed_at, s.target.clone());
             match self.ledger.get(&s.reporter, &s.target) {
                 Some(_) if !self.ledger.would_change(&r) => {
@@ -200,7 +200,7 @@ impl Engine {
         if !self.ledger.merge(&r).changed() {
             // A newer record of this reporter and target is held (an exact duplicate
             // was dropped earlier, or a local draft repeated within its batch).
-            debug_assert!(!self.policy.is_stranger(&s.reporter), "checked above");
+            debug_assert!(!self.policy.is_stranger(&s.reporter, now), "checked above");
             self.recent.insert(id);
             return;
         }
@@ -258,7 +258,11 @@ impl Engine {
     /// Publishes the relayable part of a gossip message as a new envelope, never waiting
     /// for the network task.
     fn republish(&self, sightings: Vec<proto::SignedSighting>) {
-        let data = proto::Envelope { sightings }.encode_to_vec();
+        let data = proto::Envelope {
+            sightings,
+            endorsements: vec![],
+        }
+        .encode_to_vec();
         match self.publish.try_send(data) {
             Ok(()) => {
                 self.metrics.relay_republished.inc();

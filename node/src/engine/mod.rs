@@ -315,7 +315,7 @@ impl Engine {
             rebuild_cost: Duration::ZERO,
             last_gc: Instant::now(),
         };
-        let dropped = engine.admit_loaded_strangers();
+        let dropped = engine.admit_loaded_strangers(now);
         tracing::info!(
             records = engine.ledger.len(),
             strangers = engine.quota.total(),
@@ -333,13 +333,13 @@ impl Engine {
     /// Puts the strangers' records loaded from the store into the quota, oldest first;
     /// those the quota does not keep (its bounds were lowered) are dropped from the ledger
     /// and the store. Returns how many were dropped.
-    fn admit_loaded_strangers(&mut self) -> usize {
+    fn admit_loaded_strangers(&mut self, now: Millis) -> usize {
         let mut strangers: Vec<(QuotaKey, PublicKey)> = self
             .ledger
             .by_target()
             .flat_map(|(t, entries)| {
                 entries
-                    .filter(|e| self.policy.is_stranger(e.reporter()))
+                    .filter(|e| self.policy.is_stranger(e.reporter(), now))
                     .map(|e| ((e.observed_at(), t.clone()), *e.reporter()))
             })
             .collect();
@@ -600,7 +600,7 @@ impl Engine {
                 self.sync_items_stale = true;
                 let mut keys = Vec::with_capacity(gone.len());
                 for (t, e) in gone {
-                    if self.policy.is_stranger(e.reporter()) {
+                    if self.policy.is_stranger(e.reporter(), now) {
                         self.quota.remove(e.reporter(), &(e.observed_at(), t.clone()));
                     }
                     keys.push((*e.reporter(), t));
@@ -655,6 +655,7 @@ fn envelopes(records: &[Record]) -> Vec<Vec<u8>> {
         .map(|chunk| {
             proto::Envelope {
                 sightings: chunk.iter().map(Record::to_proto).collect(),
+                endorsements: vec![],
             }
             .encode_to_vec()
         })

@@ -4,7 +4,7 @@
 use super::*;
 use crate::engine::store::{MemStore, Scanned, SledStore};
 use crate::metrics::Scrape;
-use fraudmesh::policy::{TrustConfig, FULL};
+use fraudmesh::policy::{ReputationConfig, TrustConfig, FULL};
 use fraudmesh::sighting::{sign, Evidence};
 use fraudmesh::target::Bounds;
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ fn config(local: Identity) -> EngineConfig {
             stranger_weight: 100,
             stranger_cap: 500,
             threshold: FULL,
+            orgs: HashMap::new(),
+            reputation: ReputationConfig::default(),
         },
         vec![],
     )
@@ -75,6 +77,7 @@ fn record_of(who: &Identity, target: &str, observed_at: Millis, ttl_s: u32, kind
 fn envelope(records: &[&Record]) -> Vec<u8> {
     proto::Envelope {
         sightings: records.iter().map(|r| r.to_proto()).collect(),
+        endorsements: vec![],
     }
     .encode_to_vec()
 }
@@ -263,6 +266,7 @@ fn the_rate_limit_comes_before_the_signature() {
     forged.signature = sig.into();
     let data = proto::Envelope {
         sightings: vec![forged],
+        endorsements: vec![],
     }
     .encode_to_vec();
     assert_eq!(h.engine.gossip(&data), GossipVerdict::Ignore);
@@ -292,6 +296,7 @@ fn one_forged_sighting_rejects_its_message_and_gives_the_rate_back() {
     };
     let data = proto::Envelope {
         sightings: vec![good.to_proto(), strangers.to_proto(), forged],
+        endorsements: vec![],
     }
     .encode_to_vec();
     assert_eq!(h.engine.gossip(&data), GossipVerdict::Reject);

@@ -207,6 +207,7 @@ pub async fn run_session(
                 reconcile: Default::default(),
                 want: want.iter().map(|id| id.to_vec().into()).collect(),
                 give,
+                give_endorsements: vec![],
             })
             .await?;
         let asked: HashSet<&RecordId> = want.iter().collect();
@@ -286,6 +287,7 @@ mod tests {
             let msg = SyncResponse {
                 reconcile: vec![7; 40_000].into(),
                 records: vec![],
+                endorsements: vec![],
             };
             let body = msg.encode_to_vec();
             let got: SyncResponse = codec.read(&mut frame(body.len() as u32, &body)).await.unwrap();
@@ -317,6 +319,7 @@ mod tests {
         let first = SyncResponse {
             reconcile: vec![7; 40_000].into(),
             records: vec![],
+            endorsements: vec![],
         }
         .encoded_len();
         assert_eq!(metrics.sync_bytes_received.get(), (4 + first + 4 + 16 + 4 + 4) as u64);

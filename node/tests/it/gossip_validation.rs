@@ -83,7 +83,11 @@ async fn raw_peer(node: Multiaddr) -> mpsc::Sender<Vec<u8>> {
 }
 
 fn envelope(records: Vec<proto::SignedSighting>) -> Vec<u8> {
-    proto::Envelope { sightings: records }.encode_to_vec()
+    proto::Envelope {
+        sightings: records,
+        endorsements: vec![],
+    }
+    .encode_to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,7 @@ async fn forging_peer(node: Multiaddr) {
                     let resp = SyncResponse {
                         reconcile: reconcile.into(),
                         records: vec![],
+                        endorsements: vec![],
                     };
                     let _ = swarm.behaviour_mut().send_response(channel, resp);
                 }
@@ -260,6 +261,7 @@ async fn peers_answering_garbage_or_giving_forgeries_are_cut_off() {
     let nonsense = SyncResponse {
         reconcile: b"\x61\x00\x02nonsense".to_vec().into(),
         records: vec![],
+        endorsements: vec![],
     }
     .encode_to_vec();
     let mut framed = (nonsense.len() as u32).to_be_bytes().to_vec();

@@ -245,6 +245,7 @@ pub async fn run(args: &InprocArgs) -> anyhow::Result<InprocReport> {
     let peer_ids: Vec<String> = identities.iter().map(|i| i.public().peer_id()).collect();
     let payload_bytes = proto::Envelope {
         sightings: vec![sign(&identities[0], draft(0, now_ms())).to_proto()],
+        endorsements: vec![],
     }
     .encode_to_vec()
     .len();
