@@ -149,3 +149,119 @@ impl Roster {
         self.per_org.get(org).copied().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endorsement::{endorse, revoke, DEFAULT_TTL_MS};
+    use crate::identity::Identity;
+
+    const T: Millis = 1_800_000_000_000;
+    const DAY: Millis = 86_400_000;
+
+    fn id(n: u8) -> Identity {
+        Identity::from_secret([n; 32])
+    }
+
+    fn e(org: u8, member: u8, at: Millis, ttl: Millis) -> EndorsementRecord {
+        endorse(&id(org), id(member).public(), "pbx", at, ttl).unwrap()
+    }
+
+    fn r(org: u8, member: u8, at: Millis) -> EndorsementRecord {
+        revoke(&id(org), id(member).public(), at).unwrap()
+    }
+
+    #[test]
+    fn the_newest_record_per_org_and_member_wins() {
+        let mut roster = Roster::new();
+        let first = e(1, 10, T, DEFAULT_TTL_MS);
+        let revoked = r(1, 10, T + DAY);
+        let again = e(1, 10, T + 2 * DAY, DEFAULT_TTL_MS);
+        assert!(roster.merge(&first));
+        assert!(!roster.merge(&first), "a duplicate changes nothing");
+        assert!(roster.merge(&revoked));
+        assert!(!roster.merge(&first), "an older endorsement loses to the revocation");
+        assert_eq!(roster.get(&id(1).public(), &id(10).public()), Some(&revoked));
+        assert!(!roster.holds(first.id()) && roster.holds(revoked.id()));
+        // A newer re-endorsement wins over the older revocation.
+        assert!(roster.merge(&again));
+        assert!(!roster.merge(&revoked));
+        assert_eq!(roster.by_id(again.id()), Some(&again));
+        assert_eq!(roster.by_id(revoked.id()), None);
+        assert_eq!((roster.len(), roster.count_of_org(&id(1).public())), (1, 1));
+        // Another org's record about the same member is held beside it.
+        let other = e(2, 10, T, DAY);
+        assert!(roster.merge(&other));
+        assert_eq!(roster.of_member(&id(10).public()).count(), 2);
+        assert_eq!(roster.of_member(&id(11).public()).count(), 0);
+        assert_eq!(roster.len(), 2);
+        assert_eq!(roster.records().count(), 2);
+    }
+
+    #[test]
+    fn equal_issue_times_are_broken_by_the_larger_id_in_any_order() {
+        let a = e(1, 10, T, DAY);
+        let b = r(1, 10, T);
+        let winner = if a.id() > b.id() { &a } else { &b };
+        for order in [[&a, &b], [&b, &a]] {
+            let mut roster = Roster::new();
+            for rec in order {
+                roster.merge(rec);
+            }
+            assert_eq!(roster.get(&id(1).public(), &id(10).public()), Some(winner));
+        }
+    }
+
+    #[test]
+    fn a_revocation_outlives_every_endorsement_it_withdraws() {
+        let mut roster = Roster::new();
+        let endorsed = e(1, 10, T, crate::endorsement::MAX_TTL_MS);
+        let revoked = r(1, 10, T + DAY);
+        roster.merge(&endorsed);
+        roster.merge(&revoked);
+        // Past the endorsement's own expiry: the revocation is still held, and the old
+        // endorsement arriving again (from a replica that still has it) changes nothing.
+        let later = endorsed.endorsement().expires_at + 1;
+        assert!(roster.expire(later).is_empty());
+        assert!(!roster.merge(&endorsed));
+        // It goes when issued + MAX_TTL has passed.
+        let gone = roster.expire(revoked.endorsement().expires_at);
+        assert_eq!(gone, vec![revoked]);
+        assert!(roster.is_empty());
+        assert_eq!(roster.count_of_org(&id(1).public()), 0);
+    }
+
+    #[test]
+    fn an_expired_short_endorsement_still_beats_an_older_longer_one() {
+        let mut roster = Roster::new();
+        let long = e(1, 10, T, 300 * DAY);
+        let short = e(1, 10, T + DAY, DAY);
+        roster.merge(&long);
+        roster.merge(&short);
+        let now = T + 10 * DAY;
+        assert!(roster.expire(now).is_empty(), "kept until issued + MAX_TTL");
+        assert!(!roster.merge(&long));
+        assert!(!roster.of_member(&id(10).public()).any(|rec| rec.is_active(now)));
+        // Only unexpired records are reconciled.
+        assert!(roster.items(now).is_empty());
+        assert_eq!(roster.items(T + DAY), vec![(T + DAY, *short.id())]);
+    }
+
+    #[test]
+    fn items_are_sorted_and_expire_removes_only_what_is_past_max_ttl() {
+        let mut roster = Roster::new();
+        let recs = [e(1, 10, T + 5, DAY), e(1, 11, T, DAY), r(2, 10, T + 3)];
+        for rec in &recs {
+            roster.merge(rec);
+        }
+        let items = roster.items(T + 10);
+        assert_eq!(items.len(), 3);
+        assert!(items.windows(2).all(|w| w[0] < w[1]));
+        let mut gone = roster.expire(T + crate::endorsement::MAX_TTL_MS + 4);
+        gone.sort_by_key(|rec| rec.endorsement().issued_at);
+        assert_eq!(gone, vec![recs[1].clone(), recs[2].clone()]);
+        assert_eq!(roster.len(), 1);
+        assert!(roster.holds(recs[0].id()));
+        assert_eq!(roster.count_of_org(&id(2).public()), 0);
+    }
+}

@@ -3,14 +3,14 @@
 
 use super::output::{self, show};
 use super::{
-    audit, detect, AccountsCommand, BouncersCommand, CallsCommand, Command, DetectCommand, EnforceCommand, InitArgs,
-    ReportArgs,
+    audit, detect, org, AccountsCommand, AllowArgs, BouncersCommand, CallsCommand, Command, DetectCommand,
+    EndorsementsCommand, EnforceCommand, InitArgs, ReportArgs,
 };
-use crate::daemon::config::{self, Config, TrustedPeer};
+use crate::daemon::config::{self, Config, TrustedOrg, TrustedPeer};
 use crate::daemon::{self, dir::NodeDir};
 use crate::http::bouncers::Bouncers;
 use crate::http::client::{Client, Hints};
-use crate::http::types::{SightingsRequest, Ttl};
+use crate::http::types::{AllowRequest, SightingsRequest, Ttl};
 use anyhow::{bail, Context};
 use fraudmesh::identity::PublicKey;
 use libp2p::multiaddr::Protocol;
@@ -63,8 +63,134 @@ pub async fn dispatch(command: Command, dir: NodeDir) -> anyhow::Result<ExitCode
             ..
         } => show(&connect(&dir)?.enforcers().await?, json, output::enforcers),
         Command::Enforce { .. } => bail!("say what to do: fraudmesh enforce status, or fraudmesh enforce --remove"),
+        Command::Org { command } => org::command(command)?,
+        Command::Endorsements {
+            command: EndorsementsCommand::Add { lines },
+        } => return endorsements_add(&dir, lines).await,
+        Command::Endorsements {
+            command: EndorsementsCommand::List { json },
+        } => show(&connect(&dir)?.endorsements().await?, json, output::endorsements),
+        Command::Explain { target, json } => {
+            check_target(&target)?;
+            show(&connect(&dir)?.explain(&target).await?, json, output::explain)
+        }
+        Command::Allow(args) => allow(&dir, args).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a target's syntax before asking the node (breadth is the node's call).
+fn check_target(t: &str) -> anyhow::Result<()> {
+    let wide = fraudmesh::target::Bounds {
+        min_v4_len: 0,
+        min_v6_len: 0,
+    };
+    fraudmesh::target::Target::parse(t, wide).with_context(|| format!("target {t:?}"))?;
+    Ok(())
+}
+
+/// `endorsements add LINE…|-`: every line checked here first, then published one by one.
+async fn endorsements_add(dir: &NodeDir, args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let mut lines = Vec::new();
+    for a in args {
+        if a == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+            lines.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        } else {
+            lines.push(a.trim().to_string());
+        }
+    }
+    if lines.is_empty() {
+        bail!("no endorsement lines given");
+    }
+    let now = crate::now_ms();
+    let skew = config::load(dir)?
+        .policy
+        .max_clock_skew
+        .as_millis()
+        .min(u128::from(u64::MAX)) as u64;
+    for (i, l) in lines.iter().enumerate() {
+        fraudmesh::endorsement::parse_line(l, now, skew)
+            .with_context(|| format!("line {}: {:?}", i + 1, crate::http::state::printable(l, 60)))?;
+    }
+    let client = connect(dir)?;
+    let mut refused = 0;
+    for (i, l) in lines.iter().enumerate() {
+        match client.add_endorsement(l).await {
+            Ok(a) => {
+                let e = &a.endorsement;
+                let what = if e.kind == "revoke" {
+                    format!("revoked {}", e.member)
+                } else {
+                    format!(
+                        "endorsed {} as {} until {}",
+                        e.member,
+                        e.name,
+                        output::time(Some(e.expires_at_ms))
+                    )
+                };
+                let note = if a.changed {
+                    ""
+                } else {
+                    " (already held, or a newer one is)"
+                };
+                println!("{what} by {}{note}", e.org);
+            }
+            Err(e) => {
+                refused += 1;
+                eprintln!("error: line {}: {e:#}", i + 1);
+            }
+        }
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `allow TARGET --reason TEXT [--ttl D]`, `allow --remove TARGET`, `allow --list`.
+async fn allow(dir: &NodeDir, args: AllowArgs) -> anyhow::Result<()> {
+    if args.list {
+        show(&connect(dir)?.allows().await?, args.json, output::allows);
+        return Ok(());
+    }
+    let target = args.target.context("say which target (or --list)")?;
+    check_target(&target)?;
+    if args.remove {
+        let r = connect(dir)?.unallow(&target).await?;
+        println!("removed the override of {}: the mesh decides it again", r.target);
+        return Ok(());
+    }
+    let reason = args.reason.context("say why with --reason TEXT")?;
+    if let Some(ttl) = &args.ttl {
+        humantime::parse_duration(ttl.trim())
+            .map_err(|e| anyhow::anyhow!("--ttl {ttl:?}: not a duration such as 7d ({e})"))?;
+    }
+    let request = AllowRequest {
+        target,
+        ttl: args.ttl.map(Ttl::Text),
+        reason,
+    };
+    let a = connect(dir)?.allow(&request).await?;
+    let until = match a.allow.until {
+        Some(u) => format!("until {}", output::time(Some(u))),
+        None => "until removed".to_string(),
+    };
+    println!("allowed {} {until}: never blocked here", a.allow.target);
+    if !a.penalised.is_empty() {
+        println!(
+            "reporters overridden (they lose weight here, see [trust.reputation]): {}",
+            a.penalised.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `enforce --remove`: every configured enforcer removes what it put in place. Refused
@@ -169,6 +295,15 @@ fn init(dir: &NodeDir, args: InitArgs) -> anyhow::Result<()> {
             weight: 1.0,
         });
     }
+    for (i, t) in args.trust_org.iter().enumerate() {
+        t.parse::<PublicKey>()
+            .with_context(|| format!("--trust-org {t}: not an organisation id (12D3KooW…)"))?;
+        config.trust.orgs.push(TrustedOrg {
+            id: t.clone(),
+            name: format!("org-{}", i + 1),
+            weight: 1.0,
+        });
+    }
     // Validate before writing anything, with a throwaway key for the policy check.
     config.settings(config::placeholder_key())?;
     let identity = dir.create_secrets(args.force)?;
@@ -227,11 +362,12 @@ fn check_config(dir: &NodeDir) -> anyhow::Result<()> {
         "embedded defaults (no config.toml)".to_string()
     };
     println!(
-        "config OK: {source}\n  listen {}\n  api {}\n  seeds {}, trusted peers {}",
+        "config OK: {source}\n  listen {}\n  api {}\n  seeds {}, trusted peers {}, trusted organisations {}",
         s.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         s.api,
         s.seeds.len(),
-        s.policy.trust().trusted.len()
+        s.policy.trust().trusted.len(),
+        s.policy.trust().orgs.len()
     );
     Ok(())
 }

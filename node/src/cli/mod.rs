@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod commands;
 pub mod detect;
+pub mod org;
 pub mod output;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -109,6 +110,127 @@ pub enum Command {
         #[command(subcommand)]
         command: BouncersCommand,
     },
+    /// An organisation's key (kept offline): make it, and sign endorsements and
+    /// revocations of its nodes as one-line texts (no running node needed).
+    Org {
+        /// What to do.
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Endorsements: publish signed lines through the running node, list what it holds.
+    Endorsements {
+        /// What to do.
+        #[command(subcommand)]
+        command: EndorsementsCommand,
+    },
+    /// Why a target is or is not blocked: every record on it, who reported it, through
+    /// which organisation or config entry it is trusted and with what weight, and whether
+    /// it counted.
+    Explain {
+        /// An address, prefix or +number.
+        target: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Never block a target on this node, whatever the mesh says (a local, persistent
+    /// override, shown by explain and list); or remove or list such overrides.
+    Allow(AllowArgs),
+}
+
+/// `org` subcommands. FILE is the organisation's key (hex seed, mode 0600).
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Make a new organisation key in FILE (refuses an existing file) and print the
+    /// organisation's id, for `[[trust.orgs]]` (or `fraudmesh init --trust-org ID`).
+    Init {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Sign "PEER_ID belongs to this organisation until now + TTL" and print it as one
+    /// line, for `fraudmesh endorsements add` on any node.
+    Endorse {
+        /// The organisation's key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The node's peer id (`fraudmesh id` on it).
+        peer_id: String,
+        /// The node's name, shown by explain: 1 to 64 of A-Z a-z 0-9 . _ @ : -
+        #[arg(long)]
+        name: String,
+        /// How long the endorsement lasts, e.g. 90d; at most 400d.
+        #[arg(long, value_name = "DURATION", default_value = "180d")]
+        ttl: String,
+    },
+    /// Sign a revocation of PEER_ID and print it as one line: once published, the node
+    /// counts as a stranger everywhere.
+    Revoke {
+        /// The organisation's key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The node's peer id.
+        peer_id: String,
+    },
+    /// Renew the endorsements of many nodes at once: one line printed per member.
+    Renew {
+        /// The organisation's key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The members: endorsement lines of this organisation (e.g. the output of an
+        /// earlier endorse or renew), or `PEER_ID NAME` lines; `#` comments and blank
+        /// lines skipped.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// How long the new endorsements last; at most 400d.
+        #[arg(long, value_name = "DURATION", default_value = "180d")]
+        ttl: String,
+    },
+}
+
+/// `endorsements` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EndorsementsCommand {
+    /// Publish endorsement or revocation lines through the running node (`-` reads lines
+    /// from stdin; blank lines and `#` comments skipped). Every line's format, signature
+    /// and times are checked first: one malformed line publishes nothing. The node then
+    /// takes them in order and says which it refused (e.g. an organisation it does not
+    /// trust); the exit status is 1 if it refused any.
+    Add {
+        /// `fraudmesh-endorsement:v1:…` lines, or `-`.
+        #[arg(required = true, value_name = "LINE")]
+        lines: Vec<String>,
+    },
+    /// The endorsements the running node holds.
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `allow` arguments: `allow TARGET --reason TEXT [--ttl D]`, `allow --remove TARGET`,
+/// `allow --list`.
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// An address, prefix or +number.
+    #[arg(required_unless_present = "list", conflicts_with = "list")]
+    pub target: Option<String>,
+    /// Why (kept with the override, shown by explain and list).
+    #[arg(long, value_name = "TEXT", required_unless_present_any = ["remove", "list"], conflicts_with_all = ["remove", "list"])]
+    pub reason: Option<String>,
+    /// How long the override lasts, e.g. 7d. Default: until removed.
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["remove", "list"])]
+    pub ttl: Option<String>,
+    /// Remove the override of TARGET.
+    #[arg(long, conflicts_with = "list")]
+    pub remove: bool,
+    /// List the overrides.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: print one JSON document.
+    #[arg(long, requires = "list")]
+    pub json: bool,
 }
 
 /// `detect` subcommands.
@@ -211,6 +333,10 @@ pub struct InitArgs {
     /// Trust this peer fully (repeatable).
     #[arg(long, value_name = "PEER_ID")]
     pub trust: Vec<String>,
+    /// Trust this organisation's endorsed nodes at 1.0 (repeatable; the id `fraudmesh
+    /// org init` printed). Its name in the config is `org-1`, `org-2`…: edit it.
+    #[arg(long = "trust-org", value_name = "ID")]
+    pub trust_org: Vec<String>,
     /// Replace an existing identity, tokens and config.
     #[arg(long)]
     pub force: bool,

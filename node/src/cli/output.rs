@@ -1,7 +1,10 @@
 //! How the CLI prints the node's answers: one JSON document with `--json` (keys sorted,
 //! as the API's `serde_json` documents always printed), else lines for a person.
 
-use crate::http::types::{Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, NodeStatus, Peers};
+use crate::http::types::{
+    Accounts, AllowView, Allows, Blocklist, CallAnswer, CheckAnswer, Endorsements, Enforcers, ExplainedRecord,
+    Explanation, NodeStatus, Peers,
+};
 use crate::time::rfc3339;
 use serde::Serialize;
 
@@ -66,6 +69,165 @@ pub fn check(v: &CheckAnswer) {
 
 /// `list`.
 pub fn list(v: &Blocklist) {
+    list_blocked(v);
+    if !v.allowed.is_empty() {
+        println!();
+        println!("allowed here (local overrides, never blocked):");
+        allow_lines(&v.allowed);
+    }
+}
+
+/// One line per override.
+fn allow_lines(allows: &[AllowView]) {
+    for a in allows {
+        let until = a
+            .until
+            .map_or_else(|| "until removed".to_string(), |u| format!("until {}", time(Some(u))));
+        println!("  {:<42} {until}, since {}: {}", a.target, time(Some(a.at)), a.reason);
+    }
+}
+
+/// `allow --list`.
+pub fn allows(v: &Allows) {
+    if v.allows.is_empty() {
+        println!("no overrides (make one: fraudmesh allow TARGET --reason TEXT)");
+        return;
+    }
+    allow_lines(&v.allows);
+}
+
+/// `endorsements list`.
+pub fn endorsements(v: &Endorsements) {
+    if v.endorsements.is_empty() {
+        println!("no endorsements (publish one: fraudmesh endorsements add LINE)");
+        return;
+    }
+    println!(
+        "{:<54} {:<20} {:<8} {:<22} {:<54}",
+        "MEMBER", "NAME", "STATE", "UNTIL", "ORGANISATION"
+    );
+    for e in &v.endorsements {
+        let state = match (e.kind.as_str(), e.active) {
+            ("revoke", _) => "revoked",
+            (_, true) => "active",
+            (_, false) => "expired",
+        };
+        let org = match &e.org_name {
+            Some(n) => format!("{} ({n})", e.org),
+            None => e.org.clone(),
+        };
+        let name = if e.name.is_empty() { "-" } else { e.name.as_str() };
+        println!(
+            "{:<54} {:<20} {:<8} {:<22} {org}",
+            e.member,
+            name,
+            state,
+            time(Some(e.expires_at_ms))
+        );
+    }
+}
+
+/// `explain`: what an operator needs to answer "why is this blocked?".
+pub fn explain(v: &Explanation) {
+    if v.blocked {
+        println!(
+            "{}: BLOCKED until {} (score {} of threshold {})",
+            v.target,
+            time(v.until),
+            number(v.score),
+            number(v.threshold)
+        );
+    } else {
+        println!(
+            "{}: not blocked (score {} of threshold {})",
+            v.target,
+            number(v.score),
+            number(v.threshold)
+        );
+    }
+    println!("why: {}", v.why);
+    if let Some(a) = &v.allowed {
+        let until = a
+            .until
+            .map_or_else(|| "until removed".to_string(), |u| format!("until {}", time(Some(u))));
+        println!(
+            "allowed here: {} overridden {until} (since {}): {}",
+            a.target,
+            time(Some(a.at)),
+            a.reason
+        );
+    }
+    if v.allowlisted {
+        println!("allowlisted: policy.allowlist (or this node's own addresses) covers it");
+    }
+    if v.stranger_score > 0.0 {
+        println!("strangers: {} (shown, never counted)", number(v.stranger_score));
+    }
+    if v.records.is_empty() {
+        println!("no records on it");
+        return;
+    }
+    println!("records ({}):", v.records.len());
+    for r in &v.records {
+        record(r);
+    }
+}
+
+/// One record of `explain`.
+fn record(r: &ExplainedRecord) {
+    let mark = if r.counted {
+        "counted".to_string()
+    } else {
+        format!("not counted ({})", r.reason)
+    };
+    let who = match &r.name {
+        Some(n) => format!("{n} ({})", r.reporter),
+        None => r.reporter.clone(),
+    };
+    let via = match (r.trusted_via.as_str(), &r.org_name, &r.org) {
+        ("org", Some(name), Some(org)) => format!("endorsed by {name} ({org})"),
+        ("self", ..) => "this node".to_string(),
+        ("peer", ..) => "[[trust.peers]]".to_string(),
+        ("stranger", ..) => "stranger".to_string(),
+        (other, ..) => other.to_string(),
+    };
+    let reputation = if r.weight < r.configured_weight {
+        format!(
+            " (configured {}, reputation {} after overrides)",
+            number(r.configured_weight),
+            number(r.reputation)
+        )
+    } else {
+        String::new()
+    };
+    println!("  {mark}: {} x{} by {who}", r.kind, r.count);
+    println!("    trusted via {via}, weight {}{reputation}", number(r.weight));
+    println!(
+        "    observed {}, expires {}",
+        time(Some(r.observed_at_ms)),
+        time(Some(r.expires_at_ms))
+    );
+    let e = &r.evidence;
+    let mut evidence = Vec::new();
+    if !e.method.is_empty() {
+        evidence.push(format!("method {}", e.method));
+    }
+    if !e.user_agent.is_empty() {
+        evidence.push(format!("user agent {:?}", e.user_agent));
+    }
+    if !e.usernames.is_empty() {
+        evidence.push(format!("usernames {}", e.usernames.join(",")));
+    }
+    if !e.reason.is_empty() {
+        evidence.push(format!("reason {:?}", e.reason));
+    }
+    if !evidence.is_empty() {
+        println!("    evidence: {}", evidence.join("; "));
+    }
+}
+
+/// The blocked part of `list`.
+fn list_blocked(v: &Blocklist) {
     if v.blocked.is_empty() {
         println!("nothing blocked");
         return;

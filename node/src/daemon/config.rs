@@ -5,7 +5,7 @@
 use super::dir::NodeDir;
 use anyhow::{anyhow, bail, Context};
 use fraudmesh::identity::PublicKey;
-use fraudmesh::policy::{Policy, ReputationConfig, TrustConfig, Weight};
+use fraudmesh::policy::{OrgTrust, Policy, ReputationConfig, TrustConfig, Weight};
 use fraudmesh::sighting::{AcceptLimits, LimitsError};
 use fraudmesh::target::{Bounds, Target};
 use ipnet::IpNet;
@@ -373,10 +373,6 @@ impl Config {
         let seeds = self.node.seeds()?;
         let api = self.node.api()?;
         let trust = self.trust.config(local)?;
-        // Until the core's policy takes them, organisations and reputation are validated
-        // here (a bad entry refuses the config) and handed over below.
-        let _orgs = self.trust.org_entries()?;
-        let _reputation = self.trust.reputation.thousandths()?;
         let (limits, default_ttl_s) = self.policy.limits()?;
         let mut allowlist = self.policy.allowlist()?;
         allowlist.extend(implicit_allowlist(&listen, &seeds));
@@ -558,8 +554,26 @@ impl TrustSection {
             stranger_weight: weight("trust.stranger_weight", self.stranger_weight)?,
             stranger_cap: weight("trust.stranger_cap", self.stranger_cap)?,
             threshold: weight("trust.threshold", self.threshold)?,
-            orgs: HashMap::new(),
-            reputation: ReputationConfig::default(),
+            orgs: self
+                .org_entries()?
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.key,
+                        OrgTrust {
+                            name: e.name,
+                            weight: e.weight,
+                        },
+                    )
+                })
+                .collect(),
+            reputation: {
+                let (penalty, recovery_per_day) = self.reputation.thousandths()?;
+                ReputationConfig {
+                    penalty,
+                    recovery_per_day,
+                }
+            },
         })
     }
 }
@@ -978,7 +992,13 @@ mod tests {
             other.peer_id()
         );
         let c = Config::parse(&text).unwrap();
-        c.settings(local()).unwrap();
+        let s = c.settings(local()).unwrap();
+        let trust = s.policy.trust();
+        assert_eq!(trust.orgs.len(), 2);
+        assert_eq!(trust.orgs[&other].weight, 500);
+        assert_eq!(trust.orgs[&org].name, "example-telecom");
+        assert_eq!(trust.reputation.penalty, 500);
+        assert_eq!(trust.reputation.recovery_per_day, 50);
         let orgs = c.trust.org_entries().unwrap();
         assert_eq!(
             orgs,

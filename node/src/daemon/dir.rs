@@ -96,21 +96,10 @@ impl NodeDir {
     /// Loads the identity; refuses a key file others can read.
     pub fn load_identity(&self) -> anyhow::Result<Identity> {
         let path = self.identity();
-        let meta = fs::metadata(&path)
-            .with_context(|| format!("no identity at {} (run `fraudmesh init` first)", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "{} is readable by others; run: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
+        if !path.exists() {
+            bail!("no identity at {} (run `fraudmesh init` first)", path.display());
         }
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let bytes = hex::decode(text.trim()).map_err(|e| anyhow!("{}: not hex: {e}", path.display()))?;
-        let secret: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow!("{}: expected 32 bytes (64 hex digits)", path.display()))?;
-        Ok(Identity::from_secret(secret))
+        load_key_file(&path)
     }
 
     /// Loads the API token for the daemon, creating one (0600) if missing; refuses a
@@ -176,6 +165,33 @@ impl NodeDir {
     }
 }
 
+/// Creates a key file at `path` holding a fresh ed25519 secret seed (hex, mode 0600 from
+/// creation on); an existing file is never replaced. For an organisation's key, kept
+/// apart from any node's directory.
+pub fn create_key_file(path: &Path) -> anyhow::Result<Identity> {
+    if path.exists() {
+        bail!(
+            "{} already exists: an organisation key is never overwritten (choose another file)",
+            path.display()
+        );
+    }
+    let id = Identity::from_secret(rand::random());
+    write_secret(path, &hex::encode(id.secret_bytes()), 0o600, false)?;
+    Ok(id)
+}
+
+/// Loads a key file (a node's identity, an organisation's key); refuses one that group
+/// or others can read or write, naming `chmod 600 FILE`.
+pub fn load_key_file(path: &Path) -> anyhow::Result<Identity> {
+    check_mode(path, 0o077, "chmod 600")?;
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = hex::decode(text.trim()).map_err(|e| anyhow!("{}: not hex: {e}", path.display()))?;
+    let secret: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow!("{}: expected 32 bytes (64 hex digits)", path.display()))?;
+    Ok(Identity::from_secret(secret))
+}
+
 /// `api.token`'s mode: the owner only.
 const API_TOKEN_MODE: u32 = 0o600;
 /// `calls.token`'s mode: the owner and its group (the PBX's, after `chgrp`).
@@ -221,7 +237,7 @@ fn write_secret(path: &Path, text: &str, mode: u32, force: bool) -> anyhow::Resu
         opts.create_new(true);
     }
     let mut f = opts.open(path).with_context(|| {
-        if path.exists() {
+        if path.exists() && !force {
             format!("{} already exists (use --force to replace it)", path.display())
         } else {
             format!("creating {}", path.display())
@@ -232,4 +248,48 @@ fn write_secret(path: &Path, text: &str, mode: u32, force: bool) -> anyhow::Resu
     f.write_all(b"\n")?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_private_never_overwritten_and_refused_when_loose() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("org.key");
+        let id = create_key_file(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_key_file(&path).unwrap().public(), id.public());
+
+        let err = format!("{:#}", create_key_file(&path).unwrap_err());
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(
+            load_key_file(&path).unwrap().public(),
+            id.public(),
+            "the key is untouched"
+        );
+
+        for mode in [0o640, 0o604, 0o620, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = format!("{:#}", load_key_file(&path).unwrap_err());
+            assert!(
+                err.contains(&format!("chmod 600 {}", path.display())),
+                "{mode:o}: {err}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(
+            load_key_file(&path).unwrap().public(),
+            id.public(),
+            "read-only by its owner is fine"
+        );
+
+        let bad = tmp.path().join("bad.key");
+        write_secret(&bad, "not hex", 0o600, false).unwrap();
+        assert!(format!("{:#}", load_key_file(&bad).unwrap_err()).contains("not hex"));
+        let short = tmp.path().join("short.key");
+        write_secret(&short, "abcd", 0o600, false).unwrap();
+        assert!(format!("{:#}", load_key_file(&short).unwrap_err()).contains("32 bytes"));
+    }
 }

@@ -5,8 +5,9 @@
 //! address it started each node on.
 
 use super::types::{
-    Accounts, Blocklist, CallAnswer, CheckAnswer, Enforcers, ErrorBody, NodeStatus, Peers, RefuseRequest, Refused,
-    Retracted, SightingsAnswer, SightingsRequest, Unlocked,
+    Accounts, AllowAnswer, AllowRequest, Allows, Blocklist, CallAnswer, CheckAnswer, EndorsementAdded,
+    EndorsementRequest, Endorsements, Enforcers, ErrorBody, Explanation, NodeStatus, Peers, RefuseRequest, Refused,
+    Retracted, SightingsAnswer, SightingsRequest, Unallowed, Unlocked,
 };
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
@@ -117,6 +118,39 @@ impl Client {
     pub async fn retract(&self, target: &str) -> anyhow::Result<Retracted> {
         let req = self.http.delete(self.url(&format!("/v1/sightings/{}", encode(target))));
         self.send(self.authed(req)?).await
+    }
+
+    /// `POST /v1/endorsements` (token): publishes one signed line; answers once it is
+    /// stored durably, or says why the node refused it.
+    pub async fn add_endorsement(&self, line: &str) -> anyhow::Result<EndorsementAdded> {
+        let body = EndorsementRequest { line: line.to_string() };
+        self.write(Method::POST, "/v1/endorsements", &body).await
+    }
+
+    /// `GET /v1/endorsements`.
+    pub async fn endorsements(&self) -> anyhow::Result<Endorsements> {
+        self.get("/v1/endorsements").await
+    }
+
+    /// `GET /v1/explain/{target}`.
+    pub async fn explain(&self, target: &str) -> anyhow::Result<Explanation> {
+        self.get(&format!("/v1/explain/{}", encode(target))).await
+    }
+
+    /// `POST /v1/allow` (token).
+    pub async fn allow(&self, request: &AllowRequest) -> anyhow::Result<AllowAnswer> {
+        self.write(Method::POST, "/v1/allow", request).await
+    }
+
+    /// `DELETE /v1/allow/{target}` (token).
+    pub async fn unallow(&self, target: &str) -> anyhow::Result<Unallowed> {
+        let req = self.http.delete(self.url(&format!("/v1/allow/{}", encode(target))));
+        self.send(self.authed(req)?).await
+    }
+
+    /// `GET /v1/allow`.
+    pub async fn allows(&self) -> anyhow::Result<Allows> {
+        self.get("/v1/allow").await
     }
 
     /// `PUT /v1/debug/refuse` (token): refuses exactly `peers`; an empty list heals.

@@ -107,9 +107,17 @@ pub async fn blocklist(State(s): State<ApiState>) -> Result<Json<Blocklist>, Api
         .iter()
         .map(|l| block(&l.target, &l.decision, Some(l.since)))
         .collect();
+    let allowed = s
+        .engine
+        .allows()
+        .await?
+        .iter()
+        .map(|(t, a)| super::trust::allow_view(t, a))
+        .collect();
     Ok(Json(Blocklist {
         count: blocked.len(),
         blocked,
+        allowed,
     }))
 }
 

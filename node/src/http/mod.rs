@@ -10,6 +10,7 @@
 //! - [`types`]: the request and answer documents, shared with the CLI and the testnet;
 //! - [`mesh`]: status, check, blocklist, peers, sightings, metrics;
 //! - [`calls`]: call authorisation and accounts;
+//! - [`trust`]: endorsements, explain and local overrides (`allow`);
 //! - [`crowdsec`], [`apiban`]: the CrowdSec- and APIBAN-compatible lists, keyed by
 //!   [`bouncers`];
 //! - [`client`]: a client of all of the above.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod crowdsec;
 pub mod mesh;
 pub mod state;
+pub mod trust;
 pub mod types;
 
 pub use state::{hash_secret, ApiError, ApiState};
@@ -43,6 +45,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls/check", get(calls::check))
         .route("/v1/accounts", get(calls::accounts))
         .route("/v1/audit", get(mesh::audit))
+        .route("/v1/endorsements", post(trust::add))
+        .route("/v1/allow", post(trust::allow))
+        .route("/v1/allow/{target}", delete(trust::unallow))
         .route_layer(middleware::from_fn_with_state(state.clone(), state::require_token));
     let sip = Router::new()
         .route("/v1/calls/authorize", post(calls::authorize))
@@ -59,6 +64,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/decisions", get(crowdsec::decisions))
         .route("/v1/decisions/stream", get(crowdsec::stream))
         .route("/v1/enforce", get(mesh::enforce))
+        .route("/v1/endorsements", get(trust::list))
+        .route("/v1/explain/{target}", get(trust::explain))
+        .route("/v1/allow", get(trust::allows))
         .route("/api/{key}/banned", get(apiban::banned_first))
         .route("/api/{key}/banned/{id}", get(apiban::banned))
         .route("/api/{key}/check/{ip}", get(apiban::check))

@@ -94,6 +94,9 @@ pub struct Blocklist {
     pub count: usize,
     /// The blocked targets.
     pub blocked: Vec<TargetVerdict>,
+    /// The local overrides (`allow`): targets never blocked here, whatever the mesh says.
+    #[serde(default)]
+    pub allowed: Vec<AllowView>,
 }
 
 /// `GET /v1/peers`.
@@ -227,4 +230,186 @@ pub struct Unlocked {
     pub account: String,
     /// Whether it was locked.
     pub unlocked: bool,
+}
+
+/// `POST /v1/endorsements` body: one signed line from `fraudmesh org endorse`, `org
+/// revoke` or `org renew`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndorsementRequest {
+    /// `fraudmesh-endorsement:v1:…` (at most 1024 characters).
+    pub line: String,
+}
+
+/// One endorsement or revocation, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndorsementView {
+    /// Its id (hex SHA-256 of the signed bytes).
+    pub id: String,
+    /// The organisation that signed it (`12D3KooW…`).
+    pub org: String,
+    /// The organisation's name in this node's config, if it trusts it.
+    #[serde(default)]
+    pub org_name: Option<String>,
+    /// The node it is about (`12D3KooW…`).
+    pub member: String,
+    /// `endorse` or `revoke`.
+    pub kind: String,
+    /// The member's name (empty for a revocation).
+    pub name: String,
+    /// When it was signed.
+    pub issued_at_ms: u64,
+    /// When it expires.
+    pub expires_at_ms: u64,
+    /// Whether it makes its member trusted now (an unexpired endorsement, the newest of
+    /// its (org, member)).
+    pub active: bool,
+}
+
+/// `POST /v1/endorsements` answer: sent once the record is stored durably.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndorsementAdded {
+    /// The record.
+    #[serde(flatten)]
+    pub endorsement: EndorsementView,
+    /// Whether it changed anything (false: this node already held it or a newer one).
+    pub changed: bool,
+}
+
+/// `GET /v1/endorsements`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endorsements {
+    /// Every endorsement and revocation this node holds, by organisation and member.
+    pub endorsements: Vec<EndorsementView>,
+}
+
+/// One local override (`allow`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllowView {
+    /// The target never blocked here.
+    pub target: String,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// When it was made.
+    pub at: u64,
+    /// When it ends (`null`: until removed).
+    pub until: Option<u64>,
+}
+
+/// `POST /v1/allow` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRequest {
+    /// An address, prefix or `+number`.
+    pub target: String,
+    /// How long it lasts (seconds or a duration text such as `"7d"`); absent: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Ttl>,
+    /// Why (1 to 200 bytes).
+    pub reason: String,
+}
+
+/// `POST /v1/allow` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllowAnswer {
+    /// The override made.
+    #[serde(flatten)]
+    pub allow: AllowView,
+    /// Trusted reporters whose accusations it overrode: each loses weight here
+    /// (`[trust.reputation]`).
+    pub penalised: Vec<String>,
+}
+
+/// `DELETE /v1/allow/{target}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unallowed {
+    /// The target, in canonical form.
+    pub target: String,
+    /// Whether there was an override to remove.
+    pub removed: bool,
+}
+
+/// `GET /v1/allow`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Allows {
+    /// Every override in force.
+    pub allows: Vec<AllowView>,
+}
+
+/// `GET /v1/explain/{target}`: everything that decides whether the target is blocked.
+/// Weights are decimals as in the config (1.0 = a fully trusted reporter).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The target, in canonical form.
+    pub target: String,
+    /// Whether it is blocked.
+    pub blocked: bool,
+    /// Summed weight of the trusted reporters' records that count.
+    pub score: f64,
+    /// The block threshold (`trust.threshold`).
+    pub threshold: f64,
+    /// Strangers' summed weight (capped): shown, never counted.
+    pub stranger_score: f64,
+    /// Whether the config's allowlist covers it.
+    pub allowlisted: bool,
+    /// The local override (`allow`) that covers it, if any.
+    pub allowed: Option<AllowView>,
+    /// When the block ends while nothing new arrives, if blocked.
+    pub until: Option<u64>,
+    /// Why it is or is not blocked, for a person.
+    pub why: String,
+    /// Every record on the target.
+    pub records: Vec<ExplainedRecord>,
+}
+
+/// One record of an [`Explanation`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainedRecord {
+    /// The target it accuses: the one asked about, or a broader prefix covering it.
+    pub target: String,
+    /// Who signed it (peer id).
+    pub reporter: String,
+    /// The reporter's endorsed name, when an organisation vouches for it.
+    pub name: Option<String>,
+    /// Why its weight is what it is: `self` (this node), `peer` (`[[trust.peers]]`),
+    /// `org` (endorsed by a trusted organisation) or `stranger`.
+    pub trusted_via: String,
+    /// The endorsing organisation's id, with `trusted_via` = `org`.
+    pub org: Option<String>,
+    /// That organisation's name in this node's config.
+    pub org_name: Option<String>,
+    /// The weight it counts (after reputation).
+    pub weight: f64,
+    /// The weight the config gives it.
+    pub configured_weight: f64,
+    /// Its reputation factor here (1.0: untouched; lower after `allow` overrode it).
+    pub reputation: f64,
+    /// The sighting kind (`scan`, `auth-failure`, …, `retract`).
+    pub kind: String,
+    /// How many times it was seen.
+    pub count: u32,
+    /// What the reporter said it saw.
+    pub evidence: EvidenceView,
+    /// When the reporter saw it.
+    pub observed_at_ms: u64,
+    /// When it expires.
+    pub expires_at_ms: u64,
+    /// Whether it counts toward the score now.
+    pub counted: bool,
+    /// Why it counts or not: `counted`, `stranger`, `expired`, `retraction`, `weight
+    /// expired`.
+    pub reason: String,
+}
+
+/// A sighting's evidence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvidenceView {
+    /// The SIP method of the attack requests.
+    pub method: String,
+    /// The attacker's user agent.
+    pub user_agent: String,
+    /// Free text.
+    pub reason: String,
+    /// Usernames tried.
+    pub usernames: Vec<String>,
 }

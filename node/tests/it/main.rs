@@ -26,6 +26,7 @@ mod flood;
 mod gossip_validation;
 mod mesh;
 mod nat;
+mod org;
 mod relay;
 mod sensor;
 mod sync;
