@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+use std::sync::atomic::AtomicU64;
 
 /// Label set naming where an accepted sighting came from.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -255,12 +256,30 @@ pub struct Metrics {
     pub call_store_skipped: Counter,
     /// Findings of the last scheduled audit, by severity.
     pub audit_findings: Family<SeverityLabel, Gauge>,
+    /// Endorsement records held (of trusted organisations), by state: `active`,
+    /// `revoked`, `expired` (until collected).
+    pub endorsements: Family<StateLabel, Gauge>,
+    /// Endorsements received (gossip, sync) or given locally, by what became of them:
+    /// `merged`, `local`, `duplicate`, `superseded`, `untrusted_org` (relayed, not
+    /// stored), `org_rate`, or the error's label (`fraudmesh::endorsement::Error`).
+    pub endorsements_received: Family<VerdictLabel, Counter>,
+    /// The operator's allows in force.
+    pub allows: Gauge,
+    /// Reputation factor (0..1) of each trusted reporter with a penalty on this node.
+    pub reporter_reputation: Family<ReporterLabel, Gauge<f64, AtomicU64>>,
 }
 
-/// Label set naming a state (reachability).
+/// Label set naming a reporter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReporterLabel {
+    /// Its peer id.
+    pub reporter: String,
+}
+
+/// Label set naming a state (reachability, endorsements).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
-    /// `public`, `private` or `unknown`.
+    /// `public`, `private` or `unknown`; `active`, `revoked`, `expired`.
     pub state: &'static str,
 }
 
@@ -459,6 +478,20 @@ impl Metrics {
             audit_findings: r.add(
                 "audit_findings",
                 "Findings of the last scheduled PBX audit, by severity",
+            ),
+            // Organisations and local overrides.
+            endorsements: r.add(
+                "endorsements",
+                "Endorsement records held of trusted organisations, by state (active, revoked, expired)",
+            ),
+            endorsements_received: r.add(
+                "endorsements_received",
+                "Endorsements received or given locally, by what became of them",
+            ),
+            allows: r.add("allows", "The operator's allows in force (local overrides that win over the mesh)"),
+            reporter_reputation: r.add(
+                "reporter_reputation",
+                "Reputation factor (0..1) of trusted reporters penalised by this node's allows",
             ),
             registry: r.0,
         }

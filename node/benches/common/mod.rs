@@ -12,7 +12,7 @@ use fraudmesh::policy::{Policy, ReputationConfig, TrustConfig, FULL};
 use fraudmesh::proto;
 use fraudmesh::sighting::{sign, AcceptLimits, Draft, Evidence, Kind, Record};
 use fraudmesh::target::Target;
-use fraudmesh_node::engine::store::{SledStore, Store};
+use fraudmesh_node::engine::store::{Scanned, SledStore, Store, Table, TableWrite};
 use fraudmesh_node::engine::GossipVerdict;
 use fraudmesh_node::engine::{Engine, EngineConfig, StrangerBounds};
 use fraudmesh_node::metrics::{Metrics, Scrape};
@@ -75,6 +75,12 @@ impl Store for NullStore {
     }
     fn size_on_disk(&self) -> u64 {
         0
+    }
+    fn table_scan(&self, _: Table, _: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn table_write(&self, _: Table, _: &[TableWrite]) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

@@ -5,9 +5,11 @@ use super::Item;
 use arc_swap::ArcSwap;
 use fraudmesh::blocklist::Blocklist;
 use fraudmesh::decisions::{self, Delta};
-use fraudmesh::policy::Verdict;
+use fraudmesh::endorsement::{EndorsementKind, EndorsementRecord};
+use fraudmesh::identity::PublicKey;
+use fraudmesh::policy::{Allow, Explanation, Verdict};
 use fraudmesh::proto;
-use fraudmesh::sighting::{Draft, Record, RecordId};
+use fraudmesh::sighting::{Draft, Evidence, Record, RecordId};
 use fraudmesh::target::Target;
 use fraudmesh::Millis;
 use std::sync::Arc;
@@ -68,6 +70,184 @@ pub struct Stats {
     pub store_bytes: u64,
 }
 
+/// Most endorsements one [`EngineHandle::endorse`] call takes (a renewal of every member
+/// of a large organisation fits).
+pub const MAX_ENDORSE: usize = 4096;
+/// Longest reason of an allow, bytes.
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// Why endorsements given to this node were refused. Nothing of the call changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndorseError {
+    /// The signing organisation is not in this node's `[[trust.orgs]]`: its records are
+    /// neither stored nor published here.
+    #[error("organisation {} is not trusted by this node (add it to [[trust.orgs]])", .org.peer_id())]
+    UntrustedOrg {
+        /// The organisation's key.
+        org: PublicKey,
+    },
+    /// A revocation by an organisation that holds no endorsement of that member here (the
+    /// wrong organisation key, or a member never endorsed, or already revoked).
+    #[error("nothing to revoke: organisation {} holds no endorsement of {} on this node", .org.peer_id(), .member.peer_id())]
+    NothingToRevoke {
+        /// The organisation's key.
+        org: PublicKey,
+        /// The member's key.
+        member: PublicKey,
+    },
+    /// The record expired already.
+    #[error("the record of {} by organisation {} expired at {expires_at} (Unix ms)", .member.peer_id(), .org.peer_id())]
+    Expired {
+        /// The organisation's key.
+        org: PublicKey,
+        /// The member's key.
+        member: PublicKey,
+        /// When it expired, Unix ms.
+        expires_at: Millis,
+    },
+    /// No record given.
+    #[error("no endorsement given")]
+    Empty,
+    /// More than [`MAX_ENDORSE`] records in one call.
+    #[error("more than {max} endorsements in one call")]
+    TooMany {
+        /// The bound.
+        max: usize,
+    },
+    /// The store could not make the records durable: they are merged here (and retried
+    /// by the store) but were not published.
+    #[error("the store could not make the endorsements durable: {0}")]
+    Store(String),
+    /// The engine is gone (the node is stopping).
+    #[error("engine stopped")]
+    Stopped,
+}
+
+impl EndorseError {
+    /// Whether the caller's input was at fault (an HTTP 400), not the node (a 500/503).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Self::Store(_) | Self::Stopped)
+    }
+}
+
+/// One endorsement record taken by [`EngineHandle::endorse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endorsed {
+    /// Its id (SHA-256 of payload and signature).
+    pub id: RecordId,
+    /// The organisation.
+    pub org: PublicKey,
+    /// The member.
+    pub member: PublicKey,
+    /// Endorse or revoke.
+    pub kind: EndorsementKind,
+    /// The member's name (empty for a revocation).
+    pub name: String,
+    /// When it expires, Unix ms.
+    pub expires_at: Millis,
+    /// Whether it changed this node's roster (false: this record or a newer one of the
+    /// same organisation and member was held already; nothing was published).
+    pub changed: bool,
+}
+
+/// One endorsement record this node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndorsementInfo {
+    /// The record (the newest of its organisation and member).
+    pub record: EndorsementRecord,
+    /// The organisation's name in this node's `[[trust.orgs]]`.
+    pub org_name: String,
+    /// Whether it endorses its member now (an endorsement, not expired).
+    pub active: bool,
+}
+
+/// The answer to "why is this target blocked, or not?".
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// Blocked now, through the target itself or a prefix covering it.
+    pub blocked: bool,
+    /// The target asked about first (always, even without records), then every broader
+    /// prefix covering it that holds records (a host blocked through its /24 says so
+    /// there).
+    pub targets: Vec<TargetExplained>,
+}
+
+/// One target's explanation.
+#[derive(Debug, Clone)]
+pub struct TargetExplained {
+    /// The target.
+    pub target: Target,
+    /// The policy's explanation: every record, its weight and why it counted or not,
+    /// the sum, the threshold, the allow in force.
+    pub explanation: Explanation,
+    /// Each record's evidence from the store, in the order of `explanation.records`
+    /// (`None`: not readable now, e.g. a record merged moments ago and not written yet).
+    pub evidence: Vec<Option<Evidence>>,
+}
+
+/// Why an allow was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    /// The reason is empty.
+    #[error("an allow needs a reason")]
+    NoReason,
+    /// The reason is longer than [`MAX_REASON_BYTES`].
+    #[error("the reason is longer than {max} bytes")]
+    ReasonTooLong {
+        /// The bound.
+        max: usize,
+    },
+    /// `until` is not in the future.
+    #[error("the allow would end at {until} (Unix ms), which is not in the future")]
+    UntilPassed {
+        /// The requested end.
+        until: Millis,
+    },
+    /// The store could not make the change durable (it is in force here and retried).
+    #[error("the store could not make the allow durable: {0}")]
+    Store(String),
+    /// The engine is gone (the node is stopping).
+    #[error("engine stopped")]
+    Stopped,
+}
+
+impl AllowError {
+    /// Whether the caller's input was at fault (an HTTP 400), not the node.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Self::Store(_) | Self::Stopped)
+    }
+}
+
+/// What an allow did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The trusted reporters (never this node) whose active sightings of an overlapping
+    /// target the allow overrode: each lost reputation on this node. Empty when the
+    /// allow renews one already in force on the same target.
+    pub penalised: Vec<PublicKey>,
+}
+
+/// Records looked up by id for sync.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fetched {
+    /// Sightings found.
+    pub sightings: Vec<proto::SignedSighting>,
+    /// Endorsements found.
+    pub endorsements: Vec<proto::SignedEndorsement>,
+}
+
+impl Fetched {
+    /// Records found of both kinds.
+    pub fn len(&self) -> usize {
+        self.sightings.len() + self.endorsements.len()
+    }
+
+    /// Nothing found.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Requests to the engine.
 pub enum Command {
     /// A gossip message's data; the verdict goes back to gossipsub.
@@ -105,8 +285,10 @@ pub enum Command {
     },
     /// Records received from a sync peer; validated exactly like gossip.
     Ingest {
-        /// The records.
-        records: Vec<proto::SignedSighting>,
+        /// The sightings.
+        sightings: Vec<proto::SignedSighting>,
+        /// The endorsements.
+        endorsements: Vec<proto::SignedEndorsement>,
         /// The verdict (reject: the peer sent something invalid).
         reply: oneshot::Sender<GossipVerdict>,
     },
@@ -121,7 +303,50 @@ pub enum Command {
         /// Wanted ids.
         ids: Vec<RecordId>,
         /// The records found.
-        reply: oneshot::Sender<Vec<proto::SignedSighting>>,
+        reply: oneshot::Sender<Fetched>,
+    },
+    /// Verified endorsement records given by the operator: checked, stored (flushed),
+    /// merged and published, or all refused.
+    Endorse {
+        /// The records.
+        records: Vec<EndorsementRecord>,
+        /// What became of each, once durable; or why none was taken.
+        reply: oneshot::Sender<Result<Vec<Endorsed>, EndorseError>>,
+    },
+    /// Every endorsement record held.
+    Endorsements {
+        /// The answer.
+        reply: oneshot::Sender<Vec<EndorsementInfo>>,
+    },
+    /// Explain the decision on a target.
+    Explain {
+        /// The query.
+        target: Target,
+        /// The answer.
+        reply: oneshot::Sender<Explained>,
+    },
+    /// A local override: never block `target` (until `until`).
+    Allow {
+        /// The target.
+        target: Target,
+        /// When the allow ends (`None`: never).
+        until: Option<Millis>,
+        /// Why (shown in explain and list).
+        reason: String,
+        /// Once durable: the reporters penalised.
+        reply: oneshot::Sender<Result<Allowed, AllowError>>,
+    },
+    /// Ends an allow.
+    Unallow {
+        /// The target.
+        target: Target,
+        /// Once durable: whether an allow was removed.
+        reply: oneshot::Sender<anyhow::Result<bool>>,
+    },
+    /// Every allow in force.
+    Allows {
+        /// The answer.
+        reply: oneshot::Sender<Vec<(Target, Allow)>>,
     },
     /// What changed in the decision log after a cursor.
     Decisions {
@@ -208,10 +433,18 @@ impl EngineHandle {
     }
 
     /// Validates and merges records received through sync.
-    pub async fn ingest(&self, records: Vec<proto::SignedSighting>) -> GossipVerdict {
-        self.ask(|reply| Command::Ingest { records, reply })
-            .await
-            .unwrap_or(GossipVerdict::Ignore)
+    pub async fn ingest(
+        &self,
+        sightings: Vec<proto::SignedSighting>,
+        endorsements: Vec<proto::SignedEndorsement>,
+    ) -> GossipVerdict {
+        self.ask(|reply| Command::Ingest {
+            sightings,
+            endorsements,
+            reply,
+        })
+        .await
+        .unwrap_or(GossipVerdict::Ignore)
     }
 
     /// The current reconciliation set.
@@ -219,9 +452,61 @@ impl EngineHandle {
         self.ask(|reply| Command::SyncItems { reply }).await
     }
 
-    /// Stored records by id.
-    pub async fn fetch(&self, ids: Vec<RecordId>) -> anyhow::Result<Vec<proto::SignedSighting>> {
+    /// Stored records (sightings and endorsements) by id.
+    pub async fn fetch(&self, ids: Vec<RecordId>) -> anyhow::Result<Fetched> {
         self.ask(|reply| Command::Fetch { ids, reply }).await
+    }
+
+    /// Takes endorsement records (verified, e.g. by `fraudmesh::endorsement::parse_line`):
+    /// all of them are checked first, and if any is refused nothing changes; otherwise
+    /// each is merged, stored and published, and the answer comes once the store flushed
+    /// them. Blocks that depended on a revoked member are lifted, and an endorsed
+    /// member's sightings count, before the answer.
+    pub async fn endorse(&self, records: Vec<EndorsementRecord>) -> Result<Vec<Endorsed>, EndorseError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Endorse { records, reply })
+            .await
+            .map_err(|_| EndorseError::Stopped)?;
+        rx.await.map_err(|_| EndorseError::Stopped)?
+    }
+
+    /// Every endorsement record held (of the organisations this node trusts), newest per
+    /// organisation and member.
+    pub async fn endorsements(&self) -> anyhow::Result<Vec<EndorsementInfo>> {
+        self.ask(|reply| Command::Endorsements { reply }).await
+    }
+
+    /// Explains the decision on `target` and on every prefix covering it.
+    pub async fn explain(&self, target: Target) -> anyhow::Result<Explained> {
+        self.ask(|reply| Command::Explain { target, reply }).await
+    }
+
+    /// Never block `target` (nor anything overlapping it) until `until`, whatever the
+    /// mesh says; persistent. The trusted reporters it overrides lose reputation here.
+    /// Answers once durable.
+    pub async fn allow(&self, target: Target, until: Option<Millis>, reason: String) -> Result<Allowed, AllowError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Allow {
+                target,
+                until,
+                reason,
+                reply,
+            })
+            .await
+            .map_err(|_| AllowError::Stopped)?;
+        rx.await.map_err(|_| AllowError::Stopped)?
+    }
+
+    /// Ends the allow of exactly `target`; false if there was none. Answers once durable.
+    pub async fn unallow(&self, target: Target) -> anyhow::Result<bool> {
+        self.ask(|reply| Command::Unallow { target, reply }).await?
+    }
+
+    /// Every allow in force.
+    pub async fn allows(&self) -> anyhow::Result<Vec<(Target, Allow)>> {
+        self.ask(|reply| Command::Allows { reply }).await
     }
 
     /// Sends a tick (the node's timer task calls this).

@@ -1,4 +1,7 @@
 //! The receiving path every sighting from gossip or sync takes, and what is relayed.
+//! Endorsements in the same envelope or sync batch take the same path (`endorse.rs`):
+//! they are checked first, and a message is rejected as a whole if any record of either
+//! kind blames its sender — nothing of it is merged.
 //!
 //! # Order (cheapest and most decisive first)
 //! 1. Size and decoding of the envelope (gossip only).
@@ -15,7 +18,8 @@
 //! 7. Store admission: a stranger's record enters the fair-share quota
 //!    (`fraudmesh::quota`), evicting the oldest record of the most prolific stranger
 //!    when strangers hold their maximum, or is refused (still relayed).
-//! 8. Merge, re-decide the touched targets, queue the changes for the writer.
+//! 8. Merge (endorsements first, so that a member endorsed in the same message counts
+//!    at once), re-decide the touched targets, queue the changes for the writer.
 //!
 //! # Relaying
 //! The relay set is every record that passed its signature and the rate limit and was
@@ -27,6 +31,7 @@
 //! relay set, without ever waiting for the network (a full publish queue drops it and
 //! counts `gossip_relay_dropped`). Records from sync are not relayed.
 
+use super::endorse::CheckedEndorsements;
 use super::{Batch, Engine, GossipVerdict, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_SIGHTINGS};
 use crate::engine::store::Change;
 use crate::metrics::SourceLabel;
@@ -49,30 +54,23 @@ impl Engine {
             return GossipVerdict::Reject;
         }
         let env = match proto::Envelope::decode(data) {
-            Ok(env) if !env.sightings.is_empty() && env.sightings.len() <= MAX_ENVELOPE_SIGHTINGS => env,
-            Ok(_) => {
-                self.metrics.reject("envelope_size");
-                return GossipVerdict::Reject;
-            }
+            Ok(env) => env,
             Err(_) => {
                 self.metrics.reject("envelope_decode");
                 return GossipVerdict::Reject;
             }
         };
-        let n = env.sightings.len();
-        match self.receive(&env.sightings, "gossip") {
+        let n = env.sightings.len() + env.endorsements.len();
+        if n == 0 || n > MAX_ENVELOPE_SIGHTINGS {
+            self.metrics.reject("envelope_size");
+            return GossipVerdict::Reject;
+        }
+        match self.receive(&env.sightings, &env.endorsements, "gossip") {
             None => GossipVerdict::Reject,
-            Some(relay) if relay.len() == n => GossipVerdict::Accept,
-            Some(relay) if relay.is_empty() => GossipVerdict::Ignore,
-            Some(relay) => {
-                let mut relay = relay.into_iter().peekable();
-                let part: Vec<proto::SignedSighting> = env
-                    .sightings
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| relay.next_if_eq(&i).map(|_| s))
-                    .collect();
-                self.republish(part);
+            Some((s, e)) if s.len() + e.len() == n => GossipVerdict::Accept,
+            Some((s, e)) if s.is_empty() && e.is_empty() => GossipVerdict::Ignore,
+            Some((s, e)) => {
+                self.republish(pick(env.sightings, s), pick(env.endorsements, e));
                 GossipVerdict::Ignore
             }
         }
@@ -81,18 +79,56 @@ impl Engine {
     /// Records from sync (or any batch): the same path as gossip, without relaying.
     /// `Reject`: something in it blames the sender and nothing was merged; `Accept`:
     /// every record passed to the relay set; `Ignore`: some were skipped.
-    pub fn ingest(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> GossipVerdict {
-        match self.receive(sightings, source) {
+    pub fn ingest(
+        &mut self,
+        sightings: &[proto::SignedSighting],
+        endorsements: &[proto::SignedEndorsement],
+        source: &'static str,
+    ) -> GossipVerdict {
+        match self.receive(sightings, endorsements, source) {
             None => GossipVerdict::Reject,
-            Some(relay) if relay.len() == sightings.len() => GossipVerdict::Accept,
+            Some((s, e)) if s.len() == sightings.len() && e.len() == endorsements.len() => GossipVerdict::Accept,
             Some(_) => GossipVerdict::Ignore,
         }
     }
 
-    /// Steps 2–8 of the module doc. `None`: rejected as a whole (nothing merged);
-    /// otherwise the positions of the relay set, in order.
-    fn receive(&mut self, sightings: &[proto::SignedSighting], source: &'static str) -> Option<Vec<usize>> {
+    /// Steps 2–8 of the module doc for both kinds. `None`: rejected as a whole (nothing
+    /// merged); otherwise the positions of the relay set of each kind, in order.
+    fn receive(
+        &mut self,
+        sightings: &[proto::SignedSighting],
+        endorsements: &[proto::SignedEndorsement],
+        source: &'static str,
+    ) -> Option<(Vec<usize>, Vec<usize>)> {
         let now = now_ms();
+        let checked = if endorsements.is_empty() {
+            CheckedEndorsements::default()
+        } else {
+            self.check_endorsements(endorsements, source, now)?
+        };
+        let Some((records, relay)) = self.check_sightings(sightings, source, now) else {
+            // The endorsements' rate tokens are given back too: nothing was taken.
+            self.refund_orgs(&checked.charged);
+            return None;
+        };
+        let relay_endorsements = checked.relay.clone();
+        self.merge_endorsements(checked.records, source, now);
+        let mut batch = Batch::default();
+        for r in records {
+            self.admit(r, now, source, &mut batch);
+        }
+        self.commit(batch, now, source);
+        Some((relay, relay_endorsements))
+    }
+
+    /// Steps 2–5 for sightings. `None`: rejected as a whole; otherwise the verified records
+    /// and the positions of the relay set.
+    fn check_sightings(
+        &mut self,
+        sightings: &[proto::SignedSighting],
+        source: &'static str,
+        now: Millis,
+    ) -> Option<(Vec<Record>, Vec<usize>)> {
         let mut pending = Vec::with_capacity(sightings.len());
         let mut origin = Vec::with_capacity(sightings.len());
         let mut charged: Vec<PublicKey> = Vec::new();
@@ -135,12 +171,7 @@ impl Engine {
                 Err(_) => {}
             }
         }
-        let mut batch = Batch::default();
-        for r in records {
-            self.admit(r, now, source, &mut batch);
-        }
-        self.commit(batch, now, source);
-        Some(relay)
+        Some((records, relay))
     }
 
     fn refund(&mut self, charged: &[PublicKey]) {
@@ -257,10 +288,10 @@ impl Engine {
 
     /// Publishes the relayable part of a gossip message as a new envelope, never waiting
     /// for the network task.
-    fn republish(&self, sightings: Vec<proto::SignedSighting>) {
+    fn republish(&self, sightings: Vec<proto::SignedSighting>, endorsements: Vec<proto::SignedEndorsement>) {
         let data = proto::Envelope {
             sightings,
-            endorsements: vec![],
+            endorsements,
         }
         .encode_to_vec();
         match self.publish.try_send(data) {
@@ -275,4 +306,13 @@ impl Engine {
             Err(TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// The items of `all` at the positions `keep` (ascending).
+fn pick<T>(all: Vec<T>, keep: Vec<usize>) -> Vec<T> {
+    let mut keep = keep.into_iter().peekable();
+    all.into_iter()
+        .enumerate()
+        .filter_map(|(i, x)| keep.next_if_eq(&i).map(|_| x))
+        .collect()
 }

@@ -23,13 +23,21 @@
 //! a crash now loses at most one tick more of them, which peers still hold and sync
 //! brings back.
 //!
+//! Endorsements (`endorse.rs`) take the same receiving path as sightings, in the same
+//! envelopes and sync sessions; the roster of the trusted organisations' records lives in
+//! the policy, and a change to it decides the affected targets again at the next tick.
+//! The operator's allows and the reporters' reputation (`overrides.rs`) are persistent
+//! and loaded at start, like the roster.
+//!
 //! Work per request is bounded: dedup and sync fetches find records through the
 //! ledger's id index (one lookup per id, never a scan), and the reconciliation set is
 //! rebuilt at most once per [`SYNC_ITEMS_REFRESH`] — it may lag the ledger by that much,
 //! which sync tolerates (a record merged meanwhile is found by the next session; one
 //! dropped meanwhile is simply not found when fetched).
 
+mod endorse;
 mod ingest;
+mod overrides;
 mod recent;
 pub mod store;
 
@@ -59,13 +67,16 @@ use tokio::sync::{mpsc, watch};
 
 mod handle;
 
-pub use handle::{Check, Command, EngineHandle, GossipVerdict, Listed, Stats};
+pub use handle::{
+    AllowError, Allowed, Check, Command, EndorseError, Endorsed, EndorsementInfo, EngineHandle, Explained, Fetched,
+    GossipVerdict, Listed, Stats, TargetExplained, MAX_ENDORSE, MAX_REASON_BYTES,
+};
 
 /// Commands queued to the engine before senders wait.
 pub const COMMAND_QUEUE: usize = 1024;
 /// Largest gossip message accepted (also gossipsub's transmit limit).
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
-/// Most sightings in one envelope.
+/// Most records (sightings and endorsements together) in one envelope.
 pub const MAX_ENVELOPE_SIGHTINGS: usize = 256;
 /// Most records one fetch looks up (and one sync request may want or give): 4096
 /// records of about 210 bytes stay well inside a 4 MiB sync message.
@@ -158,6 +169,12 @@ pub struct Engine {
     /// How long the last rebuild took.
     rebuild_cost: Duration,
     last_gc: Instant,
+    /// The per-key rate limit of organisations this node does not trust (their
+    /// endorsements are relayed, never stored: see `endorse.rs`).
+    org_rate: RateLimiter,
+    /// Members whose roster record changed since their records were last decided again
+    /// (done at the next tick, or at once for a local change).
+    roster_changed: HashSet<PublicKey>,
 }
 
 /// A stranger's record in the quota: `(observed_at, target)`, ordered by age, then target
@@ -291,6 +308,8 @@ impl Engine {
             );
         }
         let mut engine = Engine {
+            org_rate: RateLimiter::new(endorse::ORG_RATE, endorse::ORG_BURST),
+            roster_changed: HashSet::new(),
             identity: cfg.identity,
             rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
             keys,
@@ -315,6 +334,9 @@ impl Engine {
             rebuild_cost: Duration::ZERO,
             last_gc: Instant::now(),
         };
+        // The roster first: who is a stranger depends on it.
+        engine.load_roster(now);
+        engine.load_overrides(now);
         let dropped = engine.admit_loaded_strangers(now);
         tracing::info!(
             records = engine.ledger.len(),
@@ -334,7 +356,7 @@ impl Engine {
     /// those the quota does not keep (its bounds were lowered) are dropped from the ledger
     /// and the store. Returns how many were dropped.
     fn admit_loaded_strangers(&mut self, now: Millis) -> usize {
-        let mut strangers: Vec<(QuotaKey, PublicKey)> = self
+        let strangers: Vec<(QuotaKey, PublicKey)> = self
             .ledger
             .by_target()
             .flat_map(|(t, entries)| {
@@ -343,6 +365,15 @@ impl Engine {
                     .map(|e| ((e.observed_at(), t.clone()), *e.reporter()))
             })
             .collect();
+        let dropped = self.admit_to_quota(strangers);
+        self.hand_over_writes();
+        dropped.len()
+    }
+
+    /// Admits strangers' records held in the ledger (not in the quota) to the quota,
+    /// oldest first; those it evicts or refuses are dropped from the ledger and the store.
+    /// Returns the targets of the dropped records.
+    fn admit_to_quota(&mut self, mut strangers: Vec<(QuotaKey, PublicKey)>) -> Vec<Target> {
         strangers.sort_unstable();
         let mut drop = Vec::new();
         for (key, reporter) in strangers {
@@ -354,12 +385,13 @@ impl Engine {
             }
         }
         for (reporter, target) in &drop {
-            self.ledger.remove(reporter, target);
+            if let Some(gone) = self.ledger.remove(reporter, target) {
+                self.recent.insert(*gone.id());
+            }
         }
-        let n = drop.len();
+        let targets = drop.iter().map(|(_, t)| t.clone()).collect();
         self.queue_writes(drop.into_iter().map(|(r, t)| Change::Remove(r, t)));
-        self.hand_over_writes();
-        n
+        targets
     }
 
     /// Makes everything stored so far durable, and waits for it.
@@ -448,9 +480,30 @@ impl Engine {
                     store_bytes: self.store.size_on_disk(),
                 });
             }
-            Command::Ingest { records, reply } => {
-                let v = self.ingest(&records, "sync");
+            Command::Ingest {
+                sightings,
+                endorsements,
+                reply,
+            } => {
+                let v = self.ingest(&sightings, &endorsements, "sync");
                 let _ = reply.send(v);
+            }
+            Command::Endorse { records, reply } => self.endorse_command(records, reply),
+            Command::Endorsements { reply } => {
+                let _ = reply.send(self.endorsement_infos());
+            }
+            Command::Explain { target, reply } => {
+                let _ = reply.send(self.explain(&target));
+            }
+            Command::Allow {
+                target,
+                until,
+                reason,
+                reply,
+            } => self.allow_command(target, until, reason, reply),
+            Command::Unallow { target, reply } => self.unallow_command(target, reply),
+            Command::Allows { reply } => {
+                let _ = reply.send(self.allows());
             }
             Command::SyncItems { reply } => {
                 let _ = reply.send(self.sync_items());
@@ -478,7 +531,13 @@ impl Engine {
     fn sync_items(&mut self) -> Arc<Vec<Item>> {
         let due = self.sync_items_built.is_none_or(|t| t.elapsed() >= SYNC_ITEMS_REFRESH);
         if self.sync_items_stale && due {
-            self.sync_items = Arc::new(fraudmesh::sync::items(&self.ledger, now_ms()));
+            let now = now_ms();
+            let mut items = fraudmesh::sync::items(&self.ledger, now);
+            // Endorsements share the set (their item is (issued_at, id)).
+            items.extend(self.policy.roster().items(now));
+            items.sort_unstable();
+            items.dedup();
+            self.sync_items = Arc::new(items);
             self.sync_items_stale = false;
             self.sync_items_built = Some(Instant::now());
         }
@@ -520,15 +579,20 @@ impl Engine {
         records
     }
 
-    /// Looks records up by id through the ledger's id index, then reads them from the
-    /// store. A record merged moments ago may still sit in the engine's or the writer's
-    /// queue (the store then holds an older record of its key, or none) and is skipped: the peer gets it
-    /// by gossip or its next session, and never a record it did not ask for.
-    fn fetch(&self, ids: Vec<RecordId>) -> Vec<proto::SignedSighting> {
+    /// Looks records up by id: endorsements in the roster (held in memory), sightings
+    /// through the ledger's id index, then read from the store. A sighting merged moments
+    /// ago may still sit in the engine's or the writer's queue (the store then holds an
+    /// older record of its key, or none) and is skipped: the peer gets it by gossip or its
+    /// next session, and never a record it did not ask for.
+    fn fetch(&self, ids: Vec<RecordId>) -> Fetched {
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
+        let mut out = Fetched::default();
         for id in ids.into_iter().take(MAX_FETCH) {
             if !seen.insert(id) {
+                continue;
+            }
+            if let Some(e) = self.policy.roster().by_id(&id) {
+                out.endorsements.push(e.to_proto());
                 continue;
             }
             let Some((reporter, target)) = self.ledger.locate(&id) else {
@@ -536,7 +600,7 @@ impl Engine {
             };
             match self.store.get(reporter, target) {
                 Ok(Some(bytes)) => match proto::SignedSighting::decode(bytes.as_slice()) {
-                    Ok(s) if wire_id(&s) == id => out.push(s),
+                    Ok(s) if wire_id(&s) == id => out.sightings.push(s),
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "a stored record does not decode"),
                 },
@@ -552,6 +616,7 @@ impl Engine {
         let mut matches = Vec::new();
         for t in target.covering() {
             let mut records = self.ledger.for_target(&t).peekable();
+            // (Allowed targets decide as not blocked: `Verdict::allowed`.)
             if records.peek().is_some() {
                 let d = self.policy.decide(&t, records, now);
                 matches.push((t, d));
@@ -582,7 +647,12 @@ impl Engine {
     }
 
     fn decide_everything(&mut self, now: Millis) {
-        let targets: Vec<Target> = self.ledger.by_target().map(|(t, _)| t.clone()).collect();
+        // Every target with records, and every target blocked now (its records may be
+        // gone; deciding it again ends the block).
+        let mut targets: Vec<Target> = self.ledger.by_target().map(|(t, _)| t.clone()).collect();
+        targets.extend(self.decisions.active().map(|d| d.target.clone()));
+        targets.sort_unstable();
+        targets.dedup();
         self.redecide(&targets, now);
         self.metrics.records.set(self.ledger.len() as i64);
         self.metrics.stranger_records.set(self.quota.total() as i64);
@@ -593,6 +663,7 @@ impl Engine {
         let now = now_ms();
         let due = self.decisions.due(now);
         self.redecide(&due, now);
+        self.expire_allows(now);
         if self.last_gc.elapsed() >= GC_INTERVAL {
             self.last_gc = Instant::now();
             let gone = self.ledger.expire(now);
@@ -600,9 +671,8 @@ impl Engine {
                 self.sync_items_stale = true;
                 let mut keys = Vec::with_capacity(gone.len());
                 for (t, e) in gone {
-                    if self.policy.is_stranger(e.reporter(), now) {
-                        self.quota.remove(e.reporter(), &(e.observed_at(), t.clone()));
-                    }
+                    // Whatever the reporter is now: a record not in the quota is no-op.
+                    self.quota.remove(e.reporter(), &(e.observed_at(), t.clone()));
                     keys.push((*e.reporter(), t));
                 }
                 tracing::debug!(expired = keys.len(), "expired records collected");
@@ -611,7 +681,10 @@ impl Engine {
                 self.metrics.stranger_records.set(self.quota.total() as i64);
             }
             self.metrics.stranger_rate_tracked.set(self.rate.tracked() as i64);
+            self.expire_roster(now);
+            self.recover_reputation(now);
         }
+        self.apply_roster_changes(now);
         self.hand_over_writes();
         self.rebuild_if_due();
     }
@@ -655,7 +728,7 @@ fn envelopes(records: &[Record]) -> Vec<Vec<u8>> {
         .map(|chunk| {
             proto::Envelope {
                 sightings: chunk.iter().map(Record::to_proto).collect(),
-                endorsements: vec![],
+                endorsements: Vec::new(),
             }
             .encode_to_vec()
         })

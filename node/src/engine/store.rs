@@ -19,6 +19,13 @@
 //!
 //! Loading at start never stops at one bad entry: [`Store::scan`] passes unreadable
 //! entries as errors and goes on, and the engine removes entries that do not decode.
+//!
+//! Beside the records, the store keeps a few small [`Table`]s, each a tree of its own:
+//! the endorsements of trusted organisations (`endorsements.v1`, keyed by
+//! `org || member`), the operator's allows (`allows.v1`, keyed by the encoded target) and
+//! the reporters' reputation penalties (`reputation.v1`, keyed by the reporter). Their
+//! writes go through the same writer, in order with the records', and are retried and
+//! covered by flushes the same way.
 
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -33,6 +40,34 @@ use std::thread::JoinHandle;
 
 /// The records tree.
 const RECORDS_TREE: &str = "records.v1";
+
+/// A small table kept beside the records (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Endorsement records of trusted organisations, keyed by `org || member`.
+    Endorsements,
+    /// The operator's allows, keyed by the encoded target.
+    Allows,
+    /// Reputation penalties, keyed by the reporter's key.
+    Reputation,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 3] = [Table::Endorsements, Table::Allows, Table::Reputation];
+
+    /// Its tree's name (versioned like the records').
+    pub fn tree(self) -> &'static str {
+        match self {
+            Table::Endorsements => "endorsements.v1",
+            Table::Allows => "allows.v1",
+            Table::Reputation => "reputation.v1",
+        }
+    }
+}
+
+/// One write to a table: the value to store under the key, or `None` to remove it.
+pub type TableWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// One entry met by [`Store::scan`]: its raw key and value, or why it could not be read.
 pub type Scanned<'a> = anyhow::Result<(&'a [u8], &'a [u8])>;
@@ -68,6 +103,10 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> anyhow::Result<()>;
     /// Bytes on disk, for status.
     fn size_on_disk(&self) -> u64;
+    /// Every entry of a table, like [`Store::scan`].
+    fn table_scan(&self, table: Table, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()>;
+    /// Inserts or removes entries of a table, as if in order.
+    fn table_write(&self, table: Table, writes: &[TableWrite]) -> anyhow::Result<()>;
 }
 
 fn key(reporter: &PublicKey, target: &Target) -> Vec<u8> {
@@ -83,6 +122,8 @@ const MAX_SCAN_ERRORS: usize = 1000;
 pub struct SledStore {
     db: sled::Db,
     records: sled::Tree,
+    /// The trees of [`Table::ALL`], in that order.
+    tables: Vec<sled::Tree>,
 }
 
 impl SledStore {
@@ -94,7 +135,18 @@ impl SledStore {
             .open()
             .with_context(|| format!("opening the database at {} (is another node using it?)", path.display()))?;
         let records = db.open_tree(RECORDS_TREE)?;
-        Ok(Self { db, records })
+        let tables = Table::ALL
+            .iter()
+            .map(|t| {
+                db.open_tree(t.tree())
+                    .with_context(|| format!("opening the tree {}", t.tree()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { db, records, tables })
+    }
+
+    fn table(&self, table: Table) -> &sled::Tree {
+        &self.tables[table as usize]
     }
 
     /// The database itself, for state earlier versions kept beside the ledger (the
@@ -183,6 +235,38 @@ impl Store for SledStore {
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    fn table_scan(&self, table: Table, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
+        let mut errors = 0;
+        for entry in self.table(table).iter() {
+            match entry {
+                Ok((k, v)) => f(Ok((&k, &v))),
+                Err(e) => {
+                    f(Err(
+                        anyhow::Error::new(e).context(format!("reading an entry of {}", table.tree()))
+                    ));
+                    errors += 1;
+                    if errors >= MAX_SCAN_ERRORS {
+                        anyhow::bail!("{errors} unreadable entries; the rest of {} was not read", table.tree());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn table_write(&self, table: Table, writes: &[TableWrite]) -> anyhow::Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
+        self.table(table)
+            .apply_batch(batch)
+            .with_context(|| format!("writing to {}", table.tree()))
+    }
 }
 
 /// Writes queued to the writer thread before the engine waits (backpressure).
@@ -203,6 +287,8 @@ pub enum Change {
     Put(Record),
     /// Remove the record of this (reporter, target).
     Remove(PublicKey, Target),
+    /// Store (`Some`) or remove (`None`) an entry of a table.
+    Table(Table, Vec<u8>, Option<Vec<u8>>),
 }
 
 enum Op {
@@ -226,6 +312,8 @@ struct Worker {
     unwritten: HashMap<(PublicKey, Target), Record>,
     /// Records dropped because `unwritten` was full.
     lost: usize,
+    /// The newest write of each table entry that failed, written again before each flush.
+    unwritten_tables: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     /// The last write error, for the flushes that fail.
     last_error: String,
 }
@@ -238,8 +326,13 @@ impl Worker {
         let mut seen: HashSet<(PublicKey, Target)> = HashSet::with_capacity(changes.len());
         let mut puts: Vec<Record> = Vec::new();
         let mut removals: Vec<(PublicKey, Target)> = Vec::new();
+        let mut tables: HashMap<(Table, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
         for c in changes.into_iter().rev() {
             match c {
+                Change::Table(table, key, value) => {
+                    // Reversed: the first met is the last made.
+                    tables.entry((table, key)).or_insert(value);
+                }
                 Change::Put(r) => {
                     if seen.insert((r.sighting().reporter, r.sighting().target.clone())) {
                         puts.push(r);
@@ -255,6 +348,32 @@ impl Worker {
         puts.reverse();
         self.remove(removals);
         self.put(puts);
+        self.write_tables(tables);
+    }
+
+    /// Writes table entries (one batch per table); the failed ones are kept to retry.
+    fn write_tables(&mut self, writes: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>) {
+        let mut by_table: HashMap<Table, Vec<TableWrite>> = HashMap::new();
+        for ((table, key), value) in writes {
+            by_table.entry(table).or_default().push((key, value));
+        }
+        for (table, writes) in by_table {
+            match self.store.table_write(table, &writes) {
+                Ok(()) => {
+                    for (key, _) in writes {
+                        self.unwritten_tables.remove(&(table, key));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, entries = writes.len(), table = table.tree(), "writing a table failed; will retry");
+                    self.metrics.store_write_errors.inc_by(writes.len() as u64);
+                    self.last_error = format!("{e:#}");
+                    for (key, value) in writes {
+                        self.unwritten_tables.insert((table, key), value);
+                    }
+                }
+            }
+        }
     }
 
     fn put(&mut self, records: Vec<Record>) {
@@ -310,7 +429,18 @@ impl Worker {
             self.put(retry);
             self.metrics.store_unwritten.set(self.unwritten.len() as i64);
         }
+        if !self.unwritten_tables.is_empty() {
+            let retry = std::mem::take(&mut self.unwritten_tables);
+            self.write_tables(retry);
+        }
         let flushed = self.store.flush();
+        if !self.unwritten_tables.is_empty() {
+            anyhow::bail!(
+                "{} table entries could not be written to the store: {}",
+                self.unwritten_tables.len(),
+                self.last_error
+            );
+        }
         if !self.unwritten.is_empty() {
             anyhow::bail!(
                 "{} records could not be written to the store: {}",
@@ -337,6 +467,7 @@ impl Writer {
             store,
             metrics,
             unwritten: HashMap::new(),
+            unwritten_tables: HashMap::new(),
             lost: 0,
             last_error: String::new(),
         };
@@ -418,6 +549,10 @@ impl Drop for Writer {
     }
 }
 
+/// The tables of a [`MemStore`]: entries by table and raw key.
+#[cfg(test)]
+pub type MemTables = std::collections::BTreeMap<(Table, Vec<u8>), Vec<u8>>;
+
 /// An in-memory store for tests, with switchable faults.
 #[cfg(test)]
 #[derive(Default)]
@@ -430,6 +565,10 @@ pub struct MemStore {
     pub unreadable_at: Option<usize>,
     /// Flushes done.
     pub flushes: std::sync::atomic::AtomicUsize,
+    /// The tables' entries, by table and raw key.
+    pub tables: std::sync::Mutex<MemTables>,
+    /// While set, every table write fails.
+    pub fail_tables: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -492,6 +631,27 @@ impl Store for MemStore {
     }
     fn size_on_disk(&self) -> u64 {
         0
+    }
+    fn table_scan(&self, table: Table, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
+        for ((t, k), v) in self.tables.lock().unwrap().iter() {
+            if *t == table {
+                f(Ok((k, v)));
+            }
+        }
+        Ok(())
+    }
+    fn table_write(&self, table: Table, writes: &[TableWrite]) -> anyhow::Result<()> {
+        if self.fail_tables.load(std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!("disk full");
+        }
+        let mut tables = self.tables.lock().unwrap();
+        for (k, v) in writes {
+            match v {
+                Some(v) => tables.insert((table, k.clone()), v.clone()),
+                None => tables.remove(&(table, k.clone())),
+            };
+        }
+        Ok(())
     }
 }
 

@@ -2,9 +2,10 @@
 //! injected faults (`store::MemStore`).
 
 use super::*;
-use crate::engine::store::{MemStore, Scanned, SledStore};
+use crate::engine::store::{MemStore, Scanned, SledStore, Table, TableWrite};
 use crate::metrics::Scrape;
-use fraudmesh::policy::{ReputationConfig, TrustConfig, FULL};
+use fraudmesh::endorsement::{self, EndorsementRecord};
+use fraudmesh::policy::{OrgTrust, ReputationConfig, TrustConfig, FULL};
 use fraudmesh::sighting::{sign, Evidence};
 use fraudmesh::target::Bounds;
 use std::collections::HashMap;
@@ -30,7 +31,13 @@ fn config(local: Identity) -> EngineConfig {
             stranger_weight: 100,
             stranger_cap: 500,
             threshold: FULL,
-            orgs: HashMap::new(),
+            orgs: HashMap::from([(
+                org().public(),
+                OrgTrust {
+                    name: "acme".into(),
+                    weight: FULL,
+                },
+            )]),
             reputation: ReputationConfig::default(),
         },
         vec![],
@@ -155,6 +162,12 @@ impl Store for Shared {
     }
     fn size_on_disk(&self) -> u64 {
         0
+    }
+    fn table_scan(&self, table: Table, f: &mut dyn FnMut(Scanned<'_>)) -> anyhow::Result<()> {
+        self.0.table_scan(table, f)
+    }
+    fn table_write(&self, table: Table, writes: &[TableWrite]) -> anyhow::Result<()> {
+        self.0.table_write(table, writes)
     }
 }
 
@@ -526,7 +539,17 @@ fn fetch_finds_records_by_id_and_never_gives_one_not_asked_for() {
     h.engine.gossip(&envelope(&[&a, &b]));
     h.engine.flush().unwrap();
     let got = h.engine.fetch(vec![*b.id(), [7; 32], *a.id(), *b.id()]);
-    assert_eq!(got, vec![b.to_proto(), a.to_proto()], "in asked order, once each");
+    assert_eq!(
+        got.sightings,
+        vec![b.to_proto(), a.to_proto()],
+        "in asked order, once each"
+    );
+    // Endorsements are found by id too, in the same request.
+    let e = endorsed(&org(), &stranger(1), now, endorsement::DEFAULT_TTL_MS);
+    h.engine.gossip(&endorsements_envelope(&[&e], &[]));
+    let got = h.engine.fetch(vec![*e.id(), *a.id()]);
+    assert_eq!(got.sightings, vec![a.to_proto()]);
+    assert_eq!(got.endorsements, vec![e.to_proto()]);
     // A newer record of A's key is merged but not yet on disk: neither id is answered
     // with the other's bytes.
     let newer = record(&t, "192.0.2.1", now + 1, 600);
@@ -556,4 +579,413 @@ fn the_reconciliation_set_is_rebuilt_at_most_once_per_interval() {
     h.engine.sync_items_built = Instant::now().checked_sub(SYNC_ITEMS_REFRESH);
     let again = h.engine.sync_items();
     assert!(Arc::ptr_eq(&again, &h.engine.sync_items()));
+}
+
+// ---- endorsements ----
+
+/// The organisation these tests' nodes trust (at [`FULL`], see [`config`]).
+fn org() -> Identity {
+    Identity::from_secret([70; 32])
+}
+
+/// An organisation nobody here trusts.
+fn other_org() -> Identity {
+    Identity::from_secret([71; 32])
+}
+
+fn endorsed(org: &Identity, member: &Identity, issued_at: Millis, ttl_ms: Millis) -> EndorsementRecord {
+    endorsement::endorse(org, member.public(), "pbx-baden-01", issued_at, ttl_ms).unwrap()
+}
+
+fn endorsements_envelope(records: &[&EndorsementRecord], sightings: &[&Record]) -> Vec<u8> {
+    proto::Envelope {
+        sightings: sightings.iter().map(|r| r.to_proto()).collect(),
+        endorsements: records.iter().map(|r| r.to_proto()).collect(),
+    }
+    .encode_to_vec()
+}
+
+impl Harness {
+    /// Whether `target` is in the decided set (what enforcers follow).
+    fn decided(&self, target: &Target) -> bool {
+        self.engine.decisions.get(target).is_some()
+    }
+
+    /// Entries of a table in the store (after a flush).
+    fn table_len(&mut self, table: Table) -> usize {
+        self.engine.flush().unwrap();
+        self.store
+            .tables
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .count()
+    }
+}
+
+#[test]
+fn an_endorsement_from_gossip_makes_a_members_sightings_count_and_a_revocation_lifts_them_at_once() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(7);
+    let s = record(&member, "192.0.2.9", now, 600);
+    let target = s.sighting().target.clone();
+    assert_eq!(h.engine.gossip(&envelope(&[&s])), GossipVerdict::Accept);
+    assert!(!h.decided(&target), "a stranger's sighting never blocks");
+    assert_eq!(h.engine.stranger_records(), 1);
+
+    let e = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[])),
+        GossipVerdict::Accept
+    );
+    h.engine.tick();
+    assert!(h.decided(&target), "the member's existing sighting counts at once");
+    assert_eq!(h.engine.stranger_records(), 0, "and leaves the strangers' quota");
+    assert_eq!(h.table_len(Table::Endorsements), 1, "stored");
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "active")]), 1.0);
+
+    let r = endorsement::revoke(&org(), member.public(), now + 1).unwrap();
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&r], &[])),
+        GossipVerdict::Accept
+    );
+    h.engine.tick();
+    assert!(!h.decided(&target), "lifted at the next tick");
+    assert!(!h.engine.check(&target).blocked);
+    assert_eq!(h.engine.stranger_records(), 1, "a stranger again, in the quota again");
+    assert_eq!(
+        h.table_len(Table::Endorsements),
+        1,
+        "the revocation replaced the endorsement"
+    );
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "revoked")]), 1.0);
+    assert_eq!(
+        h.metric("fraudmesh_endorsements_received_total", &[("verdict", "merged")]),
+        2.0
+    );
+    // The endorsement, older than the revocation, comes again (another peer): a duplicate
+    // of nothing held, superseded, and nothing changes.
+    let mut h2 = Harness::new(config(Identity::from_secret([3; 32])));
+    assert_eq!(
+        h2.engine.gossip(&endorsements_envelope(&[&r], &[&s])),
+        GossipVerdict::Accept
+    );
+    assert_eq!(
+        h2.engine.gossip(&endorsements_envelope(&[&e], &[])),
+        GossipVerdict::Accept
+    );
+    h2.engine.tick();
+    assert!(
+        !h2.decided(&target),
+        "a revocation outlives the endorsement it withdraws"
+    );
+}
+
+#[test]
+fn a_member_endorsed_in_the_same_message_as_its_sighting_counts() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(8);
+    let s = record(&member, "192.0.2.10", now, 600);
+    let e = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+        GossipVerdict::Accept
+    );
+    assert!(h.decided(&s.sighting().target), "decided as trusted on arrival");
+    assert_eq!(h.engine.stranger_records(), 0);
+}
+
+#[test]
+fn an_untrusted_organisations_endorsement_is_relayed_but_stored_nowhere() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(9);
+    let s = record(&member, "192.0.2.11", now, 600);
+    let e = endorsed(&other_org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+        GossipVerdict::Accept,
+        "valid: forwarded, whatever this node trusts"
+    );
+    h.engine.tick();
+    assert!(!h.decided(&s.sighting().target));
+    assert!(h.engine.policy.roster().is_empty());
+    assert_eq!(h.table_len(Table::Endorsements), 0);
+    // Sync does not serve it either, and it comes again as a duplicate.
+    assert!(h.engine.fetch(vec![*e.id()]).endorsements.is_empty());
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[])),
+        GossipVerdict::Ignore
+    );
+    assert_eq!(
+        h.metric("fraudmesh_endorsements_received_total", &[("verdict", "untrusted_org")]),
+        1.0
+    );
+    assert_eq!(
+        h.metric("fraudmesh_endorsements_received_total", &[("verdict", "duplicate")]),
+        1.0
+    );
+}
+
+#[test]
+fn a_forged_endorsement_rejects_its_whole_message() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(10);
+    let good = record(&trusted(), "192.0.2.12", now, 600);
+    let valid = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    let mut forged = endorsed(&org(), &stranger(11), now, endorsement::DEFAULT_TTL_MS).to_proto();
+    let mut sig = forged.signature.to_vec();
+    sig[5] ^= 1;
+    forged.signature = sig.into();
+    let data = proto::Envelope {
+        sightings: vec![good.to_proto()],
+        endorsements: vec![valid.to_proto(), forged],
+    }
+    .encode_to_vec();
+    assert_eq!(h.engine.gossip(&data), GossipVerdict::Reject);
+    assert_eq!(h.engine.records(), 0, "nothing of a rejected message is merged");
+    assert!(h.engine.policy.roster().is_empty());
+    assert!(h.published().is_empty(), "nor relayed");
+    // The same through sync: the peer is at fault.
+    let data = proto::Envelope::decode(data.as_slice()).unwrap();
+    assert_eq!(
+        h.engine.ingest(&data.sightings, &data.endorsements, "sync"),
+        GossipVerdict::Reject
+    );
+    assert!(h.engine.policy.roster().is_empty());
+}
+
+#[test]
+fn an_expired_endorsement_is_skipped_without_blame() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(12);
+    let s = record(&member, "192.0.2.13", now, 600);
+    let e = endorsed(&org(), &member, now - 20_000, 10_000);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+        GossipVerdict::Ignore,
+        "not relayed, not blamed; its envelope mate lands"
+    );
+    h.engine.tick();
+    assert!(h.holds(&s));
+    assert!(!h.decided(&s.sighting().target), "the member stays a stranger");
+    assert!(h.engine.policy.roster().is_empty());
+    let published = h.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].sightings, vec![s.to_proto()]);
+    assert!(published[0].endorsements.is_empty());
+}
+
+#[test]
+fn endorsements_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = Identity::from_secret([3; 32]);
+    let now = now_ms();
+    let member = stranger(13);
+    let s = record(&member, "192.0.2.14", now, 600);
+    let e = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    let stale = endorsed(&org(), &stranger(14), now - 20_000, 10_000);
+    {
+        let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+        // An endorsement that expires while the node is down, written directly.
+        store
+            .table_write(
+                Table::Endorsements,
+                &[(
+                    [org().public().as_bytes().as_slice(), stranger(14).public().as_bytes()].concat(),
+                    Some(stale.encode()),
+                )],
+            )
+            .unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let mut engine = Engine::new(
+            config(Identity::from_secret([3; 32])),
+            Box::new(store),
+            Arc::default(),
+            tx,
+        )
+        .unwrap();
+        assert_eq!(
+            engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+            GossipVerdict::Accept
+        );
+        engine.flush().unwrap();
+    }
+    let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let mut engine = Engine::new(config(me), Box::new(store), Arc::default(), tx).unwrap();
+    assert_eq!(
+        engine.policy.roster().len(),
+        1,
+        "the live endorsement, not the expired one"
+    );
+    assert!(
+        engine.decisions.get(&s.sighting().target).is_some(),
+        "the member is trusted at start"
+    );
+    assert_eq!(engine.stranger_records(), 0);
+    assert_eq!(
+        engine.fetch(vec![*e.id()]).endorsements,
+        vec![e.to_proto()],
+        "and served to sync"
+    );
+    assert!(engine.sync_items().iter().any(|(_, id)| id == e.id()));
+    engine.flush().unwrap();
+    drop(engine);
+    let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
+    let mut left = 0;
+    store.table_scan(Table::Endorsements, &mut |_| left += 1).unwrap();
+    assert_eq!(left, 1, "the expired endorsement was removed from disk at start");
+}
+
+#[test]
+fn the_operators_endorsements_are_checked_all_first_and_refused_clearly() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(15);
+    let s = record(&member, "192.0.2.15", now, 600);
+    assert_eq!(h.engine.gossip(&envelope(&[&s])), GossipVerdict::Accept);
+    let good = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    let foreign = endorsed(&other_org(), &member, now, endorsement::DEFAULT_TTL_MS);
+    let err = h.engine.endorse_local(vec![good.clone(), foreign]).unwrap_err();
+    assert_eq!(
+        err,
+        EndorseError::UntrustedOrg {
+            org: other_org().public()
+        }
+    );
+    assert!(err.is_bad_input());
+    assert!(h.engine.policy.roster().is_empty(), "nothing of the call changed");
+    // A revocation by the wrong organisation key: nothing to revoke.
+    let wrong = endorsement::revoke(&other_org(), member.public(), now).unwrap();
+    assert!(matches!(
+        h.engine.endorse_local(vec![wrong]),
+        Err(EndorseError::UntrustedOrg { .. })
+    ));
+    let early = endorsement::revoke(&org(), member.public(), now).unwrap();
+    assert_eq!(
+        h.engine.endorse_local(vec![early]).unwrap_err(),
+        EndorseError::NothingToRevoke {
+            org: org().public(),
+            member: member.public()
+        }
+    );
+    let (out, envelopes) = h.engine.endorse_local(vec![good.clone()]).unwrap();
+    assert!(out[0].changed);
+    assert_eq!(envelopes.len(), 1);
+    assert!(h.decided(&s.sighting().target), "decided again before the answer");
+    let (again, envelopes) = h.engine.endorse_local(vec![good]).unwrap();
+    assert!(
+        !again[0].changed && envelopes.is_empty(),
+        "held already: nothing published"
+    );
+    let revoke = endorsement::revoke(&org(), member.public(), now + 1).unwrap();
+    let (out, _) = h.engine.endorse_local(vec![revoke]).unwrap();
+    assert!(out[0].changed);
+    assert!(!h.decided(&s.sighting().target));
+    let infos = h.engine.endorsement_infos();
+    assert_eq!(infos.len(), 1);
+    assert!(!infos[0].active);
+    assert_eq!(infos[0].org_name, "acme");
+}
+
+// ---- allows and reputation ----
+
+#[test]
+fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = Identity::from_secret([3; 32]);
+    let now = now_ms();
+    let peer = record(&trusted(), "192.0.2.20", now, 3600);
+    let target = peer.sighting().target.clone();
+    let prefix = Target::parse("192.0.2.0/24", Bounds::default()).unwrap();
+    let start = |tmp: &std::path::Path| {
+        let store = SledStore::open(tmp, 1 << 20).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        (
+            Engine::new(
+                config(Identity::from_secret([3; 32])),
+                Box::new(store),
+                Arc::default(),
+                tx,
+            )
+            .unwrap(),
+            rx,
+        )
+    };
+    {
+        let (mut engine, _rx) = start(tmp.path());
+        assert_eq!(engine.gossip(&envelope(&[&peer])), GossipVerdict::Accept);
+        engine.report(vec![draft("192.0.2.20")]).unwrap();
+        assert!(engine.decisions.get(&target).is_some());
+        assert_eq!(
+            engine.allow_local(prefix.clone(), None, " ".into()).unwrap_err(),
+            AllowError::NoReason
+        );
+        let allowed = engine
+            .allow_local(prefix.clone(), None, "our customer's PBX range".into())
+            .unwrap();
+        assert_eq!(allowed.penalised, vec![trusted().public()], "never this node itself");
+        assert!(engine.decisions.get(&target).is_none(), "the allow wins over the mesh");
+        assert!(!engine.check(&target).blocked);
+        assert!(engine.policy.reputation_of(&trusted().public(), now_ms()) < FULL);
+        let renewed = engine.allow_local(prefix.clone(), None, "renewed".into()).unwrap();
+        assert!(renewed.penalised.is_empty(), "renewing penalises nobody again");
+        let explained = engine.explain(&target);
+        assert!(!explained.blocked);
+        assert!(explained.targets[0].explanation.allowed.is_some());
+        assert_eq!(explained.targets[0].evidence.len(), 2);
+        engine.flush().unwrap();
+        let _ = me;
+    }
+    let (mut engine, _rx) = start(tmp.path());
+    assert_eq!(engine.allows().len(), 1, "the allow persisted");
+    assert_eq!(engine.allows()[0].1.reason, "renewed");
+    assert!(engine.decisions.get(&target).is_none());
+    let rep = engine.policy.reputation_of(&trusted().public(), now_ms());
+    assert!(rep < FULL, "the penalty persisted: {rep}");
+    assert!(engine.unallow_local(&prefix));
+    assert!(!engine.unallow_local(&prefix), "once");
+    assert!(
+        engine.decisions.get(&target).is_some(),
+        "blocked again by this node's own report"
+    );
+    engine.flush().unwrap();
+    drop(engine);
+    let (engine, _rx) = start(tmp.path());
+    assert!(engine.allows().is_empty(), "the unallow persisted");
+}
+
+#[test]
+fn an_allow_ends_at_its_time() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    // This node's own report: it is never penalised, so the block comes back in full.
+    let own = h.engine.report(vec![draft("192.0.2.21")]).unwrap();
+    let target = own[0].sighting().target.clone();
+    assert!(matches!(
+        h.engine.allow_local(target.clone(), Some(now - 1), "late".into()),
+        Err(AllowError::UntilPassed { .. })
+    ));
+    let allowed = h
+        .engine
+        .allow_local(target.clone(), Some(now + 200), "for a moment".into())
+        .unwrap();
+    assert!(allowed.penalised.is_empty());
+    assert!(!h.decided(&target));
+    assert_eq!(h.table_len(Table::Allows), 1);
+    assert_eq!(h.metric("fraudmesh_allows", &[]), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while now_ms() <= now + 200 {
+        assert!(Instant::now() < deadline, "the clock did not pass the allow's end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.engine.tick();
+    assert!(h.decided(&target), "blocked again once the allow ended");
+    assert_eq!(h.table_len(Table::Allows), 0);
 }

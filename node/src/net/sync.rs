@@ -3,7 +3,9 @@
 //!
 //! The reconciliation itself is the core's (`fraudmesh::sync`, pure); this module moves
 //! its messages over libp2p request-response and hands every received record to the
-//! engine, which validates it exactly like gossip. Work is bounded everywhere: message
+//! engine, which validates it exactly like gossip. Endorsements share the reconciliation
+//! set with sightings (their item is `(issued_at, id)`); a fetch answers both kinds
+//! (`records`, `endorsements`) and a give carries both (`give`, `give_endorsements`). Work is bounded everywhere: message
 //! size (read as the bytes arrive, so a peer announcing a large frame and sending it
 //! slowly holds only what it sent), rounds per session, ids and records per request;
 //! streams per connection, time per request and requests per peer are bounded by the
@@ -13,6 +15,7 @@
 
 use crate::engine::{EngineHandle, GossipVerdict, MAX_FETCH};
 use crate::metrics::Metrics;
+use fraudmesh::endorsement;
 use fraudmesh::proto::{SyncRequest, SyncResponse};
 use fraudmesh::sighting::{wire_id, RecordId};
 use fraudmesh::sync::{Initiator, Responder};
@@ -197,7 +200,7 @@ pub async fn run_session(
         let want: Vec<RecordId> = need.iter().skip(i * MAX_FETCH).take(MAX_FETCH).copied().collect();
         let give_ids: Vec<RecordId> = have.iter().skip(i * MAX_FETCH).take(MAX_FETCH).copied().collect();
         let give = if give_ids.is_empty() {
-            Vec::new()
+            Default::default()
         } else {
             engine.fetch(give_ids).await.map_err(failed)?
         };
@@ -206,19 +209,26 @@ pub async fn run_session(
             .request(SyncRequest {
                 reconcile: Default::default(),
                 want: want.iter().map(|id| id.to_vec().into()).collect(),
-                give,
-                give_endorsements: vec![],
+                give: give.sightings,
+                give_endorsements: give.endorsements,
             })
             .await?;
         let asked: HashSet<&RecordId> = want.iter().collect();
-        for r in &resp.records {
-            if !asked.contains(&wire_id(r)) {
+        let ids = resp
+            .records
+            .iter()
+            .map(wire_id)
+            .chain(resp.endorsements.iter().map(endorsement::wire_id));
+        let mut answered = HashSet::new();
+        for id in ids {
+            // Each asked for, and once: a repeated record would be ingested twice over.
+            if !asked.contains(&id) || !answered.insert(id) {
                 return Err(SessionError::Misbehaved("sent a record that was not asked for".into()));
             }
         }
-        let n = resp.records.len();
+        let n = resp.records.len() + resp.endorsements.len();
         if n > 0 {
-            if engine.ingest(resp.records).await == GossipVerdict::Reject {
+            if engine.ingest(resp.records, resp.endorsements).await == GossipVerdict::Reject {
                 return Err(SessionError::Misbehaved("sent an invalid record".into()));
             }
             out.fetched += n;
@@ -232,7 +242,7 @@ pub async fn run_session(
 /// Answers one request as responder. `Ok(None)`: this node cannot answer now (shutting
 /// down); the peer is not at fault.
 pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<SyncResponse>, Misbehaved> {
-    if req.want.len() > MAX_FETCH || req.give.len() > MAX_FETCH {
+    if req.want.len() > MAX_FETCH || req.give.len() + req.give_endorsements.len() > MAX_FETCH {
         return Err(Misbehaved(format!(
             "more than {MAX_FETCH} ids or records in one request"
         )));
@@ -251,7 +261,9 @@ pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<Sy
             .map_err(|e| Misbehaved(format!("reconcile: {e}")))?
             .into();
     }
-    if !req.give.is_empty() && engine.ingest(req.give).await == GossipVerdict::Reject {
+    if (!req.give.is_empty() || !req.give_endorsements.is_empty())
+        && engine.ingest(req.give, req.give_endorsements).await == GossipVerdict::Reject
+    {
         return Err(Misbehaved("gave an invalid record".into()));
     }
     if !req.want.is_empty() {
@@ -260,10 +272,11 @@ pub async fn answer(engine: &EngineHandle, req: SyncRequest) -> Result<Option<Sy
             .iter()
             .map(|w| <RecordId>::try_from(w.as_ref()).map_err(|_| Misbehaved("an id is not 32 bytes".into())))
             .collect::<Result<Vec<_>, _>>()?;
-        let Ok(records) = engine.fetch(ids).await else {
+        let Ok(found) = engine.fetch(ids).await else {
             return Ok(None);
         };
-        resp.records = records;
+        resp.records = found.sightings;
+        resp.endorsements = found.endorsements;
     }
     Ok(Some(resp))
 }
@@ -286,8 +299,7 @@ mod tests {
         futures::executor::block_on(async {
             let msg = SyncResponse {
                 reconcile: vec![7; 40_000].into(),
-                records: vec![],
-                endorsements: vec![],
+                ..Default::default()
             };
             let body = msg.encode_to_vec();
             let got: SyncResponse = codec.read(&mut frame(body.len() as u32, &body)).await.unwrap();
@@ -318,8 +330,7 @@ mod tests {
         // Counted: what arrived of the three frames read (the one over the bound was not).
         let first = SyncResponse {
             reconcile: vec![7; 40_000].into(),
-            records: vec![],
-            endorsements: vec![],
+            ..Default::default()
         }
         .encoded_len();
         assert_eq!(metrics.sync_bytes_received.get(), (4 + first + 4 + 16 + 4 + 4) as u64);

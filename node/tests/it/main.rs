@@ -27,6 +27,7 @@ mod gossip_validation;
 mod mesh;
 mod nat;
 mod org;
+mod org_sync;
 mod relay;
 mod sensor;
 mod sync;
