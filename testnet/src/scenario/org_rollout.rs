@@ -26,7 +26,7 @@
 use super::wave::Sent;
 use super::{attackers, Blocked, Coverage, Ctx, Outcome, CONVERGE_DEADLINE, MESH_DEADLINE, POLL};
 use crate::client::{add_endorsement, blocked_since, endorsement_count, report_scan, Api};
-use crate::cluster::{NodeSpec, OrgEntry};
+use crate::cluster::{NodeSpec, OrgEntry, Tweak};
 use crate::report::Percentiles;
 use crate::rogue::{self, Rogue};
 use anyhow::{bail, Context};
@@ -41,6 +41,7 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often each node is asked whether the revoked member's target is still blocked.
@@ -130,9 +131,14 @@ pub(super) fn layout(args: &super::RunArgs) -> Vec<NodeSpec> {
             weight: PARTNER_WEIGHT,
         },
     ];
+    // Trusted peers bypass the per-IP bound on incoming connections; endorsed members do
+    // not, and every node here connects from 127.0.0.1.
+    let nodes = u32::try_from(args.nodes).unwrap_or(u32::MAX);
+    let tweak: Tweak = Arc::new(move |c| c.net.max_incoming_per_ip = c.net.max_incoming_per_ip.max(nodes));
     (0..args.nodes)
         .map(|i| NodeSpec {
             role: Some(roles.role(i)),
+            tweak: Some(tweak.clone()),
             ..NodeSpec::org_only(entries.clone())
         })
         .collect()
