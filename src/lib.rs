@@ -11,8 +11,11 @@
 //! - [`identity`]: ed25519 identities and their peer-id names.
 //! - [`target`]: what a sighting accuses (addresses, prefixes, number prefixes), canonical forms.
 //! - [`sighting`]: the signed record, signing and verification with every rejection reason.
+//! - [`endorsement`]: organisations' signed endorsements and revocations of node keys.
 //! - [`ledger`]: the CRDT holding the newest record per (reporter, target).
-//! - [`policy`]: trust weights, the block threshold, the allowlist: what is blocked.
+//! - [`roster`]: the CRDT holding the newest endorsement record per (organisation, member).
+//! - [`policy`]: trust weights (peers, organisations, reputation), the block threshold, the
+//!   allowlist and the operator's allows: what is blocked, and why.
 //! - [`sync`]: range-based set reconciliation of active record ids between two peers.
 //! - [`blocklist`]: the decided set in a structure built for "is this IP blocked?".
 //! - [`rate`]: per-reporter token buckets bounding what strangers make a node do.
@@ -39,7 +42,7 @@ mod signature;
 pub mod sync;
 pub mod target;
 
-/// Generated protobuf types of `proto/fraudmesh/v1/sighting.proto`.
+/// Generated protobuf types of `proto/fraudmesh/v1/*.proto`.
 pub mod proto {
     #![allow(missing_docs, clippy::all)]
     include!(concat!(env!("OUT_DIR"), "/fraudmesh.v1.rs"));

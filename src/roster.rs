@@ -264,4 +264,53 @@ mod tests {
         assert!(roster.holds(recs[0].id()));
         assert_eq!(roster.count_of_org(&id(2).public()), 0);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Merging is commutative, associative and idempotent: any order of the same
+        /// records, with duplicates and split across replicas merged into each other,
+        /// holds exactly the newest record of each (org, member) by (issued_at, id).
+        #[test]
+        fn merge_is_order_independent_and_keeps_the_newest(
+            picks in proptest::collection::vec((1u8..4, 10u8..13, proptest::bool::ANY, 0u64..4, 1u64..5), 1..20),
+            seeds in proptest::collection::vec(proptest::num::u64::ANY, 2..4),
+        ) {
+            let recs: Vec<EndorsementRecord> = picks
+                .iter()
+                .map(|&(org, member, is_revoke, hour, days)| {
+                    if is_revoke { r(org, member, T + hour) } else { e(org, member, T + hour, days * DAY) }
+                })
+                .collect();
+            let mut want: Vec<RecordId> = Vec::new();
+            for rec in &recs {
+                let k = |x: &EndorsementRecord| (x.endorsement().org, x.endorsement().member);
+                let newest = recs.iter().filter(|x| k(x) == k(rec)).max_by(|a, b| newer(a, b)).unwrap();
+                want.push(*newest.id());
+            }
+            want.sort_unstable();
+            want.dedup();
+            for seed in seeds {
+                let mut order: Vec<usize> = (0..recs.len()).chain(0..recs.len() / 2).collect();
+                let mut s = seed;
+                for i in (1..order.len()).rev() {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    order.swap(i, (s >> 33) as usize % (i + 1));
+                }
+                // Two replicas each take half, then one merges the other's records.
+                let (left, right) = order.split_at(order.len() / 2);
+                let (mut a, mut b) = (Roster::new(), Roster::new());
+                for &i in left { a.merge(&recs[i]); }
+                for &i in right { b.merge(&recs[i]); }
+                for rec in b.records() { a.merge(rec); }
+                let mut got: Vec<RecordId> = a.records().map(|x| *x.id()).collect();
+                got.sort_unstable();
+                proptest::prop_assert_eq!(&got, &want);
+                proptest::prop_assert_eq!(a.len(), want.len());
+                for rec in &recs {
+                    proptest::prop_assert!(!a.merge(rec), "everything merged is idempotent");
+                }
+            }
+        }
+    }
 }

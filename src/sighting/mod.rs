@@ -52,8 +52,8 @@ use std::str::FromStr;
 
 /// The signature domain of sightings.
 pub const DOMAIN: &[u8] = b"fraudmesh/v1/sighting";
-/// A reserved domain for future organisation endorsements. A signature made there must
-/// never pass as a sighting; verification recognises it to say so.
+/// The signature domain of organisation endorsements (see [`crate::endorsement`]). A
+/// signature made there never passes as a sighting; verification recognises it to say so.
 pub const ENDORSEMENT_DOMAIN: &[u8] = b"fraudmesh/v1/endorsement";
 
 /// A record id: SHA-256(payload || signature).

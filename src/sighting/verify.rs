@@ -1,6 +1,7 @@
 //! Receiving: the cheap checks (size, decoding, protocol bounds, the clock window and this
 //! node's own limits) that make a [`Pending`], then the signature, one at a time or in
-//! batches.
+//! batches. The single-signature checks live in `crate::signature`, shared with
+//! endorsements; the batch equation is here.
 //!
 //! # One verdict per signature, everywhere
 //!

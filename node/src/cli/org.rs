@@ -76,7 +76,7 @@ pub fn ttl_ms(text: &str) -> anyhow::Result<Millis> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| anyhow!("--ttl {text:?}: not a duration such as 180d or 12h ({e})"))?;
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if ms < 1000 || ms > MAX_TTL_MS {
+    if !(1000..=MAX_TTL_MS).contains(&ms) {
         bail!(
             "--ttl {text:?}: must be between 1s and {}d (the protocol's bound)",
             MAX_TTL_MS / 86_400_000

@@ -169,12 +169,12 @@ pub fn explain(v: &Explanation) {
     }
     println!("records ({}):", v.records.len());
     for r in &v.records {
-        record(r);
+        record(r, &v.target);
     }
 }
 
-/// One record of `explain`.
-fn record(r: &ExplainedRecord) {
+/// One record of `explain` about `asked` (a record on a broader prefix names it).
+fn record(r: &ExplainedRecord, asked: &str) {
     let mark = if r.counted {
         "counted".to_string()
     } else {
@@ -185,11 +185,11 @@ fn record(r: &ExplainedRecord) {
         None => r.reporter.clone(),
     };
     let via = match (r.trusted_via.as_str(), &r.org_name, &r.org) {
-        ("org", Some(name), Some(org)) => format!("endorsed by {name} ({org})"),
-        ("self", ..) => "this node".to_string(),
-        ("peer", ..) => "[[trust.peers]]".to_string(),
-        ("stranger", ..) => "stranger".to_string(),
-        (other, ..) => other.to_string(),
+        ("org", Some(name), Some(org)) => format!("trusted as a member of {name} ({org})"),
+        ("self", ..) => "this node's own report".to_string(),
+        ("peer", ..) => "trusted through [[trust.peers]]".to_string(),
+        ("stranger", ..) => "a stranger here (neither listed nor endorsed)".to_string(),
+        (other, ..) => format!("trusted via {other}"),
     };
     let reputation = if r.weight < r.configured_weight {
         format!(
@@ -200,8 +200,13 @@ fn record(r: &ExplainedRecord) {
     } else {
         String::new()
     };
-    println!("  {mark}: {} x{} by {who}", r.kind, r.count);
-    println!("    trusted via {via}, weight {}{reputation}", number(r.weight));
+    let on = if r.target.is_empty() || r.target == asked {
+        String::new()
+    } else {
+        format!(" on the prefix {}", r.target)
+    };
+    println!("  {mark}: {} x{}{on} by {who}", r.kind, r.count);
+    println!("    {via}, weight {}{reputation}", number(r.weight));
     println!(
         "    observed {}, expires {}",
         time(Some(r.observed_at_ms)),

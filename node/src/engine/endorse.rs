@@ -26,8 +26,10 @@
 //! tick however many records arrived: blocks that depended on a revoked member are lifted
 //! and a newly endorsed member's sightings count. Expiry needs no tick: the policy
 //! counts an endorsed member's accusation only until the endorsement expires, so the
-//! decision log's `until` ends such a block on time; the garbage collection later drops
-//! the expired record from the roster and the store.
+//! decision log's `until` ends such a block on time; the garbage collection then moves
+//! the lapsed member's records into the strangers' quota, and drops the record from the
+//! roster and the store once the roster no longer needs it (it keeps an expired record,
+//! inactive, until everything it superseded has expired everywhere).
 
 use super::handle::{EndorseError, Endorsed, EndorsementInfo};
 use super::store::{Change, Table};
@@ -220,8 +222,24 @@ impl Engine {
         self.rebuild_if_due();
     }
 
-    /// Garbage collection: drops expired records from the roster and the store.
+    /// Garbage collection: the members whose endorsement expired since the last one are
+    /// decided again (their quota place changes: they are strangers now), and the records
+    /// the roster no longer needs leave it and the store (an expired record is kept until
+    /// every record it superseded has expired everywhere: see `fraudmesh::roster`).
     pub(super) fn expire_roster(&mut self, now: Millis) {
+        let since = std::mem::replace(&mut self.roster_checked, now);
+        let lapsed: Vec<PublicKey> = self
+            .policy
+            .roster()
+            .records()
+            .map(EndorsementRecord::endorsement)
+            .filter(|e| e.kind == EndorsementKind::Endorse && since < e.expires_at && e.expires_at <= now)
+            .map(|e| e.member)
+            .collect();
+        if !lapsed.is_empty() {
+            self.roster_changed.extend(lapsed);
+            self.update_roster_metrics(now);
+        }
         let gone = self.policy.roster_mut().expire(now);
         if gone.is_empty() {
             return;
@@ -261,16 +279,21 @@ impl Engine {
             tracing::warn!(error = %e, "loading the endorsements stopped early; starting with what was read");
         }
         let corrupt = stale.len();
-        let mut merged = 0;
         for (k, r) in loaded {
-            let e = r.endorsement();
-            if !self.policy.is_trusted_org(&e.org) || e.expires_at <= now {
+            if self.policy.is_trusted_org(&r.endorsement().org) {
+                self.policy.roster_mut().merge(&r);
+            } else {
+                // The organisation is no longer trusted here.
                 stale.push(k);
-                continue;
             }
-            self.policy.roster_mut().merge(&r);
-            merged += 1;
         }
+        // Expired records stay (inactive) as long as the roster keeps them; what it
+        // drops now goes from the store too.
+        for r in self.policy.roster_mut().expire(now) {
+            let e = r.endorsement();
+            stale.push(key(&e.org, &e.member));
+        }
+        let merged = self.policy.roster().len();
         if !stale.is_empty() {
             self.queue_writes(
                 stale

@@ -175,6 +175,8 @@ pub struct Engine {
     /// Members whose roster record changed since their records were last decided again
     /// (done at the next tick, or at once for a local change).
     roster_changed: HashSet<PublicKey>,
+    /// When the garbage collection last looked for lapsed endorsements.
+    roster_checked: Millis,
 }
 
 /// A stranger's record in the quota: `(observed_at, target)`, ordered by age, then target
@@ -310,6 +312,7 @@ impl Engine {
         let mut engine = Engine {
             org_rate: RateLimiter::new(endorse::ORG_RATE, endorse::ORG_BURST),
             roster_changed: HashSet::new(),
+            roster_checked: now,
             identity: cfg.identity,
             rate: RateLimiter::new(cfg.strangers.rate, cfg.strangers.burst),
             keys,

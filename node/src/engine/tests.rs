@@ -782,6 +782,37 @@ fn an_expired_endorsement_is_skipped_without_blame() {
 }
 
 #[test]
+fn a_block_through_an_endorsement_ends_when_it_expires_and_the_member_becomes_a_stranger() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let member = stranger(16);
+    let s = record(&member, "192.0.2.16", now, 600);
+    let e = endorsed(&org(), &member, now, 300);
+    assert_eq!(
+        h.engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+        GossipVerdict::Accept
+    );
+    assert!(h.decided(&s.sighting().target));
+    assert_eq!(h.engine.stranger_records(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while now_ms() <= e.endorsement().expires_at {
+        assert!(Instant::now() < deadline, "the clock did not pass the expiry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The block ends at the endorsement's expiry through the decision log (no GC needed).
+    h.engine.tick();
+    assert!(!h.decided(&s.sighting().target), "lifted when the endorsement expired");
+    // The next garbage collection moves the lapsed member's records into the quota; the
+    // record stays in the roster (inactive) as the roster's retention says.
+    h.engine.last_gc = Instant::now().checked_sub(GC_INTERVAL).unwrap();
+    h.engine.tick();
+    assert_eq!(h.engine.stranger_records(), 1);
+    assert_eq!(h.engine.policy.roster().len(), 1);
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "expired")]), 1.0);
+    assert_eq!(h.metric("fraudmesh_endorsements", &[("state", "active")]), 0.0);
+}
+
+#[test]
 fn endorsements_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let me = Identity::from_secret([3; 32]);
@@ -789,18 +820,22 @@ fn endorsements_survive_a_restart() {
     let member = stranger(13);
     let s = record(&member, "192.0.2.14", now, 600);
     let e = endorsed(&org(), &member, now, endorsement::DEFAULT_TTL_MS);
-    let stale = endorsed(&org(), &stranger(14), now - 20_000, 10_000);
+    // One that expires while the node is down (kept inactive: the roster's rule), and one
+    // of an organisation this node no longer trusts (dropped from disk at start).
+    let lapsed = endorsed(&org(), &stranger(14), now - 20_000, 10_000);
+    let foreign = endorsed(&other_org(), &stranger(15), now, endorsement::DEFAULT_TTL_MS);
+    let lapsed_s = record(&stranger(14), "192.0.2.15", now, 600);
     {
         let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
-        // An endorsement that expires while the node is down, written directly.
-        store
-            .table_write(
-                Table::Endorsements,
-                &[(
-                    [org().public().as_bytes().as_slice(), stranger(14).public().as_bytes()].concat(),
-                    Some(stale.encode()),
-                )],
+        let row = |r: &EndorsementRecord| {
+            let e = r.endorsement();
+            (
+                [e.org.as_bytes().as_slice(), e.member.as_bytes()].concat(),
+                Some(r.encode()),
             )
+        };
+        store
+            .table_write(Table::Endorsements, &[row(&lapsed), row(&foreign)])
             .unwrap();
         let (tx, _rx) = mpsc::channel(16);
         let mut engine = Engine::new(
@@ -811,7 +846,7 @@ fn endorsements_survive_a_restart() {
         )
         .unwrap();
         assert_eq!(
-            engine.gossip(&endorsements_envelope(&[&e], &[&s])),
+            engine.gossip(&endorsements_envelope(&[&e], &[&s, &lapsed_s])),
             GossipVerdict::Accept
         );
         engine.flush().unwrap();
@@ -819,28 +854,33 @@ fn endorsements_survive_a_restart() {
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let (tx, _rx) = mpsc::channel(16);
     let mut engine = Engine::new(config(me), Box::new(store), Arc::default(), tx).unwrap();
-    assert_eq!(
-        engine.policy.roster().len(),
-        1,
-        "the live endorsement, not the expired one"
-    );
+    assert_eq!(engine.policy.roster().len(), 2, "the live and the lapsed endorsement");
     assert!(
         engine.decisions.get(&s.sighting().target).is_some(),
         "the member is trusted at start"
     );
-    assert_eq!(engine.stranger_records(), 0);
+    assert!(
+        engine.decisions.get(&lapsed_s.sighting().target).is_none(),
+        "a lapsed member is a stranger"
+    );
+    assert_eq!(engine.stranger_records(), 1);
     assert_eq!(
         engine.fetch(vec![*e.id()]).endorsements,
         vec![e.to_proto()],
         "and served to sync"
     );
-    assert!(engine.sync_items().iter().any(|(_, id)| id == e.id()));
+    let items = engine.sync_items();
+    assert!(items.iter().any(|(_, id)| id == e.id()));
+    assert!(!items.iter().any(|(_, id)| id == lapsed.id()), "expired: not offered");
     engine.flush().unwrap();
     drop(engine);
     let store = SledStore::open(tmp.path(), 1 << 20).unwrap();
     let mut left = 0;
     store.table_scan(Table::Endorsements, &mut |_| left += 1).unwrap();
-    assert_eq!(left, 1, "the expired endorsement was removed from disk at start");
+    assert_eq!(
+        left, 2,
+        "the untrusted organisation's record was removed from disk at start"
+    );
 }
 
 #[test]
@@ -894,6 +934,47 @@ fn the_operators_endorsements_are_checked_all_first_and_refused_clearly() {
     assert_eq!(infos[0].org_name, "acme");
 }
 
+#[test]
+fn an_endorsement_is_acknowledged_and_published_only_once_durable() {
+    let mut h = Harness::new(config(Identity::from_secret([3; 32])));
+    let now = now_ms();
+    let e = endorsed(&org(), &stranger(17), now, endorsement::DEFAULT_TTL_MS);
+    h.store.fail_tables.store(true, Ordering::SeqCst);
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    h.engine.handle(Command::Endorse {
+        records: vec![e.clone()],
+        reply,
+    });
+    let answer = rx.blocking_recv().expect("an answer");
+    assert!(
+        matches!(&answer, Err(EndorseError::Store(m)) if m.contains("disk full")),
+        "{answer:?}"
+    );
+    assert!(h.published().is_empty(), "not durable: not published");
+    // The write is kept and retried: once the disk recovers, a flush makes it durable.
+    h.store.fail_tables.store(false, Ordering::SeqCst);
+    assert_eq!(h.table_len(Table::Endorsements), 1);
+    // An allow is acknowledged only once flushed too.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    h.engine.handle(Command::Allow {
+        target: Target::parse("192.0.2.30", Bounds::default()).unwrap(),
+        until: None,
+        reason: "known customer".into(),
+        reply,
+    });
+    assert!(rx.blocking_recv().expect("an answer").is_ok());
+    assert_eq!(
+        h.store
+            .tables
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| *t == Table::Allows)
+            .count(),
+        1
+    );
+}
+
 // ---- allows and reputation ----
 
 #[test]
@@ -904,6 +985,7 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
     let peer = record(&trusted(), "192.0.2.20", now, 3600);
     let target = peer.sighting().target.clone();
     let prefix = Target::parse("192.0.2.0/24", Bounds::default()).unwrap();
+    let metrics = Arc::new(Metrics::new());
     let start = |tmp: &std::path::Path| {
         let store = SledStore::open(tmp, 1 << 20).unwrap();
         let (tx, rx) = mpsc::channel(16);
@@ -911,7 +993,7 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
             Engine::new(
                 config(Identity::from_secret([3; 32])),
                 Box::new(store),
-                Arc::default(),
+                metrics.clone(),
                 tx,
             )
             .unwrap(),
@@ -949,6 +1031,15 @@ fn an_allow_overrides_a_block_persists_and_penalises_the_reporter() {
     assert!(engine.decisions.get(&target).is_none());
     let rep = engine.policy.reputation_of(&trusted().public(), now_ms());
     assert!(rep < FULL, "the penalty persisted: {rep}");
+    let scrape = Scrape::parse(&metrics.encode());
+    let shown = scrape
+        .value(
+            "fraudmesh_reporter_reputation",
+            &[("reporter", trusted().public().peer_id().as_str())],
+        )
+        .unwrap();
+    assert!((shown - f64::from(rep) / 1000.0).abs() < 0.01, "shown {shown}");
+    assert_eq!(scrape.value("fraudmesh_allows", &[]), Some(1.0));
     assert!(engine.unallow_local(&prefix));
     assert!(!engine.unallow_local(&prefix), "once");
     assert!(

@@ -231,13 +231,19 @@ pub async fn allow(State(s): State<ApiState>, body: axum::body::Bytes) -> Result
         .allow(target.clone(), until, reason.clone())
         .await
         .map_err(allow_error)?;
-    Ok(Json(AllowAnswer {
-        allow: AllowView {
+    // The override as the engine keeps it (its own clock stamped `at`).
+    let kept = s.engine.allows().await?.into_iter().find(|(t, _)| *t == target);
+    let allow = match kept {
+        Some((t, a)) => allow_view(&t, &a),
+        None => AllowView {
             target: target.to_string(),
             reason,
             at: now,
             until,
         },
+    };
+    Ok(Json(AllowAnswer {
+        allow,
         penalised: done.penalised.iter().map(|k| k.peer_id()).collect(),
     }))
 }
