@@ -1,7 +1,7 @@
 //! What the testnet asks of a node's HTTP API, through the node's own typed client:
 //! exactly the endpoints an operator's tools use (`/v1/status`, `/v1/blocklist`,
-//! `/v1/check`, `/v1/peers`, `/metrics`, `POST /v1/sightings`), plus the fault-injection
-//! control `PUT /v1/debug/refuse`.
+//! `/v1/check`, `/v1/peers`, `/metrics`, `POST /v1/sightings`, `POST` and `GET
+//! /v1/endorsements`), plus the fault-injection control `PUT /v1/debug/refuse`.
 
 use anyhow::Context;
 use fraudmesh_node::http::types::{SightingsRequest, Ttl};
@@ -38,4 +38,15 @@ pub async fn report_scan(api: &Api, target: &str) -> anyhow::Result<()> {
         ..Default::default()
     };
     api.report(&request).await.map(drop)
+}
+
+/// Publishes one endorsement line through the node (`POST /v1/endorsements`); Ok once the
+/// node stored it, an error saying why when it refused it.
+pub async fn add_endorsement(api: &Api, line: &str) -> anyhow::Result<()> {
+    api.add_endorsement(line).await.map(drop)
+}
+
+/// How many endorsement records the node holds (`GET /v1/endorsements`).
+pub async fn endorsement_count(api: &Api) -> anyhow::Result<usize> {
+    Ok(api.endorsements().await?.endorsements.len())
 }

@@ -7,14 +7,15 @@
 //!
 //! By default every node dials the first `seeds` nodes and trusts every other node at
 //! 1.0. A scenario can lay the cluster out otherwise, node by node ([`NodeSpec`]): whom it
-//! dials at start, whom it trusts and how much, the only nodes it may connect to (a graph
+//! dials at start, whom it trusts and how much (peer ids, or organisations only:
+//! [`NodeSpec::org_only`]), the only nodes it may connect to (a graph
 //! rather than a full mesh; [`Cluster::refusals`] says whom each node must refuse, applied
 //! through the fault-injection API once the nodes run) and any change to its config
 //! (local policy, limits).
 
 use crate::client::Api;
 use anyhow::{bail, Context};
-use fraudmesh_node::daemon::config::{Config, TrustedPeer};
+use fraudmesh_node::daemon::config::{Config, TrustedOrg, TrustedPeer};
 use fraudmesh_node::daemon::dir::NodeDir;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub struct NodeSpec {
     pub dials: Option<Vec<usize>>,
     /// The nodes it trusts, with their weights (`[[trust.peers]]`).
     pub trusts: Option<Vec<(usize, f64)>>,
+    /// The organisations it trusts (`[[trust.orgs]]`; default none).
+    pub orgs: Vec<OrgEntry>,
     /// The only nodes it may be connected to; every other node refuses it and it refuses
     /// them (see [`Cluster::refusals`]).
     pub links: Option<Vec<usize>>,
@@ -73,11 +76,36 @@ pub struct NodeSpec {
     pub placement: Placement,
 }
 
+/// One organisation a node trusts: its key's id (`12D3KooW…`), a name for explanations,
+/// and its weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgEntry {
+    /// The organisation key's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its weight on the node.
+    pub weight: f64,
+}
+
+impl NodeSpec {
+    /// A node that trusts these organisations and no peer id: the config of a provider
+    /// that endorses its nodes instead of listing them.
+    pub fn org_only(orgs: Vec<OrgEntry>) -> Self {
+        Self {
+            trusts: Some(Vec::new()),
+            orgs,
+            ..Self::default()
+        }
+    }
+}
+
 impl std::fmt::Debug for NodeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeSpec")
             .field("dials", &self.dials)
             .field("trusts", &self.trusts)
+            .field("orgs", &self.orgs)
             .field("links", &self.links)
             .field("tweak", &self.tweak.as_ref().map(|_| "…"))
             .field("role", &self.role)
@@ -269,6 +297,15 @@ impl Cluster {
                     weight,
                 })
                 .collect();
+            c.trust.orgs = spec
+                .orgs
+                .iter()
+                .map(|o| TrustedOrg {
+                    id: o.id.clone(),
+                    name: o.name.clone(),
+                    weight: o.weight,
+                })
+                .collect();
             c.debug.fault_injection = true;
             c.store.cache_mb = 8;
             if let Some(tweak) = &spec.tweak {
@@ -458,6 +495,26 @@ mod tests {
         let stat = "4242 (fraud (mesh) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
         assert_eq!(cpu_ms_of(stat), Some(3250));
         assert_eq!(cpu_ms_of("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn an_org_only_cluster_writes_organisations_and_no_peer_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let org = OrgEntry {
+            id: fraudmesh::identity::Identity::from_secret([9; 32]).public().peer_id(),
+            name: "provider".to_string(),
+            weight: 0.5,
+        };
+        let specs = vec![NodeSpec::org_only(vec![org.clone()]); 3];
+        let c = Cluster::create_laid_out(Path::new("/bin/true"), tmp.path(), 1, specs).unwrap();
+        for m in &c.members {
+            let config = Config::load(&NodeDir::new(&m.dir).config()).unwrap();
+            assert!(config.trust.peers.is_empty());
+            assert_eq!(config.trust.orgs.len(), 1);
+            let o = &config.trust.orgs[0];
+            assert_eq!((&o.id, &o.name, o.weight), (&org.id, &org.name, org.weight));
+        }
+        assert!(!c.trusts(0, 1) && c.trusts(1, 1));
     }
 
     #[test]

@@ -199,6 +199,43 @@ fn policy_split_penalises_nobody_and_retractions_land() {
 }
 
 #[test]
+fn org_rollout_trusts_endorsed_members_everywhere_and_drops_revoked_ones() {
+    let r = scenario("org-rollout");
+    let f = &r["figures"];
+    assert_eq!(
+        (
+            &f["config_trust_peers"],
+            &f["config_trust_orgs"],
+            &f["config_trust_peers_before"]
+        ),
+        (&0.into(), &2.into(), &7.into())
+    );
+    // Five members endorsed at once, each trusted by the six other nodes present.
+    assert_eq!(f["endorse_to_trusted_everywhere_ms"]["samples"], 5);
+    assert_eq!(r["latency_ms"]["samples"], 5 * 6);
+    assert_eq!(f["late_endorse_to_trusted_ms"]["samples"], 7);
+    assert_eq!(f["revoke_to_lifted_ms"]["samples"], 7);
+    assert_eq!(f["partner_second_report_to_blocked_ms"]["samples"], 7);
+    let bad = f["bad_endorsements"].as_array().unwrap();
+    assert_eq!(bad.len(), 3);
+    for b in bad {
+        assert!(!b.as_str().unwrap().ends_with("ACCEPTED"), "{b}");
+    }
+    let nodes = r["per_node"].as_array().unwrap();
+    let role = |name: &str| nodes.iter().filter(|n| n["role"] == name).count();
+    assert_eq!(
+        (
+            role("publisher"),
+            role("revoked"),
+            role("partner"),
+            role("late"),
+            role("member")
+        ),
+        (1, 1, 2, 1, 3)
+    );
+}
+
+#[test]
 fn bad_arguments_are_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -212,6 +249,7 @@ fn bad_arguments_are_refused_before_anything_starts() {
         (&["--scenario", "flood", "--flood-keys", "5"][..], "--flood-keys"),
         (&["--scenario", "flood", "--targets", "1000"][..], "--targets"),
         (&["--scenario", "policy-split", "--nodes", "3"][..], "policy-split"),
+        (&["--scenario", "org-rollout", "--nodes", "4"][..], "org-rollout"),
     ] {
         let o = run(args, &out);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -23,6 +23,7 @@ mod cpu;
 mod flood;
 mod late_join;
 mod measure;
+mod org_rollout;
 mod partition;
 mod poison;
 mod policy_split;
@@ -81,6 +82,9 @@ pub enum Scenario {
     /// Half the nodes with a shorter max_ttl and a narrower minimum prefix; long and
     /// broad reports, then retractions.
     PolicySplit,
+    /// Configs that trust organisations only; endorsements through one node, a late
+    /// member, a revocation, a partner organisation at 0.5, bad endorsements.
+    OrgRollout,
 }
 
 impl Scenario {
@@ -95,6 +99,7 @@ impl Scenario {
             Scenario::Spoof => "spoof",
             Scenario::Flood => "flood",
             Scenario::PolicySplit => "policy-split",
+            Scenario::OrgRollout => "org-rollout",
         }
     }
 
@@ -104,6 +109,7 @@ impl Scenario {
         match self {
             Scenario::Flood => flood::layout(args),
             Scenario::PolicySplit => policy_split::layout(args),
+            Scenario::OrgRollout => org_rollout::layout(args),
             _ => vec![NodeSpec::default(); args.nodes],
         }
     }
@@ -178,6 +184,12 @@ impl RunArgs {
         }
         if self.scenario == Scenario::PolicySplit && self.nodes < 4 {
             bail!("policy-split needs at least 4 nodes (two strict, two default)");
+        }
+        if self.scenario == Scenario::OrgRollout && self.nodes < org_rollout::MIN_NODES {
+            bail!(
+                "org-rollout needs at least {} nodes (the publisher, a member to revoke, two partner members, a late node)",
+                org_rollout::MIN_NODES
+            );
         }
         if self.scenario == Scenario::PolicySplit && self.targets < 4 {
             bail!("policy-split needs at least 4 targets (ordinary, 3-day, /20 and its envelope-mate)");
@@ -596,6 +608,7 @@ async fn scenario(ctx: &mut Ctx) -> anyhow::Result<Finished> {
         Scenario::Spoof => spoof::run(ctx).await?,
         Scenario::Flood => flood::run(ctx, &targets).await?,
         Scenario::PolicySplit => policy_split::run(ctx, &targets).await?,
+        Scenario::OrgRollout => org_rollout::run(ctx).await?,
     };
     measure::finish(ctx, started, &outcome).await
 }
