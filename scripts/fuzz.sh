@@ -88,8 +88,8 @@ for t in "${targets[@]}"; do
     (cd fuzz && cargo fuzz run "${build_flags[@]}" "$t" "../$work" "corpus/$t" -- "${args[@]}") >"$log" 2>&1
     rc=$?
     set -e
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
+    execs=$(grep -o 'stat::number_of_executed_units:[[:space:]]*[0-9]*' "$log" | awk '{s += $NF} END {print s + 0}')
+    rate=$(grep -o 'stat::average_exec_per_sec:[[:space:]]*[0-9]*' "$log" | awk '{s += $NF} END {print s + 0}')
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
     crashes=$(find "fuzz/artifacts/$t" -type f -newer "$log.start" 2>/dev/null | wc -l || true)
     [[ $rc -ne 0 ]] && crashes=$((crashes > 0 ? crashes : 1))

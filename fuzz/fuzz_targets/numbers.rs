@@ -6,7 +6,7 @@
 //! region.
 //!
 //! Properties: a normalised number is a fixed point (its E.164 form normalises to itself,
-//! from any home region), so the same number always gives the same key; an emergency
+//! from its home region and from another the input picks), so the same number always gives the same key; an emergency
 //! number is always allowed; a call to a number under a blocked prefix is never allowed
 //! unless emergency or always-allowed; `check` and the first `authorize` of an account
 //! agree; nothing panics.
@@ -39,8 +39,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(n) = &n {
             assert!(n.digits.bytes().all(|b| b.is_ascii_digit()), "{n:?}");
             assert_eq!(key.as_deref(), Some(n.e164().as_str()));
-            for other in REGIONS {
-                let again = number::normalise(&n.e164(), region(other).expect("known region"));
+            // From the home region and one other the input picks (all eight per input
+            // made the target 4x slower).
+            let other = REGIONS[(first as usize / REGIONS.len()) % REGIONS.len()];
+            for other in [home, region(other).expect("known region")] {
+                let again = number::normalise(&n.e164(), other);
                 assert_eq!(
                     again.as_ref().ok(),
                     Some(n),
