@@ -5,7 +5,9 @@
 #
 # Installs what the tests need when it is missing, then runs, in order:
 #   cargo fmt --check, cargo clippy (warnings are errors), the emergency-number table's
-#   freshness check, cargo test, and a compile-only pass over the benches. Stops at the first failure.
+#   freshness check, cargo test, a compile-only pass over the benches, and a short run of every
+#   fuzz target (scripts/fuzz.sh, FUZZ_SECONDS each, default 20; 0 skips it; when
+#   cargo-fuzz cannot be installed the run is skipped with a warning). Stops at the first failure.
 #
 # Needs: the Rust toolchain (https://rustup.rs). rustfmt and clippy are added with
 # rustup when missing. System packages (iproute2, ipset, nftables, sip-tester,
@@ -116,6 +118,20 @@ trap 'rm -f "$test_log"' EXIT
 step cargo test --workspace 2>&1 | tee "$test_log"
 # Benches are not run here (that takes minutes), only compiled so they cannot rot.
 step cargo bench --workspace --no-run
+
+# Every fuzz target for a short fixed time: a crash or a broken property fails the run
+# (the input is then in fuzz/artifacts/). The build is an extra optimised build of the
+# node without QUIC into fuzz/target/.
+fuzz_seconds=${FUZZ_SECONDS:-20}
+if [[ $fuzz_seconds == 0 ]]; then
+    say "fuzzing skipped (FUZZ_SECONDS=0)"
+elif ! command -v c++ >/dev/null 2>&1; then
+    echo "test.sh: WARNING: no C++ compiler (libFuzzer is built from C++): the fuzz targets were NOT run" >&2
+elif ! cargo fuzz --version >/dev/null 2>&1 && ! { say "cargo install cargo-fuzz --locked"; cargo install cargo-fuzz --locked; }; then
+    echo "test.sh: WARNING: cargo-fuzz cannot be installed: the fuzz targets were NOT run" >&2
+else
+    step scripts/fuzz.sh all "$fuzz_seconds"
+fi
 
 # One closing line that counts every test of every crate (cargo prints one per binary).
 sum() { grep '^test result:' "$test_log" | sed -E "s/.* ([0-9]+) $1.*/\1/" | awk '{s += $1} END {print s + 0}'; }

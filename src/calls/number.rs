@@ -4,9 +4,9 @@
 //! the exact form an operator's always-allowed numbers are kept and looked up in
 //! ([`allow_key`]).
 
-use phonenumber::country::Id;
+use phonenumber::country::{Id, Source};
 use phonenumber::metadata::DATABASE;
-use phonenumber::{Mode, Type};
+use phonenumber::{Mode, PhoneNumber, Type};
 use std::str::FromStr;
 use thiserror::Error;
 
@@ -28,6 +28,11 @@ pub enum NumberError {
     /// A number libphonenumber does not know as valid.
     #[error("{0} is not a valid number")]
     Invalid(String),
+    /// A number written in international form that the parser can only read as other
+    /// digits (the digits dialled, then what they would be read as): refused rather than
+    /// judged as a number the call does not go to.
+    #[error("+{0} would be checked as {1}, another number: refused")]
+    Misread(String, String),
 }
 
 /// What kind of number (libphonenumber's type).
@@ -89,6 +94,7 @@ pub fn normalise(dialled: &str, home: Id) -> Result<Number, NumberError> {
         return Err(NumberError::NotANumber(d.to_string()));
     }
     let n = phonenumber::parse(Some(home), d).map_err(|_| NumberError::NotANumber(d.to_string()))?;
+    let n = as_dialled(d, n)?;
     let e164 = n.format().mode(Mode::E164).to_string();
     if !n.is_valid() {
         return Err(NumberError::Invalid(e164));
@@ -106,6 +112,45 @@ pub fn normalise(dialled: &str, home: Id) -> Result<Number, NumberError> {
         region: n.country().id().map(|id| id.as_ref().to_string()),
         kind,
     })
+}
+
+/// `n` (parsed from `d`) as the digits dialled. phonenumber 0.3 strips a national prefix
+/// from numbers written in international form too, the home region's or the number's own:
+/// `+7 812 …` from RU reads as +7 12…, `+882 13 …` from US as +882 3… (found by
+/// `fuzz/fuzz_targets/numbers.rs`). The call goes to the digits dialled, so those are
+/// judged: read again without any prefix stripped (Italy's metadata has none), or kept
+/// when what was stripped is the number's own trunk prefix written after the country
+/// code (`+41 (0)44 …`); otherwise refused.
+fn as_dialled(d: &str, n: PhoneNumber) -> Result<PhoneNumber, NumberError> {
+    let digits: String = d.chars().filter(char::is_ascii_digit).collect();
+    let e164 = |n: &PhoneNumber| n.format().mode(Mode::E164).to_string();
+    let read = e164(&n);
+    let read = read.trim_start_matches('+');
+    match n.code().source() {
+        Source::Number | Source::Default => return Ok(n),
+        Source::Plus if digits == read => return Ok(n),
+        Source::Idd if digits.ends_with(read) => return Ok(n),
+        Source::Idd => {}
+        Source::Plus => {
+            if let Ok(m) = phonenumber::parse(Some(Id::IT), format!("+{digits}")) {
+                if e164(&m).trim_start_matches('+') == digits && m.is_valid() {
+                    return Ok(m);
+                }
+            }
+            let cc = n.code().value().to_string();
+            let own = n
+                .country()
+                .id()
+                .and_then(|id| DATABASE.by_id(id.as_ref()))
+                .and_then(|m| m.national_prefix());
+            if let (Some(p), Some(rest)) = (own, read.strip_prefix(cc.as_str())) {
+                if digits == format!("{cc}{p}{rest}") {
+                    return Ok(n);
+                }
+            }
+        }
+    }
+    Err(NumberError::Misread(digits, format!("+{read}")))
 }
 
 /// The form an always-allowed number is kept in, and a dialled number looked up in

@@ -35,15 +35,20 @@ const LOGGED: usize = 128;
 /// `POST /v1/calls/authorize` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuthorizeBody {
-    account: String,
-    to: String,
+pub struct AuthorizeBody {
+    /// The calling account.
+    pub account: String,
+    /// The number dialled.
+    pub to: String,
+    /// The caller id, if sent (logged only).
     #[serde(default)]
-    from: Option<String>,
+    pub from: Option<String>,
+    /// The caller's address, if sent (logged only).
     #[serde(default)]
-    source_ip: Option<String>,
+    pub source_ip: Option<String>,
+    /// The SIP Call-ID, if sent.
     #[serde(default)]
-    call_id: Option<String>,
+    pub call_id: Option<String>,
 }
 
 /// `POST /v1/calls/{call_id}/end` body (other fields are ignored: an end is never refused
@@ -57,7 +62,7 @@ struct EndBody {
 /// (`curl -d '{…}'` labels JSON as a form), else as a form when labelled so or not empty
 /// (`account=1001&to=…`, what Asterisk's `CURL()` and FreeSWITCH's `curl` send). Anything
 /// else is a 400.
-fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
     let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let labelled_form = headers
         .get(header::CONTENT_TYPE)
@@ -72,7 +77,7 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T
 
 /// The calling account: the one field a decision cannot do without, so the only one
 /// refused (400, which every shipped snippet treats as a deny).
-fn account(v: &str) -> Result<(), ApiError> {
+pub fn account(v: &str) -> Result<(), ApiError> {
     if v.trim().is_empty() {
         return Err(ApiError::bad("account: the calling account is needed"));
     }
