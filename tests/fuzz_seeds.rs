@@ -66,6 +66,7 @@ fn write_fuzz_seeds() {
             let one = record(id, t, kinds[(i + j) % kinds.len()], NOW - 60_000 * (i as u64 + 1));
             let env = proto::Envelope {
                 sightings: vec![one.clone()],
+                ..Default::default()
             }
             .encode_to_vec();
             for mode in [0u8, 1] {
@@ -89,7 +90,11 @@ fn write_fuzz_seeds() {
         all[1].clone(),
     ];
     for (name, sightings) in [("all", all), ("forged", forged), ("dup", dup), ("expired", expired)] {
-        let env = proto::Envelope { sightings }.encode_to_vec();
+        let env = proto::Envelope {
+            sightings,
+            ..Default::default()
+        }
+        .encode_to_vec();
         for mode in [0u8, 1, 0x7f] {
             let mut bytes = vec![mode];
             bytes.extend_from_slice(&env);
@@ -116,10 +121,12 @@ fn write_fuzz_seeds() {
                 reconcile: msg.clone().into(),
                 want: vec![set_a[round].1.to_vec().into()],
                 give: vec![],
+                ..Default::default()
             };
             let resp = proto::SyncResponse {
                 reconcile: answer.clone().into(),
                 records: vec![],
+                ..Default::default()
             };
             let mut bytes = vec![0u8];
             bytes.extend_from_slice(&req.encode_to_vec());
