@@ -192,6 +192,16 @@ impl Target {
         }
     }
 
+    /// Whether blocking one target would touch the other: one contains the other (an
+    /// address inside a prefix, a number prefix that starts with the other).
+    pub fn overlaps(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Ip(x), Target::Ip(y)) => x.contains(y) || y.contains(x),
+            (Target::Number(x), Target::Number(y)) => x.starts_with(&**y) || y.starts_with(&**x),
+            _ => false,
+        }
+    }
+
     /// The IP network, if this is an address target.
     pub fn ip_net(&self) -> Option<IpNet> {
         match self {

@@ -72,7 +72,7 @@ impl Policy {
     /// allowed address or number inside it: blocking it would hit what the operator
     /// allowed), the first in target order.
     pub fn allowed(&self, target: &Target, now: Millis) -> Option<(&Target, &Allow)> {
-        self.allows.iter().find(|(t, a)| a.is_active(now) && overlap(t, target))
+        self.allows.iter().find(|(t, a)| a.is_active(now) && t.overlaps(target))
     }
 
     /// Lowers a trusted reporter's reputation by the configured penalty (as of `now`,
@@ -132,15 +132,5 @@ impl Policy {
             self.penalties.remove(k);
         }
         gone
-    }
-}
-
-/// Whether two targets overlap: one address prefix contains the other, or one number
-/// prefix starts the other.
-fn overlap(a: &Target, b: &Target) -> bool {
-    match (a, b) {
-        (Target::Ip(x), Target::Ip(y)) => x.contains(y) || y.contains(x),
-        (Target::Number(x), Target::Number(y)) => x.starts_with(&**y) || y.starts_with(&**x),
-        _ => false,
     }
 }

@@ -52,15 +52,6 @@ fn target_of_key(key: &[u8]) -> anyhow::Result<Target> {
     Target::from_proto(&p, PROTOCOL_BOUNDS).context("a stored target")
 }
 
-/// Whether blocking one target would touch the other: one contains the other.
-pub fn overlaps(a: &Target, b: &Target) -> bool {
-    match (a, b) {
-        (Target::Ip(x), Target::Ip(y)) => x.contains(y) || y.contains(x),
-        (Target::Number(x), Target::Number(y)) => x.starts_with(&**y) || y.starts_with(&**x),
-        _ => false,
-    }
-}
-
 impl Engine {
     /// Loads the allows and the penalties at start; expired or corrupt entries are
     /// removed from the store.
@@ -211,7 +202,7 @@ impl Engine {
         if !renewing {
             let me = self.identity.public();
             for (t, entries) in self.ledger.by_target() {
-                if !overlaps(t, &target) {
+                if !t.overlaps(&target) {
                     continue;
                 }
                 for e in entries {
